@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# bench/run.sh -- the full matrix: direct redis vs twemproxy (nutcracker) vs
+# slotproxy, interleaved in one run (bench/peer_bench.sh), then the summary of
+# the issue's targets (slotproxy / nutcracker):
+#   P1  geo-mean >= 1.0x   P16 geo-mean >= 1.2x   MSET (spanning groups) >= 1.0x
+#
+# Usage:  bench/run.sh                 (defaults: ~12-15 min on a 2-core box)
+#         ROUNDS=2 N_P1=100000 bench/run.sh
+# Env:
+#   PYTHON        interpreter for slotproxy [repo .venv/bin/python, else python3]
+#   SLOTPROXY_ARGS extra proxy flags (e.g. "--no-hiredis")
+#   ROUNDS [3] N_P1 [150000] N_PIPE [1500000] MSET_DIV [2] LPUSH_MAX [1000000]
+#   TESTS SIZES PIPES CLIENTS KEYSPACE BENCH_CPUS SERVER_CPUS PROXY_CPUS ...
+#                 passed through to bench/peer_bench.sh (see its header)
+#   OUT_DIR       [bench/results/<UTC timestamp>]
+#   STRICT=1      exit 1 when a target is missed (default: figures only, exit 0)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
+fi
+command -v "$PYTHON" >/dev/null || { echo "run.sh: PYTHON=$PYTHON not found" >&2; exit 2; }
+for tool in redis-server redis-cli redis-benchmark nutcracker taskset setsid timeout bc; do
+  command -v "$tool" >/dev/null || { echo "run.sh: '$tool' is not installed" >&2; exit 2; }
+done
+if ! (cd "$ROOT" && "$PYTHON" -c 'import proxy.server' 2>/dev/null); then
+  echo "run.sh: $PYTHON cannot import the proxy (missing deps?); set PYTHON=.../bin/python" >&2
+  exit 2
+fi
+if ! "$PYTHON" -c 'import uvloop, hiredis' 2>/dev/null; then
+  echo "run.sh: WARNING: $PYTHON lacks uvloop and/or hiredis: figures are not representative" >&2
+fi
+
+export ROUNDS=${ROUNDS:-3}
+export N_P1=${N_P1:-150000}
+export N_PIPE=${N_PIPE:-1500000}
+export MSET_DIV=${MSET_DIV:-2}
+export LPUSH_MAX=${LPUSH_MAX:-1000000}
+TS=$(date -u +%Y%m%dT%H%M%SZ)
+export OUT_DIR=${OUT_DIR:-$HERE/results/$TS}
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+
+{
+  echo "python: $PYTHON ($("$PYTHON" -VV 2>&1 | head -1))"
+  echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)" \
+       "dirty files: $(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l)"
+  echo "host: $(uname -srm), $(nproc) cpus, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$OUT_DIR/env.txt"
+cat "$OUT_DIR/env.txt" >&2
+
+cd "$ROOT"
+printf -v PY_Q '%q' "$PYTHON"
+printf -v ROOT_Q '%q' "$ROOT"
+SLOTPROXY_CMD="env PYTHONPATH=$ROOT_Q $PY_Q -m proxy --listen 127.0.0.1:{port}"
+SLOTPROXY_CMD+=" --backends {backends} --log-level warning ${SLOTPROXY_ARGS:-}"
+
+start=$(date +%s)
+"$HERE/peer_bench.sh" "slotproxy=$SLOTPROXY_CMD"
+echo
+summary_args=(summary "$OUT_DIR/raw.csv" --target slotproxy --baseline nutcracker)
+[[ -n "${STRICT:-}" ]] && summary_args+=(--strict)
+rc=0
+python3 "$HERE/bench_report.py" "${summary_args[@]}" | tee "$OUT_DIR/summary.txt" || rc=$?
+if [[ -s "$OUT_DIR/mset_span.txt" ]]; then sed 's/^/  /' "$OUT_DIR/mset_span.txt"; fi
+nfail=$(($(wc -l < "$OUT_DIR/failures.csv") - 1))
+if (( nfail > 0 )); then
+  echo "  WARNING: $nfail redis-benchmark run(s) failed, see $OUT_DIR/failures.csv"
+fi
+echo "  wall time $(( $(date +%s) - start ))s; results in $OUT_DIR"
+exit "$rc"

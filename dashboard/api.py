@@ -1,0 +1,306 @@
+"""The dashboard's JSON REST API: app factory, route table, auth and error middlewares.
+
+Conventions: every response is JSON; errors are a real HTTP status with {"error": "..."};
+every non-GET call needs `Authorization: Bearer <admin_token>`; reads need no token (they are
+what monitoring and `proxyctl status` use). The route table below is also the source of the
+OpenAPI description (`openapi.py`), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from proxy.slots import format_ranges
+
+from . import openapi
+from . import topology as topo_ops
+from .config import DashboardConfig
+from .health import group_health
+from .models import Topology
+from .service import Dashboard, DashboardError
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+DASHBOARD = web.AppKey("dashboard", Dashboard)
+CONFIG = web.AppKey("config", DashboardConfig)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _dash(request: web.Request) -> Dashboard:
+    return request.app[DASHBOARD]
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise topo_ops.InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise topo_ops.InvalidRequest("request body must be a JSON object")
+    return data
+
+
+def _gid(request: web.Request) -> int:
+    return topo_ops.check_gid(request.match_info["gid"])
+
+
+def _changed(topo: Topology, **extra: Any) -> dict[str, Any]:
+    return {"epoch": topo.epoch, **extra}
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+async def get_topology(request: web.Request) -> web.Response:
+    return web.json_response(await _dash(request).overview())
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    topo = await _dash(request).topology()
+    return web.json_response({"epoch": topo.epoch, "groups": [
+        topo_ops.group_view(topo, gid) for gid in sorted(topo.groups)]})
+
+
+async def get_group(request: web.Request) -> web.Response:
+    dash = _dash(request)
+    topo = await dash.topology()
+    gid = _gid(request)
+    view = topo_ops.group_view(topo, gid)
+    view["health"] = group_health(topo, dash.health.servers)[str(gid)]
+    return web.json_response(view)
+
+
+async def create_group(request: web.Request) -> web.Response:
+    body = await _body(request)
+    replicas = body.get("replicas") or []
+    if not isinstance(replicas, list):
+        raise topo_ops.InvalidRequest("'replicas' must be a list of 'host:port'")
+    gid = body.get("id")
+    if gid is not None:
+        gid = topo_ops.check_gid(gid)
+    created: dict[str, int] = {}
+
+    def apply(t: Topology) -> Topology:
+        new = topo_ops.create_group(t, gid, body.get("master"), replicas)
+        created["id"] = next(iter(set(new.groups) - set(t.groups)))
+        return new
+
+    topo = await _dash(request).change(apply)
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, created["id"])),
+                             status=201)
+
+
+async def delete_group(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    topo = await _dash(request).change(lambda t: topo_ops.remove_group(t, gid))
+    return web.json_response(_changed(topo, removed=gid))
+
+
+async def add_server(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    body = await _body(request)
+    if "addr" not in body:
+        raise topo_ops.InvalidRequest("'addr' (host:port) is required")
+    role = body.get("role")
+    topo = await _dash(request).change(
+        lambda t: topo_ops.add_server(t, gid, body["addr"], role))
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)), status=201)
+
+
+async def remove_server(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    addr = request.match_info["addr"]
+    topo = await _dash(request).change(lambda t: topo_ops.remove_server(t, gid, addr))
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)))
+
+
+async def get_slots(request: web.Request) -> web.Response:
+    topo = await _dash(request).topology()
+    unassigned = [s for s, g in enumerate(topo.owner) if g == 0]
+    return web.json_response({
+        "epoch": topo.epoch, "slots": topo.nslots,
+        "ranges": [list(r) for r in topo.ranges()],
+        "unassigned": format_ranges(unassigned),
+        "migrations": {str(s): m.to_json() for s, m in sorted(topo.migrations.items())},
+    })
+
+
+async def assign_slots(request: web.Request) -> web.Response:
+    body = await _body(request)
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise topo_ops.InvalidRequest("'force' must be true or false")
+
+    def apply(t: Topology) -> Topology:
+        return topo_ops.assign_slots(t, topo_ops.parse_assignments(t, body.get("assign")), force)
+
+    topo = await _dash(request).change(apply)
+    return web.json_response(_changed(topo, ranges=[list(r) for r in topo.ranges()]))
+
+
+async def get_slotmap(request: web.Request) -> web.Response:
+    topo = await _dash(request).topology()
+    return web.json_response(topo.slot_map().to_json())
+
+
+async def list_proxies(request: web.Request) -> web.Response:
+    return web.json_response({"proxies": await _dash(request).proxies()})
+
+
+async def register_proxy(request: web.Request) -> web.Response:
+    body = await _body(request)
+    pid = body.get("id")
+    if not isinstance(pid, str) or not pid or len(pid) > 200 or "/" in pid:
+        raise topo_ops.InvalidRequest("'id' must be a non-empty string without '/'")
+    if not body.get("admin"):
+        raise topo_ops.InvalidRequest(f"proxy {pid}: 'admin' is required (the dashboard pushes "
+                                      "slot maps there; configure admin_listen on the proxy)")
+    addr = topo_ops.check_addr(body.get("addr"))
+    admin = topo_ops.check_addr(body.get("admin"))
+    epoch = _dash(request).register(pid, addr, admin)
+    return web.json_response({"epoch": epoch})
+
+
+async def remove_proxy(request: web.Request) -> web.Response:
+    rec = await _dash(request).remove_proxy(request.match_info["proxy_id"])
+    return web.json_response({"removed": rec.id})
+
+
+async def get_health(request: web.Request) -> web.Response:
+    dash = _dash(request)
+    topo = await dash.topology()
+    return web.json_response({"groups": group_health(topo, dash.health.servers)})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi.spec(ROUTES))
+
+
+# -- route table -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: str | None = None  # name of the request schema in openapi.SCHEMAS
+
+    @property
+    def needs_token(self) -> bool:
+        return self.method != "GET"
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/api/openapi.json", get_openapi, "This OpenAPI description"),
+    Route("GET", "/api/v1/topology", get_topology,
+          "Overview: dashboard role and leader, epoch, groups with slots and health, proxies"),
+    Route("GET", "/api/v1/groups", list_groups, "All groups with their slot ranges"),
+    Route("POST", "/api/v1/groups", create_group, "Create a group", "GroupCreate"),
+    Route("GET", "/api/v1/groups/{gid}", get_group, "One group, with server health"),
+    Route("DELETE", "/api/v1/groups/{gid}", delete_group,
+          "Delete a group (refused while it owns slots)"),
+    Route("POST", "/api/v1/groups/{gid}/servers", add_server,
+          "Add a server (master if the group has none, else replica)", "ServerAdd"),
+    Route("DELETE", "/api/v1/groups/{gid}/servers/{addr}", remove_server,
+          "Remove a server (a master only when the group owns no slots)"),
+    Route("GET", "/api/v1/slots", get_slots, "Slot ranges per group and migration state"),
+    Route("POST", "/api/v1/slots/assign", assign_slots,
+          "Assign slot ranges to groups without moving data (refused while migrating)",
+          "SlotAssign"),
+    Route("GET", "/api/v1/slotmap", get_slotmap,
+          "The current slot map as proxies consume it (no auth)"),
+    Route("GET", "/api/v1/proxies", list_proxies, "Registered proxies"),
+    Route("POST", "/api/v1/proxies/register", register_proxy,
+          "Proxy registration and heartbeat; replies with the current epoch", "ProxyRegister"),
+    Route("DELETE", "/api/v1/proxies/{proxy_id}", remove_proxy,
+          "Forget a proxy (e.g. a dead one that blocks changes)"),
+    Route("GET", "/api/v1/health", get_health, "Per-group server health and stats"),
+)
+
+
+# -- middlewares -------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except (topo_ops.TopologyError, DashboardError) as e:
+        if request.method != "GET":
+            log.warning("%s %s from %s refused: %s", request.method, request.path,
+                        request.remote, e)
+        return _error(e.status, str(e))
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _error(e.status, e.reason if e.status != 405 else
+                      f"method {request.method} not allowed on {request.path}")
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal error (see the dashboard log)")
+
+
+def auth_middleware(token: str | None) -> Any:
+    expected = f"Bearer {token}".encode() if token else None
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            given = request.headers.get("Authorization", "").encode()
+            # compare_digest: the time taken must not reveal how much of the token matched.
+            if expected is None or not hmac.compare_digest(given, expected):
+                why = ("no admin token is configured on the dashboard" if expected is None
+                       else "missing or wrong admin token (Authorization: Bearer <token>)")
+                return _error(401, why)
+            if request.path != "/api/v1/proxies/register":  # heartbeats: every 2 s per proxy
+                log.info("%s %s from %s", request.method, request.path, request.remote)
+        return await handler(request)
+
+    return check
+
+
+# -- app factory -------------------------------------------------------------------------------
+
+
+def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Application:
+    """The dashboard app. Its background work (leadership, health polling) lives in cleanup_ctx."""
+    app = web.Application(middlewares=[errors_middleware, auth_middleware(cfg.admin_token)])
+    app[CONFIG] = cfg
+    app[DASHBOARD] = Dashboard(cfg, store if store is not None else cfg.store.open())
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler)
+    app.cleanup_ctx.append(_background)
+    return app
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    dash = app[DASHBOARD]
+    tasks = [asyncio.create_task(dash.run(), name="leadership"),
+             asyncio.create_task(dash.health.run(), name="health")]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await dash.close()
+

@@ -1,0 +1,157 @@
+"""Dashboard configuration: one frozen dataclass with every default, loaded from YAML.
+
+Problems are reported as `ConfigError` naming the field, so `python -m dashboard` prints one line.
+The admin token may come from the environment (SLOTPROXY_ADMIN_TOKEN) so it stays out of files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from proxy.slots import DEFAULT_SLOTS, SLOT_COUNTS
+
+from .store import DEFAULT_PREFIX, Keys, Store
+
+TOKEN_ENV = "SLOTPROXY_ADMIN_TOKEN"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    kind: str = "file"                       # "file" | "etcd"
+    path: str = ".slotproxy/store"           # file: the directory (relative to the config file)
+    endpoints: tuple[str, ...] = ("http://127.0.0.1:2379",)  # etcd
+    lease_ttl: int = 10                      # etcd: seconds a dead leader keeps the lock
+    timeout: float = 3.0                     # etcd: per request
+    prefix: str = DEFAULT_PREFIX
+
+    def open(self) -> Store:
+        if self.kind == "file":
+            from .store_file import FileStore
+            return FileStore(self.path)
+        from .store_etcd import EtcdStore
+        return EtcdStore(list(self.endpoints), lease_ttl=self.lease_ttl, timeout=self.timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    listen: tuple[str, int] = ("127.0.0.1", 18080)
+    cluster: str = "default"                 # one topology per name (the store key prefix)
+    slots: int = DEFAULT_SLOTS               # used only when the store holds no topology yet
+    admin_token: str | None = None
+    dashboard_id: str | None = None          # default: host:port we listen on
+    advertise: str | None = None             # URL others reach us at (shown as leader info)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    push_timeout: float = 3.0                # per proxy, for slot-map pushes
+    health_interval: float = 1.0             # redis INFO polling period
+    health_timeout: float = 1.0
+    proxy_stale_after: float = 10.0          # heartbeat age after which a proxy shows "stale"
+    log_level: str = "info"
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(cluster=self.cluster, prefix=self.store.prefix)
+
+    @property
+    def listen_addr(self) -> str:
+        return f"{self.listen[0]}:{self.listen[1]}"
+
+    @property
+    def ident(self) -> str:
+        return self.dashboard_id or f"{socket.gethostname()}:{self.listen[1]}"
+
+    @property
+    def url(self) -> str:
+        return self.advertise or f"http://{self.listen_addr}"
+
+
+def parse_hostport(value: object, what: str) -> tuple[str, int]:
+    if isinstance(value, str):
+        host, sep, port = value.rpartition(":")
+        if sep and port.isdigit() and 0 <= int(port) < 65536:
+            return host or "127.0.0.1", int(port)
+    raise ConfigError(f"{what}: expected 'host:port', got {value!r}")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def from_dict(data: dict[str, Any], base: Path | None = None,
+              env: dict[str, str] | None = None) -> DashboardConfig:
+    """Build and validate a config; relative store paths are resolved against `base`."""
+    env = os.environ if env is None else env
+    data = dict(data or {})
+    known = {f.name for f in fields(DashboardConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    kw: dict[str, Any] = {}
+    if "listen" in data:
+        kw["listen"] = parse_hostport(data.pop("listen"), "listen")
+    store_data = dict(data.pop("store", None) or {})
+    store_known = {f.name for f in fields(StoreConfig)}
+    bad = sorted(set(store_data) - store_known)
+    if bad:
+        raise ConfigError(f"unknown store key(s): {', '.join(bad)}")
+    if isinstance(store_data.get("endpoints"), str):
+        store_data["endpoints"] = [store_data["endpoints"]]
+    if "endpoints" in store_data:
+        store_data["endpoints"] = tuple(store_data["endpoints"])
+    store = StoreConfig(**store_data)
+    if store.kind not in ("file", "etcd"):
+        raise ConfigError(f"store.kind: expected 'file' or 'etcd', got {store.kind!r}")
+    if store.kind == "file" and base is not None and not Path(store.path).is_absolute():
+        store = replace(store, path=str(base / store.path))
+    kw["store"] = store
+    for name in ("push_timeout", "health_interval", "health_timeout", "proxy_stale_after"):
+        if name in data:
+            kw[name] = float(data.pop(name))
+    kw.update({k: v for k, v in data.items() if v is not None})
+    cfg = DashboardConfig(**kw)
+    if cfg.slots not in SLOT_COUNTS:
+        raise ConfigError(f"slots: expected one of {SLOT_COUNTS}, got {cfg.slots}")
+    token = env.get(TOKEN_ENV) or cfg.admin_token
+    cfg = replace(cfg, admin_token=token or None)
+    return cfg
+
+
+def load(path: str | os.PathLike[str] | None, env: dict[str, str] | None = None,
+         **overrides: Any) -> DashboardConfig:
+    data: dict[str, Any] = {}
+    base = None
+    if path is not None:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"cannot read config {p}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: bad YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+        base = p.resolve().parent
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(data, base=base, env=env)
+
+
+def check_secure(cfg: DashboardConfig) -> None:
+    """Mutations always need the token, so a dashboard without one would be read-only for good."""
+    if not cfg.admin_token:
+        raise ConfigError(f"no admin token: set admin_token in the config or {TOKEN_ENV} in the "
+                          "environment (mutating API calls need it as a Bearer token)")

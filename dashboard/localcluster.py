@@ -1,0 +1,201 @@
+"""`proxyctl up`: a complete local cluster on embedded defaults, in the foreground.
+
+N redis-server groups and the dashboard (file store in the work dir) are started with
+`dashboard.procs`, the groups are created and the slots spread evenly through the dashboard's
+REST API (the same calls an operator makes), then the proxies start and register themselves.
+Ctrl-C (SIGINT) or SIGTERM stops everything this command started, by PID, in reverse order.
+
+Every run starts a fresh cluster: the redis servers get new free ports and empty data, so the
+store from a previous run (which names the old ports) is cleared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .cli import TOKEN_ENV, Client, CliError
+from .procs import Process, RedisServer, free_port, python_module, wait_port
+from .topology import even_assignment
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class LocalCluster:
+    def __init__(self, workdir: Path, groups: int = 3, proxies: int = 1, nslots: int = 16384,
+                 token: str | None = None, proxy_port: int = 0, dashboard_port: int = 0) -> None:
+        if groups < 1 or proxies < 0:
+            raise CliError("need at least one group and zero or more proxies", 2)
+        self.dir = workdir.resolve()
+        self.ngroups = groups
+        self.nproxies = proxies
+        self.nslots = nslots
+        self.token = token or secrets.token_urlsafe(16)
+        self.proxy_port = proxy_port
+        self.dashboard_port = dashboard_port or free_port()
+        self.redis: list[RedisServer] = []
+        self.processes: list[tuple[str, Process]] = []
+        self.proxy_addrs: list[str] = []
+        self.url = f"http://127.0.0.1:{self.dashboard_port}"
+
+    def _env(self) -> dict[str, str]:
+        # Children run `python -m dashboard` / `python -m proxy` from this checkout.
+        path = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{path}" if path
+                else str(REPO_ROOT)}
+
+    def _spawn(self, name: str, argv: list[str]) -> Process:
+        proc = Process(argv, self.dir / "logs" / f"{name}.log", env=self._env())
+        self.processes.append((name, proc))
+        return proc
+
+    def start(self, stopping: threading.Event | None = None) -> None:
+        def check() -> None:
+            if stopping is not None and stopping.is_set():
+                raise KeyboardInterrupt
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "logs").mkdir(exist_ok=True)
+        shutil.rmtree(self.dir / "store", ignore_errors=True)
+        for i in range(1, self.ngroups + 1):
+            shutil.rmtree(self.dir / f"redis-{i}", ignore_errors=True)
+            self.redis.append(RedisServer(self.dir / f"redis-{i}").start())
+            check()
+
+        cfg = {"listen": f"127.0.0.1:{self.dashboard_port}", "admin_token": self.token,
+               "slots": self.nslots, "store": {"kind": "file", "path": str(self.dir / "store")}}
+        (self.dir / "dashboard.yaml").write_text(yaml.safe_dump(cfg))
+        dash = self._spawn("dashboard",
+                           python_module("dashboard", "-c", str(self.dir / "dashboard.yaml")))
+        wait_port("127.0.0.1", self.dashboard_port, 20, dash.proc)
+        check()
+
+        api = Client(self.url, self.token)
+        self._wait(lambda: api.get("/api/v1/topology")["dashboard"]["role"] == "leader",
+                   "the dashboard to lead", dash)
+        for i, srv in enumerate(self.redis, start=1):
+            api.call("POST", "/api/v1/groups", {"id": i, "master": srv.addr})
+        api.call("POST", "/api/v1/slots/assign",
+                 {"assign": even_assignment(self.nslots, list(range(1, self.ngroups + 1)))})
+        check()
+
+        for i in range(1, self.nproxies + 1):
+            port = self.proxy_port + i - 1 if self.proxy_port else free_port()
+            pcfg = {"listen": f"127.0.0.1:{port}", "admin_listen": f"127.0.0.1:{free_port()}",
+                    "admin_token": self.token, "dashboard": self.url, "proxy_id": f"proxy-{i}",
+                    "slots": self.nslots}
+            path = self.dir / f"proxy-{i}.yaml"
+            path.write_text(yaml.safe_dump(pcfg))
+            proc = self._spawn(f"proxy-{i}", python_module("proxy", "-c", str(path)))
+            wait_port("127.0.0.1", port, 30, proc.proc)
+            self.proxy_addrs.append(f"127.0.0.1:{port}")
+            check()
+
+        def all_online() -> bool:
+            listed = api.get("/api/v1/proxies")["proxies"]
+            return sum(p["state"] == "online" for p in listed) >= self.nproxies
+        self._wait(all_online, "the proxies to come online", dash)
+        (self.dir / "pids.json").write_text(json.dumps(self.pids()))
+
+    @staticmethod
+    def _wait(cond: Any, what: str, proc: Process, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if cond():
+                    return
+            except CliError:
+                pass
+            if not proc.alive():
+                raise CliError(f"dashboard exited while waiting for {what}: see "
+                               f"{proc.log_path}")
+            if time.monotonic() > deadline:
+                raise CliError(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+    def pids(self) -> dict[str, int]:
+        out = {f"redis-{i}": s.process.pid for i, s in enumerate(self.redis, start=1)
+               if s.process is not None}
+        out.update({name: p.pid for name, p in self.processes})
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "dashboard": self.url,
+            "token": self.token,
+            "proxies": self.proxy_addrs,
+            "groups": {str(i): s.addr for i, s in enumerate(self.redis, start=1)},
+            "dir": str(self.dir),
+            "pids": self.pids(),
+        }
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.processes if not p.alive()] + [
+            s.addr for s in self.redis if not s.alive()]
+
+    def stop(self) -> None:
+        """Everything we started, newest first (proxies, dashboard, then redis), by PID."""
+        for _, proc in reversed(self.processes):
+            proc.stop()
+        for srv in reversed(self.redis):
+            srv.stop()
+
+
+def run_up(args: argparse.Namespace) -> int:
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    cluster = LocalCluster(Path(args.dir), args.groups, args.proxies, args.slots,
+                           token=getattr(args, "token", None) or os.environ.get(TOKEN_ENV),
+                           proxy_port=args.port, dashboard_port=args.dashboard_port)
+    try:
+        try:
+            cluster.start(stopping)
+        except KeyboardInterrupt:
+            return 130
+        except (RuntimeError, TimeoutError, OSError, CliError) as e:
+            print(f"proxyctl up: {e} (logs in {cluster.dir / 'logs'})", file=sys.stderr)
+            return 1
+        info = cluster.summary()
+        if getattr(args, "json", False):
+            print(json.dumps(info), flush=True)
+        else:
+            print(render(info), flush=True)
+        reported: set[str] = set()
+        while not stopping.wait(1.0):
+            for name in set(cluster.dead()) - reported:
+                print(f"proxyctl up: {name} exited (see {cluster.dir / 'logs'})",
+                      file=sys.stderr, flush=True)
+                reported.add(name)
+        return 0
+    finally:
+        cluster.stop()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def render(info: dict[str, Any]) -> str:
+    lines = [f"slotproxy local cluster is up (work dir {info['dir']})",
+             f"  dashboard  {info['dashboard']}"]
+    lines += [f"  proxy      {addr}   (redis-cli -p {addr.rpartition(':')[2]})"
+              for addr in info["proxies"]]
+    lines += [f"  group {gid}    {addr}" for gid, addr in info["groups"].items()]
+    lines += ["", "Operate it with:",
+              f"  export SLOTPROXY_DASHBOARD={info['dashboard']} "
+              f"SLOTPROXY_ADMIN_TOKEN={info['token']}",
+              "  proxyctl status", "", "Ctrl-C stops everything."]
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The dashboard's data model and its JSON form (sans-IO).
+
+The whole topology -- groups, slot owners, per-slot migration state and the epoch -- is ONE
+document (`Topology`), written to the store with compare-and-swap, so every change is atomic on
+every store backend. Proxies are separate records (`ProxyRecord`) because they come and go on
+their own (registration, removal) and must not make topology writes conflict.
+
+Everything here is immutable: a change builds a new `Topology` (see `topology.py`), which makes
+"compute, then commit, else keep the old one" trivially safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.slots import SLOT_COUNTS, GroupSpec, SlotMap
+
+# A group is "active" today. "promoting" is reserved for master failover (a later issue), so the
+# field is in the stored document from day one and old documents stay readable.
+GROUP_STATES = ("active", "promoting")
+
+# Per-slot migration states, reserved for the migration issue (Codis' action state machine).
+MIGRATION_STATES = ("pending", "preparing", "prepared", "migrating", "finished")
+
+# online: acknowledged the current epoch; pending: registered, first push not done yet;
+# unreachable: the last push to it failed (it blocks slot-map changes until it is removed).
+PROXY_STATES = ("pending", "online", "unreachable")
+
+MAX_GROUP_ID = 9999
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    id: int
+    master: str | None = None
+    replicas: tuple[str, ...] = ()
+    state: str = "active"
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return ((self.master,) if self.master else ()) + self.replicas
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "master": self.master, "replicas": list(self.replicas),
+                "state": self.state}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Group:
+        return cls(id=int(data["id"]), master=data.get("master") or None,
+                   replicas=tuple(data.get("replicas", ())), state=data.get("state", "active"))
+
+
+@dataclass(frozen=True, slots=True)
+class SlotMigration:
+    """Reserved: one slot moving from `source` to `target` (written by the migration issue)."""
+
+    state: str
+    source: int
+    target: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "source": self.source, "target": self.target}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SlotMigration:
+        return cls(state=data["state"], source=int(data["source"]), target=int(data["target"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Groups, slot owners (`owner[slot]` = gid, 0 = unassigned), migrations and the epoch."""
+
+    nslots: int
+    owner: tuple[int, ...]
+    groups: dict[int, Group] = field(default_factory=dict)
+    migrations: dict[int, SlotMigration] = field(default_factory=dict)
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        if self.nslots not in SLOT_COUNTS:
+            raise ValueError(f"slots must be one of {SLOT_COUNTS}, not {self.nslots}")
+        if len(self.owner) != self.nslots:
+            raise ValueError(f"topology has {len(self.owner)} slot owners, expected {self.nslots}")
+
+    @classmethod
+    def empty(cls, nslots: int) -> Topology:
+        return cls(nslots=nslots, owner=(0,) * nslots)
+
+    def slots_of(self, gid: int) -> list[int]:
+        return [s for s, g in enumerate(self.owner) if g == gid]
+
+    def ranges(self) -> list[tuple[int, int, int]]:
+        """(start, end, gid) for every maximal run of assigned slots with one owner."""
+        out: list[tuple[int, int, int]] = []
+        for s, gid in enumerate(self.owner):
+            if out and out[-1][2] == gid and out[-1][1] == s - 1:
+                out[-1] = (out[-1][0], s, gid)
+            elif gid:
+                out.append((s, s, gid))
+        return out
+
+    def slot_map(self) -> SlotMap:
+        """What proxies route by. Groups without a master own no slots and are left out."""
+        specs = {g.id: GroupSpec(g.id, g.master, g.replicas)
+                 for g in self.groups.values() if g.master}
+        return SlotMap(nslots=self.nslots, owner=self.owner, groups=specs, epoch=self.epoch)
+
+    def to_json(self) -> dict[str, Any]:
+        # Owners are stored as ranges: 16384 slots in three groups is three short triples.
+        return {
+            "epoch": self.epoch,
+            "slots": self.nslots,
+            "groups": [g.to_json() for g in sorted(self.groups.values(), key=lambda g: g.id)],
+            "ranges": [list(r) for r in self.ranges()],
+            "migrations": {str(s): m.to_json() for s, m in sorted(self.migrations.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Topology:
+        nslots = int(data["slots"])
+        owner = [0] * nslots
+        for start, end, gid in data.get("ranges", []):
+            for s in range(int(start), int(end) + 1):
+                owner[s] = int(gid)
+        groups = {g.id: g for g in map(Group.from_json, data.get("groups", []))}
+        migrations = {int(s): SlotMigration.from_json(m)
+                      for s, m in data.get("migrations", {}).items()}
+        return cls(nslots=nslots, owner=tuple(owner), groups=groups, migrations=migrations,
+                   epoch=int(data.get("epoch", 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRecord:
+    """A registered proxy. `epoch` is the last topology epoch it acknowledged."""
+
+    id: str
+    addr: str       # where clients connect
+    admin: str      # its admin HTTP API, where the dashboard pushes slot maps
+    state: str = "pending"
+    last_seen: float = 0.0
+    registered: float = 0.0
+    epoch: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "addr": self.addr, "admin": self.admin, "state": self.state,
+                "last_seen": self.last_seen, "registered": self.registered,
+                "epoch": self.epoch, "error": self.error}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProxyRecord:
+        return cls(id=data["id"], addr=data["addr"], admin=data["admin"],
+                   state=data.get("state", "pending"),
+                   last_seen=float(data.get("last_seen", 0.0)),
+                   registered=float(data.get("registered", 0.0)),
+                   epoch=int(data.get("epoch", 0)), error=data.get("error"))

@@ -1,0 +1,88 @@
+"""OpenAPI 3.0 description of the dashboard API, generated from `api.ROUTES`.
+
+Paths, methods, summaries and which calls need the token come from the route table itself;
+only the request/response schemas are written out here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+_ADDR = {"type": "string", "example": "127.0.0.1:6379", "description": "host:port"}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {"type": "object", "required": ["error"],
+              "properties": {"error": {"type": "string"}}},
+    "GroupCreate": {"type": "object", "properties": {
+        "id": {"type": "integer", "minimum": 1, "maximum": 9999,
+               "description": "default: the smallest free id"},
+        "master": _ADDR,
+        "replicas": {"type": "array", "items": _ADDR}}},
+    "ServerAdd": {"type": "object", "required": ["addr"], "properties": {
+        "addr": _ADDR,
+        "role": {"type": "string", "enum": ["master", "replica"],
+                 "description": "default: master if the group has none, else replica"}}},
+    "SlotAssign": {"type": "object", "required": ["assign"], "properties": {
+        "assign": {"type": "array", "items": {
+            "type": "object", "required": ["slots", "group"], "properties": {
+                "slots": {"type": "string", "example": "0-5460,8000"},
+                "group": {"type": "integer"}}}},
+        "force": {"type": "boolean", "default": False,
+                  "description": "reassign slots owned by another group without moving data"}}},
+    "ProxyRegister": {"type": "object", "required": ["id", "addr", "admin"], "properties": {
+        "id": {"type": "string"}, "addr": _ADDR, "admin": _ADDR}},
+    "SlotMap": {"type": "object", "properties": {
+        "epoch": {"type": "integer"}, "slots": {"type": "integer", "enum": [1024, 16384]},
+        "groups": {"type": "object", "additionalProperties": {
+            "type": "object", "properties": {"master": _ADDR,
+                                             "replicas": {"type": "array", "items": _ADDR}}}},
+        "ranges": {"type": "array", "description": "[start, end, gid] inclusive",
+                   "items": {"type": "array", "items": {"type": "integer"}}}}},
+}
+
+_ERRORS = {
+    "400": "invalid request (bad JSON, range, address or id)",
+    "401": "missing or wrong admin token",
+    "404": "unknown group, server or proxy",
+    "409": "refused by the current topology (e.g. group owns slots, slot migrating)",
+    "502": "some proxies did not acknowledge; the change was rolled back",
+    "503": "this dashboard is a standby (or the store is unreachable)",
+}
+
+
+def spec(routes: Iterable[Any]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler.__name__}
+        params = re.findall(r"{(\w+)}", r.path)
+        if params:
+            op["parameters"] = [{"name": p, "in": "path", "required": True,
+                                 "schema": {"type": "integer" if p == "gid" else "string"}}
+                                for p in params]
+        if r.body:
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{r.body}"}}}}
+        ok: dict[str, Any] = {"description": "OK", "content": {"application/json": {}}}
+        if r.path == "/api/v1/slotmap":
+            ok["content"]["application/json"]["schema"] = {"$ref": "#/components/schemas/SlotMap"}
+        responses = {"201" if r.method == "POST" and "register" not in r.path
+                     and "assign" not in r.path else "200": ok}
+        codes = ["400", "503"] if r.method == "GET" else list(_ERRORS)
+        for code in codes:
+            responses[code] = {"description": _ERRORS[code], "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}}
+        op["responses"] = responses
+        if r.needs_token:
+            op["security"] = [{"bearer": []}]
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "slotproxy dashboard", "version": "1",
+                 "description": "Control plane of slotproxy: groups, slots, proxies. Errors "
+                                "are JSON {\"error\": ...} with a real HTTP status."},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,373 @@
+"""The dashboard's control loop: leadership, the topology cache, changes and proxy pushes.
+
+How a change happens (`Dashboard.change`), under one lock so changes are serial:
+
+1. the pure function from `topology.py` builds the next Topology, epoch + 1;
+2. it is committed to the store with CAS (fenced by the leader lock);
+3. it is pushed to EVERY registered proxy in parallel and each must acknowledge;
+4. if any proxy fails, the change is ROLLED BACK: the previous content is committed again with
+   a still newer epoch (proxies never accept a lower epoch, so a rollback is a roll *forward*
+   to the old content) and pushed to every proxy that answers; the error names the failed
+   proxies. A proxy that was unreachable catches up by itself -- its heartbeat reply carries
+   the current epoch, which is newer than anything it may have applied.
+
+Committing before pushing (not after) means no proxy can ever hold an epoch the store has not
+seen, so a dashboard that crashes mid-change restarts with the store's map, pushes it to all
+proxies (`_take_over`) and everyone converges on it. If the store was lost and proxies are
+ahead of it anyway, `_reconcile` lifts the epoch above theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from proxy.slots import format_ranges
+
+from . import topology as topo_ops
+from .config import DashboardConfig
+from .health import HealthMonitor, group_health
+from .models import ProxyRecord, Topology
+from .proxies import ProxyClient, PushResult
+from .store import CasConflict, NotLeader, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class DashboardError(Exception):
+    status = 500
+
+
+class StandbyError(DashboardError):
+    """This dashboard does not hold the leader lock: mutations go to the leader."""
+
+    status = 503
+
+
+class StoreFailure(DashboardError):
+    status = 503
+
+
+class ConcurrentChange(DashboardError):
+    status = 409
+
+
+class PushFailed(DashboardError):
+    """Some proxies did not acknowledge a change; it was rolled back."""
+
+    status = 502
+
+    def __init__(self, failed: dict[str, PushResult], proxies: dict[str, ProxyRecord],
+                 epoch: int, rollback_failed: dict[str, PushResult],
+                 rollback_error: str | None = None) -> None:
+        self.failed = failed
+        self.epoch = epoch
+        names = "; ".join(f"proxy {pid} (admin {proxies[pid].admin}): {r.error}"
+                          for pid, r in sorted(failed.items()))
+        if rollback_error:
+            tail = f"rolling back ALSO failed ({rollback_error}): check `proxyctl status`"
+        else:
+            tail = (f"the change was rolled back (epoch {epoch} carries the previous "
+                    "topology); remove a dead proxy with `proxyctl proxy remove ID`")
+        lagging = sorted(set(rollback_failed) - set(failed))
+        if lagging:
+            tail += (f"; proxies {', '.join(lagging)} did not take the rollback yet and catch "
+                     "up with their next heartbeat")
+        super().__init__(f"{len(failed)} proxy(ies) did not acknowledge the change: "
+                         f"{names}; {tail}")
+        self.rollback_failed = rollback_failed
+
+
+class Dashboard:
+    def __init__(self, cfg: DashboardConfig, store: Store) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.keys = cfg.keys
+        self.client = ProxyClient(cfg.admin_token, cfg.push_timeout)
+        self.health = HealthMonitor(lambda: self._topo, cfg.health_interval, cfg.health_timeout)
+        self.info = {"id": cfg.ident, "url": cfg.url, "pid": os.getpid(),
+                     "started": time.time()}
+        self.role = "starting"
+        self.leading = asyncio.Event()  # set while leader with state loaded
+        self._lock = asyncio.Lock()
+        self._topo: Topology | None = None
+        self._topo_rev = 0
+        self._proxies: dict[str, ProxyRecord] = {}
+        self._last_seen: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._syncing: set[str] = set()
+        self._last_leader: dict[str, Any] | None = None
+
+    # -- leadership ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Campaign, lead until the lock is lost, campaign again; forever (cancel to stop)."""
+        while True:
+            self.role = "standby"
+            watcher = asyncio.create_task(self._watch_leader())
+            try:
+                await self.store.campaign(self.keys.leader, self.info)
+            finally:
+                watcher.cancel()
+            try:
+                async with self._lock:
+                    await self._take_over()
+            except (StoreError, DashboardError) as e:
+                log.error("taking over as leader failed: %s; retrying", e)
+                await self.store.resign()
+                await asyncio.sleep(1)
+                continue
+            self.role = "leader"
+            self.leading.set()
+            log.info("leading cluster %r at epoch %d", self.cfg.cluster, self._topo_epoch())
+            await self.store.leader_lost.wait()
+            self.leading.clear()
+            self.role = "standby"
+            log.error("lost the leader lock; now standby")
+
+    async def _take_over(self) -> None:
+        """Load the state a previous leader left and make every proxy agree with it."""
+        entry = await self.store.get(self.keys.topology)
+        if entry is None:
+            # Epoch 1, not 0: a fresh proxy is at 0, so even the empty map is news to it.
+            topo = replace(Topology.empty(self.cfg.slots), epoch=1)
+            self._topo_rev = await self.store.put(self.keys.topology, topo.to_json(), expect=0)
+        else:
+            topo = Topology.from_json(entry.value)
+            self._topo_rev = entry.revision
+            if topo.nslots != self.cfg.slots:
+                log.warning("store holds a %d-slot topology; config says %d: the store wins",
+                            topo.nslots, self.cfg.slots)
+        self._topo = topo
+        self._proxies = {}
+        for e in await self.store.list(self.keys.proxies):
+            rec = ProxyRecord.from_json(e.value)
+            self._proxies[rec.id] = rec
+        if self._proxies:
+            results = await self._push(list(self._proxies.values()), topo)
+            await self._reconcile(results)
+
+    async def _watch_leader(self) -> None:
+        """While standby: keep the leader's identity at hand for error messages."""
+        while True:
+            await self.leader()
+            await asyncio.sleep(1.0)
+
+    def _require_leader(self) -> Topology:
+        if not self.leading.is_set() or not self.store.is_leader or self._topo is None:
+            raise StandbyError(f"dashboard {self.info['id']} is a standby, not the leader"
+                               + self._leader_hint())
+        return self._topo
+
+    def _leader_hint(self) -> str:
+        leader = self._last_leader
+        return f"; the leader is {leader.get('id')} at {leader.get('url')}" if leader else ""
+
+    async def leader(self) -> dict[str, Any] | None:
+        try:
+            self._last_leader = await self.store.leader(self.keys.leader)
+        except StoreError:
+            self._last_leader = None
+        return self._last_leader
+
+    def _topo_epoch(self) -> int:
+        return self._topo.epoch if self._topo else 0
+
+    # -- commits and pushes --------------------------------------------------------------------
+
+    async def _commit(self, topo: Topology) -> None:
+        try:
+            self._topo_rev = await self.store.put(self.keys.topology, topo.to_json(),
+                                                  expect=self._topo_rev)
+        except NotLeader as e:
+            self.leading.clear()
+            raise StandbyError(f"not committed: {e}") from None
+        except CasConflict as e:
+            raise ConcurrentChange(f"the topology changed underneath this dashboard ({e}); "
+                                   "retry") from None
+        except StoreError as e:
+            raise StoreFailure(f"store write failed, nothing changed: {e}") from None
+        self._topo = topo
+
+    async def _push(self, proxies: list[ProxyRecord], topo: Topology) -> dict[str, PushResult]:
+        results = await self.client.push_all(proxies, topo.slot_map().to_json())
+        for pid, r in results.items():
+            rec = self._proxies.get(pid)
+            if rec is None:
+                continue
+            new = (replace(rec, state="online", epoch=r.epoch or 0, error=None) if r.ok
+                   else replace(rec, state="unreachable", error=r.error))
+            self._proxies[pid] = new
+            if (new.state, new.error) != (rec.state, rec.error):
+                await self._save_proxy(new)
+        return results
+
+    async def _save_proxy(self, rec: ProxyRecord) -> None:
+        rec = replace(rec, last_seen=max(rec.last_seen, self._last_seen.get(rec.id, 0.0)))
+        with contextlib.suppress(StoreError):  # proxy records are advisory: never fail on them
+            await self.store.put(self.keys.proxy(rec.id), rec.to_json())
+
+    async def _reconcile(self, results: dict[str, PushResult]) -> None:
+        """Proxies refusing our map as stale are ahead of the store: jump past their epoch."""
+        stale = [self._proxies[pid] for pid, r in results.items() if r.stale]
+        if not stale or self._topo is None:
+            return
+        infos = await asyncio.gather(*(self.client.info(p) for p in stale))
+        ahead = max((int(i.get("epoch", 0)) for i in infos if i), default=0)
+        if ahead >= self._topo.epoch:
+            log.warning("proxies are at epoch %d, store at %d: re-publishing above them",
+                        ahead, self._topo.epoch)
+            await self._commit(replace(self._topo, epoch=ahead + 1))
+            await self._push(list(self._proxies.values()), self._topo)
+
+    async def change(self, fn: Callable[[Topology], Topology]) -> Topology:
+        """Apply a pure change, commit it, push it to every proxy or roll it back."""
+        async with self._lock:
+            old = self._require_leader()
+            new = replace(fn(old), epoch=old.epoch + 1)
+            await self._commit(new)
+            proxies = list(self._proxies.values())
+            if not proxies:
+                return new
+            results = await self._push(proxies, new)
+            failed = {pid: r for pid, r in results.items() if not r.ok}
+            if not failed:
+                return new
+            rollback = replace(old, epoch=new.epoch + 1)
+            try:
+                await self._commit(rollback)
+            except DashboardError as e:
+                raise PushFailed(failed, self._proxies, new.epoch, {}, str(e)) from None
+            back = await self._push(proxies, rollback)
+            log.error("change rolled back to epoch %d: proxies %s failed", rollback.epoch,
+                      ", ".join(sorted(failed)))
+            raise PushFailed(failed, self._proxies, rollback.epoch,
+                             {pid: r for pid, r in back.items() if not r.ok})
+
+    # -- proxies -------------------------------------------------------------------------------
+
+    def register(self, proxy_id: str, addr: str, admin: str) -> int:
+        """A proxy's registration or heartbeat; returns the current epoch.
+
+        The push to a new (or changed, or lagging) proxy runs in the background, so the proxy's
+        request returns at once even while a change holds the lock.
+        """
+        topo = self._require_leader()
+        self._last_seen[proxy_id] = time.time()
+        rec = self._proxies.get(proxy_id)
+        lagging = (rec is None or (rec.addr, rec.admin) != (addr, admin)
+                   or rec.state != "online" or rec.epoch < topo.epoch)
+        if lagging and proxy_id not in self._syncing:
+            self._syncing.add(proxy_id)
+            self._spawn(self._sync_proxy(proxy_id, addr, admin))
+        return topo.epoch
+
+    async def _sync_proxy(self, proxy_id: str, addr: str, admin: str) -> None:
+        try:
+            async with self._lock:
+                topo = self._require_leader()
+                now = time.time()
+                rec = self._proxies.get(proxy_id) or ProxyRecord(
+                    id=proxy_id, addr=addr, admin=admin, registered=now)
+                if (rec.addr, rec.admin) != (addr, admin):
+                    rec = replace(rec, addr=addr, admin=admin, state="pending", registered=now)
+                self._proxies[proxy_id] = rec
+                if rec.state == "pending":
+                    await self._save_proxy(rec)
+                    log.info("proxy %s registered (clients %s, admin %s)", proxy_id, addr, admin)
+                results = await self._push([rec], topo)
+                await self._reconcile(results)
+        except DashboardError as e:
+            log.warning("syncing proxy %s failed: %s", proxy_id, e)
+        finally:
+            self._syncing.discard(proxy_id)
+
+    async def remove_proxy(self, proxy_id: str) -> ProxyRecord:
+        async with self._lock:
+            self._require_leader()
+            rec = self._proxies.get(proxy_id)
+            if rec is None:
+                raise topo_ops.NotFound(f"unknown proxy {proxy_id!r}")
+            try:
+                await self.store.delete(self.keys.proxy(proxy_id))
+            except NotLeader as e:
+                raise StandbyError(str(e)) from None
+            except StoreError as e:
+                raise StoreFailure(f"store write failed: {e}") from None
+            del self._proxies[proxy_id]
+            self._last_seen.pop(proxy_id, None)
+            log.info("proxy %s removed", proxy_id)
+            return rec
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- views (served by leader and standby alike) ----------------------------------------------
+
+    async def topology(self) -> Topology:
+        if self.leading.is_set() and self._topo is not None:
+            return self._topo
+        try:
+            entry = await self.store.get(self.keys.topology)
+        except StoreError as e:
+            raise StoreFailure(f"store unreachable: {e}") from None
+        topo = Topology.from_json(entry.value) if entry else Topology.empty(self.cfg.slots)
+        self._topo = topo  # a standby polls health for what it shows, too
+        return topo
+
+    async def proxies(self) -> list[dict[str, Any]]:
+        if self.leading.is_set():
+            records = list(self._proxies.values())
+        else:
+            try:
+                records = [ProxyRecord.from_json(e.value)
+                           for e in await self.store.list(self.keys.proxies)]
+            except StoreError as e:
+                raise StoreFailure(f"store unreachable: {e}") from None
+        now = time.time()
+        out = []
+        for rec in sorted(records, key=lambda r: r.id):
+            seen = max(rec.last_seen, self._last_seen.get(rec.id, 0.0))
+            view = rec.to_json()
+            view["last_seen"] = seen
+            view["stale"] = now - seen > self.cfg.proxy_stale_after
+            out.append(view)
+        return out
+
+    async def overview(self) -> dict[str, Any]:
+        topo = await self.topology()
+        health = group_health(topo, self.health.servers)
+        groups = []
+        for gid in sorted(topo.groups):
+            groups.append({**topo_ops.group_view(topo, gid), "health": health[str(gid)]})
+        unassigned = [s for s, g in enumerate(topo.owner) if g == 0]
+        return {
+            "dashboard": {**self.info, "role": self.role, "leader": await self.leader(),
+                          "cluster": self.cfg.cluster},
+            "epoch": topo.epoch,
+            "slots": topo.nslots,
+            "groups": groups,
+            "ranges": [list(r) for r in topo.ranges()],
+            "unassigned": format_ranges(unassigned),
+            "migrations": {str(s): m.to_json() for s, m in sorted(topo.migrations.items())},
+            "proxies": await self.proxies(),
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.leading.clear()
+        await self.client.close()
+        await self.health.close()
+        await self.store.close()  # resigns: a standby takes over at once

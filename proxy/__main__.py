@@ -1,0 +1,106 @@
+"""`python -m proxy -c etc/proxy.yaml` (console script: `slotproxy`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from . import __version__
+from .config import ConfigError, ProxyConfig, backends_config, load_config, parse_addr
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="slotproxy",
+        description="Redis sharding proxy: keys hash to slots, slots map to redis-server groups.",
+    )
+    p.add_argument("-c", "--config", help="YAML config file (see etc/proxy.yaml)")
+    p.add_argument("--listen", help="client address host:port (overrides the config)")
+    p.add_argument("--backends",
+                   help="quick start without a config: h:p,h:p,... one group each, "
+                        "slots spread evenly")
+    p.add_argument("--slots", type=int, choices=(16384, 1024), help="slot count (with --backends)")
+    p.add_argument("--admin-listen", help="admin HTTP API address host:port")
+    p.add_argument("--dashboard", help="dashboard URL to register with and take slot maps from")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--no-hiredis", action="store_true",
+                   help="use the pure-Python request parser")
+    p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
+    p.add_argument("--version", action="version", version=f"slotproxy {__version__}")
+    return p.parse_args(argv)
+
+
+def build_config(ns: argparse.Namespace) -> ProxyConfig:
+    if ns.config and ns.backends:
+        raise ConfigError("--backends: give either -c CONFIG or --backends, not both")
+    if ns.backends:
+        cfg = backends_config(ns.listen or "127.0.0.1:19000", ns.backends, ns.slots or 16384)
+    elif ns.config:
+        cfg = load_config(ns.config)
+    else:
+        raise ConfigError("no configuration: give -c CONFIG or --backends h:p,...")
+    overrides: dict = {}
+    if ns.listen:
+        overrides["listen"] = parse_addr(ns.listen, "--listen")
+    if ns.admin_listen:
+        overrides["admin_listen"] = parse_addr(ns.admin_listen, "--admin-listen")
+    if ns.dashboard:
+        overrides["dashboard"] = ns.dashboard
+    if ns.log_level:
+        overrides["log_level"] = ns.log_level
+    if ns.no_hiredis:
+        overrides["use_hiredis"] = False
+    return cfg.with_overrides(**overrides) if overrides else cfg
+
+
+async def serve(cfg: ProxyConfig) -> None:
+    from .server import ProxyServer
+
+    server = ProxyServer(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
+    await stop.wait()
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse_args(argv)
+    try:
+        cfg = build_config(ns)
+    except ConfigError as e:
+        print(f"slotproxy: config error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=cfg.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    run = asyncio.run
+    if not ns.no_uvloop:
+        try:
+            import uvloop
+
+            run = uvloop.run
+        except ImportError:
+            logging.getLogger("slotproxy").warning("uvloop not installed: using asyncio's loop")
+    try:
+        run(serve(cfg))
+    except OSError as e:
+        print(f"slotproxy: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

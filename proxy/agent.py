@@ -1,0 +1,106 @@
+"""Keeps a proxy registered with the dashboard and on the dashboard's latest slot map.
+
+On start the proxy registers (id, client address, admin address) and waits until it has a slot
+map — pushed by the dashboard to the admin API, or fetched here — before serving clients.
+Afterwards it re-registers every `HEARTBEAT` seconds; the reply carries the dashboard's topology
+epoch, and a proxy that is behind (it missed a push while partitioned, or the dashboard
+restarted) fetches the map itself. While the dashboard is unreachable the proxy keeps serving
+with the last map it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from .slots import SlotMap
+
+if TYPE_CHECKING:
+    from .server import ProxyServer
+
+log = logging.getLogger("slotproxy.agent")
+
+HEARTBEAT = 2.0
+
+
+class DashboardAgent:
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        assert server.cfg.dashboard
+        self.base = server.cfg.dashboard.rstrip("/")
+        if "://" not in self.base:
+            self.base = "http://" + self.base
+        self.session: aiohttp.ClientSession | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.last_ok = 0.0
+        self.last_error = ""
+
+    def _headers(self) -> dict[str, str]:
+        token = self.server.cfg.admin_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _identity(self) -> dict:
+        srv = self.server
+        admin = None
+        if srv.admin is not None and srv.cfg.admin_listen is not None:
+            admin = f"{srv.cfg.admin_listen[0]}:{srv.admin.port}"
+        return {"id": srv.cfg.resolved_proxy_id(), "addr": f"{srv.host}:{srv.port}",
+                "admin": admin}
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def wait_online(self) -> None:
+        """Block until the proxy has a slot map (pushed or fetched)."""
+        while not self.server.router.online:
+            await asyncio.sleep(0.05)
+
+    async def heartbeat(self) -> None:
+        assert self.session is not None
+        async with self.session.post(f"{self.base}/api/v1/proxies/register",
+                                     json=self._identity(), headers=self._headers()) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise RuntimeError(f"register refused: HTTP {resp.status} {body}")
+        epoch = int(body.get("epoch", 0))
+        router = self.server.router
+        if epoch > router.epoch or not router.online:
+            async with self.session.get(f"{self.base}/api/v1/slotmap") as resp:
+                if resp.status == 200:
+                    slotmap = SlotMap.from_json(await resp.json(content_type=None))
+                    if slotmap.epoch >= router.epoch and slotmap.groups:
+                        await self.server.apply_slot_map(slotmap)
+                        log.info("caught up with the dashboard: epoch %d", slotmap.epoch)
+        self.last_ok = asyncio.get_running_loop().time()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.heartbeat()
+                if self.last_error:
+                    log.info("dashboard %s reachable again", self.base)
+                self.last_error = ""
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # network errors of any kind: keep serving, retry
+                msg = str(e) or type(e).__name__
+                if msg != self.last_error:
+                    log.warning("dashboard %s: %s (serving with slot map epoch %d)",
+                                self.base, msg, self.server.router.epoch)
+                self.last_error = msg
+            await asyncio.sleep(HEARTBEAT if self.server.router.online else 0.2)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        if self.session is not None:
+            await self.session.close()
+            self.session = None

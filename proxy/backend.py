@@ -1,0 +1,372 @@
+"""Backend side of the data path: long-lived pipelined connections to one redis-server each.
+
+Two ideas carry the throughput (see docs/architecture.md):
+
+* **Write coalescing per event-loop iteration.** Nothing calls `transport.write` per command. A
+  connection with output marks itself dirty in the loop's `Flusher`; the flusher runs once via
+  `call_soon`, i.e. after every readable socket of this loop iteration has been processed, and
+  writes each dirty connection's buffer in one syscall. Fifty clients each sending one command
+  become one write to the backend; the backend's replies for them come back in one read.
+* **FIFO reply matching.** Redis answers in order, so every request pushes a waiter on a deque and
+  every complete reply pops the head. A waiter is never removed early: a client that went away
+  still gets its reply read and dropped, so the connection cannot fall out of step (the
+  redis-py CVE-2023-28859 class of bug).
+
+Waiters are duck-typed: anything with `resolve(raw: bytes)`. `raw` is the complete RESP reply,
+passed through undecoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import deque
+from typing import Any, Protocol
+
+from .resp import ProtocolError, encode_error, frame_reply, pack_command
+
+log = logging.getLogger("slotproxy.backend")
+
+
+class Waiter(Protocol):
+    def resolve(self, raw: bytes) -> None: ...
+
+
+class Flusher:
+    """Coalesces writes of many connections into one write each per loop iteration."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[Any] = []
+        self._scheduled = False
+
+    def mark(self, conn: Any) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            # call_soon runs after all I/O callbacks of the current iteration (asyncio and
+            # uvloop both), so every request/reply produced in this iteration is in the buffers.
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
+class _InitWaiter:
+    """Checks the reply to AUTH/SELECT sent on connect; a failure closes the connection."""
+
+    __slots__ = ("conn", "what")
+
+    def __init__(self, conn: BackendConn, what: str) -> None:
+        self.conn = conn
+        self.what = what
+
+    def resolve(self, raw: bytes) -> None:
+        if raw[:1] == b"-":
+            msg = raw[1:].strip().decode(errors="replace")
+            log.error("backend %s rejected %s: %s", self.conn.addr, self.what, msg)
+            self.conn.fail(f"{self.what} failed: {msg}")
+
+
+class _ProbeWaiter:
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: asyncio.Future[bytes]) -> None:
+        self.fut = fut
+
+    def resolve(self, raw: bytes) -> None:
+        if not self.fut.done():
+            self.fut.set_result(raw)
+
+
+DOWN, CONNECTING, UP, CLOSED = 0, 1, 2, 3
+
+
+class BackendConn(asyncio.Protocol):
+    """One pipelined connection to a redis-server, reconnecting with backoff."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        flusher: Flusher,
+        *,
+        password: str | None = None,
+        username: str | None = None,
+        db: int = 0,
+        connect_timeout: float = 1.0,
+        request_timeout: float = 5.0,
+        reconnect_min: float = 0.05,
+        reconnect_max: float = 2.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.addr = f"{host}:{port}"
+        self._flusher = flusher
+        self._password = password
+        self._username = username
+        self._db = db
+        self._connect_timeout = connect_timeout
+        self._request_timeout = request_timeout
+        self._reconnect_min = reconnect_min
+        self._reconnect_max = reconnect_max
+        self.state = DOWN
+        self.transport: asyncio.Transport | None = None
+        self.fifo: deque[Waiter] = deque()
+        self._out: list[bytes] = []
+        self._dirty = False
+        # Partial reply: bytes received but not yet a whole reply. For a large bulk whose length
+        # is known, chunks are collected and joined once, not re-concatenated per chunk.
+        self._buf = b""
+        self._chunks: list[bytes] = []
+        self._chunks_len = 0
+        self._need = 0
+        self._task: asyncio.Task[None] | None = None
+        self._up_event = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._backoff = reconnect_min
+        # Stall detection without a clock read per request: remember the head waiter and when it
+        # became the head; a periodic check fails the connection if it stays there too long.
+        self._stall_head: Waiter | None = None
+        self._stall_since = 0.0
+        self.unavailable = encode_error(f"ERR backend {self.addr} unavailable")
+        self.requests = 0
+        self.errors = 0
+        self.connects = 0
+        self.last_error = ""
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._task is None and self.state != CLOSED:
+            self._task = asyncio.get_running_loop().create_task(self._connect_loop())
+
+    async def wait_up(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._up_event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _connect_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.state != CLOSED:
+            if self.state == UP:
+                # Sleep until connection_lost clears the event... via the lost-future below.
+                await self._lost.wait()
+                if self.state == CLOSED:
+                    return
+                continue
+            self.state = CONNECTING
+            try:
+                await asyncio.wait_for(
+                    loop.create_connection(lambda: self, self.host, self.port),
+                    self._connect_timeout,
+                )
+                if self.state != UP:  # connected but dropped at once (e.g. AUTH refused)
+                    raise OSError("connection dropped during set-up")
+            except (OSError, TimeoutError) as e:
+                self.state = DOWN
+                self.last_error = f"connect: {e}" if str(e) else "connect: timed out"
+                self._out.clear()
+                self._fail_all(self.unavailable)
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, self._reconnect_max)
+                continue
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called by the loop once the TCP connection is established."""
+        self.transport = transport  # type: ignore[assignment]
+        self._lost = asyncio.Event()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connects += 1
+        # AUTH/SELECT go first so they precede anything queued; their waiters check the replies.
+        init: list[tuple[bytes, str]] = []
+        if self._password:
+            if self._username:
+                init.append((pack_command(b"AUTH", self._username, self._password), "AUTH"))
+            else:
+                init.append((pack_command(b"AUTH", self._password), "AUTH"))
+        if self._db:
+            init.append((pack_command(b"SELECT", self._db), "SELECT"))
+        for packed, what in reversed(init):
+            self.fifo.appendleft(_InitWaiter(self, what))
+            self._out.insert(0, packed)
+        self.state = UP
+        self._backoff = self._reconnect_min
+        self._up_event.set()
+        if self._out:
+            self.flush()
+        log.info("backend %s connected", self.addr)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Called by the loop when the connection closes, for whatever reason."""
+        was_up = self.state == UP
+        self.transport = None
+        if self.state != CLOSED:
+            self.state = DOWN
+        self._up_event.clear()
+        self._buf = b""
+        self._chunks = []
+        self._chunks_len = self._need = 0
+        self._out.clear()
+        self._fail_all(encode_error(f"ERR backend {self.addr} connection lost"))
+        if was_up and self.state != CLOSED:
+            log.warning("backend %s connection lost%s", self.addr, f": {exc}" if exc else "")
+        self._lost.set()
+
+    def fail(self, reason: str) -> None:
+        """Drop the connection (protocol desync, rejected AUTH, stalled reply)."""
+        self.last_error = reason
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def close(self) -> None:
+        self.state = CLOSED
+        if self.transport is not None:
+            self.transport.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self._fail_all(encode_error(f"ERR backend {self.addr} closed"))
+
+    def _fail_all(self, raw: bytes) -> None:
+        fifo = self.fifo
+        while fifo:
+            fifo.popleft().resolve(raw)
+
+    # ------------------------------------------------------------------ requests
+    def send(self, packed: bytes, waiter: Waiter) -> None:
+        """Queue one request; its reply will be passed to `waiter.resolve` (or an error reply)."""
+        state = self.state
+        if state in (UP, CONNECTING):
+            self.requests += 1
+            self.fifo.append(waiter)
+            self._out.append(packed)
+            if not self._dirty and state == UP:
+                self._dirty = True
+                self._flusher.mark(self)
+        else:
+            self.errors += 1
+            waiter.resolve(self.unavailable)
+
+    def flush(self) -> None:
+        """Called by the Flusher: one write for everything queued this iteration."""
+        self._dirty = False
+        out = self._out
+        if not out or self.transport is None:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.transport.write(data)
+
+    async def probe(self, packed: bytes, timeout: float) -> bytes:
+        """Send one request through the shared pipeline and await its raw reply."""
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.send(packed, _ProbeWaiter(fut))
+        return await asyncio.wait_for(fut, timeout)
+
+    # ------------------------------------------------------------------ replies
+    def data_received(self, data: bytes) -> None:
+        """Called by the loop with reply bytes; frames whole replies and hands them out in order."""
+        if self._need:
+            self._chunks.append(data)
+            self._chunks_len += len(data)
+            if self._chunks_len < self._need:
+                return
+            buf = b"".join(self._chunks)
+            self._chunks = []
+            self._chunks_len = self._need = 0
+        elif self._buf:
+            buf = self._buf + data
+        else:
+            buf = data
+        fifo = self.fifo
+        n = len(buf)
+        pos = 0
+        try:
+            while pos < n:
+                t = buf[pos]
+                # Inline framing of the common reply types: this loop runs once per reply.
+                if t == 36:  # '$' bulk
+                    nl = buf.find(b"\r\n", pos)
+                    if nl < 0:
+                        break
+                    ln = int(buf[pos + 1 : nl])
+                    end = nl + 4 + ln if ln >= 0 else nl + 2
+                elif t == 43 or t == 58:  # '+' status, ':' integer
+                    nl = buf.find(b"\r\n", pos)
+                    if nl < 0:
+                        break
+                    end = nl + 2
+                elif t == 45:  # '-' error
+                    nl = buf.find(b"\r\n", pos)
+                    if nl < 0:
+                        break
+                    end = nl + 2
+                    self.errors += 1
+                else:
+                    end = frame_reply(buf, pos)
+                    if end < 0:
+                        break
+                if end > n:
+                    break
+                if not fifo:
+                    raise ProtocolError("reply with no request waiting for it")
+                fifo.popleft().resolve(buf if (pos == 0 and end == n) else buf[pos:end])
+                pos = end
+        except (ProtocolError, ValueError) as e:
+            log.error("backend %s sent an unparsable reply (%s); reconnecting", self.addr, e)
+            self.fail(f"protocol error: {e}")
+            return
+        if pos >= n:
+            self._buf = b""
+            return
+        rest = buf[pos:]
+        if rest[:1] == b"$":
+            nl = rest.find(b"\r\n")
+            if nl > 0:
+                need = nl + 4 + int(rest[1:nl])
+                if need > len(rest) + 65536:
+                    # A big bulk is on its way: collect chunks and join once it is complete.
+                    self._chunks = [rest]
+                    self._chunks_len = len(rest)
+                    self._need = need
+                    self._buf = b""
+                    return
+        self._buf = rest
+
+    # ------------------------------------------------------------------ health
+    def check_stall(self, now: float) -> None:
+        """Called periodically: fail the connection if its oldest request waits too long."""
+        if not self._request_timeout or self.state != UP:
+            return
+        head = self.fifo[0] if self.fifo else None
+        if head is None:
+            self._stall_head = None
+            return
+        if head is not self._stall_head:
+            self._stall_head = head
+            self._stall_since = now
+        elif now - self._stall_since > self._request_timeout:
+            log.error("backend %s: no reply for %.1fs; dropping the connection",
+                      self.addr, now - self._stall_since)
+            self._stall_head = None
+            self.fifo.popleft()  # resolved below with the timeout error, then the rest
+            head.resolve(encode_error(f"ERR backend {self.addr} timed out"))
+            self._fail_all(encode_error(f"ERR backend {self.addr} timed out"))
+            self.fail("request timed out")
+
+    @property
+    def up(self) -> bool:
+        return self.state == UP

@@ -1,0 +1,300 @@
+"""Proxy configuration: one frozen dataclass tree with every default in one place.
+
+Loaded from YAML (`etc/proxy.yaml`) and/or command-line flags. Every problem is reported as a
+`ConfigError` whose message names the offending field, so `python -m proxy` can print one line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .resp import Limits
+from .slots import DEFAULT_SLOTS, SLOT_COUNTS, GroupSpec, SlotMap, parse_ranges
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    connections: int = 1            # per group; each client is pinned to one, keeping its order
+    password: str | None = None     # sent as AUTH on connect
+    username: str | None = None     # AUTH username password (ACL users)
+    db: int = 0                     # SELECTed on connect
+    connect_timeout: float = 1.0
+    request_timeout: float = 5.0    # a reply older than this fails the connection (0 = never)
+    reconnect_min: float = 0.05     # backoff after a failed connect, doubling ...
+    reconnect_max: float = 2.0      # ... up to this
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_clients: int = 10000
+    max_pipeline: int = 1024                   # requests in flight per client; reading pauses
+    max_bulk_len: int = 512 * 1024 * 1024      # proto-max-bulk-len
+    max_multibulk_len: int = 1024 * 1024
+    max_inline_len: int = 64 * 1024
+    client_output_buffer: int = 64 * 1024 * 1024  # unread reply bytes before a client is dropped
+
+    def resp_limits(self) -> Limits:
+        return Limits(
+            max_bulk_len=self.max_bulk_len,
+            max_multibulk_len=self.max_multibulk_len,
+            max_inline_len=self.max_inline_len,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    listen: tuple[str, int] = ("127.0.0.1", 19000)
+    slots: int = DEFAULT_SLOTS
+    password: str | None = None          # clients must AUTH with this
+    username: str | None = None          # optional ACL-style user for `AUTH user pass`
+    idle_timeout: float = 0.0            # seconds; 0 = never close idle clients
+    shutdown_timeout: float = 10.0       # graceful drain bound on SIGTERM
+    tcp_backlog: int = 1024
+    groups: dict[int, GroupSpec] = field(default_factory=dict)
+    slot_map: SlotMap | None = None
+    backend: BackendConfig = BackendConfig()
+    limits: LimitsConfig = LimitsConfig()
+    admin_listen: tuple[str, int] | None = None
+    admin_token: str | None = None
+    dashboard: str | None = None
+    proxy_id: str | None = None
+    command_table: str = "backend"       # "backend": COMMAND from a backend, else builtin
+    log_level: str = "info"
+    use_hiredis: bool = True
+
+    def with_overrides(self, **kw: Any) -> ProxyConfig:
+        return replace(self, **kw)
+
+    @property
+    def listen_addr(self) -> str:
+        return f"{self.listen[0]}:{self.listen[1]}"
+
+    def resolved_proxy_id(self) -> str:
+        return self.proxy_id or f"{socket.gethostname()}:{self.listen[1]}"
+
+
+def parse_addr(value: Any, field_name: str) -> tuple[str, int]:
+    """'host:port' or a bare port → (host, port)."""
+    text = str(value).strip()
+    host, sep, port_s = text.rpartition(":")
+    if not sep:
+        host, port_s = "127.0.0.1", text
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(f"{field_name}: {value!r} is not host:port") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{field_name}: port {port} out of range")
+    return host, port
+
+
+def _sub(cls: type, data: Any, name: str) -> Any:
+    """Build a flat dataclass from a mapping, naming any unknown or mistyped field."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: expected a mapping")
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    defaults = cls()
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{name}.{key}: unknown field (known: {', '.join(sorted(known))})")
+        default = getattr(defaults, key)
+        kwargs[key] = _coerce(value, default, f"{name}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            n = _parse_size(value) if isinstance(value, str) else value
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+        if n < 0:
+            raise ConfigError(f"{name}: must not be negative")
+        return n
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{name}: must not be negative")
+        return float(value)
+    return str(value)
+
+
+_SIZE_SUFFIX = {"k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+
+
+def _parse_size(text: str) -> int:
+    """'64mb', '512m', '1024' → bytes (Redis-style suffixes)."""
+    t = text.strip().lower()
+    for suffix in sorted(_SIZE_SUFFIX, key=len, reverse=True):
+        if t.endswith(suffix):
+            return int(t[: -len(suffix)]) * _SIZE_SUFFIX[suffix]
+    return int(t)
+
+
+def _parse_groups(data: Any) -> dict[int, GroupSpec]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("groups: expected a mapping of group id → {master: host:port}")
+    groups: dict[int, GroupSpec] = {}
+    for key, value in data.items():
+        try:
+            gid = int(key)
+        except (TypeError, ValueError):
+            raise ConfigError(f"groups.{key}: group id must be an integer") from None
+        if gid <= 0:
+            raise ConfigError(f"groups.{key}: group id must be positive")
+        if isinstance(value, str):
+            value = {"master": value}
+        if not isinstance(value, dict) or "master" not in value:
+            raise ConfigError(f"groups.{key}: expected {{master: host:port}}")
+        host, port = parse_addr(value["master"], f"groups.{key}.master")
+        replicas = tuple(
+            "{}:{}".format(*parse_addr(r, f"groups.{key}.replicas"))
+            for r in value.get("replicas") or ()
+        )
+        groups[gid] = GroupSpec(gid, f"{host}:{port}", replicas)
+    return groups
+
+
+def _parse_slot_map(data: Any, nslots: int, groups: dict[int, GroupSpec]) -> SlotMap | None:
+    """`slot_map: [{range: "0-8191", group: 1}, ...]`; absent → spread evenly over the groups."""
+    if not groups:
+        if data:
+            raise ConfigError("slot_map: given but no groups are configured")
+        return None
+    if data is None:
+        return SlotMap.even(nslots, groups, epoch=1)
+    if not isinstance(data, list):
+        raise ConfigError("slot_map: expected a list of {range: A-B, group: N}")
+    assignments: list[tuple[int, int, int]] = []
+    for i, item in enumerate(data):
+        where = f"slot_map[{i}]"
+        if not isinstance(item, dict) or "range" not in item or "group" not in item:
+            raise ConfigError(f"{where}: expected {{range: A-B, group: N}}")
+        try:
+            slots = parse_ranges(str(item["range"]), nslots)
+        except ValueError as e:
+            raise ConfigError(f"{where}.range: {e}") from None
+        gid = item["group"]
+        if not isinstance(gid, int) or gid not in groups:
+            raise ConfigError(f"{where}.group: unknown group {gid!r}")
+        run_start = prev = slots[0]
+        for s in [*slots[1:], None]:
+            if s is not None and s == prev + 1:
+                prev = s
+                continue
+            assignments.append((run_start, prev, gid))
+            if s is not None:
+                run_start = prev = s
+    try:
+        return SlotMap.from_ranges(nslots, groups, assignments, epoch=1)
+    except ValueError as e:
+        raise ConfigError(f"slot_map: {e}") from None
+
+
+_TOP_LEVEL = {
+    "listen", "slots", "password", "username", "idle_timeout", "shutdown_timeout", "tcp_backlog",
+    "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
+    "proxy_id", "command_table", "log_level", "use_hiredis",
+}
+
+
+def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("config: expected a mapping at the top level")
+    for key in data:
+        if key not in _TOP_LEVEL:
+            raise ConfigError(f"{key}: unknown field")
+    defaults = ProxyConfig()
+    nslots = data.get("slots", DEFAULT_SLOTS)
+    if nslots not in SLOT_COUNTS:
+        raise ConfigError(f"slots: must be 16384 or 1024, not {nslots!r}")
+    groups = _parse_groups(data.get("groups"))
+    kw: dict[str, Any] = {
+        "slots": nslots,
+        "groups": groups,
+        "slot_map": _parse_slot_map(data.get("slot_map"), nslots, groups),
+        "backend": _sub(BackendConfig, data.get("backend"), "backend"),
+        "limits": _sub(LimitsConfig, data.get("limits"), "limits"),
+    }
+    if "listen" in data:
+        kw["listen"] = parse_addr(data["listen"], "listen")
+    if data.get("admin_listen") is not None:
+        kw["admin_listen"] = parse_addr(data["admin_listen"], "admin_listen")
+    for name in ("password", "username", "admin_token", "dashboard", "proxy_id"):
+        if data.get(name) is not None:
+            kw[name] = str(data[name])
+    for name in ("idle_timeout", "shutdown_timeout"):
+        if name in data:
+            kw[name] = _coerce(data[name], getattr(defaults, name), name)
+    if "tcp_backlog" in data:
+        kw["tcp_backlog"] = _coerce(data["tcp_backlog"], 0, "tcp_backlog")
+    if "command_table" in data:
+        if data["command_table"] not in ("backend", "builtin"):
+            raise ConfigError("command_table: must be 'backend' or 'builtin'")
+        kw["command_table"] = data["command_table"]
+    if "log_level" in data:
+        level = str(data["log_level"]).lower()
+        if level not in ("debug", "info", "warning", "error"):
+            raise ConfigError("log_level: must be debug, info, warning or error")
+        kw["log_level"] = level
+    if "use_hiredis" in data:
+        kw["use_hiredis"] = _coerce(data["use_hiredis"], True, "use_hiredis")
+    lim: LimitsConfig = kw["limits"]
+    if lim.max_pipeline < 1:
+        raise ConfigError("limits.max_pipeline: must be at least 1")
+    if lim.max_clients < 1:
+        raise ConfigError("limits.max_clients: must be at least 1")
+    if kw["backend"].connections < 1:
+        raise ConfigError("backend.connections: must be at least 1")
+    cfg = ProxyConfig(**kw)
+    if cfg.slot_map is None and not cfg.dashboard:
+        raise ConfigError(
+            "groups: no backend groups configured (and no dashboard to get them from)")
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> ProxyConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {e}".replace("\n", " ")) from None
+    return config_from_dict(data)
+
+
+def backends_config(listen: str, backends: str, nslots: int = DEFAULT_SLOTS) -> ProxyConfig:
+    """Config for `--backends h:p,h:p`: one group per backend, slots spread evenly."""
+    items = [b for b in backends.split(",") if b.strip()]
+    if not items:
+        raise ConfigError("--backends: no backend given")
+    groups = {i + 1: {"master": b.strip()} for i, b in enumerate(items)}
+    return config_from_dict({"listen": listen, "slots": nslots, "groups": groups})

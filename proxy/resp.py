@@ -1,0 +1,963 @@
+"""RESP framing for the proxy (sans-IO: bytes in, values out; no sockets, no asyncio).
+
+Three parts:
+
+1. Client request parsing with Redis 7's exact semantics (``processMultibulkBuffer`` /
+   ``processInlineBuffer`` in networking.c, ``sdssplitargs`` in sds.c), in two implementations
+   with identical observable behaviour:
+
+   * ``PyRequestParser``: pure Python, the reference.
+   * ``HiredisRequestParser``: "verified fast path, exact slow path". A chunk that starts at a
+     request boundary with ``*`` goes through ``hiredis.Reader`` (C, ~5x faster). hiredis is more
+     lenient than Redis (non-bulk elements, nil, nested arrays, RESP3 types, no limits), so its
+     result is only trusted for the prefix of the chunk that is *byte-identical* to the canonical
+     encoding (``pack_command``) of the requests it returned: the canonical encoding of argv is
+     parsed by Redis as argv, so equal bytes prove Redis would see exactly those requests.
+     Everything else (inline requests, a partial request at the end of a chunk, anything hiredis
+     misreads or rejects) is parsed by the pure-Python machinery, which also produces every
+     error. hiredis is tried at most once per chunk, so hostile input can at worst cost two
+     passes, never a quadratic number.
+
+   Both fill ``packed`` with the canonical encoding of each returned request, which the proxy
+   forwards as-is (single-key commands need no re-packing).
+
+2. Backend reply framing (``frame_reply``, ``split_array``, ``ReplyReader``): RESP2 only, since
+   the proxy never sends HELLO 3 to its backends.
+
+3. Encoders for the replies the proxy builds itself, and ``parse_reply`` for the few places where
+   it must look inside a backend reply.
+
+Deliberate deviations from redis-server, all about input no real client sends:
+
+* Redis finds line ends with ``strchr``, so a NUL byte inside a header or inline line makes it
+  wait (until the line-length limit trips). Here NUL is an ordinary byte in line scanning; for
+  inline requests the line is cut at the first NUL before splitting, as ``sdssplitargs`` (which
+  sees a C string) does.
+* Redis checks the line-length limits only while a line is still incomplete, so its outcome for a
+  line longer than ``PROTO_INLINE_MAX_SIZE`` depends on how the bytes were split into reads (in
+  practice it always reads 16 KiB at a time and reports "too big"). Here the limit applies to the
+  line length itself, making the result independent of chunking.
+* Redis's auth-dependent limits (``unauthenticated multibulk length``...) are the caller's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - hiredis is a hard dependency, but degrade gracefully
+    hiredis = None
+
+HAVE_HIREDIS: Final[bool] = hiredis is not None
+
+__all__ = [
+    "HAVE_HIREDIS",
+    "NIL",
+    "OK",
+    "PONG",
+    "HiredisRequestParser",
+    "Limits",
+    "ProtocolError",
+    "PyRequestParser",
+    "ReplyErrorValue",
+    "ReplyReader",
+    "encode_array",
+    "encode_bulk",
+    "encode_error",
+    "encode_int",
+    "encode_raw_array",
+    "encode_simple",
+    "frame_reply",
+    "make_request_parser",
+    "pack_command",
+    "parse_reply",
+    "split_array",
+]
+
+OK: Final = b"+OK\r\n"
+PONG: Final = b"+PONG\r\n"
+NIL: Final = b"$-1\r\n"
+
+_LLONG_MIN: Final = -(2**63)
+
+
+class ProtocolError(Exception):
+    """A RESP violation; the message is the text after ``-ERR Protocol error: ``."""
+
+
+class ReplyErrorValue(str):
+    """An error reply (``-ERR ...``) as returned by ``parse_reply``: the text without the ``-``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"ReplyErrorValue({str.__repr__(self)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_bulk_len: int = 512 * 1024 * 1024  # Redis proto-max-bulk-len
+    # Redis accepts up to INT_MAX elements; bounding it stops one request from pinning memory.
+    max_multibulk_len: int = 1024 * 1024
+    max_inline_len: int = 64 * 1024  # Redis PROTO_INLINE_MAX_SIZE
+
+
+# --------------------------------------------------------------------------------------------
+# Command packing (canonical multibulk encoding)
+# --------------------------------------------------------------------------------------------
+
+
+def _py_pack_tuple(args: tuple[Any, ...]) -> bytes:
+    """Pure-Python twin of ``hiredis.pack_command``: same accepted types, same bytes."""
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, bytes):
+            b = a
+        elif isinstance(a, str):
+            b = a.encode()
+        elif type(a) is int:  # hiredis rejects bool and other int subclasses
+            b = b"%d" % a
+        elif isinstance(a, float):
+            b = repr(a).encode()
+        elif isinstance(a, memoryview):
+            b = a.tobytes()
+        else:
+            raise TypeError("A tuple item must be str, int, float or bytes.")
+        parts.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    return b"".join(parts)
+
+
+# Takes the arguments as one tuple (hiredis's calling convention) to avoid re-packing *args.
+_pack_tuple = hiredis.pack_command if hiredis is not None else _py_pack_tuple
+
+
+def pack_command(*args: bytes | str | int | float) -> bytes:
+    """Canonical RESP multibulk encoding of a command (``hiredis.pack_command`` when present)."""
+    return _pack_tuple(args)
+
+
+# --------------------------------------------------------------------------------------------
+# Inline argument splitting (sdssplitargs)
+# --------------------------------------------------------------------------------------------
+
+# Characters for which bytes.split() and sdssplitargs disagree: quotes; \v and \f (skipped
+# between arguments by isspace() but *not* argument terminators inside one); NUL (ends the line).
+_SPLIT_SLOW = re.compile(rb"[\"'\x00\x0b\x0c]")
+_C_SPACE = frozenset(b" \t\n\v\f\r")  # C isspace() in the C locale
+_ARG_END = frozenset(b" \n\r\t")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+
+
+def split_inline_args(line: bytes) -> list[bytes] | None:
+    """Split an inline request line like Redis's ``sdssplitargs``; None on unbalanced quotes."""
+    if _SPLIT_SLOW.search(line) is None:
+        # bytes.split() splits on exactly C isspace(), so without the special characters it
+        # is sdssplitargs.
+        return line.split()
+    return _split_inline_args_slow(line)
+
+
+def _split_inline_args_slow(line: bytes) -> list[bytes] | None:
+    """Byte-for-byte port of sdssplitargs (C reads past the end as NUL, hence ``at()``)."""
+    nul = line.find(b"\0")
+    if nul >= 0:
+        line = line[:nul]
+    n = len(line)
+
+    def at(j: int) -> int:
+        return line[j] if j < n else 0
+
+    args: list[bytes] = []
+    i = 0
+    while True:
+        while i < n and line[i] in _C_SPACE:
+            i += 1
+        if i >= n:
+            return args
+        cur = bytearray()
+        inq = insq = done = False
+        while not done:
+            c = at(i)
+            if inq:
+                if c == 0x5C and at(i + 1) == 0x78 and at(i + 2) in _HEX and at(i + 3) in _HEX:
+                    cur.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == 0x5C and at(i + 1):
+                    i += 1
+                    cur.append(_ESCAPES.get(line[i], line[i]))
+                elif c == 0x22:
+                    # A closing quote must be followed by a space or the end of the line.
+                    if at(i + 1) and at(i + 1) not in _C_SPACE:
+                        return None
+                    done = True
+                elif c == 0:
+                    return None
+                else:
+                    cur.append(c)
+            elif insq:
+                if c == 0x5C and at(i + 1) == 0x27:
+                    i += 1
+                    cur.append(0x27)
+                elif c == 0x27:
+                    if at(i + 1) and at(i + 1) not in _C_SPACE:
+                        return None
+                    done = True
+                elif c == 0:
+                    return None
+                else:
+                    cur.append(c)
+            elif c in _ARG_END or c == 0:
+                done = True
+            elif c == 0x22:
+                inq = True
+            elif c == 0x27:
+                insq = True
+            else:
+                cur.append(c)
+            if at(i):
+                i += 1
+        args.append(bytes(cur))
+
+
+# --------------------------------------------------------------------------------------------
+# Client request parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_count(s: bytes) -> int | None:
+    """Redis ``string2ll``: strict canonical decimal fitting a long long, else None."""
+    n = len(s)
+    if s.isdigit():  # ASCII digits only for bytes; False for b""
+        if n >= 21 or (n > 1 and s[0] == 0x30):
+            return None
+        return int(s)  # may exceed LLONG_MAX; every caller then rejects it as over the limit
+    if 2 <= n < 21 and s[0] == 0x2D and s[1] != 0x30 and s[1:].isdigit():
+        v = int(s)
+        return v if v >= _LLONG_MIN else None
+    return None
+
+
+# Parser states: what the bytes at the current position are.
+_IDLE: Final = 0  # a request boundary
+_INLINE: Final = 1  # an inline line, waiting for "\n"
+_COUNT: Final = 2  # the "*<n>" line of a multibulk request
+_HDR: Final = 3  # a "$<len>" line
+_DATA: Final = 4  # bulk data (+2 trailing bytes)
+
+
+class _RequestParserBase:
+    """The exact (pure-Python) request parser machinery shared by both implementations.
+
+    Unconsumed input is kept as a list of chunks (``_pend``) that always starts at the first byte
+    of the unit being waited for (an inline line, a count/length line, or bulk data). Chunks
+    that cannot complete that unit are only appended, so a huge bulk value arriving in many
+    pieces is joined once, when complete: O(n), not O(n^2).
+    """
+
+    __slots__ = (
+        "_argv",
+        "_bulklen",
+        "_left",
+        "_max_bulk",
+        "_max_inline",
+        "_max_mb",
+        "_pend",
+        "_pend_len",
+        "_state",
+        "error",
+        "limits",
+        "packed",
+    )
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        self._max_bulk = limits.max_bulk_len
+        self._max_mb = limits.max_multibulk_len
+        self._max_inline = limits.max_inline_len
+        #: The protocol error message, set once; afterwards feed() always returns [].
+        self.error: str | None = None
+        #: After each feed(): packed[i] is the canonical RESP encoding of the i-th returned argv.
+        self.packed: list[bytes] = []
+        self._state = _IDLE
+        self._argv: list[bytes] = []  # arguments of the multibulk request in progress
+        self._left = 0  # elements of that request still to read
+        self._bulklen = 0  # length of the bulk being read (state _DATA)
+        self._pend: list[bytes] = []
+        self._pend_len = 0
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        """Every request completed by ``data``, in order, each as an argv list.
+
+        On a protocol violation, returns the requests before it, sets ``error`` and returns []
+        forever after. Also sets ``packed`` (parallel to the returned list).
+        """
+        raise NotImplementedError
+
+    def _fail(self, msg: str) -> None:
+        self.error = msg
+        self._pend = []
+        self._pend_len = 0
+        self._argv = []
+
+    def _consume(
+        self,
+        data: bytes,
+        start: int,
+        out: list[list[bytes]],
+        packed: list[bytes],
+        stop: bool,
+    ) -> tuple[bytes, int]:
+        """Parse ``data[start:]`` (after any pending bytes), appending complete requests.
+
+        Returns ``(buf, pos)``: everything in ``buf`` is consumed or kept as pending when
+        ``pos == len(buf)``; ``pos < len(buf)`` only with ``stop``, at a request boundary whose
+        next byte is ``*`` (where the hiredis fast path can take over).
+        """
+        state = self._state
+        if state == _IDLE:
+            return data, self._parse(data, start, out, packed, stop)
+        pend = self._pend
+        if state == _DATA:
+            need = self._bulklen + 2 - self._pend_len  # bytes of `data` this bulk still needs
+            if len(data) < need:
+                pend.append(data)
+                self._pend_len += len(data)
+                return data, len(data)
+            # Assemble the value straight from the pieces: a single copy however many chunks.
+            pend.append(data)
+            rem = self._bulklen
+            parts = []
+            for p in pend:
+                if len(p) >= rem:
+                    parts.append(p[:rem])
+                    break
+                parts.append(p)
+                rem -= len(p)
+            self._pend = []
+            self._pend_len = 0
+            argv = self._argv
+            argv.append(b"".join(parts))
+            self._left -= 1
+            if self._left:
+                self._state = _HDR
+            else:
+                out.append(argv)
+                packed.append(_pack_tuple(tuple(argv)))
+                self._argv = []
+                self._state = _IDLE
+            return data, self._parse(data, need, out, packed, stop)
+        # Waiting for the end of a line: only join once the terminator may have arrived.
+        term = b"\n" if state == _INLINE else b"\r"
+        total = self._pend_len + len(data)
+        if term not in data and total <= self._max_inline:
+            pend.append(data)
+            self._pend_len = total
+            return data, len(data)
+        pend.append(data)
+        buf = b"".join(pend)
+        self._pend = []
+        self._pend_len = 0
+        return buf, self._parse(buf, 0, out, packed, stop)
+
+    def _parse(
+        self,
+        buf: bytes,
+        pos: int,
+        out: list[list[bytes]],
+        packed: list[bytes],
+        stop: bool,
+    ) -> int:
+        """The Redis state machine over ``buf[pos:]``; see ``_consume`` for the return value."""
+        n = len(buf)
+        max_inline = self._max_inline
+        state = self._state
+        argv = self._argv
+        left = self._left
+        bulklen = self._bulklen
+        pack = _pack_tuple
+        while pos < n:
+            if state == _IDLE:
+                if buf[pos] == 0x2A:  # '*'
+                    if stop:
+                        break
+                    state = _COUNT
+                else:
+                    state = _INLINE
+
+            if state == _INLINE:
+                nl = buf.find(b"\n", pos)
+                if nl < 0:
+                    if n - pos > max_inline:
+                        self._fail("too big inline request")
+                        return n
+                    break
+                if nl - pos > max_inline:
+                    self._fail("too big inline request")
+                    return n
+                end = nl - 1 if nl > pos and buf[nl - 1] == 0x0D else nl
+                args = split_inline_args(buf[pos:end])
+                if args is None:
+                    self._fail("unbalanced quotes in request")
+                    return n
+                pos = nl + 1
+                state = _IDLE
+                if args:  # blank lines are skipped silently
+                    out.append(args)
+                    packed.append(pack(tuple(args)))
+                continue
+
+            if state == _COUNT:
+                # Like Redis: the line ends at the first "\r", and the byte after it is skipped.
+                cr = buf.find(b"\r", pos)
+                if cr < 0:
+                    if n - pos > max_inline:
+                        self._fail("too big mbulk count string")
+                        return n
+                    break
+                if cr - pos > max_inline:
+                    self._fail("too big mbulk count string")
+                    return n
+                if cr + 1 >= n:
+                    break
+                count = _parse_count(buf[pos + 1 : cr])
+                if count is None or count > self._max_mb:
+                    self._fail("invalid multibulk length")
+                    return n
+                pos = cr + 2
+                if count <= 0:  # "*0" and "*-1" are skipped silently, as Redis does
+                    state = _IDLE
+                    continue
+                left = count
+                argv = []
+                state = _HDR
+
+            # Elements of a multibulk request (state _HDR or _DATA).
+            while True:
+                if state == _HDR:
+                    cr = buf.find(b"\r", pos)
+                    if cr < 0:
+                        if n - pos > max_inline:
+                            self._fail("too big bulk count string")
+                            return n
+                        break
+                    if cr - pos > max_inline:
+                        self._fail("too big bulk count string")
+                        return n
+                    if cr + 1 >= n:
+                        break
+                    if buf[pos] != 0x24:  # '$'
+                        # surrogateescape: encode_error() turns it back into Redis's raw byte.
+                        got = buf[pos : pos + 1].decode("utf-8", "surrogateescape")
+                        self._fail(f"expected '$', got '{got}'")
+                        return n
+                    s = buf[pos + 1 : cr]
+                    # Negative lengths and non-canonical numbers are invalid, as for string2ll;
+                    # the length bound also keeps int() away from huge digit strings.
+                    if not s.isdigit() or len(s) >= 21 or (s[0] == 0x30 and len(s) > 1):
+                        self._fail("invalid bulk length")
+                        return n
+                    bulklen = int(s)
+                    if bulklen > self._max_bulk:
+                        self._fail("invalid bulk length")
+                        return n
+                    pos = cr + 2
+                    state = _DATA
+                end = pos + bulklen
+                if end + 2 > n:
+                    break
+                argv.append(buf[pos:end])
+                pos = end + 2  # the 2 bytes after the data are not checked, as in Redis
+                left -= 1
+                if not left:
+                    out.append(argv)
+                    packed.append(pack(tuple(argv)))
+                    argv = []
+                    state = _IDLE
+                    break
+                state = _HDR
+            if state != _IDLE:
+                break
+
+        self._state = state
+        self._argv = argv
+        self._left = left
+        self._bulklen = bulklen
+        if state == _IDLE:
+            return pos
+        tail = buf[pos:] if pos else buf
+        self._pend = [tail] if tail else []
+        self._pend_len = len(tail)
+        return n
+
+
+class PyRequestParser(_RequestParserBase):
+    """Pure-Python client request parser with Redis 7 semantics."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        out: list[list[bytes]] = []
+        self.packed = packed = []
+        if self.error is not None or not data:
+            return out
+        if type(data) is not bytes:
+            data = bytes(data)
+        self._consume(data, 0, out, packed, False)
+        return out
+
+
+# Every canonical header ("*<n>" or "$<n>", n < 10**20) is at most 21 bytes before its "\r".
+_MAX_CANONICAL_HEADER: Final = 21
+
+
+class HiredisRequestParser(_RequestParserBase):
+    """Client request parser using hiredis for verified whole-request runs (see module doc).
+
+    Without hiredis installed it behaves exactly like ``PyRequestParser``.
+    """
+
+    __slots__ = ("_fast_hits", "_fast_ok", "_reader")
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        super().__init__(limits)
+        # With a tiny max_inline_len even canonical headers could be "too big"; leave those
+        # configurations to the exact parser rather than re-checking every header.
+        self._fast_ok = HAVE_HIREDIS and limits.max_inline_len >= _MAX_CANONICAL_HEADER
+        self._reader: Any = hiredis.Reader() if self._fast_ok else None
+        self._fast_hits = 0  # requests accepted via hiredis; for tests
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        out: list[list[bytes]] = []
+        self.packed = packed = []
+        if self.error is not None or not data:
+            return out
+        if type(data) is not bytes:
+            data = bytes(data)
+        if not self._fast_ok:
+            self._consume(data, 0, out, packed, False)
+            return out
+        pos = 0
+        if self._state != _IDLE or data[0] != 0x2A:
+            # Finish the pending request and any inline ones, up to the next "*" boundary.
+            data, pos = self._consume(data, 0, out, packed, True)
+            if pos >= len(data):
+                return out
+        pos = self._fast(data, pos, out, packed)
+        if pos < len(data):
+            self._consume(data, pos, out, packed, False)
+        return out
+
+    def _fast(
+        self,
+        buf: bytes,
+        pos: int,
+        out: list[list[bytes]],
+        packed: list[bytes],
+    ) -> int:
+        """Accept the verified prefix of ``buf[pos:]`` parsed by hiredis; return where it ends."""
+        reader = self._reader
+        reqs: list[Any] = []
+        try:
+            reader.feed(buf, pos)
+            gets = reader.gets
+            r = gets()
+            while r is not False:
+                reqs.append(r)
+                r = gets()
+            clean = not reader.has_data()
+        except hiredis.ProtocolError:
+            clean = False
+        if not clean:
+            # Its buffered bytes now belong to the exact parser (or it is in an error state).
+            self._reader = hiredis.Reader()
+        if not reqs:
+            return pos
+        if not all(reqs):
+            # [] / None come from "*0" / "*-1" (which Redis skips) or from a non-array reply:
+            # stop before them and let the exact parser decide.
+            for i, r in enumerate(reqs):
+                if not r:
+                    del reqs[i:]
+                    break
+            if not reqs:
+                return pos
+        try:
+            pk = [_pack_tuple(tuple(r)) for r in reqs]
+        except (TypeError, ValueError):  # a non-bulk element: int, nil, error, nested array...
+            return pos
+        blob = b"".join(pk)
+        # The proof: these bytes are exactly the canonical encoding of `reqs`. (Comparing
+        # lengths alone is not enough: hiredis turns RESP3 "=5\r\ntxt:a" into b"a", shorter
+        # than its canonical form, which can cancel out a longer "+status" element.)
+        if not buf.startswith(blob, pos):
+            return pos
+        span = len(blob)
+        # Limits: an element of length L takes >= L + 6 bytes and a request of k elements
+        # >= 6k + 4, so small spans need no per-request checks.
+        check_bulk = span > self._max_bulk
+        if check_bulk or span >= 6 * (self._max_mb + 1):
+            max_mb, max_bulk = self._max_mb, self._max_bulk
+            for i, r in enumerate(reqs):
+                if len(r) > max_mb or (check_bulk and max(map(len, r)) > max_bulk):
+                    del reqs[i:]
+                    del pk[i:]
+                    span = sum(map(len, pk))
+                    break
+        out.extend(reqs)
+        packed.extend(pk)
+        self._fast_hits += len(reqs)
+        return pos + span
+
+
+def make_request_parser(
+    limits: Limits, prefer_hiredis: bool = True
+) -> PyRequestParser | HiredisRequestParser:
+    """The hiredis-accelerated parser when available and wanted, else the pure-Python one."""
+    if prefer_hiredis and HAVE_HIREDIS:
+        return HiredisRequestParser(limits)
+    return PyRequestParser(limits)
+
+
+# --------------------------------------------------------------------------------------------
+# Backend reply framing (RESP2)
+# --------------------------------------------------------------------------------------------
+
+
+def _bad_reply(buf: bytes | bytearray, pos: int) -> ProtocolError:
+    return ProtocolError(f"invalid reply at offset {pos}: {bytes(buf[pos : pos + 32])!r}")
+
+
+def frame_reply(buf: bytes, pos: int) -> int:
+    """Offset just past the RESP2 reply starting at ``buf[pos]``, or -1 if it is incomplete.
+
+    Raises ProtocolError on an unknown type byte or a malformed length.
+    """
+    nl = buf.find(b"\r\n", pos)
+    if nl < 0:
+        return -1
+    t = buf[pos]
+    if t == 0x24:  # '$'
+        try:
+            n = int(buf[pos + 1 : nl])
+        except ValueError:
+            raise _bad_reply(buf, pos) from None
+        if n < 0:
+            return nl + 2
+        end = nl + n + 4
+        return end if end <= len(buf) else -1
+    if t == 0x2B or t == 0x3A or t == 0x2D:  # '+' ':' '-'
+        return nl + 2
+    if t == 0x2A:  # '*'
+        try:
+            n = int(buf[pos + 1 : nl])
+        except ValueError:
+            raise _bad_reply(buf, pos) from None
+        if n <= 0:
+            return nl + 2
+        return _frame_elements(buf, nl + 2, n)
+    raise _bad_reply(buf, pos)
+
+
+def _frame_elements(buf: bytes | bytearray, pos: int, count: int) -> int:
+    """End of ``count`` consecutive replies from ``pos`` (iterative: no recursion per element)."""
+    outer: list[int] = []  # remaining counts of the enclosing arrays
+    size = len(buf)
+    while True:
+        nl = buf.find(b"\r\n", pos)
+        if nl < 0:
+            return -1
+        t = buf[pos]
+        if t == 0x24:
+            try:
+                n = int(buf[pos + 1 : nl])
+            except ValueError:
+                raise _bad_reply(buf, pos) from None
+            if n < 0:
+                pos = nl + 2
+            else:
+                pos = nl + n + 4
+                if pos > size:
+                    return -1
+        elif t == 0x2B or t == 0x3A or t == 0x2D:
+            pos = nl + 2
+        elif t == 0x2A:
+            try:
+                n = int(buf[pos + 1 : nl])
+            except ValueError:
+                raise _bad_reply(buf, pos) from None
+            pos = nl + 2
+            if n > 0:
+                outer.append(count)
+                count = n
+                continue
+        else:
+            raise _bad_reply(buf, pos)
+        count -= 1
+        while not count:
+            if not outer:
+                return pos
+            count = outer.pop() - 1
+
+
+def split_array(reply: bytes) -> list[bytes]:
+    """Raw bytes of each element of a complete array reply ([] for ``*0`` and ``*-1``)."""
+    nl = reply.find(b"\r\n")
+    if reply[:1] != b"*" or nl < 0:
+        raise _bad_reply(reply, 0)
+    try:
+        n = int(reply[1:nl])
+    except ValueError:
+        raise _bad_reply(reply, 0) from None
+    items = []
+    pos = nl + 2
+    for _ in range(n):
+        end = frame_reply(reply, pos)
+        if end < 0:
+            raise ProtocolError("incomplete array reply")
+        items.append(reply[pos:end])
+        pos = end
+    return items
+
+
+class ReplyReader:
+    """Splits a backend byte stream into complete raw replies.
+
+    Complete replies are sliced straight out of each received chunk; only an incomplete tail is
+    buffered, in a bytearray (amortised O(1) appends). A big reply spanning many chunks is
+    scanned incrementally (the scan position and open-array counts are kept), and not rescanned
+    at all until the buffer reaches the length known to be needed. After a ProtocolError the
+    stream is unusable: drop the connection.
+    """
+
+    __slots__ = ("_buf", "_need", "_outer", "_scan")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()  # the incomplete reply, from its first byte
+        self._need = 0  # no progress possible before the buffer holds this many bytes
+        self._scan = 0  # offset in _buf of the next element to frame
+        self._outer: list[int] = []  # remaining element counts of the open arrays
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        pos = 0
+        buf = self._buf
+        if buf:
+            had = len(buf)
+            buf += data
+            if len(buf) < self._need:
+                return out
+            end = self._resume()
+            if end < 0:
+                return out
+            out.append(bytes(buf) if end == len(buf) else bytes(memoryview(buf)[:end]))
+            buf.clear()
+            pos = end - had
+        n = len(data)
+        while pos < n:
+            end = frame_reply(data, pos)
+            if end < 0:
+                self._buf = bytearray(memoryview(data)[pos:])
+                self._need = 0
+                self._scan = 0
+                self._outer = []
+                break
+            out.append(data[pos:end])
+            pos = end
+        return out
+
+    def _resume(self) -> int:
+        """Continue framing the buffered reply; its end, or -1 (with ``_need`` updated)."""
+        buf = self._buf
+        size = len(buf)
+        pos = self._scan
+        outer = self._outer
+        while True:
+            nl = buf.find(b"\r\n", pos)
+            if nl < 0:
+                self._scan = pos
+                self._need = size + 1
+                return -1
+            t = buf[pos]
+            if t == 0x24:
+                try:
+                    n = int(buf[pos + 1 : nl])
+                except ValueError:
+                    raise _bad_reply(buf, pos) from None
+                if n >= 0:
+                    end = nl + n + 4
+                    if end > size:
+                        self._scan = pos
+                        self._need = end
+                        return -1
+                    pos = end
+                else:
+                    pos = nl + 2
+            elif t == 0x2B or t == 0x3A or t == 0x2D:
+                pos = nl + 2
+            elif t == 0x2A:
+                try:
+                    n = int(buf[pos + 1 : nl])
+                except ValueError:
+                    raise _bad_reply(buf, pos) from None
+                pos = nl + 2
+                if n > 0:
+                    outer.append(n)
+                    continue
+            else:
+                raise _bad_reply(buf, pos)
+            # One element (or the top-level reply) is complete: close finished arrays.
+            while outer:
+                outer[-1] -= 1
+                if outer[-1]:
+                    break
+                outer.pop()
+            if not outer:
+                self._scan = 0
+                self._need = 0
+                return pos
+
+
+# --------------------------------------------------------------------------------------------
+# Encoders
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(b: bytes) -> bytes:
+    # A CR or LF would end the line early and desynchronise the client.
+    if b"\r" in b or b"\n" in b:
+        return b.replace(b"\r", b" ").replace(b"\n", b" ")
+    return b
+
+
+def encode_simple(s: str | bytes) -> bytes:
+    """``+s\\r\\n`` (CR/LF replaced by spaces)."""
+    b = s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s
+    return b"+%b\r\n" % _one_line(b)
+
+
+def encode_error(msg: str) -> bytes:
+    """``-msg\\r\\n`` (CR/LF replaced by spaces, as Redis's addReplyError does).
+
+    surrogateescape lets messages carry raw bytes decoded with it (e.g. "got '\\udcff'").
+    """
+    b = msg.encode("utf-8", "surrogateescape") if isinstance(msg, str) else msg
+    return b"-%b\r\n" % _one_line(b)
+
+
+def encode_int(n: int) -> bytes:
+    return b":%d\r\n" % n
+
+
+def encode_bulk(b: bytes | str | None) -> bytes:
+    """Bulk string; None is the nil bulk ``$-1``."""
+    if b is None:
+        return NIL
+    if isinstance(b, str):
+        b = b.encode()
+    return b"$%d\r\n%b\r\n" % (len(b), b)
+
+
+ArrayItem = bytes | int | str | None | list["ArrayItem"]
+
+
+def encode_array(items: list[ArrayItem] | None) -> bytes:
+    """Array reply: bytes/str -> bulk, int -> integer, None -> nil bulk, list -> nested array,
+    ReplyErrorValue -> error. ``items=None`` is the nil array ``*-1``."""
+    if items is None:
+        return b"*-1\r\n"
+    parts = [b"*%d\r\n" % len(items)]
+    for it in items:
+        if isinstance(it, bytes):
+            parts.append(b"$%d\r\n%b\r\n" % (len(it), it))
+        elif isinstance(it, ReplyErrorValue):
+            parts.append(encode_error(it))
+        elif isinstance(it, str):
+            parts.append(encode_bulk(it))
+        elif isinstance(it, int):
+            parts.append(b":%d\r\n" % it)
+        elif it is None:
+            parts.append(NIL)
+        elif isinstance(it, list):
+            parts.append(encode_array(it))
+        else:
+            raise TypeError(f"cannot encode {type(it).__name__} in an array reply")
+    return b"".join(parts)
+
+
+def encode_raw_array(raw_items: list[bytes]) -> bytes:
+    """Array of already-encoded replies."""
+    return b"*%d\r\n%b" % (len(raw_items), b"".join(raw_items))
+
+
+# --------------------------------------------------------------------------------------------
+# Reply decoding
+# --------------------------------------------------------------------------------------------
+
+Reply = bytes | int | str | None | list["Reply"]
+
+
+def parse_reply(raw: bytes) -> Reply:
+    """Decode one complete reply: bulk -> bytes, integer -> int, status -> str,
+    error -> ReplyErrorValue, nil -> None, array -> list. Raises ProtocolError if ``raw`` is
+    not exactly one well-formed reply."""
+    # hiredis returns status replies as bytes, like bulk strings; use it only when no status
+    # can be present (a status element always follows "\r\n" or starts the reply).
+    if hiredis is not None and raw[:1] != b"+" and b"\r\n+" not in raw:
+        reader = hiredis.Reader(replyError=ReplyErrorValue)
+        try:
+            reader.feed(raw)
+            value = reader.gets()
+        except hiredis.ProtocolError as e:
+            raise ProtocolError(str(e)) from None
+        if value is False:
+            raise ProtocolError("incomplete reply")
+        if reader.has_data():
+            raise ProtocolError("trailing bytes after reply")
+        return value
+    try:
+        value, end = _py_parse_reply(raw, 0)
+    except ValueError:
+        raise _bad_reply(raw, 0) from None
+    if end < 0:
+        raise ProtocolError("incomplete reply")
+    if end != len(raw):
+        raise ProtocolError("trailing bytes after reply")
+    return value
+
+
+def _py_parse_reply(raw: bytes, pos: int) -> tuple[Reply, int]:
+    nl = raw.find(b"\r\n", pos)
+    if nl < 0:
+        return None, -1
+    t = raw[pos]
+    if t == 0x24:
+        n = int(raw[pos + 1 : nl])
+        if n < 0:
+            return None, nl + 2
+        end = nl + 2 + n
+        if end + 2 > len(raw):
+            return None, -1
+        return raw[nl + 2 : end], end + 2
+    if t == 0x3A:
+        return int(raw[pos + 1 : nl]), nl + 2
+    if t == 0x2B:
+        return raw[pos + 1 : nl].decode("utf-8", "replace"), nl + 2
+    if t == 0x2D:
+        return ReplyErrorValue(raw[pos + 1 : nl].decode("utf-8", "replace")), nl + 2
+    if t == 0x2A:
+        n = int(raw[pos + 1 : nl])
+        if n < 0:
+            return None, nl + 2
+        pos = nl + 2
+        items: list[Reply] = []
+        for _ in range(n):
+            item, pos = _py_parse_reply(raw, pos)
+            if pos < 0:
+                return None, -1
+            items.append(item)
+        return items, pos
+    raise _bad_reply(raw, pos)

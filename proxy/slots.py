@@ -1,0 +1,180 @@
+"""Key → slot hashing and the slot map (sans-IO).
+
+Slot = CRC16-XMODEM(hashed part of key) mod nslots, with Redis Cluster's hash-tag rule.
+`binascii.crc_hqx(data, 0)` *is* CRC16-XMODEM (poly 0x1021, init 0, no reflection), in C.
+Both supported slot counts (16384 and 1024) are powers of two, so `mod` is a mask, and since
+1024 divides 16384 the 1024-slot map is an exact coarsening of Redis Cluster's map.
+"""
+
+from __future__ import annotations
+
+from binascii import crc_hqx
+from dataclasses import dataclass, field
+
+SLOT_COUNTS = (16384, 1024)
+DEFAULT_SLOTS = 16384
+
+
+def hash_tag(key: bytes) -> bytes:
+    """The part of `key` that is hashed: the first non-empty `{...}` tag, else the whole key."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        # An empty tag ("{}") means "hash the whole key", as Redis Cluster does (Codis differs).
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+def key_slot(key: bytes, nslots: int = DEFAULT_SLOTS) -> int:
+    """Slot of `key` for a power-of-two slot count."""
+    if b"{" in key:
+        key = hash_tag(key)
+    return crc_hqx(key, 0) & (nslots - 1)
+
+
+def crc16(data: bytes) -> int:
+    return crc_hqx(data, 0)
+
+
+def parse_ranges(text: str, nslots: int) -> list[int]:
+    """Parse "0-1023,2048,4000-4010" into a sorted list of distinct slots.
+
+    Raises ValueError with a message naming the bad part.
+    """
+    slots: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        lo_s, sep, hi_s = part.partition("-")
+        try:
+            lo = int(lo_s)
+            hi = int(hi_s) if sep else lo
+        except ValueError:
+            raise ValueError(f"bad slot range {part!r}") from None
+        if lo > hi:
+            raise ValueError(f"bad slot range {part!r}: start > end")
+        if lo < 0 or hi >= nslots:
+            raise ValueError(f"slot range {part!r} outside 0-{nslots - 1}")
+        slots.update(range(lo, hi + 1))
+    if not slots:
+        raise ValueError("empty slot range")
+    return sorted(slots)
+
+
+def ranges_of(slots: list[int] | range) -> list[tuple[int, int]]:
+    """Compress sorted slots into inclusive (start, end) ranges."""
+    out: list[tuple[int, int]] = []
+    for s in slots:
+        if out and out[-1][1] == s - 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+def format_ranges(slots: list[int] | range) -> str:
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges_of(slots))
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """A backend group as the data path sees it: where its master is."""
+
+    gid: int
+    master: str  # "host:port"
+    replicas: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SlotMap:
+    """Immutable slot → group assignment plus the groups it names.
+
+    `owner[slot]` is a group id, or 0 when the slot is unassigned. A proxy swaps whole SlotMaps,
+    so readers never see a half-applied change. `epoch` orders maps: a proxy never goes back.
+    """
+
+    nslots: int
+    owner: tuple[int, ...]
+    groups: dict[int, GroupSpec] = field(default_factory=dict)
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        if self.nslots not in SLOT_COUNTS:
+            raise ValueError(f"slots must be one of {SLOT_COUNTS}, not {self.nslots}")
+        if len(self.owner) != self.nslots:
+            raise ValueError(f"slot map has {len(self.owner)} entries, expected {self.nslots}")
+        for gid in set(self.owner):
+            if gid and gid not in self.groups:
+                raise ValueError(f"slot map names unknown group {gid}")
+
+    @classmethod
+    def from_ranges(
+        cls,
+        nslots: int,
+        groups: dict[int, GroupSpec],
+        assignments: list[tuple[int, int, int]],
+        epoch: int = 0,
+    ) -> SlotMap:
+        """Build from (start, end, gid) inclusive ranges; overlapping ranges are an error."""
+        owner = [0] * nslots
+        for start, end, gid in assignments:
+            if not (0 <= start <= end < nslots):
+                raise ValueError(f"slot range {start}-{end} outside 0-{nslots - 1}")
+            if gid not in groups:
+                raise ValueError(f"slot range {start}-{end} names unknown group {gid}")
+            for s in range(start, end + 1):
+                if owner[s]:
+                    raise ValueError(f"slot {s} assigned twice")
+                owner[s] = gid
+        return cls(nslots=nslots, owner=tuple(owner), groups=dict(groups), epoch=epoch)
+
+    @classmethod
+    def even(cls, nslots: int, groups: dict[int, GroupSpec], epoch: int = 0) -> SlotMap:
+        """Spread all slots evenly over the groups, in gid order, as contiguous ranges."""
+        gids = sorted(groups)
+        if not gids:
+            return cls(nslots=nslots, owner=(0,) * nslots, groups={}, epoch=epoch)
+        owner: list[int] = []
+        for i, gid in enumerate(gids):
+            lo = nslots * i // len(gids)
+            hi = nslots * (i + 1) // len(gids)
+            owner.extend([gid] * (hi - lo))
+        return cls(nslots=nslots, owner=tuple(owner), groups=dict(groups), epoch=epoch)
+
+    def ranges(self) -> list[tuple[int, int, int]]:
+        """(start, end, gid) for every maximal run of equally-owned slots (gid 0 = unassigned)."""
+        out: list[tuple[int, int, int]] = []
+        for s, gid in enumerate(self.owner):
+            if out and out[-1][2] == gid:
+                out[-1] = (out[-1][0], s, gid)
+            else:
+                out.append((s, s, gid))
+        return out
+
+    def slots_of(self, gid: int) -> list[int]:
+        return [s for s, g in enumerate(self.owner) if g == gid]
+
+    def to_json(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "slots": self.nslots,
+            "groups": {
+                str(g.gid): {"master": g.master, "replicas": list(g.replicas)}
+                for g in self.groups.values()
+            },
+            "ranges": [[a, b, gid] for a, b, gid in self.ranges() if gid],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> SlotMap:
+        groups = {
+            int(gid): GroupSpec(int(gid), g["master"], tuple(g.get("replicas", ())))
+            for gid, g in data.get("groups", {}).items()
+        }
+        return cls.from_ranges(
+            int(data["slots"]),
+            groups,
+            [(int(a), int(b), int(gid)) for a, b, gid in data.get("ranges", [])],
+            epoch=int(data.get("epoch", 0)),
+        )
