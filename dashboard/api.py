@@ -295,7 +295,8 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
 async def _background(app: web.Application) -> AsyncIterator[None]:
     dash = app[DASHBOARD]
     tasks = [asyncio.create_task(dash.run(), name="leadership"),
-             asyncio.create_task(dash.health.run(), name="health")]
+             asyncio.create_task(dash.health.run(), name="health"),
+             asyncio.create_task(dash.poll_proxy_stats(), name="proxy-stats")]
     yield
     for task in tasks:
         task.cancel()

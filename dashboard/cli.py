@@ -139,9 +139,15 @@ def render_status(topo: dict[str, Any]) -> str:
 def render_proxies(proxies: list[dict[str, Any]]) -> str:
     if not proxies:
         return "no proxies"
-    rows = [[p["id"], p["addr"], p["admin"], p["state"] + (" (stale)" if p.get("stale") else ""),
-             p["epoch"], ago(p.get("last_seen")), p.get("error")] for p in proxies]
-    return table(["PROXY", "ADDR", "ADMIN", "STATE", "EPOCH", "LAST SEEN", "ERROR"], rows)
+    rows = []
+    for p in proxies:
+        stats = p.get("stats") or {}
+        rows.append([p["id"], p["addr"], p["admin"],
+                     p["state"] + (" (stale)" if p.get("stale") else ""), p["epoch"],
+                     ago(p.get("last_seen")), stats.get("clients"), stats.get("ops_per_sec"),
+                     p.get("error")])
+    return table(["PROXY", "ADDR", "ADMIN", "STATE", "EPOCH", "LAST SEEN", "CLIENTS", "OPS/S",
+                  "ERROR"], rows)
 
 
 # -- commands ----------------------------------------------------------------------------------

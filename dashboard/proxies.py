@@ -71,8 +71,15 @@ class ProxyClient:
 
     async def info(self, proxy: ProxyRecord) -> dict[str, Any] | None:
         """GET /api/info, or None when the proxy does not answer properly."""
+        return await self._get(proxy, "/api/info")
+
+    async def stats(self, proxy: ProxyRecord) -> dict[str, Any] | None:
+        """GET /api/stats (clients, commands, ops/s), or None."""
+        return await self._get(proxy, "/api/stats")
+
+    async def _get(self, proxy: ProxyRecord, path: str) -> dict[str, Any] | None:
         try:
-            async with self._http().get(f"http://{proxy.admin}/api/info") as resp:
+            async with self._http().get(f"http://{proxy.admin}{path}") as resp:
                 if resp.status != 200:
                     return None
                 data = await resp.json(content_type=None)

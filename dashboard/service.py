@@ -103,11 +103,24 @@ class Dashboard:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._syncing: set[str] = set()
         self._last_leader: dict[str, Any] | None = None
+        self.proxy_stats: dict[str, dict[str, Any]] = {}
 
     # -- leadership ----------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Campaign, lead until the lock is lost, campaign again; forever (cancel to stop)."""
+        while True:
+            try:
+                await self._term()
+            except Exception:  # a bug must not leave a dashboard silently never leading
+                log.exception("leadership loop failed; starting over")
+                self.leading.clear()
+                with contextlib.suppress(StoreError):
+                    await self.store.resign()
+                await asyncio.sleep(1)
+
+    async def _term(self) -> None:
+        """One term: campaign, take over, lead until the lock is lost."""
         while True:
             self.role = "standby"
             watcher = asyncio.create_task(self._watch_leader())
@@ -310,6 +323,19 @@ class Dashboard:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def poll_proxy_stats(self) -> None:
+        """Every health interval: each proxy's clients and ops/s, for `status` (leader only)."""
+        while True:
+            await asyncio.sleep(self.cfg.health_interval)
+            if not self.leading.is_set():
+                continue
+            proxies = list(self._proxies.values())
+            stats = await asyncio.gather(*(self.client.stats(p) for p in proxies))
+            self.proxy_stats = {p.id: {"clients": s.get("clients"),
+                                       "ops_per_sec": s.get("ops_per_sec"),
+                                       "commands": s.get("commands")}
+                                for p, s in zip(proxies, stats, strict=True) if s}
+
     # -- views (served by leader and standby alike) ----------------------------------------------
 
     async def topology(self) -> Topology:
@@ -339,6 +365,7 @@ class Dashboard:
             view = rec.to_json()
             view["last_seen"] = seen
             view["stale"] = now - seen > self.cfg.proxy_stale_after
+            view["stats"] = self.proxy_stats.get(rec.id)
             out.append(view)
         return out
 

@@ -107,8 +107,8 @@ class Store(ABC):
             try:
                 if await self.try_lead(leader_key, info):
                     return
-            except StoreUnavailable:
-                pass  # the store is down: a standby keeps trying, it does not exit
+            except StoreError:
+                pass  # the store is down or failing: a standby keeps trying, it does not exit
             await asyncio.sleep(retry_interval)
 
     @abstractmethod

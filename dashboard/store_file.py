@@ -5,8 +5,8 @@ Layout (all JSON, one file per key so a write touches one small file)::
     DIR/data/<url-quoted key>.json   {"revision": n, "value": {...}}
     DIR/revision                     the store-wide revision counter
     DIR/write.lock                   flock held for the few microseconds of each write (CAS)
-    DIR/owner.lock                   flock held by the leader dashboard for its whole life
-    DIR/owner.json                   who that is (for `leader()` and error messages)
+    DIR/<quoted leader key>.lock     flock held by the leader dashboard for its whole life
+    DIR/<quoted leader key>.owner    who that is (for `leader()` and error messages)
 
 Every write goes to a temporary file that is fsynced and then renamed over the old one, so a
 crash leaves either the old or the new document, never half of one. flock locks belong to the
@@ -37,6 +37,7 @@ class FileStore(Store):
         self.data = self.path / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self._owner_fd: int | None = None
+        self._owner_key: str | None = None
         self._was_leader = False
 
     # -- files ---------------------------------------------------------------------------------
@@ -135,34 +136,41 @@ class FileStore(Store):
 
     # -- leadership ----------------------------------------------------------------------------
 
+    def _lock_files(self, leader_key: str) -> tuple[Path, Path]:
+        # One lock per leader key: clusters sharing a directory do not block each other.
+        name = quote(leader_key, safe="")
+        return self.path / f"{name}.lock", self.path / f"{name}.owner"
+
     async def try_lead(self, leader_key: str, info: dict[str, Any]) -> bool:
-        # leader_key is implied: a directory has exactly one owner lock.
         if self._owner_fd is not None:
             return True
-        fd = os.open(self.path / "owner.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        lock, owner = self._lock_files(leader_key)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
         self._owner_fd = fd
+        self._owner_key = leader_key
         self._was_leader = True
         self.leader_lost.clear()
-        await asyncio.to_thread(self._atomic_write, self.path / "owner.json", json.dumps(info))
+        await asyncio.to_thread(self._atomic_write, owner, json.dumps(info))
         return True
 
     async def leader(self, leader_key: str) -> dict[str, Any] | None:
-        if self._owner_fd is None:
-            fd = os.open(self.path / "owner.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        lock, owner = self._lock_files(leader_key)
+        if self._owner_key != leader_key:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return None  # nobody holds it: owner.json (if any) is from a dead leader
+                return None  # nobody holds it: the .owner file (if any) is a dead leader's
             except BlockingIOError:
                 pass
             finally:
                 os.close(fd)
         try:
-            return json.loads((self.path / "owner.json").read_text())
+            return json.loads(owner.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
@@ -174,6 +182,7 @@ class FileStore(Store):
         if self._owner_fd is not None:
             os.close(self._owner_fd)
             self._owner_fd = None
+            self._owner_key = None
 
     async def close(self) -> None:
         await self.resign()

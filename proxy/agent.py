@@ -31,9 +31,11 @@ class DashboardAgent:
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
         assert server.cfg.dashboard
-        self.base = server.cfg.dashboard.rstrip("/")
-        if "://" not in self.base:
-            self.base = "http://" + self.base
+        # Several URLs (leader and standbys): heartbeats go to the first that answers, so they
+        # follow a dashboard failover.
+        self.urls = [u.strip().rstrip("/") for u in server.cfg.dashboard.split(",") if u.strip()]
+        self.urls = [u if "://" in u else "http://" + u for u in self.urls]
+        self.base = self.urls[0]
         self.session: aiohttp.ClientSession | None = None
         self.task: asyncio.Task[None] | None = None
         self.last_ok = 0.0
@@ -48,8 +50,9 @@ class DashboardAgent:
         admin = None
         if srv.admin is not None and srv.cfg.admin_listen is not None:
             admin = f"{srv.cfg.admin_listen[0]}:{srv.admin.port}"
-        return {"id": srv.cfg.resolved_proxy_id(), "addr": f"{srv.host}:{srv.port}",
-                "admin": admin}
+        return {"id": srv.cfg.resolved_proxy_id(),
+                "addr": srv.cfg.advertise or f"{srv.host}:{srv.port}",
+                "admin": admin, "epoch": srv.router.epoch}
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
@@ -61,16 +64,28 @@ class DashboardAgent:
             await asyncio.sleep(0.05)
 
     async def heartbeat(self) -> None:
+        errors = []
+        for url in [self.base] + [u for u in self.urls if u != self.base]:
+            try:
+                await self._heartbeat(url)
+                self.base = url
+                return
+            except Exception as e:  # try the next dashboard (a standby may have taken over)
+                errors.append(f"{url}: {str(e) or type(e).__name__}")
+        raise RuntimeError("; ".join(errors))
+
+    async def _heartbeat(self, base: str) -> None:
         assert self.session is not None
-        async with self.session.post(f"{self.base}/api/v1/proxies/register",
+        async with self.session.post(f"{base}/api/v1/proxies/register",
                                      json=self._identity(), headers=self._headers()) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 200:
                 raise RuntimeError(f"register refused: HTTP {resp.status} {body}")
         epoch = int(body.get("epoch", 0))
         router = self.server.router
+        router.touch_contact()
         if epoch > router.epoch or not router.online:
-            async with self.session.get(f"{self.base}/api/v1/slotmap") as resp:
+            async with self.session.get(f"{base}/api/v1/slotmap") as resp:
                 if resp.status == 200:
                     slotmap = SlotMap.from_json(await resp.json(content_type=None))
                     if slotmap.epoch >= router.epoch and slotmap.groups:

@@ -101,6 +101,7 @@ class BackendConn(asyncio.Protocol):
         password: str | None = None,
         username: str | None = None,
         db: int = 0,
+        proto: int = 2,
         connect_timeout: float = 1.0,
         request_timeout: float = 5.0,
         reconnect_min: float = 0.05,
@@ -113,6 +114,7 @@ class BackendConn(asyncio.Protocol):
         self._password = password
         self._username = username
         self._db = db
+        self.proto = proto
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
         self._reconnect_min = reconnect_min
@@ -198,6 +200,10 @@ class BackendConn(asyncio.Protocol):
                 init.append((pack_command(b"AUTH", self._password), "AUTH"))
         if self._db:
             init.append((pack_command(b"SELECT", self._db), "SELECT"))
+        if self.proto == 3:
+            # Connections that serve RESP3 clients speak RESP3 themselves, so replies can still
+            # be passed through byte for byte.
+            init.append((pack_command(b"HELLO", b"3"), "HELLO 3"))
         for packed, what in reversed(init):
             self.fifo.appendleft(_InitWaiter(self, what))
             self._out.insert(0, packed)

@@ -52,6 +52,13 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MigrationConfig:
+    lock_timeout: float = 10.0      # a request held for a locked slot gets -TRYAGAIN after this
+    fence_timeout: float = 10.0     # no dashboard contact this long: refuse slots in transit
+    migrate_timeout: float = 5.0    # timeout of the on-access MIGRATE
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyConfig:
     listen: tuple[str, int] = ("127.0.0.1", 19000)
     slots: int = DEFAULT_SLOTS
@@ -64,9 +71,11 @@ class ProxyConfig:
     slot_map: SlotMap | None = None
     backend: BackendConfig = BackendConfig()
     limits: LimitsConfig = LimitsConfig()
+    migration: MigrationConfig = MigrationConfig()
     admin_listen: tuple[str, int] | None = None
     admin_token: str | None = None
-    dashboard: str | None = None
+    dashboard: str | None = None     # URL, or several comma-separated (leader + standbys)
+    advertise: str | None = None     # client address to register (default: the bound one)
     proxy_id: str | None = None
     command_table: str = "backend"       # "backend": COMMAND from a backend, else builtin
     log_level: str = "info"
@@ -219,7 +228,7 @@ def _parse_slot_map(data: Any, nslots: int, groups: dict[int, GroupSpec]) -> Slo
 _TOP_LEVEL = {
     "listen", "slots", "password", "username", "idle_timeout", "shutdown_timeout", "tcp_backlog",
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
-    "proxy_id", "command_table", "log_level", "use_hiredis",
+    "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
 }
 
 
@@ -240,14 +249,24 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         "slot_map": _parse_slot_map(data.get("slot_map"), nslots, groups),
         "backend": _sub(BackendConfig, data.get("backend"), "backend"),
         "limits": _sub(LimitsConfig, data.get("limits"), "limits"),
+        "migration": _sub(MigrationConfig, data.get("migration"), "migration"),
     }
     if "listen" in data:
         kw["listen"] = parse_addr(data["listen"], "listen")
     if data.get("admin_listen") is not None:
         kw["admin_listen"] = parse_addr(data["admin_listen"], "admin_listen")
-    for name in ("password", "username", "admin_token", "dashboard", "proxy_id"):
+    for name in ("password", "username", "admin_token", "proxy_id"):
         if data.get(name) is not None:
             kw[name] = str(data[name])
+    dash = data.get("dashboard")
+    if dash is not None:
+        kw["dashboard"] = ",".join(dash) if isinstance(dash, list) else str(dash)
+    if data.get("advertise") is not None:
+        kw["advertise"] = "{}:{}".format(*parse_addr(data["advertise"], "advertise"))
+    # Secrets may come from the environment so configs can be committed without them.
+    env_token = os.environ.get("SLOTPROXY_ADMIN_TOKEN")
+    if env_token and "admin_token" not in kw:
+        kw["admin_token"] = env_token
     for name in ("idle_timeout", "shutdown_timeout"):
         if name in data:
             kw[name] = _coerce(data[name], getattr(defaults, name), name)

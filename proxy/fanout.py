@@ -70,27 +70,35 @@ def split(session: ClientSession, spec: CommandSpec, argv: list[bytes], packed: 
     router = session.router
     route = router.route
     mask = router.mask
-    # group → argv indices of its keys, in order of first appearance
-    by_group: dict[Group, list[int]] = {}
+    slot_ops = router.slot_ops
+    # Destination → argv indices of its keys, in order of first appearance. A destination is
+    # a Group, or the slot number for a slot in transit (its keys are moved per slot).
+    by_group: dict[Group | int, list[int]] = {}
     for i in range(1, n, step):
         key = argv[i]
         if b"{" in key:
             key = hash_tag(key)
-        g = route[crc_hqx(key, 0) & mask]
-        if g is None:
+        slot = crc_hqx(key, 0) & mask
+        slot_ops[slot] += 1
+        g = route[slot]
+        dest: Group | int = g if g is not None else slot
+        if g is None and slot not in router.transit:
             session.reply(CLUSTERDOWN)
             return
-        idxs = by_group.get(g)
+        idxs = by_group.get(dest)
         if idxs is None:
-            by_group[g] = [i]
+            by_group[dest] = [i]
         else:
             idxs.append(i)
     cidx = session.cidx
     reply = Reply(session)
     session.pending.append(reply)
     if len(by_group) == 1:
-        g = next(iter(by_group))
-        g.conns[cidx % g.n].send(packed, reply)
+        dest, idxs = next(iter(by_group.items()))
+        if isinstance(dest, int):
+            router.forward(session, cidx, dest, [argv[i] for i in idxs], packed, reply)
+        else:
+            dest.conns[cidx].send(packed, reply)
         return
     if name == "mget":
         positions = [[i - 1 for i in idxs] for idxs in by_group.values()]
@@ -101,7 +109,7 @@ def split(session: ClientSession, spec: CommandSpec, argv: list[bytes], packed: 
         merge = _merge_sum
     gather = Gather(reply, len(by_group), merge)
     head = argv[0]
-    for j, (g, idxs) in enumerate(by_group.items()):
+    for j, (dest, idxs) in enumerate(by_group.items()):
         if step == 2:
             sub = [head]
             for i in idxs:
@@ -109,7 +117,11 @@ def split(session: ClientSession, spec: CommandSpec, argv: list[bytes], packed: 
                 sub.append(argv[i + 1])
         else:
             sub = [head, *(argv[i] for i in idxs)]
-        g.conns[cidx % g.n].send(pack_command(*sub), gather.part(j))
+        if isinstance(dest, int):
+            router.forward(session, cidx, dest, [argv[i] for i in idxs], pack_command(*sub),
+                           gather.part(j))
+        else:
+            dest.conns[cidx].send(pack_command(*sub), gather.part(j))
 
 
 def broadcast(
@@ -125,6 +137,8 @@ def broadcast(
     reply = Reply(session)
     session.pending.append(reply)
     gather = Gather(reply, len(groups), lambda parts: merge(parts, groups))
+    # Broadcast replies are merged by the proxy, so they are read in RESP2 whatever the client
+    # speaks: `cidx % n` is the client's RESP2 connection.
     cidx = session.cidx
     for j, g in enumerate(groups):
         g.conns[cidx % g.n].send(packed, gather.part(j))

@@ -104,10 +104,12 @@ def _hello(s: ClientSession, argv: list[bytes]) -> None:
         except ValueError:
             s.reply(encode_error("ERR Protocol version is not an integer or out of range"))
             return
-        if proto != 2:
+        if proto not in (2, 3):
             s.reply(NOPROTO)
             return
         i = 2
+    else:
+        proto = s.proto
     new_name: bytes | None = None
     while i < len(argv):
         opt = argv[i].upper()
@@ -138,10 +140,28 @@ def _hello(s: ClientSession, argv: list[bytes]) -> None:
             s.reply(_BAD_NAME)
             return
         s.name = new_name
-    s.reply(encode_array([
-        "server", "redis", "version", s.server.backend_version, "proto", 2, "id", s.id,
+    set_protocol(s, proto)
+    fields: list = [
+        "server", "redis", "version", s.server.backend_version, "proto", proto, "id", s.id,
         "mode", "standalone", "role", "master", "modules", [],
-    ]))
+    ]
+    if proto == 3:
+        # RESP3 map: clients read HELLO's reply as a dict
+        s.reply(b"%%%d\r\n" % (len(fields) // 2) + encode_array(fields).split(b"\r\n", 1)[1])
+    else:
+        s.reply(encode_array(fields))
+
+
+def set_protocol(s: ClientSession, proto: int) -> None:
+    """Switch the client between RESP2 and RESP3: it moves to connections of that protocol."""
+    if proto == s.proto:
+        return
+    if proto == 3:
+        s.router.enable_resp3()
+    if s.pending:
+        s.barrier = True
+    s.proto = proto
+    s.cidx = s.router.client_index(s.id, proto)
 
 
 def _select(s: ClientSession, argv: list[bytes]) -> None:
@@ -270,7 +290,7 @@ def _forward(s: ClientSession, group: Group, packed: bytes) -> None:
 
     reply = Reply(s)
     s.pending.append(reply)
-    group.conns[s.cidx % group.n].send(packed, reply)
+    group.conns[s.cidx].send(packed, reply)
 
 
 def _time(s: ClientSession, argv: list[bytes]) -> None:
@@ -286,6 +306,7 @@ def _dbsize(s: ClientSession, argv: list[bytes]) -> None:
 def _reset(s: ClientSession, argv: list[bytes]) -> None:
     s.name = b""
     s.authed = not s.server.cfg.password
+    set_protocol(s, 2)
     s.reply(encode_simple("RESET"))
 
 

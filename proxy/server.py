@@ -34,7 +34,8 @@ class ProxyServer:
         self.cfg = cfg
         self.loop = asyncio.get_running_loop()
         self.flusher = Flusher(self.loop)
-        self.router = Router(cfg.backend, self.flusher, cfg.slots)
+        self.router = Router(cfg.backend, self.flusher, cfg.slots, cfg.migration)
+        self.router.fence_enabled = bool(cfg.dashboard)
         self.table: CommandTable = CommandTable.builtin()
         self.table_source = "builtin"
         self.sessions: set[ClientSession] = set()

@@ -30,7 +30,6 @@ from .slots import hash_tag, key_slot
 
 if TYPE_CHECKING:
     from .commands import CommandSpec
-    from .router import Group
     from .server import ProxyServer
 
 log = logging.getLogger("slotproxy.session")
@@ -58,11 +57,13 @@ class ClientSession(asyncio.Protocol):
         self.backlog: deque[tuple[list[bytes], bytes]] = deque()
         self.deferred_error: str | None = None
         self.in_backlog = False
+        self.barrier = False
         self.out: list[bytes] = []
         self.dirty = False
         self.transport: asyncio.Transport | None = None
         self.id = server.next_client_id()
-        self.cidx = self.id
+        self.proto = 2
+        self.cidx = server.router.client_index(self.id, 2)
         self.authed = not cfg.password
         self.name = b""
         self.lib_name = b""
@@ -150,6 +151,11 @@ class ClientSession(asyncio.Protocol):
                     i += 1
                     if self.closing:  # QUIT: nothing after it runs
                         break
+                    if self.barrier:  # protocol switch: the rest waits (see _run_backlog)
+                        self.backlog.extend(zip(reqs[i:], packed[i:], strict=True))
+                        self.pipeline_paused = True
+                        self._update_reading()
+                        break
                 self.commands += i
                 self.server.commands += i
         if parser.error is not None and not self.closing:
@@ -175,11 +181,19 @@ class ClientSession(asyncio.Protocol):
             # pile replies up in our output buffer.
             while (backlog and len(self.pending) < self.max_pipeline and not self.closing
                    and not self.write_paused):
+                if self.barrier:
+                    # After a HELLO that changed protocol, later commands use other backend
+                    # connections: wait until everything sent before it is answered, so a
+                    # pipelined SET then GET cannot be reordered across the two connections.
+                    if self.pending:
+                        break
+                    self.barrier = False
                 argv, packed = backlog.popleft()
                 self.dispatch(argv, packed)
                 n += 1
         finally:
             self.in_backlog = False
+        self.barrier = False
         self.commands += n
         self.server.commands += n
         if not backlog and self.deferred_error is not None and not self.closing:
@@ -208,21 +222,29 @@ class ClientSession(asyncio.Protocol):
             if (n != arity) if arity > 0 else (n < -arity):
                 self.reply(wrong_args(spec.name))
                 return
+            router = self.router
             if spec.key1:
                 key = argv[1]
                 if b"{" in key:
                     key = hash_tag(key)
-                group = self.router.route[crc_hqx(key, 0) & self.router.mask]
-            else:
-                group = self._route_keys(spec, argv)
-                if group is None:
+                slot = crc_hqx(key, 0) & router.mask
+                router.slot_ops[slot] += 1
+                group = router.route[slot]
+                if group is not None:
+                    reply = Reply(self)
+                    self.pending.append(reply)
+                    group.conns[self.cidx].send(packed, reply)
                     return
-            if group is None:
-                self.reply(CLUSTERDOWN)
-                return
+                keys = [argv[1]]
+            else:
+                slot, keys = self._route_keys(spec, argv, packed)
+                if slot < 0:
+                    return
+                router.slot_ops[slot] += 1
+            # Unassigned or in transit (migrating/locked): the router decides.
             reply = Reply(self)
             self.pending.append(reply)
-            group.conns[self.cidx % group.n].send(packed, reply)
+            router.forward(self, self.cidx, slot, keys, packed, reply)
         elif route is SPLIT:
             fanout.split(self, spec, argv, packed)
         elif route is LOCAL:
@@ -230,33 +252,35 @@ class ClientSession(asyncio.Protocol):
         else:
             self.reply(not_supported(spec.name, spec.reason))
 
-    def _route_keys(self, spec: CommandSpec, argv: list[bytes]) -> Group | None:
-        """Keys somewhere other than argv[1]: find them, check they share a slot.
+    def _route_keys(self, spec: CommandSpec, argv: list[bytes], packed: bytes
+                    ) -> tuple[int, list[bytes]]:
+        """Keys somewhere other than argv[1]: find them and check they share a slot.
 
-        Returns the Group, or None after having replied with the error itself (blocking call,
-        CROSSSLOT, unassigned slot), so the caller just stops.
+        Returns (slot, keys), or (-1, []) after having answered the request itself (blocking
+        call, CROSSSLOT, or a keyless call such as EVAL with numkeys 0, sent to any group).
         """
         if is_blocking_call(spec, argv):
             self.reply(not_supported(spec.name, "blocking commands"))
-            return None
-        positions = spec.key_positions(argv)
+            return -1, []
+        keys = spec.keys(argv)
         router = self.router
-        if not positions:
+        if not keys:
             # EVAL/FCALL with numkeys 0 and the like: any group can run it.
             group = router.any_group()
             if group is None:
                 self.reply(CLUSTERDOWN)
-            return group
+            else:
+                reply = Reply(self)
+                self.pending.append(reply)
+                group.conns[self.cidx].send(packed, reply)
+            return -1, []
         nslots = router.nslots
-        slot = key_slot(argv[positions[0]], nslots)
-        for p in positions[1:]:
-            if key_slot(argv[p], nslots) != slot:
+        slot = key_slot(keys[0], nslots)
+        for k in keys[1:]:
+            if key_slot(k, nslots) != slot:
                 self.reply(CROSSSLOT)
-                return None
-        group = router.route[slot]
-        if group is None:
-            self.reply(CLUSTERDOWN)
-        return group
+                return -1, []
+        return slot, keys
 
     # ------------------------------------------------------------------ replies
     def reply(self, raw: bytes) -> None:

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 SLOT_COUNTS = (16384, 1024)
 DEFAULT_SLOTS = 16384
 
+# Per-slot migration states as pushed to proxies (see docs/migration.md):
+LOCKED = "locked"        # requests touching the slot are held until the next map
+MIGRATING = "migrating"  # keys are pulled from the source (MIGRATE) before each request
+
 
 def hash_tag(key: bytes) -> bytes:
     """The part of `key` that is hashed: the first non-empty `{...}` tag, else the whole key."""
@@ -98,6 +102,11 @@ class SlotMap:
     owner: tuple[int, ...]
     groups: dict[int, GroupSpec] = field(default_factory=dict)
     epoch: int = 0
+    # Slots being moved: (start, end, from_gid, to_gid, state), state LOCKED or MIGRATING.
+    # `owner` lists such a slot under its target group.
+    transit: tuple[tuple[int, int, int, int, str], ...] = ()
+    # Keys (big keys being copied in chunks) that no request may touch until released.
+    fenced: frozenset[bytes] = frozenset()
 
     def __post_init__(self) -> None:
         if self.nslots not in SLOT_COUNTS:
@@ -107,6 +116,22 @@ class SlotMap:
         for gid in set(self.owner):
             if gid and gid not in self.groups:
                 raise ValueError(f"slot map names unknown group {gid}")
+        seen: set[int] = set()
+        for start, end, src, dst, state in self.transit:
+            if state not in (LOCKED, MIGRATING):
+                raise ValueError(f"transit {start}-{end}: unknown state {state!r}")
+            if not (0 <= start <= end < self.nslots):
+                raise ValueError(f"transit range {start}-{end} outside 0-{self.nslots - 1}")
+            if src not in self.groups or dst not in self.groups:
+                raise ValueError(f"transit {start}-{end} names unknown group {src} or {dst}")
+            if src == dst:
+                raise ValueError(f"transit {start}-{end}: source and target are both {src}")
+            for s in range(start, end + 1):
+                if self.owner[s] != dst:
+                    raise ValueError(f"transit slot {s} must be owned by its target {dst}")
+                if s in seen:
+                    raise ValueError(f"slot {s} is in transit twice")
+                seen.add(s)
 
     @classmethod
     def from_ranges(
@@ -156,7 +181,7 @@ class SlotMap:
         return [s for s, g in enumerate(self.owner) if g == gid]
 
     def to_json(self) -> dict:
-        return {
+        out: dict = {
             "epoch": self.epoch,
             "slots": self.nslots,
             "groups": {
@@ -165,6 +190,11 @@ class SlotMap:
             },
             "ranges": [[a, b, gid] for a, b, gid in self.ranges() if gid],
         }
+        if self.transit:
+            out["transit"] = [list(t) for t in self.transit]
+        if self.fenced:
+            out["fenced"] = sorted(k.hex() for k in self.fenced)
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> SlotMap:
@@ -172,9 +202,18 @@ class SlotMap:
             int(gid): GroupSpec(int(gid), g["master"], tuple(g.get("replicas", ())))
             for gid, g in data.get("groups", {}).items()
         }
-        return cls.from_ranges(
+        base = cls.from_ranges(
             int(data["slots"]),
             groups,
             [(int(a), int(b), int(gid)) for a, b, gid in data.get("ranges", [])],
             epoch=int(data.get("epoch", 0)),
         )
+        transit = tuple(
+            (int(a), int(b), int(src), int(dst), str(state))
+            for a, b, src, dst, state in data.get("transit", ())
+        )
+        fenced = frozenset(bytes.fromhex(k) for k in data.get("fenced", ()))
+        if not transit and not fenced:
+            return base
+        return cls(nslots=base.nslots, owner=base.owner, groups=base.groups, epoch=base.epoch,
+                   transit=transit, fenced=fenced)
