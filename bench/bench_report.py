@@ -148,9 +148,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     rows: dict[tuple[int, int], list[str]] = defaultdict(list)
     for c in sorted(ratios, key=lambda c: (c[1], c[0], test_key(c[2]))):
         d = vs_direct.get(c)
-        rows[(c[0], c[1])].append(
-            f"{c[2]} {ratios[c]:.2f}" + (f" [{d:.2f}]" if d else "")
-        )
+        rows[(c[0], c[1])].append(f"{c[2]} {ratios[c]:.2f}" + (f" [{d:.2f}]" if d else ""))
     for (size, pipe), items in rows.items():
         print(f"    d{size:<5} P{pipe:<3} " + "  ".join(items))
     if vs_direct:

@@ -101,6 +101,7 @@ PIDS=()        # plain pids
 PGIDS=()       # process groups (targets)
 PIDFILES=()    # daemonized processes
 declare -A TARGET_PGID=()
+BENCH_PID=     # the redis-benchmark run in progress
 
 exec 2> >(tee -a "$OUT_DIR/progress.log" >&2)
 
@@ -113,6 +114,7 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
+  [[ -n "${BENCH_PID:-}" ]] && kill -TERM "$BENCH_PID" 2>/dev/null
   for g in "${PGIDS[@]}"; do kill -TERM -- "-$g" 2>/dev/null; done
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for f in "${PIDFILES[@]}"; do
@@ -314,10 +316,16 @@ for round in $(seq 1 "$ROUNDS"); do
           flush_backends
           tag="r${round}-${name}-d${size}-P${pipe}-${grp//,/_}"
           rc=0
-          pin "$BENCH_CPUS" timeout --signal=KILL "$BENCH_TIMEOUT" \
-              redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" \
-              -n "$gn" -r "$KEYSPACE" -P "$pipe" -d "$size" -t "$grp" --csv \
-              > "$OUT_DIR/logs/$tag.out" 2> "$OUT_DIR/logs/$tag.err" || rc=$?
+          bcmd=(timeout --signal=KILL "$BENCH_TIMEOUT"
+                redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS"
+                -n "$gn" -r "$KEYSPACE" -P "$pipe" -d "$size" -t "$grp" --csv)
+          [[ -n "$BENCH_CPUS" ]] && bcmd=(taskset -c "$BENCH_CPUS" "${bcmd[@]}")
+          # in the background + wait, so that a TERM is handled at once (bash runs
+          # traps only after a foreground child ends); taskset execs timeout
+          "${bcmd[@]}" > "$OUT_DIR/logs/$tag.out" 2> "$OUT_DIR/logs/$tag.err" &
+          BENCH_PID=$!
+          wait "$BENCH_PID" || rc=$?
+          BENCH_PID=
           awk -F'","' -v r="$round" -v e="$name" -v s="$size" -v p="$pipe" '
               /^"/ && !/^"test"/ {
                 gsub(/"/, ""); split($0, f, ",")

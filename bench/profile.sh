@@ -146,8 +146,11 @@ native=()
 nonblock=(--nonblocking)
 [[ -n "${NATIVE:-}" ]] && nonblock=()
 echo "# py-spy record --pid $SP_PID --rate $RATE ${native[*]} ${nonblock[*]}" >&2
-pin "$PYSPY_CPUS" "$PYSPY_BIN" record --pid "$SP_PID" --rate "$RATE" --format raw \
-  -o "$OUT_DIR/pyspy.txt" "${native[@]}" "${nonblock[@]}" > "$TMP/pyspy.log" 2>&1 &
+# started directly (not via a shell function) so that $! is py-spy itself (taskset execs it)
+pyspy_cmd=("$PYSPY_BIN" record --pid "$SP_PID" --rate "$RATE" --format raw
+           -o "$OUT_DIR/pyspy.txt" "${native[@]}" "${nonblock[@]}")
+[[ -n "$PYSPY_CPUS" ]] && pyspy_cmd=(taskset -c "$PYSPY_CPUS" "${pyspy_cmd[@]}")
+"${pyspy_cmd[@]}" > "$TMP/pyspy.log" 2>&1 &
 PYSPY_PID=$!
 PIDS+=("$PYSPY_PID")
 sleep 1

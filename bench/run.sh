@@ -9,7 +9,7 @@
 # Env:
 #   PYTHON        interpreter for slotproxy [repo .venv/bin/python, else python3]
 #   SLOTPROXY_ARGS extra proxy flags (e.g. "--no-hiredis")
-#   ROUNDS [3] N_P1 [150000] N_PIPE [1500000] MSET_DIV [2] LPUSH_MAX [1000000]
+#   ROUNDS [3] N_P1 [150000] N_PIPE [1000000] MSET_DIV [4] LPUSH_MAX [1000000]
 #   TESTS SIZES PIPES CLIENTS KEYSPACE BENCH_CPUS SERVER_CPUS PROXY_CPUS ...
 #                 passed through to bench/peer_bench.sh (see its header)
 #   OUT_DIR       [bench/results/<UTC timestamp>]
@@ -35,8 +35,8 @@ fi
 
 export ROUNDS=${ROUNDS:-3}
 export N_P1=${N_P1:-150000}
-export N_PIPE=${N_PIPE:-1500000}
-export MSET_DIV=${MSET_DIV:-2}
+export N_PIPE=${N_PIPE:-1000000}
+export MSET_DIV=${MSET_DIV:-4}
 export LPUSH_MAX=${LPUSH_MAX:-1000000}
 TS=$(date -u +%Y%m%dT%H%M%SZ)
 export OUT_DIR=${OUT_DIR:-$HERE/results/$TS}
@@ -58,7 +58,19 @@ SLOTPROXY_CMD="env PYTHONPATH=$ROOT_Q $PY_Q -m proxy --listen 127.0.0.1:{port}"
 SLOTPROXY_CMD+=" --backends {backends} --log-level warning ${SLOTPROXY_ARGS:-}"
 
 start=$(date +%s)
-"$HERE/peer_bench.sh" "slotproxy=$SLOTPROXY_CMD"
+# in the background so that a TERM/INT to run.sh is passed on (peer_bench.sh then
+# kills everything it started); async children ignore SIGINT, hence TERM.
+"$HERE/peer_bench.sh" "slotproxy=$SLOTPROXY_CMD" &
+PB=$!
+trap 'kill -TERM "$PB" 2>/dev/null; wait "$PB"; exit 130' INT
+trap 'kill -TERM "$PB" 2>/dev/null; wait "$PB"; exit 143' TERM
+pb_rc=0
+wait "$PB" || pb_rc=$?
+trap - INT TERM
+if (( pb_rc != 0 )); then
+  echo "run.sh: peer_bench.sh failed (rc=$pb_rc); partial results in $OUT_DIR" >&2
+  exit "$pb_rc"
+fi
 echo
 summary_args=(summary "$OUT_DIR/raw.csv" --target slotproxy --baseline nutcracker)
 [[ -n "${STRICT:-}" ]] && summary_args+=(--strict)

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.slots import format_ranges
+from proxy.slots import format_ranges, parse_ranges
 
 from . import openapi
 from . import topology as topo_ops
@@ -175,8 +175,81 @@ async def register_proxy(request: web.Request) -> web.Response:
 
 
 async def remove_proxy(request: web.Request) -> web.Response:
-    rec = await _dash(request).remove_proxy(request.match_info["proxy_id"])
+    force = request.query.get("force", "") in ("1", "true", "yes")
+    rec = await _dash(request).remove_proxy(request.match_info["proxy_id"], force=force)
     return web.json_response({"removed": rec.id})
+
+
+# -- migration and rebalance -------------------------------------------------------------------
+
+
+async def get_migrations(request: web.Request) -> web.Response:
+    dash = _dash(request)
+    topo = await dash.topology()
+    return web.json_response({"epoch": topo.epoch, **dash.migrator.view(topo)})
+
+
+async def start_migration(request: web.Request) -> web.Response:
+    body = await _body(request)
+    dash = _dash(request)
+    topo = dash._require_leader()
+    if "slots" not in body or "to" not in body:
+        raise topo_ops.InvalidRequest("'slots' (e.g. \"0-1023,2048\") and 'to' (group id) "
+                                      "are required")
+    try:
+        slots = parse_ranges(str(body["slots"]), topo.nslots)
+    except ValueError as e:
+        raise topo_ops.InvalidRequest(str(e)) from None
+    target = topo_ops.check_gid(body["to"])
+    return web.json_response(await dash.migrator.start(slots, target), status=201)
+
+
+async def cancel_migration(request: web.Request) -> web.Response:
+    dash = _dash(request)
+    dash._require_leader()
+    return web.json_response(await dash.migrator.cancel())
+
+
+async def migration_settings(request: web.Request) -> web.Response:
+    body = await _body(request)
+    dash = _dash(request)
+    dash._require_leader()
+    try:
+        settings = await dash.migrator.update_settings(body)
+    except ValueError as e:
+        raise topo_ops.InvalidRequest(str(e)) from None
+    return web.json_response({"settings": settings})
+
+
+async def rebalance(request: web.Request) -> web.Response:
+    body = await _body(request)
+    dry_run = body.get("dry_run", True)
+    mode = body.get("mode", "count")
+    weights = body.get("weights") or {}
+    drain = body.get("drain") or []
+    if not isinstance(dry_run, bool):
+        raise topo_ops.InvalidRequest("'dry_run' must be true or false")
+    if not isinstance(weights, dict) or not isinstance(drain, list):
+        raise topo_ops.InvalidRequest("'weights' must be {gid: weight}, 'drain' a list of gids")
+    try:
+        w = {topo_ops.check_gid(g): float(v) for g, v in weights.items()}
+    except (TypeError, ValueError):
+        raise topo_ops.InvalidRequest("weights must be numbers") from None
+    out = await _dash(request).rebalance(
+        mode=mode, dry_run=dry_run, weights=w, drain=[topo_ops.check_gid(g) for g in drain],
+        sample_seconds=float(body.get("sample_seconds", 1.0)),
+        tolerance=float(body.get("tolerance", 0.05)))
+    return web.json_response(out)
+
+
+async def set_weight(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    body = await _body(request)
+    weight = body.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        raise topo_ops.InvalidRequest("'weight' must be a number >= 0")
+    topo = await _dash(request).set_weight(gid, float(weight))
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)))
 
 
 async def get_health(request: web.Request) -> web.Response:
@@ -228,7 +301,23 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/proxies/register", register_proxy,
           "Proxy registration and heartbeat; replies with the current epoch", "ProxyRegister"),
     Route("DELETE", "/api/v1/proxies/{proxy_id}", remove_proxy,
-          "Forget a proxy (e.g. a dead one that blocks changes)"),
+          "Forget a proxy; one that cannot be reached only with ?force=1 (make sure it is "
+          "stopped: a live proxy with an old map could write moved keys)"),
+    Route("GET", "/api/v1/migrations", get_migrations,
+          "Migration status: per-slot state, keys/bytes moved, rate, ETA, big keys, settings"),
+    Route("POST", "/api/v1/migrations", start_migration,
+          "Queue slots to migrate to a group (pending; batches start by themselves)",
+          "MigrationStart"),
+    Route("POST", "/api/v1/migrations/cancel", cancel_migration,
+          "Stop new slots: pending/locked slots stay on their source, migrating ones finish"),
+    Route("PUT", "/api/v1/migrations/settings", migration_settings,
+          "Change throttling and limits while running (batch_size, keys_per_sec, ...)",
+          "MigrationSettings"),
+    Route("POST", "/api/v1/rebalance", rebalance,
+          "Plan (dry_run, the default) or start a rebalance by slot count or measured load",
+          "Rebalance"),
+    Route("PUT", "/api/v1/groups/{gid}/weight", set_weight,
+          "Set a group's rebalance weight (0 = drain)", "GroupWeight"),
     Route("GET", "/api/v1/health", get_health, "Per-group server health and stats"),
 )
 
@@ -295,6 +384,7 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
 async def _background(app: web.Application) -> AsyncIterator[None]:
     dash = app[DASHBOARD]
     tasks = [asyncio.create_task(dash.run(), name="leadership"),
+             asyncio.create_task(dash.migrator.run(), name="migrator"),
              asyncio.create_task(dash.health.run(), name="health"),
              asyncio.create_task(dash.poll_proxy_stats(), name="proxy-stats")]
     yield

@@ -4,7 +4,13 @@
     proxyctl group add [GID] [--master ADDR] [--replica ADDR ...]
     proxyctl group remove GID | add-server GID ADDR [--role R] | remove-server GID ADDR
     proxyctl slots assign RANGE GROUP [--force]
-    proxyctl proxy list | remove ID
+    proxyctl proxy list | remove ID [--force]
+    proxyctl migrate SLOTS --to GROUP [--watch]     e.g. proxyctl migrate 0-1023,2048 --to 2
+    proxyctl migrate [status] [--watch] | cancel | pause | resume
+    proxyctl migrate set [--batch-size N] [--keys-per-sec N] [--max-slots N] [...]
+    proxyctl rebalance [--dry-run] [--load] [--weight GID=W ...] [--watch]
+    proxyctl group drain GID [--dry-run] [--watch] | weight GID W
+    proxyctl group add GID --master ADDR --rebalance
     proxyctl up [--groups 3] [--proxies 1] [--dir .cluster]
 
 Exit codes: 0 ok, 1 the dashboard refused or failed the request, 2 bad usage,
@@ -172,7 +178,12 @@ def cmd_group_add(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
     if a.master:
         body["master"] = a.master
     data = c.call("POST", "/api/v1/groups", body)
-    return data, f"group {data['group']['id']} created (epoch {data['epoch']})"
+    text = f"group {data['group']['id']} created (epoch {data['epoch']})"
+    if getattr(a, "rebalance", False):
+        print(text, flush=True)
+        a.dry_run, a.load, a.weight = False, False, []
+        return _rebalance(c, a)
+    return data, text
 
 
 def cmd_group_remove(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
@@ -212,9 +223,179 @@ def cmd_proxy_list(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
 
 
 def cmd_proxy_remove(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
-    data = c.call("DELETE", f"/api/v1/proxies/{a.id}")
+    data = c.call("DELETE", f"/api/v1/proxies/{a.id}" + ("?force=1" if a.force else ""))
     return data, (f"proxy {a.id} removed (a live proxy registers again with its next "
                   "heartbeat)")
+
+
+# -- migration ---------------------------------------------------------------------------------
+
+
+def bar(done: float, total: float, width: int = 30) -> str:
+    frac = 0.0 if total <= 0 else min(1.0, done / total)
+    full = int(frac * width)
+    return "[" + "#" * full + "-" * (width - full) + f"] {frac * 100:5.1f}%"
+
+
+def render_migrations(m: dict[str, Any]) -> str:
+    slots = m.get("slots", [])
+    states = m.get("states", {})
+    total_keys = sum(s["keys_total"] or 0 for s in slots)
+    moved_now = sum(s["keys_moved"] for s in slots)
+    done = m.get("slots_done", 0)
+    all_slots = done + len(slots)
+    eta = m.get("eta_seconds")
+    lines = [f"migration: {m['status']}" + (f"  ({m['error']})" if m.get("error") else ""),
+             f"slots {bar(done, all_slots)}  {done}/{all_slots} done  "
+             + ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+             f"keys moved {m['keys_moved']}  bytes {human_bytes(m['bytes_moved'])}  "
+             f"rate {m['rate_keys_per_sec']:.0f} keys/s  ETA "
+             + (f"{eta:.0f}s" if eta is not None else "-")]
+    if total_keys:
+        lines.append(f"batch {bar(moved_now, total_keys)}  {moved_now}/{total_keys} keys")
+    active = [s for s in slots if s["state"] != "pending" or s.get("error")]
+    if active:
+        rows = [[s["slot"], s["state"], s["from"], s["to"],
+                 f"{s['keys_moved']}/{s['keys_total'] if s['keys_total'] is not None else '?'}",
+                 human_bytes(s["bytes_moved"]), s.get("error")] for s in active[:20]]
+        lines.append(table(["SLOT", "STATE", "FROM", "TO", "KEYS", "BYTES", "ERROR"], rows))
+        if len(active) > 20:
+            lines.append(f"... and {len(active) - 20} more")
+    pending = states.get("pending", 0)
+    if pending:
+        lines.append(f"{pending} slots pending")
+    big = m.get("big_keys") or []
+    if big:
+        lines.append("big keys (copied in chunks under a fence):")
+        for b in big[:10]:
+            lines.append(f"  {b['key']!r} {human_bytes(b.get('bytes'))} slot {b['slot']} "
+                         + ("moved" if b.get("moved") else "waiting")
+                         + (f", longest command {b['max_stall_ms']:.1f}ms"
+                            if b.get("max_stall_ms") else ""))
+    return "\n".join(lines)
+
+
+def watch(c: Client, interval: float = 1.0) -> tuple[Any, str]:
+    """Redraw the progress until no slot is left; returns the last status."""
+    tty = sys.stdout.isatty()
+    last = None
+    while True:
+        data = c.get("/api/v1/migrations")
+        text = render_migrations(data)
+        if tty:
+            sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
+        else:
+            line = text.splitlines()[1] + "  " + text.splitlines()[2]
+            if line != last:
+                print(line, flush=True)
+            last = line
+        sys.stdout.flush()
+        if not data["slots"]:
+            return data, "migration finished: " + text.splitlines()[2]
+        time.sleep(interval)
+
+
+def cmd_migrate(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+    words = a.args
+    if not words or words[0] == "status":
+        if a.watch:
+            return watch(c, a.interval)
+        data = c.get("/api/v1/migrations")
+        return data, render_migrations(data)
+    if words[0] == "cancel":
+        data = c.call("POST", "/api/v1/migrations/cancel", {})
+        return data, (f"cancelled slots: {data['cancelled'] or 'none'}; slots already "
+                      f"migrating finish: {data['finishing'] or 'none'}")
+    if words[0] in ("pause", "resume"):
+        data = c.call("PUT", "/api/v1/migrations/settings", {"paused": words[0] == "pause"})
+        return data, f"migration {'paused' if words[0] == 'pause' else 'resumed'}"
+    if words[0] == "set":
+        body = {k: v for k, v in (("batch_size", a.batch_size), ("keys_per_sec", a.keys_per_sec),
+                                  ("max_concurrent_slots", a.max_slots),
+                                  ("big_key_bytes", a.big_key_bytes), ("stall_ms", a.stall_ms),
+                                  ("batch_bytes", a.batch_bytes)) if v is not None}
+        if not body:
+            raise CliError("migrate set: give at least one of --batch-size, --keys-per-sec, "
+                           "--max-slots, --big-key-bytes, --stall-ms, --batch-bytes",
+                           EXIT_USAGE)
+        data = c.call("PUT", "/api/v1/migrations/settings", body)
+        return data, "settings: " + ", ".join(f"{k}={v}" for k, v in
+                                              sorted(data["settings"].items()))
+    if len(words) != 1 or a.to is None:
+        raise CliError("usage: proxyctl migrate SLOTS --to GROUP  (e.g. 0-1023,2048 --to 2)",
+                       EXIT_USAGE)
+    data = c.call("POST", "/api/v1/migrations", {"slots": words[0], "to": a.to})
+    text = (f"queued {data['count']} slots ({data['queued'] or 'none'}) to group {a.to} "
+            f"(epoch {data['epoch']})")
+    if a.watch and data["count"]:
+        print(text, flush=True)
+        return watch(c, a.interval)
+    return data, text
+
+
+def render_plan(data: dict[str, Any]) -> str:
+    plan = data["plan"]
+    rows = [[m["from"], m["to"], m["count"], m["slots"]] for m in plan["moves"]]
+    lines = [f"rebalance plan ({plan['mode']} mode): {plan['slots_moved']} slots to move"]
+    if rows:
+        lines.append(table(["FROM", "TO", "#", "SLOTS"], rows))
+    has_load = any("load" in v for v in plan["before"].values())
+    grows = []
+    for gid, before in plan["before"].items():
+        after = plan["after"][gid]
+        row = [gid, data["weights"].get(gid), before["slots"], after["slots"]]
+        if has_load:
+            row += [f"{before['load'] * 100:.1f}%", f"{after['load'] * 100:.1f}%"]
+        grows.append(row)
+    heads = ["GROUP", "WEIGHT", "SLOTS BEFORE", "SLOTS AFTER"]
+    if has_load:
+        heads += ["LOAD BEFORE", "LOAD AFTER"]
+    lines.append(table(heads, grows))
+    if data.get("measured"):
+        m = data["measured"]
+        lines.append(f"measured: {m['keys']} keys, {human_bytes(m['memory'])}, "
+                     f"{m['ops_per_sec'] if m['ops_per_sec'] is not None else '-'} ops/s"
+                     + (f" (errors: {'; '.join(m['errors'])})" if m["errors"] else ""))
+    if data.get("started"):
+        lines.append(f"started: {data['started']['count']} slots queued")
+    elif data["dry_run"]:
+        lines.append("dry run: nothing started")
+    return "\n".join(lines)
+
+
+def _rebalance(c: Client, a: argparse.Namespace, drain: list[int] | None = None
+               ) -> tuple[Any, str]:
+    weights = {}
+    for item in getattr(a, "weight", None) or []:
+        gid, sep, w = item.partition("=")
+        if not sep:
+            raise CliError(f"--weight {item!r}: expected GID=WEIGHT", EXIT_USAGE)
+        weights[gid] = float(w)
+    body = {"dry_run": True, "mode": "load" if getattr(a, "load", False) else "count",
+            "weights": weights, "drain": drain or []}
+    plan = c.call("POST", "/api/v1/rebalance", body)
+    if a.dry_run or (not plan["plan"]["moves"] and not drain):
+        return plan, render_plan(plan)
+    print(render_plan(plan), flush=True)  # shown before it runs
+    data = c.call("POST", "/api/v1/rebalance", {**body, "dry_run": False})
+    text = f"started: {data.get('started', {}).get('count', 0)} slots queued"
+    if a.watch:
+        print(text, flush=True)
+        return watch(c, 1.0)
+    return data, text
+
+
+def cmd_rebalance(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+    return _rebalance(c, a)
+
+
+def cmd_group_drain(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+    return _rebalance(c, a, drain=[a.gid])
+
+
+def cmd_group_weight(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+    data = c.call("PUT", f"/api/v1/groups/{a.gid}/weight", {"weight": a.weight})
+    return data, f"group {a.gid} weight {a.weight} (epoch {data['epoch']})"
 
 
 def cmd_up(c: Client, a: argparse.Namespace) -> int:
@@ -261,6 +442,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("gid", type=int, nargs="?", help="group id (default: smallest free)")
     p.add_argument("--master", metavar="ADDR", help="master server host:port")
     p.add_argument("--replica", metavar="ADDR", action="append", help="replica (repeatable)")
+    p.add_argument("--rebalance", action="store_true",
+                   help="then rebalance slots onto it (by count) and start moving them")
+    p.add_argument("--watch", action="store_true", help="with --rebalance: draw progress")
+    p = add(gsub, "drain", cmd_group_drain,
+            "move every slot off a group (weight 0, rebalance), before removing it")
+    p.add_argument("gid", type=int)
+    p.add_argument("--dry-run", action="store_true", help="only show the plan")
+    p.add_argument("--watch", action="store_true", help="draw progress until done")
+    p = add(gsub, "weight", cmd_group_weight, "set a group's rebalance weight (0 = drain)")
+    p.add_argument("gid", type=int)
+    p.add_argument("weight", type=float)
     p = add(gsub, "remove", cmd_group_remove, "delete a group (it must own no slots)")
     p.add_argument("gid", type=int)
     p = add(gsub, "add-server", cmd_group_add_server,
@@ -287,6 +479,33 @@ def build_parser() -> argparse.ArgumentParser:
     add(psub, "list", cmd_proxy_list, "list registered proxies")
     p = add(psub, "remove", cmd_proxy_remove, "forget a proxy (e.g. a dead one)")
     p.add_argument("id", help="proxy id (see `proxyctl proxy list`)")
+    p.add_argument("--force", action="store_true",
+                   help="remove it even though it cannot be reached: MAKE SURE IT IS STOPPED "
+                        "(a live proxy with an old slot map could write keys already moved)")
+
+    p = add(sub, "migrate", cmd_migrate,
+            "migrate slots online: `migrate SLOTS --to GROUP`, `migrate [status] --watch`, "
+            "`migrate cancel|pause|resume`, `migrate set --keys-per-sec N ...`")
+    p.add_argument("args", nargs="*", metavar="SLOTS|status|cancel|pause|resume|set")
+    p.add_argument("--to", type=int, metavar="GROUP", help="target group")
+    p.add_argument("--watch", action="store_true", help="draw a progress bar until done")
+    p.add_argument("--interval", type=float, default=1.0, help="--watch refresh (s)")
+    p.add_argument("--batch-size", type=int, help="set: keys per MIGRATE")
+    p.add_argument("--keys-per-sec", type=int, help="set: per source group, 0 = unlimited")
+    p.add_argument("--max-slots", type=int, help="set: slots per batch")
+    p.add_argument("--big-key-bytes", type=int, help="set: chunk-copy keys above this")
+    p.add_argument("--stall-ms", type=float, help="set: longest command of a chunk copy")
+    p.add_argument("--batch-bytes", type=int, help="set: bytes per MIGRATE")
+
+    p = add(sub, "rebalance", cmd_rebalance,
+            "even slots (or measured load with --load) across groups by weight; shows the "
+            "plan, then starts it")
+    p.add_argument("--dry-run", action="store_true", help="only show the plan")
+    p.add_argument("--load", action="store_true",
+                   help="weigh slots by measured keys, memory and ops/s")
+    p.add_argument("--weight", action="append", metavar="GID=W",
+                   help="weight override for this plan (repeatable)")
+    p.add_argument("--watch", action="store_true", help="draw progress until done")
 
     p = add(sub, "up", cmd_up, "run a complete local cluster in the foreground until Ctrl-C")
     p.add_argument("--groups", type=int, default=3, help="redis groups (default 3)")

@@ -56,6 +56,10 @@ class DashboardConfig:
     health_interval: float = 1.0             # redis INFO polling period
     health_timeout: float = 1.0
     proxy_stale_after: float = 10.0          # heartbeat age after which a proxy shows "stale"
+    # No migration batch starts while a registered proxy was not heard from this long (proxies
+    # refuse slots in transit after the same time without contact; keep the two equal).
+    fence_timeout: float = 10.0
+    migration: dict[str, Any] = field(default_factory=dict)  # initial mover.Settings values
     log_level: str = "info"
 
     @property
@@ -119,7 +123,8 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
     if store.kind == "file" and base is not None and not Path(store.path).is_absolute():
         store = replace(store, path=str(base / store.path))
     kw["store"] = store
-    for name in ("push_timeout", "health_interval", "health_timeout", "proxy_stale_after"):
+    for name in ("push_timeout", "health_interval", "health_timeout", "proxy_stale_after",
+                 "fence_timeout"):
         if name in data:
             kw[name] = float(data.pop(name))
     kw.update({k: v for k, v in data.items() if v is not None})

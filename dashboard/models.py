@@ -14,14 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.slots import SLOT_COUNTS, GroupSpec, SlotMap
+from proxy.slots import LOCKED, MIGRATING, SLOT_COUNTS, GroupSpec, SlotMap, ranges_of
 
 # A group is "active" today. "promoting" is reserved for master failover (a later issue), so the
 # field is in the stored document from day one and old documents stay readable.
 GROUP_STATES = ("active", "promoting")
 
-# Per-slot migration states, reserved for the migration issue (Codis' action state machine).
+# Per-slot migration states (Codis' action state machine; see dashboard/migration.py).
 MIGRATION_STATES = ("pending", "preparing", "prepared", "migrating", "finished")
+
+# What proxies are told for a slot in each state: None = normal routing to `owner`.
+# preparing/prepared: LOCKED under the target; migrating: MIGRATING (pull from the source).
+# finished: `owner` is already the target, normal routing.
+TRANSIT_OF = {"pending": None, "preparing": LOCKED, "prepared": LOCKED,
+              "migrating": MIGRATING, "finished": None}
 
 # online: acknowledged the current epoch; pending: registered, first push not done yet;
 # unreachable: the last push to it failed (it blocks slot-map changes until it is removed).
@@ -36,6 +42,7 @@ class Group:
     master: str | None = None
     replicas: tuple[str, ...] = ()
     state: str = "active"
+    weight: float = 1.0   # share of slots (or load) rebalance gives this group; 0 = drain it
 
     @property
     def servers(self) -> tuple[str, ...]:
@@ -43,17 +50,18 @@ class Group:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "master": self.master, "replicas": list(self.replicas),
-                "state": self.state}
+                "state": self.state, "weight": self.weight}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Group:
         return cls(id=int(data["id"]), master=data.get("master") or None,
-                   replicas=tuple(data.get("replicas", ())), state=data.get("state", "active"))
+                   replicas=tuple(data.get("replicas", ())), state=data.get("state", "active"),
+                   weight=float(data.get("weight", 1.0)))
 
 
 @dataclass(frozen=True, slots=True)
 class SlotMigration:
-    """Reserved: one slot moving from `source` to `target` (written by the migration issue)."""
+    """One slot moving from `source` to `target`; `state` is one of MIGRATION_STATES."""
 
     state: str
     source: int
@@ -76,6 +84,8 @@ class Topology:
     groups: dict[int, Group] = field(default_factory=dict)
     migrations: dict[int, SlotMigration] = field(default_factory=dict)
     epoch: int = 0
+    # Big keys being copied in chunks (hex of the key bytes): every proxy holds requests to them.
+    fenced: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.nslots not in SLOT_COUNTS:
@@ -104,7 +114,20 @@ class Topology:
         """What proxies route by. Groups without a master own no slots and are left out."""
         specs = {g.id: GroupSpec(g.id, g.master, g.replicas)
                  for g in self.groups.values() if g.master}
-        return SlotMap(nslots=self.nslots, owner=self.owner, groups=specs, epoch=self.epoch)
+        if not self.migrations and not self.fenced:
+            return SlotMap(nslots=self.nslots, owner=self.owner, groups=specs, epoch=self.epoch)
+        owner = list(self.owner)
+        moving: dict[tuple[int, int, str], list[int]] = {}
+        for s, m in sorted(self.migrations.items()):
+            how = TRANSIT_OF[m.state]
+            if how is None:
+                continue
+            owner[s] = m.target  # a slot in transit is listed under its target
+            moving.setdefault((m.source, m.target, how), []).append(s)
+        transit = tuple(sorted((a, b, src, dst, how) for (src, dst, how), slots in moving.items()
+                               for a, b in ranges_of(slots)))
+        return SlotMap(nslots=self.nslots, owner=tuple(owner), groups=specs, epoch=self.epoch,
+                       transit=transit, fenced=frozenset(bytes.fromhex(k) for k in self.fenced))
 
     def to_json(self) -> dict[str, Any]:
         # Owners are stored as ranges: 16384 slots in three groups is three short triples.
@@ -114,6 +137,7 @@ class Topology:
             "groups": [g.to_json() for g in sorted(self.groups.values(), key=lambda g: g.id)],
             "ranges": [list(r) for r in self.ranges()],
             "migrations": {str(s): m.to_json() for s, m in sorted(self.migrations.items())},
+            **({"fenced": sorted(self.fenced)} if self.fenced else {}),
         }
 
     @classmethod
@@ -127,7 +151,8 @@ class Topology:
         migrations = {int(s): SlotMigration.from_json(m)
                       for s, m in data.get("migrations", {}).items()}
         return cls(nslots=nslots, owner=tuple(owner), groups=groups, migrations=migrations,
-                   epoch=int(data.get("epoch", 0)))
+                   epoch=int(data.get("epoch", 0)),
+                   fenced=tuple(sorted(data.get("fenced", ()))))
 
 
 @dataclass(frozen=True, slots=True)

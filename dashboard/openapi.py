@@ -33,13 +33,42 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                   "description": "reassign slots owned by another group without moving data"}}},
     "ProxyRegister": {"type": "object", "required": ["id", "addr", "admin"], "properties": {
         "id": {"type": "string"}, "addr": _ADDR, "admin": _ADDR}},
+    "MigrationStart": {"type": "object", "required": ["slots", "to"], "properties": {
+        "slots": {"type": "string", "example": "0-1023,2048"},
+        "to": {"type": "integer", "description": "target group id"}}},
+    "MigrationSettings": {"type": "object", "properties": {
+        "batch_size": {"type": "integer", "description": "keys per MIGRATE"},
+        "batch_bytes": {"type": "integer", "description": "bytes per MIGRATE"},
+        "keys_per_sec": {"type": "integer", "description": "per source group, 0 = no limit"},
+        "max_concurrent_slots": {"type": "integer", "description": "slots per batch"},
+        "big_key_bytes": {"type": "integer",
+                          "description": "above this a key is copied in chunks under a fence"},
+        "stall_ms": {"type": "number", "description": "bound for one command of a chunk copy"},
+        "chunk_elements": {"type": "integer"}, "migrate_timeout_ms": {"type": "integer"},
+        "paused": {"type": "boolean"}}},
+    "Rebalance": {"type": "object", "properties": {
+        "dry_run": {"type": "boolean", "default": True},
+        "mode": {"type": "string", "enum": ["count", "load"], "default": "count"},
+        "weights": {"type": "object", "additionalProperties": {"type": "number"},
+                    "description": "per-group weight overrides for this plan"},
+        "drain": {"type": "array", "items": {"type": "integer"},
+                  "description": "groups to empty (their weight is set to 0)"},
+        "sample_seconds": {"type": "number", "default": 1.0},
+        "tolerance": {"type": "number", "default": 0.05}}},
+    "GroupWeight": {"type": "object", "required": ["weight"], "properties": {
+        "weight": {"type": "number", "minimum": 0}}},
     "SlotMap": {"type": "object", "properties": {
         "epoch": {"type": "integer"}, "slots": {"type": "integer", "enum": [1024, 16384]},
         "groups": {"type": "object", "additionalProperties": {
             "type": "object", "properties": {"master": _ADDR,
                                              "replicas": {"type": "array", "items": _ADDR}}}},
         "ranges": {"type": "array", "description": "[start, end, gid] inclusive",
-                   "items": {"type": "array", "items": {"type": "integer"}}}}},
+                   "items": {"type": "array", "items": {"type": "integer"}}},
+        "transit": {"type": "array", "description": "[start, end, from_gid, to_gid, "
+                    "\"locked\"|\"migrating\"]: slots being moved (listed in ranges under "
+                    "to_gid)", "items": {"type": "array"}},
+        "fenced": {"type": "array", "items": {"type": "string"},
+                   "description": "hex of big keys being copied: requests to them are held"}}},
 }
 
 _ERRORS = {
@@ -67,8 +96,9 @@ def spec(routes: Iterable[Any]) -> dict[str, Any]:
         ok: dict[str, Any] = {"description": "OK", "content": {"application/json": {}}}
         if r.path == "/api/v1/slotmap":
             ok["content"]["application/json"]["schema"] = {"$ref": "#/components/schemas/SlotMap"}
-        responses = {"201" if r.method == "POST" and "register" not in r.path
-                     and "assign" not in r.path else "200": ok}
+        created = r.method == "POST" and not any(
+            w in r.path for w in ("register", "assign", "cancel", "rebalance"))
+        responses = {"201" if created else "200": ok}
         codes = ["400", "503"] if r.method == "GET" else list(_ERRORS)
         for code in codes:
             responses[code] = {"description": _ERRORS[code], "content": {"application/json": {

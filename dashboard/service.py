@@ -74,7 +74,8 @@ class PushFailed(DashboardError):
             tail = f"rolling back ALSO failed ({rollback_error}): check `proxyctl status`"
         else:
             tail = (f"the change was rolled back (epoch {epoch} carries the previous "
-                    "topology); remove a dead proxy with `proxyctl proxy remove ID`")
+                    "topology); remove a dead proxy (make sure it is stopped) with "
+                    "`proxyctl proxy remove ID --force`")
         lagging = sorted(set(rollback_failed) - set(failed))
         if lagging:
             tail += (f"; proxies {', '.join(lagging)} did not take the rollback yet and catch "
@@ -100,10 +101,15 @@ class Dashboard:
         self._topo_rev = 0
         self._proxies: dict[str, ProxyRecord] = {}
         self._last_seen: dict[str, float] = {}
+        self._forced: dict[str, float] = {}  # proxy id -> when it was removed unreachable
         self._tasks: set[asyncio.Task[Any]] = set()
         self._syncing: set[str] = set()
         self._last_leader: dict[str, Any] | None = None
         self.proxy_stats: dict[str, dict[str, Any]] = {}
+        from .migrator import Migrator
+        self.migrator = Migrator(self)
+        if cfg.migration:
+            self.migrator.settings.update(dict(cfg.migration))
 
     # -- leadership ----------------------------------------------------------------------------
 
@@ -165,6 +171,7 @@ class Dashboard:
         if self._proxies:
             results = await self._push(list(self._proxies.values()), topo)
             await self._reconcile(results)
+        await self.migrator.load_settings()
 
     async def _watch_leader(self) -> None:
         """While standby: keep the leader's identity at hand for error messages."""
@@ -301,12 +308,43 @@ class Dashboard:
         finally:
             self._syncing.discard(proxy_id)
 
-    async def remove_proxy(self, proxy_id: str) -> ProxyRecord:
+    def stale_proxies(self) -> list[str]:
+        """Registered proxies not heard from within fence_timeout (they block new batches)."""
+        now = time.time()
+        out = []
+        for rec in sorted(self._proxies.values(), key=lambda r: r.id):
+            seen = max(rec.last_seen, self._last_seen.get(rec.id, 0.0))
+            if now - seen > self.cfg.fence_timeout:
+                age = f"{now - seen:.0f}s ago" if seen else "never"
+                out.append(f"proxy {rec.id} (admin {rec.admin}) last seen {age}, more than "
+                           f"fence_timeout {self.cfg.fence_timeout:g}s")
+        return out
+
+    def batch_blockers(self) -> list[str]:
+        """Why no migration batch may start now: stale proxies, and a proxy force-removed less
+        than fence_timeout ago (if it is in fact still running, cut off from us, it stops
+        serving slots in transit only after fence_timeout without contact)."""
+        out = self.stale_proxies()
+        now = time.time()
+        for pid, at in sorted(self._forced.items()):
+            if now - at < self.cfg.fence_timeout:
+                out.append(f"proxy {pid} was force-removed {now - at:.0f}s ago: waiting "
+                           f"fence_timeout {self.cfg.fence_timeout:g}s")
+        return out
+
+    async def remove_proxy(self, proxy_id: str, force: bool = False) -> ProxyRecord:
         async with self._lock:
             self._require_leader()
             rec = self._proxies.get(proxy_id)
             if rec is None:
                 raise topo_ops.NotFound(f"unknown proxy {proxy_id!r}")
+            if await self.client.info(rec) is None:
+                if not force:
+                    raise topo_ops.Conflict(
+                        f"proxy {proxy_id} (admin {rec.admin}) cannot be reached; a proxy that "
+                        "is still running with an old slot map could write keys the migration "
+                        "has moved: make sure it is stopped, then remove it with force")
+                self._forced[proxy_id] = time.time()
             try:
                 await self.store.delete(self.keys.proxy(proxy_id))
             except NotLeader as e:
@@ -317,6 +355,78 @@ class Dashboard:
             self._last_seen.pop(proxy_id, None)
             log.info("proxy %s removed", proxy_id)
             return rec
+
+    async def rebalance(self, mode: str = "count", dry_run: bool = True,
+                        weights: dict[int, float] | None = None, drain: list[int] = (),
+                        sample_seconds: float = 1.0, tolerance: float = 0.05) -> dict[str, Any]:
+        """Plan (and unless dry_run, start) a rebalance; see rebalance.py for the algorithms."""
+        from . import rebalance as rb
+        from .load import measure
+        topo = self._require_leader()
+        w = {g.id: g.weight for g in topo.groups.values() if g.master}
+        for gid, value in (weights or {}).items():
+            if gid not in topo.groups:
+                raise topo_ops.NotFound(f"unknown group {gid}")
+            w[gid] = float(value)
+        for gid in drain:
+            if gid not in topo.groups:
+                raise topo_ops.NotFound(f"unknown group {gid}")
+            w[gid] = 0.0
+        owner = list(topo.owner)
+        for s, m in topo.migrations.items():
+            owner[s] = m.target
+        frozen = sorted(topo.migrations)
+        measured = None
+        try:
+            if mode == "load":
+                measured = await measure(topo, self.client, list(self._proxies.values()),
+                                         sample_seconds)
+                metrics = {k: measured[k] for k in ("keys", "memory", "ops") if measured[k]}
+                load = rb.combine_loads(topo.nslots, metrics)
+                plan = rb.plan_load(owner, w, load, frozen, tolerance)
+            elif mode == "count":
+                plan = rb.plan_count(owner, w, frozen)
+            else:
+                raise topo_ops.InvalidRequest(f"mode must be 'count' or 'load', not {mode!r}")
+        except rb.PlanError as e:
+            raise topo_ops.Conflict(str(e)) from None
+        out: dict[str, Any] = {"dry_run": dry_run, "weights": {str(g): v for g, v in
+                                                               sorted(w.items())},
+                               "plan": plan.to_json()}
+        if measured is not None:
+            out["measured"] = {"keys": round(sum(measured["keys"])),
+                               "memory": round(sum(measured["memory"])),
+                               "ops_per_sec": (round(sum(measured["ops"]), 1)
+                                               if measured["ops"] else None),
+                               "errors": measured["errors"]}
+        if dry_run:
+            return out
+        by_target: dict[int, list[int]] = {}
+        for s, _, dst in plan.moves:
+            by_target.setdefault(dst, []).append(s)
+
+        def set_weights(t: Topology) -> Topology:
+            groups = dict(t.groups)
+            for gid in drain:
+                groups[gid] = replace(groups[gid], weight=0.0)
+            return replace(t, groups=groups)
+
+        if by_target or drain:
+            out["started"] = await self.migrator.start_many(
+                [(slots, dst) for dst, slots in sorted(by_target.items())], before=set_weights)
+        return out
+
+    async def set_weight(self, gid: int, weight: float) -> Topology:
+        if weight < 0:
+            raise topo_ops.InvalidRequest("weight must be >= 0")
+
+        def apply(t: Topology) -> Topology:
+            group = t.groups.get(gid)
+            if group is None:
+                raise topo_ops.NotFound(f"unknown group {gid}")
+            return replace(t, groups={**t.groups, gid: replace(group, weight=weight)})
+
+        return await self.change(apply)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

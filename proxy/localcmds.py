@@ -75,8 +75,9 @@ def _quit(s: ClientSession, argv: list[bytes]) -> None:
 
 def _check_password(s: ClientSession, user: bytes | None, password: bytes) -> bool:
     cfg = s.server.cfg
-    expected_user = (cfg.username or "default").encode()
-    if user is not None and user != expected_user:
+    # `AUTH password` means user "default" (Redis 6+), and clients send HELLO 3 AUTH default
+    # password for it, so "default" is accepted alongside the configured username.
+    if user is not None and user != b"default" and user != (cfg.username or "").encode():
         return False
     return hmac.compare_digest(password, (cfg.password or "").encode())
 

@@ -16,7 +16,8 @@ Three parts:
      Everything else (inline requests, a partial request at the end of a chunk, anything hiredis
      misreads or rejects) is parsed by the pure-Python machinery, which also produces every
      error. hiredis is tried at most once per chunk, so hostile input can at worst cost two
-     passes, never a quadratic number.
+     passes, never a quadratic number; and it never sees an aggregate header of 1000+
+     elements (it would pre-allocate the declared size: see ``_BIG_ARRAY``).
 
    Both fill ``packed`` with the canonical encoding of each returned request, which the proxy
    forwards as-is (single-key commands need no re-packing).
@@ -350,10 +351,15 @@ class _RequestParserBase:
                 self._argv = []
                 self._state = _IDLE
             return data, self._parse(data, need, out, packed, stop)
-        # Waiting for the end of a line: only join once the terminator may have arrived.
+        # Waiting for the end of a line: only join once the terminator may have arrived. A
+        # header line is complete once any byte follows its "\r", which may end the pending bytes.
         term = b"\n" if state == _INLINE else b"\r"
         total = self._pend_len + len(data)
-        if term not in data and total <= self._max_inline:
+        if (
+            term not in data
+            and total <= self._max_inline
+            and (state == _INLINE or not pend or not pend[-1].endswith(b"\r"))
+        ):
             pend.append(data)
             self._pend_len = total
             return data, len(data)
@@ -513,6 +519,14 @@ class PyRequestParser(_RequestParserBase):
 # Every canonical header ("*<n>" or "$<n>", n < 10**20) is at most 21 bytes before its "\r".
 _MAX_CANONICAL_HEADER: Final = 21
 
+# hiredis pre-allocates a list of the declared size for "*<n>" (and RESP3 ">", "~", "|")
+# headers, at up to 1024 nesting levels: "*2147483647\r\n" alone costs seconds of CPU, ">5e8"
+# gigabytes. So hiredis is only fed the bytes before the first such header with 4+ digits
+# (arrays of < 1000 elements: at most 8 MB even fully nested); the exact parser, which never
+# pre-allocates, takes it from there. Requests with 1000+ arguments are rare and merely slower.
+_BIG_ARRAY = re.compile(rb"\*[0-9]{4}")
+_BIG_AGGREGATE = re.compile(rb"[*>~|][0-9]{4}")  # ~5x slower: only used if one of >~| occurs
+
 
 class HiredisRequestParser(_RequestParserBase):
     """Client request parser using hiredis for verified whole-request runs (see module doc).
@@ -559,23 +573,44 @@ class HiredisRequestParser(_RequestParserBase):
         packed: list[bytes],
     ) -> int:
         """Accept the verified prefix of ``buf[pos:]`` parsed by hiredis; return where it ends."""
-        reader = self._reader
+        end = len(buf)
+        m = _BIG_ARRAY.search(buf, pos)
+        if m is not None:
+            end = m.start()
+        if b">" in buf or b"~" in buf or b"|" in buf:
+            m = _BIG_AGGREGATE.search(buf, pos, end)
+            if m is not None:
+                end = m.start()
+        if end == pos:
+            return pos
         reqs: list[Any] = []
         try:
-            reader.feed(buf, pos)
-            gets = reader.gets
+            self._reader.feed(buf, pos, end - pos)
+            gets = self._reader.gets
             r = gets()
             while r is not False:
                 reqs.append(r)
                 r = gets()
-            clean = not reader.has_data()
         except hiredis.ProtocolError:
-            clean = False
-        if not clean:
-            # Its buffered bytes now belong to the exact parser (or it is in an error state).
+            pass
+        span = self._verify(buf, pos, reqs, out, packed) if reqs else 0
+        if pos + span != end:
+            # Whatever hiredis saw beyond the accepted span belongs to the exact parser. It may
+            # hold buffered bytes, a half-built reply (which has_data() does not reveal: it
+            # only reports unread bytes) or an error state: start afresh.
             self._reader = hiredis.Reader()
-        if not reqs:
-            return pos
+        return pos + span
+
+    def _verify(
+        self,
+        buf: bytes,
+        pos: int,
+        reqs: list[Any],
+        out: list[list[bytes]],
+        packed: list[bytes],
+    ) -> int:
+        """Accept the longest provably-exact prefix of hiredis's ``reqs`` parsed from ``buf[pos:]``;
+        return its length in bytes (0: nothing accepted)."""
         if not all(reqs):
             # [] / None come from "*0" / "*-1" (which Redis skips) or from a non-array reply:
             # stop before them and let the exact parser decide.
@@ -584,17 +619,17 @@ class HiredisRequestParser(_RequestParserBase):
                     del reqs[i:]
                     break
             if not reqs:
-                return pos
+                return 0
         try:
             pk = [_pack_tuple(tuple(r)) for r in reqs]
         except (TypeError, ValueError):  # a non-bulk element: int, nil, error, nested array...
-            return pos
+            return 0
         blob = b"".join(pk)
         # The proof: these bytes are exactly the canonical encoding of `reqs`. (Comparing
         # lengths alone is not enough: hiredis turns RESP3 "=5\r\ntxt:a" into b"a", shorter
         # than its canonical form, which can cancel out a longer "+status" element.)
         if not buf.startswith(blob, pos):
-            return pos
+            return 0
         span = len(blob)
         # Limits: an element of length L takes >= L + 6 bytes and a request of k elements
         # >= 6k + 4, so small spans need no per-request checks.
@@ -610,7 +645,7 @@ class HiredisRequestParser(_RequestParserBase):
         out.extend(reqs)
         packed.extend(pk)
         self._fast_hits += len(reqs)
-        return pos + span
+        return span
 
 
 def make_request_parser(
@@ -631,8 +666,26 @@ def _bad_reply(buf: bytes | bytearray, pos: int) -> ProtocolError:
     return ProtocolError(f"invalid reply at offset {pos}: {bytes(buf[pos : pos + 32])!r}")
 
 
+# RESP3 (backends speak it to serve clients that sent HELLO 3): single-line types
+# '_' null, '#' boolean, ',' double, '(' big number; length-prefixed '=' verbatim string and
+# '!' blob error; aggregates '~' set and '>' push (n elements), '%' map (2n elements) and
+# '|' attribute (2n elements, then the reply they annotate).
+_LINE_TYPES = frozenset(b"+-:_#,(")
+_BULK_TYPES = frozenset(b"$=!")
+_AGGREGATE_TYPES = frozenset(b"*~>%|")
+
+
+def _aggregate_count(t: int, n: int) -> int:
+    if t == 0x25:  # '%'
+        return 2 * n
+    if t == 0x7C:  # '|': the attribute's pairs, then the annotated reply itself
+        return 2 * n + 1
+    return n
+
+
 def frame_reply(buf: bytes, pos: int) -> int:
-    """Offset just past the RESP2 reply starting at ``buf[pos]``, or -1 if it is incomplete.
+    """Offset just past the RESP2/RESP3 reply starting at ``buf[pos]``, or -1 if it is
+    incomplete.
 
     Raises ProtocolError on an unknown type byte or a malformed length.
     """
@@ -640,7 +693,7 @@ def frame_reply(buf: bytes, pos: int) -> int:
     if nl < 0:
         return -1
     t = buf[pos]
-    if t == 0x24:  # '$'
+    if t in _BULK_TYPES:
         try:
             n = int(buf[pos + 1 : nl])
         except ValueError:
@@ -649,13 +702,14 @@ def frame_reply(buf: bytes, pos: int) -> int:
             return nl + 2
         end = nl + n + 4
         return end if end <= len(buf) else -1
-    if t == 0x2B or t == 0x3A or t == 0x2D:  # '+' ':' '-'
+    if t in _LINE_TYPES:
         return nl + 2
-    if t == 0x2A:  # '*'
+    if t in _AGGREGATE_TYPES:
         try:
             n = int(buf[pos + 1 : nl])
         except ValueError:
             raise _bad_reply(buf, pos) from None
+        n = _aggregate_count(t, n) if n > 0 else n
         if n <= 0:
             return nl + 2
         return _frame_elements(buf, nl + 2, n)
@@ -671,7 +725,7 @@ def _frame_elements(buf: bytes | bytearray, pos: int, count: int) -> int:
         if nl < 0:
             return -1
         t = buf[pos]
-        if t == 0x24:
+        if t in _BULK_TYPES:
             try:
                 n = int(buf[pos + 1 : nl])
             except ValueError:
@@ -682,9 +736,9 @@ def _frame_elements(buf: bytes | bytearray, pos: int, count: int) -> int:
                 pos = nl + n + 4
                 if pos > size:
                     return -1
-        elif t == 0x2B or t == 0x3A or t == 0x2D:
+        elif t in _LINE_TYPES:
             pos = nl + 2
-        elif t == 0x2A:
+        elif t in _AGGREGATE_TYPES:
             try:
                 n = int(buf[pos + 1 : nl])
             except ValueError:
@@ -692,7 +746,7 @@ def _frame_elements(buf: bytes | bytearray, pos: int, count: int) -> int:
             pos = nl + 2
             if n > 0:
                 outer.append(count)
-                count = n
+                count = _aggregate_count(t, n)
                 continue
         else:
             raise _bad_reply(buf, pos)

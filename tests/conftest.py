@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from dashboard.procs import RedisServer
 from tests.support import ProxyProcess, group_config
@@ -37,13 +38,12 @@ def proxy(backends: list[RedisServer], tmp_path_factory: pytest.TempPathFactory
     p.stop()
 
 
-@pytest.fixture
-def r(proxy: ProxyProcess, backends: list[RedisServer]):
-    """A redis-py client on the proxy, with all groups flushed first."""
-    import redis
-
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def r(request: pytest.FixtureRequest, proxy: ProxyProcess, backends: list[RedisServer]
+      ) -> Iterator[redis.Redis]:
+    """A redis-py client on the proxy, speaking RESP2 and RESP3, with all groups flushed."""
     for s in backends:
-        redis.Redis(port=s.port).flushall()
-    c = proxy.client()
+        redis.Redis(port=s.port, protocol=2).flushall()
+    c = proxy.client(protocol=request.param)
     yield c
     c.close()

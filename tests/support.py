@@ -59,7 +59,6 @@ class ProxyProcess:
 
     def client(self, **kw: Any) -> redis.Redis:
         kw.setdefault("socket_timeout", 10)
-        kw.setdefault("protocol", 2)  # TEMP
         return redis.Redis(host=self.host, port=self.port, **kw)
 
     def raw(self, timeout: float = 5.0) -> RawClient:

@@ -198,9 +198,12 @@ async def test_unreachable_proxy_fails_the_change_and_it_is_rolled_back(
     states = {x["id"]: x["state"] for x in (await api.get("/api/v1/proxies"))["proxies"]}
     assert states == {"p0": "online", "p1": "unreachable"}
 
-    # the operator removes the dead proxy; changes work again
-    await api.ok("DELETE", "/api/v1/proxies/p1")
+    # removing an unreachable proxy must be explicit (it may still be running, partitioned)
     status, err = await api.call("DELETE", "/api/v1/proxies/p1")
+    assert status == 409 and "make sure it is stopped" in err["error"]
+    # the operator made sure it is stopped and removes it with force; changes work again
+    await api.ok("DELETE", "/api/v1/proxies/p1?force=1")
+    status, err = await api.call("DELETE", "/api/v1/proxies/p1?force=1")
     assert status == 404 and "unknown proxy" in err["error"]
     done = await api.ok("POST", "/api/v1/slots/assign",
                         {"assign": [{"slots": "0-100", "group": 2}], "force": True})

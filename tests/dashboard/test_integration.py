@@ -147,7 +147,9 @@ def test_real_cluster_file_store(tmp_path: Path, redis_servers) -> None:
                                                                  b"x")
         code, out = proxyctl(dash, "--json", "proxy", "list")
         assert code == 0 and '"unreachable"' in out
-        assert proxyctl(dash, "proxy", "remove", "proxy-2")[0] == 0
+        code, out = proxyctl(dash, "proxy", "remove", "proxy-2")
+        assert code == 1 and "make sure it is stopped" in out  # unreachable: --force needed
+        assert proxyctl(dash, "proxy", "remove", "proxy-2", "--force")[0] == 0
         assert proxyctl(dash, "slots", "assign", "0-100", "3", "--force")[0] == 0
         assert proxies[0].info()["epoch"] == dash.get("/api/v1/topology")["epoch"]
         check_routing(dash, proxies[:1], backends, "e")

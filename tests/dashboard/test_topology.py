@@ -25,7 +25,8 @@ def test_json_roundtrip_keeps_everything() -> None:
     assert back == topo
     assert topo.to_json()["ranges"] == [[0, 5460, 1], [5461, 10921, 2], [10922, 16383, 3]]
     assert topo.to_json()["groups"][1] == {"id": 2, "master": "10.0.0.2:6379",
-                                           "replicas": ["10.0.1.2:6379"], "state": "active"}
+                                           "replicas": ["10.0.1.2:6379"], "state": "active",
+                                           "weight": 1.0}
     rec = ProxyRecord("p", "h:1", "h:2", "online", 1.5, 1.0, 3, None)
     assert ProxyRecord.from_json(rec.to_json()) == rec
 

@@ -24,6 +24,13 @@ def owner(backends: list[RedisServer], key: bytes | str) -> redis.Redis:
     return redis.Redis(port=backends[index].port)
 
 
+def stream_entries(reply: object) -> dict[bytes, list]:
+    """XREAD/XREADGROUP reply as {stream: entries}: a list of pairs in RESP2, a map in RESP3."""
+    if isinstance(reply, dict):  # RESP3: {stream: [[entry, ...]]}
+        return {k: (v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()}
+    return {k: v for k, v in reply}  # type: ignore[union-attr]
+
+
 def test_strings_land_on_the_owning_group(r: redis.Redis, backends: list[RedisServer]) -> None:
     keys = [f"user:{i}" for i in range(300)]
     for k in keys:
@@ -90,7 +97,8 @@ def test_lists_hashes_sets_zsets(r: redis.Redis) -> None:
     assert r.scard("set") == 2
 
     assert r.zadd("z", {"a": 1, "b": 2, "c": 3}) == 3
-    assert r.zrange("z", 0, -1, withscores=True) == [(b"a", 1.0), (b"b", 2.0), (b"c", 3.0)]
+    assert [tuple(x) for x in r.zrange("z", 0, -1, withscores=True)] == [
+        (b"a", 1.0), (b"b", 2.0), (b"c", 3.0)]
     assert r.zscore("z", "b") == 2.0
     assert r.zincrby("z", 5, "a") == 6.0
     assert r.zrevrange("z", 0, 0) == [b"a"]
@@ -104,11 +112,11 @@ def test_streams_geo_hll_and_scripts(r: redis.Redis) -> None:
     assert r.xlen("st") == 2
     assert [e[1] for e in r.xrange("st")] == [{b"a": b"1"}, {b"a": b"2"}]
     r.xgroup_create("st", "g", id="0")
-    got = r.xreadgroup("g", "c1", {"st": ">"}, count=1)
-    assert got[0][1][0][0] == i1
+    got = stream_entries(r.xreadgroup("g", "c1", {"st": ">"}, count=1))
+    assert got[b"st"][0][0] == i1
     assert r.xack("st", "g", i1) == 1
     # XREAD without BLOCK is served; keys found after STREAMS
-    assert len(r.xread({"st": "0"})[0][1]) == 2
+    assert len(stream_entries(r.xread({"st": "0"}))[b"st"]) == 2
 
     assert r.geoadd("geo", (13.361389, 38.115556, "Palermo"), ) == 1
     assert r.geoadd("geo", (15.087269, 37.502669, "Catania")) == 1
@@ -260,10 +268,8 @@ def test_keyless_commands(r: redis.Redis, proxy: ProxyProcess) -> None:
     assert r.info("proxy")["slots"] == 16384
     t = r.time()
     assert t[0] > 1_600_000_000
-    hello = r.execute_command("HELLO", "2")
-    assert b"proto" in hello
     with pytest.raises(redis.ResponseError, match="NOPROTO"):
-        r.execute_command("HELLO", "3")
+        r.execute_command("HELLO", "4")
     assert r.execute_command("CLUSTER", "KEYSLOT", "somekey") == 11058
     assert r.execute_command("CLUSTER", "KEYSLOT", "foo{hash_tag}") == 2515
 

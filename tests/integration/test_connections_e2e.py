@@ -29,11 +29,15 @@ def fresh_backends(tmp_path: Path) -> Iterator[list[RedisServer]]:
 def test_auth_required(backends: list[RedisServer], tmp_path: Path) -> None:
     p = ProxyProcess(tmp_path, group_config(backends, password="s3cret", username="app")).start()
     try:
-        c = p.client()
+        c = p.client(protocol=2)
         with pytest.raises(redis.AuthenticationError):
             c.get("x")
         with pytest.raises(redis.AuthenticationError, match="Authentication required"):
             c.execute_command("PING")
+        # a RESP3 client opens with HELLO 3, refused the way Redis refuses it
+        with pytest.raises(redis.AuthenticationError, match="HELLO must be called with the"):
+            p.client(protocol=3).ping()
+        assert p.client(protocol=3, password="s3cret").ping() is True
         raw = p.raw()
         raw.send(b"GET x\r\nAUTH wrong\r\nAUTH s3cret\r\nGET x\r\n")
         assert raw.read_lines(4) == [

@@ -1,0 +1,184 @@
+"""Migration benchmark: move a slot range holding >= 1M small keys while redis-benchmark runs
+through the proxy against slots that are NOT moving; report keys/s moved and the p50/p99 of
+those requests, compared with the same benchmark without a migration.
+
+    python bench/migrate_bench.py [--keys 1000000] [--slots 0-511] [--clients 20]
+
+Layout (1024 slots): group 1 owns 0-767, group 2 owns 768-1023. The keys to move (32-byte
+values) are written straight into group 1 in slots --slots; the migration moves those slots to
+group 2. redis-benchmark GET/SET runs through one proxy on keys hashed (by tag) into 16 slots of
+512-1023, i.e. slots that stay where they are, on both the source and the target group.
+Everything runs on this machine (dashboard, proxy, two redis-servers, redis-benchmark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dashboard.procs import RedisServer  # noqa: E402
+from proxy.slots import key_slot, parse_ranges  # noqa: E402
+from tests.dashboard.cluster import DashboardProc, ProxyProc, until  # noqa: E402
+
+NSLOTS = 1024
+
+
+def fill(port: int, nkeys: int, slots: set[int]) -> int:
+    """Write `nkeys` keys whose slot is in `slots` straight into one redis (redis-cli --pipe)."""
+    value = b"v" * 32
+    buf = bytearray()
+    n = i = 0
+    while n < nkeys:
+        k = b"mig:%d" % i
+        i += 1
+        if key_slot(k, NSLOTS) not in slots:
+            continue
+        buf += b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$32\r\n%s\r\n" % (len(k), k, value)
+        n += 1
+    subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=bytes(buf), check=True,
+                   capture_output=True)
+    return n
+
+
+def tags_in(slots: list[int], count: int) -> list[str]:
+    out, i = [], 0
+    want = set(slots[:: max(1, len(slots) // count)][:count])
+    while want:
+        t = f"t{i}"
+        if key_slot(t.encode(), NSLOTS) in want:
+            want.discard(key_slot(t.encode(), NSLOTS))
+            out.append(t)
+        i += 1
+    return out
+
+
+def bench_round(port: int, tag: str, n: int, clients: int) -> list[dict[str, float]]:
+    """One redis-benchmark run (GET and SET on one tag's keys); parsed --csv rows."""
+    out = []
+    for cmd in (["SET", f"{{{tag}}}:__rand_int__", "xxxxxxxxxxxxxxxx"],
+                ["GET", f"{{{tag}}}:__rand_int__"]):
+        res = subprocess.run(["redis-benchmark", "-p", str(port), "-n", str(n), "-c",
+                              str(clients), "-r", "10000", "--csv", *cmd],
+                             capture_output=True, text=True, check=True)
+        lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+        head = [h.strip('"') for h in lines[0].split(",")]
+        vals = [v.strip('"') for v in lines[-1].split(",")]
+        row = dict(zip(head, vals, strict=False))
+        out.append({"rps": float(row["rps"]), "p50": float(row["p50_latency_ms"]),
+                    "p99": float(row["p99_latency_ms"]), "max": float(row["max_latency_ms"])})
+    return out
+
+
+def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {"p50_ms": round(statistics.median(r["p50"] for r in rows), 3),
+            "p99_ms": round(statistics.median(r["p99"] for r in rows), 3),
+            "p99_worst_ms": round(max(r["p99"] for r in rows), 3),
+            "rps": round(statistics.mean(r["rps"] for r in rows))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keys", type=int, default=1_000_000)
+    ap.add_argument("--slots", default="0-511", help="range to move (owned by group 1)")
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--requests", type=int, default=20000, help="per benchmark round")
+    ap.add_argument("--max-slots", type=int, default=512, help="max_concurrent_slots")
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--keys-per-sec", type=int, default=0, help="throttle (0 = none)")
+    ap.add_argument("--dashboard-nice", type=int, default=10,
+                    help="CPU niceness of the dashboard process (it would run on another "
+                         "host in production; here it shares the cores with the proxy)")
+    ap.add_argument("--out", help="write the JSON result here too")
+    args = ap.parse_args()
+    moving = parse_ranges(args.slots, NSLOTS)
+    if max(moving) > 511:
+        ap.error("--slots must lie in 0-511 (512-1023 are the untouched benchmark slots)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="migrate-bench-"))
+    servers = [RedisServer(tmp / f"redis{i}", extra=["--lazyfree-lazy-server-del", "yes"]
+                           ).start() for i in range(2)]
+    dash = proxy = None
+    try:
+        dash = DashboardProc(tmp, slots=NSLOTS, store={"kind": "file", "path": str(tmp / "st")},
+                             migration={"max_concurrent_slots": args.max_slots,
+                                        "batch_size": args.batch_size,
+                                        "keys_per_sec": args.keys_per_sec}).start()
+        if args.dashboard_nice and dash.process is not None:
+            os.setpriority(os.PRIO_PROCESS, dash.process.pid, args.dashboard_nice)
+        for gid, srv in enumerate(servers, start=1):
+            dash.call("POST", "/api/v1/groups", {"id": gid, "master": srv.addr})
+        dash.call("POST", "/api/v1/slots/assign", {"assign": [
+            {"slots": "0-767", "group": 1}, {"slots": "768-1023", "group": 2}]})
+        proxy = ProxyProc(tmp, "proxy-0", dash.url)
+        proxy.cfg["slots"] = NSLOTS
+        proxy.start()
+        until(lambda: dash.get("/api/v1/proxies")["proxies"][0]["state"] == "online", 20,
+              "proxy online")
+        t0 = time.time()
+        n = fill(servers[0].port, args.keys, set(moving))
+        print(f"loaded {n} keys into slots {args.slots} of group 1 in {time.time() - t0:.1f}s",
+              flush=True)
+        tags = tags_in(list(range(512, 1024)), 16)
+
+        base_rows: list[dict[str, float]] = []
+        for i in range(4):
+            base_rows += bench_round(proxy.port, tags[i % len(tags)], args.requests,
+                                     args.clients)
+        baseline = summarize(base_rows)
+        print(f"baseline (no migration): {baseline}", flush=True)
+
+        status, body = dash.call("POST", "/api/v1/migrations", {"slots": args.slots, "to": 2})
+        assert status == 201, body
+        start = time.time()
+        rows: list[dict[str, float]] = []
+        i = 0
+        while True:
+            m = dash.get("/api/v1/migrations")
+            if not m["slots"]:
+                break
+            rows += bench_round(proxy.port, tags[i % len(tags)], args.requests, args.clients)
+            i += 1
+        took = time.time() - start
+        m = dash.get("/api/v1/migrations")
+        during = summarize(rows) if rows else {}
+        left = int(subprocess.run(["redis-cli", "-p", str(servers[0].port), "dbsize"],
+                                  capture_output=True, text=True).stdout.strip())
+        moved_target = int(subprocess.run(["redis-cli", "-p", str(servers[1].port), "dbsize"],
+                                          capture_output=True, text=True).stdout.strip())
+        result = {
+            "keys": n, "slots": len(moving), "seconds": round(took, 2),
+            "keys_per_sec": round(n / took), "slots_per_sec": round(len(moving) / took, 1),
+            "keys_moved_by_dashboard": m["keys_moved"],
+            "source_keys_left": left, "target_keys": moved_target,
+            "baseline": baseline, "during_migration": during,
+            "p99_ratio": round(during["p99_ms"] / baseline["p99_ms"], 2) if during else None,
+            "settings": m["settings"], "dashboard_nice": args.dashboard_nice,
+            "cpus": os.cpu_count(),
+            "target": {"keys_per_sec": 50000, "p99_ratio": 1.5},
+        }
+        print(json.dumps(result, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
+        return 0
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        if dash is not None:
+            dash.stop()
+        for s in servers:
+            s.stop()
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    sys.exit(main())

@@ -1,0 +1,484 @@
+"""The migration executor: drives batches of slots through the state machine and moves keys.
+
+It runs on the leader only, as one background task. Each step looks at the STORED topology (so
+a restarted dashboard simply continues where the store says the batch is):
+
+* no batch in progress and slots pending: refuse to start while a registered proxy has not been
+  heard from within `fence_timeout` (status "blocked", naming it); else pick up to
+  `max_concurrent_slots` pending slots, pre-scan their sources (keys, bytes, big keys: reported
+  before anything moves), then pending -> preparing (persist, push LOCKED to every proxy);
+* preparing -> prepared (persist, push again: after a restart this re-confirms every proxy acked);
+* prepared -> migrating (persist, push MIGRATING; the big keys found are fenced in the same map);
+* migrating: one mover per source group. Fenced big keys are copied in chunks first, each
+  followed by an unfence push; then SCAN passes with batched MIGRATE until a full pass moved
+  every key it found of a slot without error (SCAN returns every key present for the whole pass
+  and no proxy creates keys of a migrating slot on the source, so the source then holds none);
+  those slots go migrating -> finished (persist, push: owner = target) -> cleared.
+
+Every transition is ONE `Dashboard.change` for the whole batch: persist, push to every proxy,
+and if any proxy does not acknowledge, the previous map is pushed back (rollback) and the slots
+stay where they were with the error shown; the step is retried.
+
+A source or target that goes down pauses its slots (status "paused: source ... unreachable")
+and the mover retries every second until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from proxy.slots import format_ranges, key_slot
+
+from . import migration as mig
+from .models import Topology
+from .mover import (
+    MovePass,
+    ServerDown,
+    Settings,
+    Throttle,
+    copy_big_key,
+    prescan,
+)
+from .store import StoreError
+
+if TYPE_CHECKING:
+    from .service import Dashboard
+
+log = logging.getLogger(__name__)
+
+
+class SlotProgress:
+    __slots__ = (
+        "bytes_moved",
+        "bytes_total",
+        "error",
+        "finished_at",
+        "keys_moved",
+        "keys_total",
+        "started_at",
+    )
+
+    def __init__(self) -> None:
+        self.keys_total: int | None = None
+        self.bytes_total: int | None = None
+        self.keys_moved = 0
+        self.bytes_moved = 0
+        self.error: str | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+
+
+class Migrator:
+    def __init__(self, dash: Dashboard) -> None:
+        self.dash = dash
+        self.settings = Settings()
+        self.progress: dict[int, SlotProgress] = {}
+        self.big_keys: dict[bytes, dict[str, Any]] = {}
+        self.status = "idle"
+        self.error: str | None = None
+        self.wake = asyncio.Event()
+        self.window: deque[tuple[float, int]] = deque()  # (time, keys moved) for the rate
+        self.keys_moved = 0
+        self.bytes_moved = 0
+        self.slots_done = 0
+        self.started_at: float | None = None
+        self._prescanned: tuple[frozenset[int], float] | None = None
+        self._retry_at = 0.0  # after a batch could not be started (push refused): back off
+
+    # -- settings --------------------------------------------------------------------------------
+
+    @property
+    def _settings_key(self) -> str:
+        return f"{self.dash.keys.root}/migration-settings"
+
+    async def load_settings(self) -> None:
+        with contextlib.suppress(StoreError, ValueError):
+            entry = await self.dash.store.get(self._settings_key)
+            if entry is not None:
+                self.settings.update({k: v for k, v in entry.value.items()
+                                      if k in Settings.FIELDS})
+
+    async def update_settings(self, data: dict[str, Any]) -> dict[str, Any]:
+        self.settings.update(data)  # ValueError -> 400 in the API
+        try:
+            await self.dash.store.put(self._settings_key, self.settings.to_json())
+        except StoreError as e:
+            log.warning("migration settings not persisted: %s", e)
+        self.wake.set()
+        return self.settings.to_json()
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            await self.dash.leading.wait()
+            try:
+                progressed = await self.step()
+            except asyncio.CancelledError:
+                raise
+            except ServerDown as e:
+                self.status, self.error = "paused", str(e)
+                progressed = False
+            except Exception as e:  # PushFailed, store trouble, standby: shown and retried
+                self.error = str(e)
+                log.warning("migration step failed: %s", e)
+                progressed = False
+            if not progressed:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), 1.0)
+
+    def _topo(self) -> Topology:
+        topo = self.dash._topo
+        assert topo is not None
+        return topo
+
+    async def step(self) -> bool:
+        topo = self._topo()
+        batch = mig.current_batch(topo)
+        if not batch:
+            if topo.fenced:  # left over from a cancelled or crashed big-key copy
+                await self.dash.change(lambda t: replace(t, fenced=()))
+                return True
+            return await self._start_batch(topo)
+        states = {topo.migrations[s].state for s in batch}
+        self.status, self.error = "running", None
+        if "preparing" in states:
+            await self._transition("preparing", "prepared")
+        elif "prepared" in states:
+            big = [k for k, b in self.big_keys.items()
+                   if b["slot"] in topo.migrations and not b.get("moved")]
+            await self._transition("prepared", "migrating", fence=big)
+        elif "migrating" in states:
+            await self._move(topo)
+        if "finished" in {m.state for m in self._topo().migrations.values()}:
+            await self._clear()
+        return True
+
+    async def _start_batch(self, topo: Topology) -> bool:
+        pending = mig.in_state(topo, "pending")
+        if not pending:
+            self.status = "idle"
+            return False
+        if self.settings.paused:
+            self.status = "paused"
+            self.error = "paused by the operator (`proxyctl migrate resume`)"
+            return False
+        stale = self.dash.batch_blockers()
+        if stale:
+            self.status = "blocked"
+            self.error = ("not starting a batch: " + "; ".join(stale) + ". Make sure a dead "
+                          "proxy is stopped, then `proxyctl proxy remove ID --force`")
+            return False
+        if time.monotonic() < self._retry_at:
+            return False
+        batch = mig.next_batch(topo, self.settings.max_concurrent_slots)
+        self.status, self.error = "scanning", None
+        if self.started_at is None:
+            self.started_at = time.time()
+        key = frozenset(batch)
+        if not (self._prescanned and self._prescanned[0] == key
+                and time.monotonic() - self._prescanned[1] < 120):
+            await self._prescan(topo, batch)
+            self._prescanned = (key, time.monotonic())
+        try:
+            await self._transition("pending", "preparing", only=batch)
+        except Exception:
+            self._retry_at = time.monotonic() + 3.0  # a proxy refused: do not hammer it
+            raise
+        self._prescanned = None
+        return True
+
+    async def _prescan(self, topo: Topology, batch: list[int]) -> None:
+        by_source: dict[int, set[int]] = {}
+        for s in batch:
+            by_source.setdefault(topo.migrations[s].source, set()).add(s)
+            self.progress.setdefault(s, SlotProgress())
+        results = await asyncio.gather(*(
+            prescan(topo.groups[gid].master or "", slots, topo.nslots, self.settings)
+            for gid, slots in by_source.items()), return_exceptions=True)
+        for (gid, slots), res in zip(by_source.items(), results, strict=True):
+            if isinstance(res, BaseException):
+                for s in slots:
+                    self.progress[s].error = f"pre-scan of group {gid} failed: {res}"
+                if isinstance(res, ServerDown):
+                    raise res
+                raise RuntimeError(f"pre-scan of group {gid}: {res}")
+            for s in slots:
+                p = self.progress[s]
+                p.keys_total = res.keys.get(s, 0)
+                p.bytes_total = res.bytes.get(s, 0)
+            for key, size, slot in res.big:
+                self.big_keys[key] = {"key": key, "bytes": size, "slot": slot,
+                                      "group": gid, "moved": False}
+                log.warning("big key %r (%d bytes) in slot %d of group %d: it will be copied "
+                            "in chunks under a fence", key[:80], size, slot, gid)
+
+    async def _transition(self, frm: str, to: str, only: list[int] | None = None,
+                          fence: list[bytes] | None = None) -> list[int]:
+        moved: list[int] = []
+
+        def apply(t: Topology) -> Topology:
+            slots = [s for s, m in t.migrations.items() if m.state == frm
+                     and (only is None or s in only)]
+            moved[:] = slots
+            new = mig.advance(t, slots, to)
+            if fence:
+                new = mig.fence(new, [k for k in fence
+                                      if self.big_keys[k]["slot"] in set(slots)])
+            return new
+
+        now = time.time()
+        try:
+            await self.dash.change(apply)
+        except Exception as e:
+            for s in moved:
+                self.progress.setdefault(s, SlotProgress()).error = \
+                    f"{frm} -> {to} not acknowledged, kept {frm}: {e}"
+            raise
+        for s in moved:
+            p = self.progress.setdefault(s, SlotProgress())
+            p.error = None
+            if to == "preparing":
+                p.started_at = now
+        if moved:
+            log.info("slots %s: %s -> %s", format_ranges(sorted(moved)), frm, to)
+        return moved
+
+    async def _clear(self) -> None:
+        done: list[int] = []
+
+        def apply(t: Topology) -> Topology:
+            done[:] = mig.in_state(t, "finished")
+            return mig.clear(t, done)
+
+        await self.dash.change(apply)
+        now = time.time()
+        for s in done:
+            p = self.progress.setdefault(s, SlotProgress())
+            p.finished_at = now
+        self.slots_done += len(done)
+
+    # -- moving keys -------------------------------------------------------------------------------
+
+    async def _move(self, topo: Topology) -> None:
+        sources: dict[int, list[int]] = {}
+        for s in mig.in_state(topo, "migrating"):
+            sources.setdefault(topo.migrations[s].source, []).append(s)
+        await asyncio.gather(*(self._source_loop(gid) for gid in sources))
+
+    async def _source_loop(self, gid: int) -> None:
+        """Move everything leaving group `gid` until none of its migrating slots is left."""
+        throttle = Throttle(lambda: self.settings.keys_per_sec)
+        while True:
+            topo = self._topo()
+            mine = {s: topo.groups[m.target].master or "" for s, m in topo.migrations.items()
+                    if m.source == gid and m.state == "migrating"}
+            if not mine or not self.dash.leading.is_set():
+                return
+            source = topo.groups[gid].master or ""
+            try:
+                await self._copy_fenced(topo, source, set(mine))
+                def on_big(k: bytes, size: int, slot: int, source: str = source,
+                           mine: dict[int, str] = mine) -> Any:
+                    return self._big(k, size, slot, source, mine[slot])
+
+                mover = MovePass(source, mine, topo.nslots, self.settings, self._moved, on_big,
+                                 skip=lambda k: k.hex() in self._topo().fenced,
+                                 throttle=throttle)
+                result = await mover.run(self._unpaused)
+            except ServerDown as e:
+                for s in mine:
+                    self.progress.setdefault(s, SlotProgress()).error = f"paused: {e}"
+                log.warning("slots %s paused: %s", format_ranges(sorted(mine)), e)
+                await asyncio.sleep(1.0)
+                continue
+            for s, err in result.failed.items():
+                self.progress.setdefault(s, SlotProgress()).error = err
+            fenced_slots = {key_slot(bytes.fromhex(k), topo.nslots)
+                            for k in self._topo().fenced}
+            done = [s for s in mine if s not in result.failed and s not in fenced_slots]
+            for s in done:
+                self.progress.setdefault(s, SlotProgress()).error = None
+            if done:
+                await self._finish(done)
+            elif result.failed:
+                await asyncio.sleep(0.5)
+
+    async def _finish(self, slots: list[int]) -> None:
+        try:
+            await self._transition("migrating", "finished", only=slots)
+            await self._clear()
+        except Exception as e:
+            log.warning("finishing slots %s failed (retrying): %s", format_ranges(slots), e)
+            await asyncio.sleep(1.0)
+
+    def _moved(self, slot: int, keys: int, nbytes: int) -> None:
+        p = self.progress.get(slot)
+        if p is None:
+            p = self.progress[slot] = SlotProgress()
+        p.keys_moved += keys
+        p.bytes_moved += nbytes
+        self.keys_moved += keys
+        self.bytes_moved += nbytes
+        now = time.monotonic()
+        if self.window and now - self.window[-1][0] < 0.2:
+            t, k = self.window[-1]
+            self.window[-1] = (t, k + keys)
+        else:
+            self.window.append((now, keys))
+        while self.window and now - self.window[0][0] > 5.0:
+            self.window.popleft()
+
+    async def _unpaused(self) -> None:
+        while self.settings.paused:
+            self.status = "paused"
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 1.0)
+        if self.status == "paused":
+            self.status = "running"
+
+    async def _copy_fenced(self, topo: Topology, source: str, slots: set[int]) -> None:
+        """Copy the fenced big keys of these slots (fenced with the MIGRATING push)."""
+        for hexkey in list(topo.fenced):
+            key = bytes.fromhex(hexkey)
+            slot = key_slot(key, topo.nslots)
+            if slot not in slots:
+                continue
+            target = topo.groups[topo.migrations[slot].target].master or ""
+            await self._copy_one(key, slot, source, target)
+            await self.dash.change(lambda t, k=key: mig.unfence(t, [k]))
+
+    async def _big(self, key: bytes, size: int, slot: int, source: str, target: str) -> None:
+        """A big key met during a pass: fence it on every proxy, copy it in chunks, unfence."""
+        info = self.big_keys.setdefault(key, {"key": key, "bytes": size, "slot": slot,
+                                              "moved": False})
+        info["bytes"] = size
+        await self.dash.change(lambda t: mig.fence(t, [key]))
+        try:
+            await self._copy_one(key, slot, source, target)
+        finally:
+            await self.dash.change(lambda t: mig.unfence(t, [key]))
+
+    async def _copy_one(self, key: bytes, slot: int, source: str, target: str) -> None:
+        await self._unpaused()
+        info = self.big_keys.setdefault(key, {"key": key, "slot": slot, "moved": False})
+        stats = await copy_big_key(source, target, key, self._topo().nslots, self.settings,
+                                   still_leader=self.dash.leading.is_set)
+        info.update({k: v for k, v in stats.items() if k != "moved"})
+        if stats["moved"]:
+            info["moved"] = True
+            self._moved(slot, 1, int(info.get("bytes") or 0))
+            log.info("big key %r moved in %d chunks (longest command %.1f ms)", key[:80],
+                     stats["chunks"], stats["max_stall_ms"])
+
+    # -- commands from the API ---------------------------------------------------------------------
+
+    async def start(self, slots: list[int], target: int) -> dict[str, Any]:
+        out = await self.start_many([(slots, target)])
+        return {**out, "to": target}
+
+    async def start_many(self, moves: list[tuple[list[int], int]],
+                         before: Any = None) -> dict[str, Any]:
+        """Queue several (slots, target) moves in ONE change (`before` runs first, e.g. to set
+        a drained group's weight)."""
+        stale = self.dash.stale_proxies()
+        if stale:
+            from .topology import Conflict
+            raise Conflict("refusing to start a migration: " + "; ".join(stale)
+                           + ". Make sure a dead proxy is stopped, then `proxyctl proxy "
+                           "remove ID --force`")
+        queued: list[int] = []
+
+        def apply(t: Topology) -> Topology:
+            queued.clear()
+            new = before(t) if before is not None else t
+            for slots, target in moves:
+                new, q = mig.start(new, slots, target)
+                queued.extend(q)
+            return new
+
+        topo = await self.dash.change(apply)
+        if self.started_at is None or not self._active(topo, exclude=queued):
+            self.started_at = time.time()
+            self.keys_moved = self.bytes_moved = self.slots_done = 0
+            self.window.clear()
+            self.progress = {s: p for s, p in self.progress.items() if s in topo.migrations}
+            self.big_keys = {k: v for k, v in self.big_keys.items() if not v.get("moved")}
+        for s in queued:
+            self.progress[s] = SlotProgress()
+        self.wake.set()
+        return {"epoch": topo.epoch, "queued": format_ranges(sorted(queued)) if queued else "",
+                "count": len(queued)}
+
+    @staticmethod
+    def _active(topo: Topology, exclude: list[int]) -> bool:
+        ex = set(exclude)
+        return any(s not in ex for s in topo.migrations)
+
+    async def cancel(self) -> dict[str, Any]:
+        out: dict[str, list[int]] = {}
+
+        def apply(t: Topology) -> Topology:
+            new, cancelled, going = mig.cancel(t)
+            out["cancelled"], out["going"] = cancelled, going
+            return new
+
+        topo = await self.dash.change(apply)
+        for s in out["cancelled"]:
+            self.progress.pop(s, None)
+        self.wake.set()
+        return {"epoch": topo.epoch, "cancelled": format_ranges(out["cancelled"]),
+                "finishing": format_ranges(out["going"])}
+
+    # -- the view ----------------------------------------------------------------------------------
+
+    def rate(self) -> float:
+        if len(self.window) < 2:
+            return 0.0
+        span = max(self.window[-1][0] - self.window[0][0], 0.5)
+        return sum(k for _, k in list(self.window)[1:]) / span
+
+    def view(self, topo: Topology) -> dict[str, Any]:
+        slots = []
+        remaining = 0
+        totals = [p.keys_total for p in self.progress.values() if p.keys_total]
+        per_slot = (sum(totals) / len(totals)) if totals else 0
+        for s, m in sorted(topo.migrations.items()):
+            p = self.progress.get(s) or SlotProgress()
+            total = p.keys_total if p.keys_total is not None else None
+            left = (max(0, total - p.keys_moved) if total is not None else per_slot)
+            remaining += int(left)
+            slots.append({"slot": s, "state": m.state, "from": m.source, "to": m.target,
+                          "keys_total": total, "keys_moved": p.keys_moved,
+                          "bytes_total": p.bytes_total, "bytes_moved": p.bytes_moved,
+                          "error": p.error})
+        rate = self.rate()
+        states: dict[str, int] = {}
+        for m in topo.migrations.values():
+            states[m.state] = states.get(m.state, 0) + 1
+        return {
+            "status": self.status if topo.migrations or self.status != "running" else "idle",
+            "error": self.error,
+            "settings": self.settings.to_json(),
+            "states": states,
+            "slots": slots,
+            "slots_done": self.slots_done,
+            "keys_moved": self.keys_moved,
+            "bytes_moved": self.bytes_moved,
+            "rate_keys_per_sec": round(rate, 1),
+            "eta_seconds": round(remaining / rate, 1) if rate > 0 and topo.migrations else None,
+            "started_at": self.started_at,
+            "fenced": [bytes.fromhex(k).decode("utf-8", "backslashreplace")
+                       for k in topo.fenced],
+            "big_keys": [{**{k: v for k, v in b.items() if k != "key"},
+                          "key": b["key"].decode("utf-8", "backslashreplace")}
+                         for b in self.big_keys.values()],
+        }

@@ -1,0 +1,241 @@
+"""The key mover against real redis-servers (no proxies): every type with TTLs, throttling,
+big keys found before anything moves, and big keys copied in chunks without a long block."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from dashboard.mover import (
+    MovePass,
+    Settings,
+    copy_big_key,
+    count_slot_keys,
+    prescan,
+    tmp_name,
+)
+from proxy.slots import key_slot
+
+NSLOTS = 1024
+
+
+def content(r: redis.Redis, k: bytes) -> object:
+    kind = r.type(k)
+    if kind == b"string":
+        return r.get(k)
+    if kind == b"hash":
+        return r.hgetall(k)
+    if kind == b"list":
+        return r.lrange(k, 0, -1)
+    if kind == b"set":
+        return r.smembers(k)
+    if kind == b"zset":
+        return r.zrange(k, 0, -1, withscores=True)
+    if kind == b"stream":
+        return r.xrange(k)
+    return kind
+
+
+def fill_all_types(r: redis.Redis, prefix: str, n: int) -> dict[bytes, str]:
+    """n keys of each type, every other one with a TTL; returns key -> type."""
+    kinds: dict[bytes, str] = {}
+    p = r.pipeline(transaction=False)
+    for i in range(n):
+        k = f"{prefix}:s:{i}"
+        p.set(k, f"v{i}")
+        kinds[k.encode()] = "string"
+        k = f"{prefix}:h:{i}"
+        p.hset(k, mapping={"a": i, "b": "x"})
+        kinds[k.encode()] = "hash"
+        k = f"{prefix}:l:{i}"
+        p.rpush(k, 1, 2, 3)
+        kinds[k.encode()] = "list"
+        k = f"{prefix}:S:{i}"
+        p.sadd(k, "x", "y")
+        kinds[k.encode()] = "set"
+        k = f"{prefix}:z:{i}"
+        p.zadd(k, {"a": 1.5, "b": 2})
+        kinds[k.encode()] = "zset"
+        k = f"{prefix}:x:{i}"
+        p.xadd(k, {"f": "v"}, id="1-1")
+        p.xadd(k, {"f": "w"}, id="2-1")
+        kinds[k.encode()] = "stream"
+    p.execute()
+    p = r.pipeline(transaction=False)
+    for j, k in enumerate(sorted(kinds)):
+        if j % 2:
+            p.expire(k, 3600)
+    p.execute()
+    return kinds
+
+
+async def run_pass(source: str, target: str, slots: set[int], settings: Settings):
+    moved: dict[int, int] = {}
+
+    def on_moved(slot: int, keys: int, nbytes: int) -> None:
+        moved[slot] = moved.get(slot, 0) + keys
+
+    async def on_big(key: bytes, size: int, slot: int) -> None:
+        raise AssertionError(f"unexpected big key {key!r}")
+
+    res = await MovePass(source, dict.fromkeys(slots, target), NSLOTS, settings, on_moved,
+                         on_big).run()
+    return res, moved
+
+
+async def test_every_type_with_ttl_moves_only_the_leaving_slots(two_redis) -> None:
+    src, dst = two_redis
+    a, b = redis.Redis(port=src.port), redis.Redis(port=dst.port)
+    kinds = fill_all_types(a, "k", 300)
+    before = {k: (a.type(k), content(a, k), a.ttl(k)) for k in kinds}
+    leaving = set(range(0, 512))
+    settings = Settings(batch_size=100)
+    pre = await prescan(src.addr, leaving, NSLOTS, settings)
+    expected = sum(1 for k in kinds if key_slot(k, NSLOTS) in leaving)
+    assert sum(pre.keys.values()) == expected and not pre.big
+    res, moved = await run_pass(src.addr, dst.addr, leaving, settings)
+    assert not res.failed
+    assert sum(moved.values()) == expected
+    for k, _kind in kinds.items():
+        on_src, on_dst = a.exists(k), b.exists(k)
+        if key_slot(k, NSLOTS) in leaving:
+            assert (on_src, on_dst) == (0, 1), k
+            t, dump, ttl = before[k]
+            assert b.type(k) == t and content(b, k) == dump
+            assert (b.ttl(k) > 3500) if ttl > 0 else (b.ttl(k) == -1)
+        else:
+            assert (on_src, on_dst) == (1, 0), k
+    # a second pass finds nothing left of those slots
+    assert await count_slot_keys(src.addr, leaving, NSLOTS) == {}
+    res, moved = await run_pass(src.addr, dst.addr, leaving, settings)
+    assert moved == {} and not res.failed
+
+
+async def test_throttle_limits_keys_per_second(two_redis) -> None:
+    src, dst = two_redis
+    a = redis.Redis(port=src.port)
+    p = a.pipeline(transaction=False)
+    for i in range(3000):
+        p.set(f"t:{i}", i)
+    p.execute()
+    settings = Settings(batch_size=100, keys_per_sec=6000)
+    t0 = time.monotonic()
+    _res, moved = await run_pass(src.addr, dst.addr, set(range(NSLOTS)), settings)
+    took = time.monotonic() - t0
+    assert sum(moved.values()) == 3000
+    assert 0.35 < took < 3, took  # ~0.5 s at 6000 keys/s (first second's burst allowed)
+
+
+async def test_target_down_is_reported_as_server_down(two_redis) -> None:
+    from dashboard.mover import ServerDown
+    src, dst = two_redis
+    redis.Redis(port=src.port).set("x", 1)
+    dst.stop()
+    with pytest.raises(ServerDown, match="target"):
+        await run_pass(src.addr, dst.addr, set(range(NSLOTS)), Settings())
+    assert redis.Redis(port=src.port).get("x") == b"1"  # nothing lost
+
+
+PROBE = """
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+worst = 0.0
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+while True:
+    t0 = time.perf_counter()
+    s.sendall(b"PING\\r\\n")
+    if not s.recv(64):
+        break
+    worst = max(worst, (time.perf_counter() - t0) * 1000)
+    sys.stdout.write(f"{worst:.2f}\\n"); sys.stdout.flush()
+    time.sleep(0.001)
+"""
+
+
+class LatencyProbe:
+    """PING a server every ms from ANOTHER process (our own GIL must not skew it)."""
+
+    def __init__(self, port: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", PROBE, str(port)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def worst(self) -> float:
+        self.proc.kill()
+        out, _ = self.proc.communicate()
+        lines = out.split()
+        return float(lines[-1]) if lines else 0.0
+
+
+@pytest.mark.parametrize("kind", ["hash", "list", "zset", "set", "stream", "string"])
+async def test_big_key_is_found_then_copied_in_chunks_without_a_long_block(two_redis,
+                                                                            kind) -> None:
+    src, dst = two_redis
+    a, b = redis.Redis(port=src.port), redis.Redis(port=dst.port)
+    key = b"big:{" + kind.encode() + b"}"
+    n = 200_000 if kind != "stream" else 50_000
+    # build it server-side quickly
+    script = {
+        "hash": "for i=1,tonumber(ARGV[1]) do redis.call('HSET', KEYS[1], 'f'..i, 'value'..i) end",
+        "list": "for i=1,tonumber(ARGV[1]) do redis.call('RPUSH', KEYS[1], 'value'..i) end",
+        "zset": "for i=1,tonumber(ARGV[1]) do redis.call('ZADD', KEYS[1], i, 'm'..i) end",
+        "set": "for i=1,tonumber(ARGV[1]) do redis.call('SADD', KEYS[1], 'm'..i) end",
+        "stream": "for i=1,tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], i..'-1', 'f', i) end",
+        "string": "for i=1,tonumber(ARGV[1]) do redis.call('APPEND', KEYS[1], "
+                  "'0123456789abcdef0123456789abcdef') end",
+    }[kind]
+    a.eval(script, 1, key, n)
+    a.expire(key, 5000)
+    if kind == "stream":
+        a.xgroup_create(key, "g1", id="10-1")
+    digest = content(a, key)
+    length = {"hash": a.hlen, "list": a.llen, "zset": a.zcard, "set": a.scard,
+              "stream": a.xlen, "string": a.strlen}[kind](key)
+    settings = Settings(big_key_bytes=256 << 10, stall_ms=50)
+    slot = key_slot(key, NSLOTS)
+    pre = await prescan(src.addr, {slot}, NSLOTS, settings)
+    assert [k for k, _, _ in pre.big] == [key]  # reported before anything moves
+
+    probes = [LatencyProbe(src.port), LatencyProbe(dst.port)]
+    try:
+        stats = await copy_big_key(src.addr, dst.addr, key, NSLOTS, settings)
+    finally:
+        worst = max(p.worst() for p in probes)
+    assert stats["moved"] and stats["chunks"] > 1
+    assert not a.exists(key) and b.exists(key) and not b.exists(tmp_name(key, NSLOTS))
+    assert {"hash": b.hlen, "list": b.llen, "zset": b.zcard, "set": b.scard,
+            "stream": b.xlen, "string": b.strlen}[kind](key) == length
+    assert content(b, key) == digest
+    assert 4900 < b.ttl(key) <= 5000
+    if kind == "stream":
+        assert b.xinfo_stream(key)["last-generated-id"] == f"{n}-1".encode()
+        assert b.xinfo_groups(key)[0]["name"] == b"g1"
+    if kind == "list":
+        assert b.lrange(key, 0, 2) == [b"value1", b"value2", b"value3"]
+    # the longest single command stayed under the bound (and so did the probes' waits)
+    assert stats["max_stall_ms"] < 100, stats  # client round trip, parsing included
+    assert worst < 50, (worst, stats)
+
+
+async def test_big_key_gone_or_changed_midway_is_not_renamed(two_redis) -> None:
+    src, dst = two_redis
+    a, b = redis.Redis(port=src.port), redis.Redis(port=dst.port)
+    a.eval("for i=1,50000 do redis.call('RPUSH', KEYS[1], i) end", 1, "L")
+    settings = Settings(chunk_elements=100)
+
+    async def meddle() -> None:
+        await asyncio.sleep(0.01)
+        a.rpush("L", "extra")  # a write the fence should have prevented
+
+    task = asyncio.create_task(meddle())
+    stats = await copy_big_key(src.addr, dst.addr, b"L", NSLOTS, settings)
+    await task
+    if not stats["moved"]:
+        assert a.llen("L") == 50001 and not b.exists("L")
+        assert not b.exists(tmp_name(b"L", NSLOTS))

@@ -1,0 +1,218 @@
+"""Operator-facing behaviour end to end: big keys, a backend going down, cancel, fencing of
+stale proxies, rebalance / add-group / drain-group via proxyctl, --watch progress."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from dashboard import cli
+from proxy.slots import key_slot
+from tests.dashboard.cluster import until
+from tests.dashboard.helpers import TOKEN
+
+from .cluster import NSLOTS, Load, cluster
+from .test_mover import LatencyProbe, content
+
+pytestmark = pytest.mark.integration
+
+
+def proxyctl(c, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = cli.main(["--dashboard", c.dash.url, "--token", TOKEN, *argv])
+    return code, out.getvalue()
+
+
+def test_big_keys_move_in_chunks_under_a_fence_without_a_long_block(tmp_path: Path) -> None:
+    with cluster(tmp_path, migration={"big_key_bytes": 1 << 20, "stall_ms": 50}) as c:
+        r = redis.Redis(port=c.proxies[0].port, protocol=2)
+        direct = redis.Redis(port=c.redis[0].port)
+        big = {kind: next(k for i in range(100) if key_slot(k := f"big{kind}{i}".encode(),
+                                                             NSLOTS) < 512)
+               for kind in ("hash", "list", "zset")}
+        direct.eval("for i=1,150000 do redis.call('HSET', KEYS[1], 'f'..i, 'v'..i) end", 1,
+                    big["hash"])
+        direct.eval("for i=1,150000 do redis.call('RPUSH', KEYS[1], 'v'..i) end", 1,
+                    big["list"])
+        direct.eval("for i=1,150000 do redis.call('ZADD', KEYS[1], i, 'm'..i) end", 1,
+                    big["zset"])
+        for k in big.values():
+            assert c.slotmap().owner[key_slot(k, NSLOTS)] == 1
+            direct.expire(k, 3600)
+        before = {k: content(direct, k) for k in big.values()}
+        slots = ",".join(str(key_slot(k, NSLOTS)) for k in big.values())
+        probes = [LatencyProbe(s.port) for s in c.redis]
+        try:
+            with Load([c.proxies[1].port], writers=1, readers=1) as load:
+                c.migrate(slots, 2)
+                m = c.wait_idle(60)
+        finally:
+            worst = max(p.worst() for p in probes)
+        load.verify(c.proxies[0].port)
+        reported = {b["key"]: b for b in m["big_keys"]}
+        assert set(reported) == {k.decode() for k in big.values()}, m["big_keys"]
+        assert all(b["moved"] for b in reported.values())
+        target = redis.Redis(port=c.redis[1].port)
+        for k in big.values():
+            assert not direct.exists(k) and content(target, k) == before[k]
+            assert 3500 < target.ttl(k) <= 3600
+            assert r.type(k) != b"none"  # and the proxies route to it
+        assert worst < 50, worst  # neither server blocked for long
+        c.check_placement()
+
+
+def test_target_down_pauses_the_slot_until_it_returns(tmp_path: Path) -> None:
+    with cluster(tmp_path, migration={"migrate_timeout_ms": 300, "keys_per_sec": 20000}) as c:
+        r = redis.Redis(port=c.proxies[0].port, protocol=2)
+        p = r.pipeline(transaction=False)
+        for i in range(20000):
+            p.set(f"k:{i}", i)
+        p.execute()
+        target = c.redis[1]
+        c.migrate("0-300", 2)
+        until(lambda: c.migrations()["keys_moved"] > 0, 20, "keys moving")
+        target.process.signal(signal.SIGSTOP)
+        try:
+            m = until(lambda: (m := c.migrations()) and any(
+                "paused" in (s["error"] or "") and "target" in s["error"] for s in m["slots"])
+                and m, 20, "a paused slot")
+            assert target.addr in str(m["slots"])
+        finally:
+            target.process.signal(signal.SIGCONT)
+        c.wait_idle(60)
+        assert r.mget([f"k:{i}" for i in range(0, 20000, 7)]) == [
+            str(i).encode() for i in range(0, 20000, 7)]
+        c.check_placement()
+
+
+def test_cancel_leaves_every_slot_on_one_owner(tmp_path: Path) -> None:
+    with cluster(tmp_path, migration={"max_concurrent_slots": 16, "keys_per_sec": 3000}) as c:
+        r = redis.Redis(port=c.proxies[0].port, protocol=2)
+        p = r.pipeline(transaction=False)
+        for i in range(20000):
+            p.set(f"k:{i}", i)
+        p.execute()
+        c.migrate("0-511", 2)
+        until(lambda: c.migrations()["slots_done"] >= 16, 30, "a batch done")
+        code, out = proxyctl(c, "migrate", "cancel")
+        assert code == 0 and "cancelled slots" in out, out
+        m = c.wait_idle(30)
+        assert m["status"] == "idle"
+        sm = c.slotmap()
+        moved = [s for s in range(512) if sm.owner[s] == 2]
+        assert 16 <= len(moved) < 512
+        c.check_placement()
+        assert r.mget([f"k:{i}" for i in range(0, 20000, 3)]) == [
+            str(i).encode() for i in range(0, 20000, 3)]
+
+
+def test_stale_proxy_blocks_new_batches_and_force_remove(tmp_path: Path) -> None:
+    with cluster(tmp_path, fence_timeout=1.5) as c:
+        frozen = c.proxies[1]
+        frozen.process.signal(signal.SIGSTOP)
+        try:
+            time.sleep(2.5)
+            status, body = c.dash.call("POST", "/api/v1/migrations", {"slots": "0-9", "to": 2})
+            assert status == 409 and "proxy-1" in body["error"], body
+            assert "fence_timeout" in body["error"]
+            code, out = proxyctl(c, "proxy", "remove", "proxy-1")
+            assert code == 1 and "make sure it is stopped" in out
+        finally:
+            frozen.process.signal(signal.SIGCONT)
+        until(lambda: c.dash.call("POST", "/api/v1/migrations",
+                                  {"slots": "0-9", "to": 2})[0] == 201, 10, "proxy back")
+        c.wait_idle(30)
+        frozen.kill()
+        assert proxyctl(c, "proxy", "remove", "proxy-1", "--force")[0] == 0
+        c.migrate("10-19", 2)
+        # no batch starts until the removed proxy, if it were still running, fenced itself
+        m = c.migrations()
+        assert m["status"] == "blocked" and "force-removed" in m["error"], m
+        c.wait_idle(30)
+        c.check_placement()
+
+
+def test_rebalance_add_group_and_drain_group_via_proxyctl(tmp_path: Path) -> None:
+    with cluster(tmp_path, ngroups=3, migration={"max_concurrent_slots": 512}) as c:
+        # start with 2 groups owning everything; group 3 empty
+        status, body = c.dash.call("POST", "/api/v1/slots/assign", {
+            "assign": [{"slots": "0-511", "group": 1}, {"slots": "512-1023", "group": 2}],
+            "force": True})
+        assert status == 200, body
+        r = redis.Redis(port=c.proxies[0].port, protocol=2)
+        p = r.pipeline(transaction=False)
+        for i in range(5000):
+            p.set(f"k:{i}", i)
+        p.execute()
+        code, out = proxyctl(c, "rebalance", "--dry-run")
+        assert code == 0 and "dry run" in out and "342" in out, out
+        assert c.migrations()["slots"] == []  # nothing started
+        code, out = proxyctl(c, "rebalance", "--watch")
+        assert code == 0 and "rebalance plan" in out and "migration finished" in out, out
+        counts = {g: c.slotmap().owner.count(g) for g in (1, 2, 3)}
+        assert sorted(counts.values()) == [341, 341, 342], counts
+        # a 4th server: add it and rebalance onto it in one command
+        from dashboard.procs import RedisServer
+        extra = RedisServer(tmp_path / "redis-extra").start()
+        c.redis.append(extra)
+        code, out = proxyctl(c, "group", "add", "4", "--master", extra.addr, "--rebalance",
+                             "--watch")
+        assert code == 0 and "group 4 created" in out, out
+        assert c.slotmap().owner.count(4) == 256
+        # drain group 1 before removing it: one command
+        code, out = proxyctl(c, "group", "drain", "1", "--watch")
+        assert code == 0, out
+        assert c.slotmap().owner.count(1) == 0
+        assert proxyctl(c, "group", "remove", "1")[0] == 0
+        assert r.mget([f"k:{i}" for i in range(5000)]) == [str(i).encode()
+                                                           for i in range(5000)]
+        c.check_placement()
+
+
+def test_load_aware_rebalance_and_watch(tmp_path: Path) -> None:
+    with cluster(tmp_path) as c:
+        r = redis.Redis(port=c.proxies[0].port, protocol=2)
+        # group 1's slots hold many keys, group 2's few: load-aware evens keys, not counts
+        p = r.pipeline(transaction=False)
+        n = 0
+        owner = c.slotmap().owner
+        for i in range(40000):
+            k = f"k:{i}"
+            if owner[key_slot(k.encode(), NSLOTS)] == 1 or i % 10 == 0:
+                p.set(k, "x" * 20)
+                n += 1
+        p.execute()
+        status, plan = c.dash.call("POST", "/api/v1/rebalance", {"mode": "load",
+                                                                  "sample_seconds": 0.2})
+        assert status == 200, plan
+        moves = plan["plan"]["moves"]
+        assert moves and all(m["from"] == 1 and m["to"] == 2 for m in moves), moves
+        after = plan["plan"]["after"]
+        assert abs(after["1"]["load"] - after["2"]["load"]) < 0.1, after
+        assert plan["measured"]["keys"] == n
+        # count mode sees nothing to do
+        status, plan2 = c.dash.call("POST", "/api/v1/rebalance", {})
+        assert plan2["plan"]["moves"] == []
+        # start it and watch it from the CLI in a separate process (non-tty output)
+        status, started = c.dash.call("POST", "/api/v1/rebalance",
+                                      {"mode": "load", "dry_run": False,
+                                       "sample_seconds": 0.2})
+        assert status == 200 and started["started"]["count"] > 0, started
+        out = subprocess.run([sys.executable, "-m", "dashboard.cli", "--dashboard", c.dash.url,
+                              "migrate", "--watch", "--interval", "0.2"], capture_output=True,
+                             text=True, timeout=60, cwd=str(Path(__file__).parents[2]))
+        assert out.returncode == 0, out.stderr
+        assert "migration finished" in out.stdout and "keys/s" in out.stdout
+        c.check_placement()
+        m = c.migrations()
+        assert m["keys_moved"] > 0
+        _ = Load  # (load generator used by the other tests)
