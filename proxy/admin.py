@@ -77,7 +77,12 @@ async def get_info(request: web.Request) -> web.Response:
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    return web.json_response(stats_of(request.app[SERVER_KEY]))
+    server = request.app[SERVER_KEY]
+    stats = stats_of(server)
+    if request.query.get("slots") in ("1", "true"):
+        # Cumulative ops per slot since start: the dashboard's load-aware rebalance input.
+        stats["slot_ops"] = list(server.router.slot_ops)
+    return web.json_response(stats)
 
 
 async def get_slots(request: web.Request) -> web.Response:

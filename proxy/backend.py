@@ -122,8 +122,8 @@ class BackendConn(asyncio.Protocol):
         self.state = DOWN
         self.transport: asyncio.Transport | None = None
         self.fifo: deque[Waiter] = deque()
-        self._out: list[bytes] = []
-        self._dirty = False
+        self.out: list[bytes] = []
+        self.dirty = False
         # Partial reply: bytes received but not yet a whole reply. For a large bulk whose length
         # is known, chunks are collected and joined once, not re-concatenated per chunk.
         self._buf = b""
@@ -176,7 +176,7 @@ class BackendConn(asyncio.Protocol):
             except (OSError, TimeoutError) as e:
                 self.state = DOWN
                 self.last_error = f"connect: {e}" if str(e) else "connect: timed out"
-                self._out.clear()
+                self.out.clear()
                 self._fail_all(self.unavailable)
                 await asyncio.sleep(self._backoff)
                 self._backoff = min(self._backoff * 2, self._reconnect_max)
@@ -206,11 +206,11 @@ class BackendConn(asyncio.Protocol):
             init.append((pack_command(b"HELLO", b"3"), "HELLO 3"))
         for packed, what in reversed(init):
             self.fifo.appendleft(_InitWaiter(self, what))
-            self._out.insert(0, packed)
+            self.out.insert(0, packed)
         self.state = UP
         self._backoff = self._reconnect_min
         self._up_event.set()
-        if self._out:
+        if self.out:
             self.flush()
         log.info("backend %s connected", self.addr)
 
@@ -224,7 +224,7 @@ class BackendConn(asyncio.Protocol):
         self._buf = b""
         self._chunks = []
         self._chunks_len = self._need = 0
-        self._out.clear()
+        self.out.clear()
         self._fail_all(encode_error(f"ERR backend {self.addr} connection lost"))
         if was_up and self.state != CLOSED:
             log.warning("backend %s connection lost%s", self.addr, f": {exc}" if exc else "")
@@ -258,9 +258,9 @@ class BackendConn(asyncio.Protocol):
         if state in (UP, CONNECTING):
             self.requests += 1
             self.fifo.append(waiter)
-            self._out.append(packed)
-            if not self._dirty and state == UP:
-                self._dirty = True
+            self.out.append(packed)
+            if not self.dirty and state == UP:
+                self.dirty = True
                 self._flusher.mark(self)
         else:
             self.errors += 1
@@ -268,8 +268,8 @@ class BackendConn(asyncio.Protocol):
 
     def flush(self) -> None:
         """Called by the Flusher: one write for everything queued this iteration."""
-        self._dirty = False
-        out = self._out
+        self.dirty = False
+        out = self.out
         if not out or self.transport is None:
             return
         data = out[0] if len(out) == 1 else b"".join(out)

@@ -28,10 +28,21 @@ class Reply:
     def resolve(self, raw: bytes) -> None:
         """Called by whoever has the answer (backend reader, merge, local handler)."""
         self.data = raw
-        pending = self.session.pending
+        s = self.session
+        pending = s.pending
         # Only the head can be written; a reply behind an unanswered one waits for it.
+        # (ClientSession.write_ready, inlined: this runs once per reply.)
         if pending and pending[0] is self:
-            self.session.write_ready()
+            pending.popleft()
+            out = s.out
+            out.append(raw)
+            while pending and pending[0].data is not None:
+                out.append(pending.popleft().data)
+            if not s.dirty:
+                s.dirty = True
+                s.flusher.mark(s)
+            if s.pipeline_paused:
+                s.pipeline_progress()
 
 
 class Gather:

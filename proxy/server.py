@@ -39,6 +39,9 @@ class ProxyServer:
         self.table: CommandTable = CommandTable.builtin()
         self.table_source = "builtin"
         self.sessions: set[ClientSession] = set()
+        # argv[0] as clients spell it → arity, for single-key commands (the inlined fast path).
+        # Filled as commands are first seen; a table change clears it.
+        self.fast_arity: dict[bytes, int] = {}
         self._ids = count(1)
         self.commands = 0
         self.connections_received = 0
@@ -134,6 +137,7 @@ class ProxyServer:
                 if not isinstance(reply, list):
                     raise ValueError(f"unexpected COMMAND reply {raw[:60]!r}")
                 self.table = CommandTable.from_command_reply(reply)
+                self.fast_arity.clear()
                 self.table_source = f"backend {conn.addr}"
                 info = await conn.probe(pack_command(b"INFO", b"server"), 5.0)
                 for line in info.split(b"\r\n"):

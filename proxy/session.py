@@ -24,6 +24,7 @@ from .errors import (
     unknown_command,
     wrong_args,
 )
+from .backend import UP
 from .pending import Reply
 from .resp import encode_error, make_request_parser
 from .slots import hash_tag, key_slot
@@ -143,11 +144,46 @@ class ClientSession(asyncio.Protocol):
                 self.backlog.extend(zip(reqs, parser.packed, strict=True))
                 self._run_backlog()
             else:
-                dispatch = self.dispatch
+                # The fast path, inlined: a single-key command (GET, SET, INCR, HSET, ...) whose
+                # slot has an owner. Everything else goes through dispatch().
                 packed = parser.packed
+                fast = self.server.fast_arity
+                router = self.router
+                route = router.route
+                mask = router.mask
+                slot_ops = router.slot_ops
+                pending = self.pending
+                mark = self.flusher.mark
+                cidx = self.cidx
+                authed = self.authed
                 i = 0
                 for argv in reqs:
-                    dispatch(argv, packed[i])
+                    arity = fast.get(argv[0]) if authed else None
+                    if arity is not None:
+                        n = len(argv)
+                        if n == arity if arity > 0 else n >= -arity:
+                            key = argv[1]
+                            if b"{" in key:
+                                key = hash_tag(key)
+                            slot = crc_hqx(key, 0) & mask
+                            slot_ops[slot] += 1
+                            group = route[slot]
+                            if group is not None:
+                                reply = Reply(self)
+                                pending.append(reply)
+                                conn = group.conns[cidx]
+                                if conn.state == UP:  # BackendConn.send, inlined
+                                    conn.requests += 1
+                                    conn.fifo.append(reply)
+                                    conn.out.append(packed[i])
+                                    if not conn.dirty:
+                                        conn.dirty = True
+                                        mark(conn)
+                                else:
+                                    conn.send(packed[i], reply)
+                                i += 1
+                                continue
+                    self.dispatch(argv, packed[i])
                     i += 1
                     if self.closing:  # QUIT: nothing after it runs
                         break
@@ -156,6 +192,8 @@ class ClientSession(asyncio.Protocol):
                         self.pipeline_paused = True
                         self._update_reading()
                         break
+                    authed = self.authed  # AUTH/HELLO/RESET may have changed these
+                    cidx = self.cidx
                 self.commands += i
                 self.server.commands += i
         if parser.error is not None and not self.closing:
@@ -217,6 +255,9 @@ class ClientSession(asyncio.Protocol):
             return
         route = spec.route
         if route is KEYED:
+            if spec.key1 and len(self.server.fast_arity) < 4096:
+                # Remember this spelling of the name for the inlined fast path.
+                self.server.fast_arity[argv[0]] = spec.arity
             n = len(argv)
             arity = spec.arity
             if (n != arity) if arity > 0 else (n < -arity):
@@ -302,7 +343,12 @@ class ClientSession(asyncio.Protocol):
         if not self.dirty:
             self.dirty = True
             self.flusher.mark(self)
-        if self.pipeline_paused and len(pending) <= self.resume_at:
+        if self.pipeline_paused:
+            self.pipeline_progress()
+
+    def pipeline_progress(self) -> None:
+        """Replies were written while reading is paused: dispatch held-back work, resume."""
+        if len(self.pending) <= self.resume_at:
             if self.backlog:
                 self._run_backlog()
             if not self.backlog and len(self.pending) < self.max_pipeline:
