@@ -22,8 +22,8 @@ Three parts:
    Both fill ``packed`` with the canonical encoding of each returned request, which the proxy
    forwards as-is (single-key commands need no re-packing).
 
-2. Backend reply framing (``frame_reply``, ``split_array``, ``ReplyReader``): RESP2 only, since
-   the proxy never sends HELLO 3 to its backends.
+2. Backend reply framing (``frame_reply``, ``split_array``, ``ReplyReader``): RESP2, and RESP3
+   for the backend connections that serve HELLO 3 clients.
 
 3. Encoders for the replies the proxy builds itself, and ``parse_reply`` for the few places where
    it must look inside a backend reply.
@@ -35,9 +35,10 @@ Deliberate deviations from redis-server, all about input no real client sends:
   inline requests the line is cut at the first NUL before splitting, as ``sdssplitargs`` (which
   sees a C string) does.
 * Redis checks the line-length limits only while a line is still incomplete, so its outcome for a
-  line longer than ``PROTO_INLINE_MAX_SIZE`` depends on how the bytes were split into reads (in
-  practice it always reads 16 KiB at a time and reports "too big"). Here the limit applies to the
-  line length itself, making the result independent of chunking.
+  line longer than ``PROTO_INLINE_MAX_SIZE`` depends on how the bytes were split into reads (with
+  its 16 KiB reads, a line of 64-80 KiB may get "invalid multibulk length" instead of "too big
+  mbulk count string"). Here the limit applies to the line length itself (the bytes before the
+  "\r", or before the "\n" for inline requests), so the result never depends on chunking.
 * Redis's auth-dependent limits (``unauthenticated multibulk length``...) are the caller's job.
 """
 
@@ -76,6 +77,7 @@ __all__ = [
     "pack_command",
     "parse_reply",
     "split_array",
+    "split_inline_args",
 ]
 
 OK: Final = b"+OK\r\n"
@@ -658,42 +660,45 @@ def make_request_parser(
 
 
 # --------------------------------------------------------------------------------------------
-# Backend reply framing (RESP2)
+# Backend reply framing (RESP2, and RESP3 for connections serving HELLO 3 clients)
 # --------------------------------------------------------------------------------------------
+
+# RESP3 adds: "_" null, "," double, "#" boolean, "(" big number (lines); "!" blob error, "="
+# verbatim string (length-prefixed); "~" set, ">" push, "%" map and "|" attribute (aggregates).
+# Streamed strings/aggregates ("$?", "*?") are never sent by Redis and are rejected.
+_LINE_TYPES: Final = frozenset(b"+-:_,#(")
+_BLOB_TYPES: Final = frozenset(b"$!=")
+_AGG_TYPES: Final = frozenset(b"*~>%|")
 
 
 def _bad_reply(buf: bytes | bytearray, pos: int) -> ProtocolError:
     return ProtocolError(f"invalid reply at offset {pos}: {bytes(buf[pos : pos + 32])!r}")
 
 
-# RESP3 (backends speak it to serve clients that sent HELLO 3): single-line types
-# '_' null, '#' boolean, ',' double, '(' big number; length-prefixed '=' verbatim string and
-# '!' blob error; aggregates '~' set and '>' push (n elements), '%' map (2n elements) and
-# '|' attribute (2n elements, then the reply they annotate).
-_LINE_TYPES = frozenset(b"+-:_#,(")
-_BULK_TYPES = frozenset(b"$=!")
-_AGGREGATE_TYPES = frozenset(b"*~>%|")
-
-
-def _aggregate_count(t: int, n: int) -> int:
-    if t == 0x25:  # '%'
+def _agg_elements(buf: bytes | bytearray, pos: int, nl: int) -> int:
+    """Number of replies that follow the aggregate header at ``pos`` (<= 0: none)."""
+    try:
+        n = int(buf[pos + 1 : nl])
+    except ValueError:
+        raise _bad_reply(buf, pos) from None
+    t = buf[pos]
+    if t == 0x25:  # '%' map: n key/value pairs
         return 2 * n
-    if t == 0x7C:  # '|': the attribute's pairs, then the annotated reply itself
-        return 2 * n + 1
+    if t == 0x7C:  # '|' attribute: n pairs, then the reply they are attached to
+        return 2 * n + 1 if n >= 0 else 0
     return n
 
 
 def frame_reply(buf: bytes, pos: int) -> int:
-    """Offset just past the RESP2/RESP3 reply starting at ``buf[pos]``, or -1 if it is
-    incomplete.
+    """Offset just past the reply starting at ``buf[pos]``, or -1 if it is incomplete.
 
-    Raises ProtocolError on an unknown type byte or a malformed length.
+    RESP2 (and RESP3) types; raises ProtocolError on an unknown type byte or a bad length.
     """
     nl = buf.find(b"\r\n", pos)
     if nl < 0:
         return -1
     t = buf[pos]
-    if t in _BULK_TYPES:
+    if t == 0x24:  # '$', the most common reply: checked first
         try:
             n = int(buf[pos + 1 : nl])
         except ValueError:
@@ -704,68 +709,77 @@ def frame_reply(buf: bytes, pos: int) -> int:
         return end if end <= len(buf) else -1
     if t in _LINE_TYPES:
         return nl + 2
-    if t in _AGGREGATE_TYPES:
+    if t in _AGG_TYPES:
+        n = _agg_elements(buf, pos, nl)
+        if n <= 0:
+            return nl + 2
+        end, need = _scan_replies(buf, nl + 2, [n])
+        return -1 if need else end
+    if t in _BLOB_TYPES:
         try:
             n = int(buf[pos + 1 : nl])
         except ValueError:
             raise _bad_reply(buf, pos) from None
-        n = _aggregate_count(t, n) if n > 0 else n
-        if n <= 0:
-            return nl + 2
-        return _frame_elements(buf, nl + 2, n)
+        end = nl + n + 4 if n >= 0 else nl + 2
+        return end if end <= len(buf) else -1
     raise _bad_reply(buf, pos)
 
 
-def _frame_elements(buf: bytes | bytearray, pos: int, count: int) -> int:
-    """End of ``count`` consecutive replies from ``pos`` (iterative: no recursion per element)."""
-    outer: list[int] = []  # remaining counts of the enclosing arrays
+def _scan_replies(buf: bytes | bytearray, pos: int, outer: list[int]) -> tuple[int, int]:
+    """Frame replies from ``pos`` until the aggregates counted in ``outer`` are all complete
+    (with ``outer`` empty: one reply). Iterative, so deep nesting costs no recursion.
+
+    ``outer`` holds the number of replies still missing in each open aggregate and is updated
+    in place, which makes the scan resumable. Returns ``(end, 0)`` when complete, else
+    ``(start of the unfinished reply, buffer length needed before it is worth retrying)``.
+    """
     size = len(buf)
     while True:
         nl = buf.find(b"\r\n", pos)
         if nl < 0:
-            return -1
+            return pos, size + 1
         t = buf[pos]
-        if t in _BULK_TYPES:
+        if t in _BLOB_TYPES:
             try:
                 n = int(buf[pos + 1 : nl])
             except ValueError:
                 raise _bad_reply(buf, pos) from None
-            if n < 0:
-                pos = nl + 2
+            if n >= 0:
+                end = nl + n + 4
+                if end > size:
+                    return pos, end
+                pos = end
             else:
-                pos = nl + n + 4
-                if pos > size:
-                    return -1
+                pos = nl + 2
         elif t in _LINE_TYPES:
             pos = nl + 2
-        elif t in _AGGREGATE_TYPES:
-            try:
-                n = int(buf[pos + 1 : nl])
-            except ValueError:
-                raise _bad_reply(buf, pos) from None
+        elif t in _AGG_TYPES:
+            n = _agg_elements(buf, pos, nl)
             pos = nl + 2
             if n > 0:
-                outer.append(count)
-                count = _aggregate_count(t, n)
+                outer.append(n)
                 continue
         else:
             raise _bad_reply(buf, pos)
-        count -= 1
-        while not count:
-            if not outer:
-                return pos
-            count = outer.pop() - 1
+        # A reply is complete: it may complete the aggregates around it too.
+        while outer:
+            outer[-1] -= 1
+            if outer[-1]:
+                break
+            outer.pop()
+        if not outer:
+            return pos, 0
 
 
 def split_array(reply: bytes) -> list[bytes]:
-    """Raw bytes of each element of a complete array reply ([] for ``*0`` and ``*-1``)."""
+    """Raw bytes of each element of a complete array reply ([] for ``*0`` and ``*-1``).
+
+    RESP3 sets and pushes are split the same way, maps into alternating keys and values.
+    """
     nl = reply.find(b"\r\n")
-    if reply[:1] != b"*" or nl < 0:
+    if nl < 0 or reply[0] not in b"*~>%":
         raise _bad_reply(reply, 0)
-    try:
-        n = int(reply[1:nl])
-    except ValueError:
-        raise _bad_reply(reply, 0) from None
+    n = _agg_elements(reply, 0, nl)
     items = []
     pos = nl + 2
     for _ in range(n):
@@ -782,9 +796,9 @@ class ReplyReader:
 
     Complete replies are sliced straight out of each received chunk; only an incomplete tail is
     buffered, in a bytearray (amortised O(1) appends). A big reply spanning many chunks is
-    scanned incrementally (the scan position and open-array counts are kept), and not rescanned
-    at all until the buffer reaches the length known to be needed. After a ProtocolError the
-    stream is unusable: drop the connection.
+    scanned incrementally (the scan position and open-aggregate counts are kept), and not
+    rescanned at all until the buffer reaches the length known to be needed. After a
+    ProtocolError the stream is unusable: drop the connection.
     """
 
     __slots__ = ("_buf", "_need", "_outer", "_scan")
@@ -792,8 +806,8 @@ class ReplyReader:
     def __init__(self) -> None:
         self._buf = bytearray()  # the incomplete reply, from its first byte
         self._need = 0  # no progress possible before the buffer holds this many bytes
-        self._scan = 0  # offset in _buf of the next element to frame
-        self._outer: list[int] = []  # remaining element counts of the open arrays
+        self._scan = 0  # offset in _buf of the next reply to frame
+        self._outer: list[int] = []  # replies still missing in each open aggregate
 
     def feed(self, data: bytes) -> list[bytes]:
         out: list[bytes] = []
@@ -804,8 +818,10 @@ class ReplyReader:
             buf += data
             if len(buf) < self._need:
                 return out
-            end = self._resume()
-            if end < 0:
+            end, need = _scan_replies(buf, self._scan, self._outer)
+            if need:
+                self._scan = end
+                self._need = need
                 return out
             out.append(bytes(buf) if end == len(buf) else bytes(memoryview(buf)[:end]))
             buf.clear()
@@ -814,6 +830,7 @@ class ReplyReader:
         while pos < n:
             end = frame_reply(data, pos)
             if end < 0:
+                # Start an incremental scan of this reply (a little work is redone, once).
                 self._buf = bytearray(memoryview(data)[pos:])
                 self._need = 0
                 self._scan = 0
@@ -822,57 +839,6 @@ class ReplyReader:
             out.append(data[pos:end])
             pos = end
         return out
-
-    def _resume(self) -> int:
-        """Continue framing the buffered reply; its end, or -1 (with ``_need`` updated)."""
-        buf = self._buf
-        size = len(buf)
-        pos = self._scan
-        outer = self._outer
-        while True:
-            nl = buf.find(b"\r\n", pos)
-            if nl < 0:
-                self._scan = pos
-                self._need = size + 1
-                return -1
-            t = buf[pos]
-            if t == 0x24:
-                try:
-                    n = int(buf[pos + 1 : nl])
-                except ValueError:
-                    raise _bad_reply(buf, pos) from None
-                if n >= 0:
-                    end = nl + n + 4
-                    if end > size:
-                        self._scan = pos
-                        self._need = end
-                        return -1
-                    pos = end
-                else:
-                    pos = nl + 2
-            elif t == 0x2B or t == 0x3A or t == 0x2D:
-                pos = nl + 2
-            elif t == 0x2A:
-                try:
-                    n = int(buf[pos + 1 : nl])
-                except ValueError:
-                    raise _bad_reply(buf, pos) from None
-                pos = nl + 2
-                if n > 0:
-                    outer.append(n)
-                    continue
-            else:
-                raise _bad_reply(buf, pos)
-            # One element (or the top-level reply) is complete: close finished arrays.
-            while outer:
-                outer[-1] -= 1
-                if outer[-1]:
-                    break
-                outer.pop()
-            if not outer:
-                self._scan = 0
-                self._need = 0
-                return pos
 
 
 # --------------------------------------------------------------------------------------------
@@ -951,16 +917,22 @@ def encode_raw_array(raw_items: list[bytes]) -> bytes:
 # Reply decoding
 # --------------------------------------------------------------------------------------------
 
-Reply = bytes | int | str | None | list["Reply"]
+Reply = bytes | int | float | bool | str | None | list["Reply"] | dict[Any, "Reply"]
+
+# hiredis returns status replies as bytes, like bulk strings, and mishandles some RESP3 types
+# ("!" rejected, "|" mis-framed, "(" as bytes): decode replies that may contain those in Python.
+# A reply's type byte is at its start or right after a "\r\n" (this may also match inside bulk
+# data: that only costs the slower decoder).
+_PY_DECODE = re.compile(rb"(?:\A|\r\n)[+_,#(!=%~>|]")
 
 
 def parse_reply(raw: bytes) -> Reply:
     """Decode one complete reply: bulk -> bytes, integer -> int, status -> str,
-    error -> ReplyErrorValue, nil -> None, array -> list. Raises ProtocolError if ``raw`` is
-    not exactly one well-formed reply."""
-    # hiredis returns status replies as bytes, like bulk strings; use it only when no status
-    # can be present (a status element always follows "\r\n" or starts the reply).
-    if hiredis is not None and raw[:1] != b"+" and b"\r\n+" not in raw:
+    error -> ReplyErrorValue, nil -> None, array -> list; RESP3: null -> None, double -> float,
+    boolean -> bool, big number -> int, blob error -> ReplyErrorValue, verbatim -> bytes (without
+    its format prefix), map -> dict (list keys become tuples), set/push -> list, attributes are
+    dropped. Raises ProtocolError if ``raw`` is not exactly one well-formed reply."""
+    if hiredis is not None and _PY_DECODE.search(raw) is None:
         reader = hiredis.Reader(replyError=ReplyErrorValue)
         try:
             reader.feed(raw)
@@ -983,35 +955,58 @@ def parse_reply(raw: bytes) -> Reply:
     return value
 
 
+def _hashable(v: Reply) -> Any:
+    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
+
+
 def _py_parse_reply(raw: bytes, pos: int) -> tuple[Reply, int]:
+    """(value, end) of the reply at ``pos``; end is -1 if incomplete."""
     nl = raw.find(b"\r\n", pos)
     if nl < 0:
         return None, -1
     t = raw[pos]
-    if t == 0x24:
+    if t in _BLOB_TYPES:
         n = int(raw[pos + 1 : nl])
         if n < 0:
             return None, nl + 2
         end = nl + 2 + n
         if end + 2 > len(raw):
             return None, -1
-        return raw[nl + 2 : end], end + 2
-    if t == 0x3A:
-        return int(raw[pos + 1 : nl]), nl + 2
+        if t == 0x24:
+            return raw[nl + 2 : end], end + 2
+        if t == 0x21:  # '!'
+            return ReplyErrorValue(raw[nl + 2 : end].decode("utf-8", "replace")), end + 2
+        return raw[nl + 6 : end], end + 2  # '=': skip the "txt:" format prefix
+    line = raw[pos + 1 : nl]
+    if t == 0x3A or t == 0x28:  # ':' '('
+        return int(line), nl + 2
     if t == 0x2B:
-        return raw[pos + 1 : nl].decode("utf-8", "replace"), nl + 2
+        return line.decode("utf-8", "replace"), nl + 2
     if t == 0x2D:
-        return ReplyErrorValue(raw[pos + 1 : nl].decode("utf-8", "replace")), nl + 2
-    if t == 0x2A:
-        n = int(raw[pos + 1 : nl])
-        if n < 0:
-            return None, nl + 2
+        return ReplyErrorValue(line.decode("utf-8", "replace")), nl + 2
+    if t == 0x5F:  # '_'
+        return None, nl + 2
+    if t == 0x2C:  # ','
+        return float(line), nl + 2
+    if t == 0x23:  # '#'
+        if line not in (b"t", b"f"):
+            raise _bad_reply(raw, pos)
+        return line == b"t", nl + 2
+    if t in _AGG_TYPES:
+        n = int(line)
         pos = nl + 2
+        if n < 0:
+            return None, pos
+        count = 2 * n if t == 0x25 or t == 0x7C else n
         items: list[Reply] = []
-        for _ in range(n):
+        for _ in range(count):
             item, pos = _py_parse_reply(raw, pos)
             if pos < 0:
                 return None, -1
             items.append(item)
+        if t == 0x25:
+            return {_hashable(k): v for k, v in zip(items[::2], items[1::2], strict=True)}, pos
+        if t == 0x7C:  # attribute: metadata for the reply that follows, which is returned
+            return _py_parse_reply(raw, pos)
         return items, pos
     raise _bad_reply(raw, pos)

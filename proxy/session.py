@@ -15,6 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from . import fanout, localcmds
+from .backend import UP
 from .commands import Route, is_blocking_call
 from .errors import (
     CLUSTERDOWN,
@@ -24,7 +25,6 @@ from .errors import (
     unknown_command,
     wrong_args,
 )
-from .backend import UP
 from .pending import Reply
 from .resp import encode_error, make_request_parser
 from .slots import hash_tag, key_slot

@@ -192,12 +192,16 @@ def test_corpus_split_in_two(
             assert (reqs, err) == (expected, None)
 
 
-@pytest.mark.parametrize(("name", "stream", "expected"), CORPUS, ids=CORPUS_IDS)
+# Streams over 64 KiB are fed in random chunks instead (test_corpus_random_chunks): a 1 MiB
+# value byte by byte would only repeat the small streams' cases, slowly.
+SMALL_CORPUS = [c for c in CORPUS if len(c[1]) <= 64 * 1024]
+
+
+@pytest.mark.parametrize(("name", "stream", "expected"), SMALL_CORPUS,
+                         ids=[c[0] for c in SMALL_CORPUS])
 def test_corpus_byte_by_byte(
     parser_cls: ParserCls, name: str, stream: bytes, expected: list
 ) -> None:
-    if len(stream) > 64 * 1024:
-        pytest.skip("covered by random chunking (too slow byte by byte)")
     reqs, packed, err = run(parser_cls, byte_by_byte(stream))
     assert err is None
     check_valid(reqs, packed, expected)
@@ -589,6 +593,18 @@ REPLIES = [
     b"*3\r\n$1\r\na\r\n$-1\r\n:7\r\n",
     b"*2\r\n*2\r\n+x\r\n-E y\r\n*0\r\n",
     b"*3\r\n*1\r\n*1\r\n$2\r\n\r\n\r\n*-1\r\n$1\r\nz\r\n",
+    # RESP3 (backend connections serving HELLO 3 clients)
+    b"_\r\n",
+    b",3.14\r\n",
+    b"#t\r\n",
+    b"(3492890328409238509324850943850943825024385\r\n",
+    b"!22\r\nSYNTAX invalid\r\nsyntax\r\n",
+    b"=15\r\ntxt:Some string\r\n",
+    b"%2\r\n+first\r\n:1\r\n$6\r\nsecond\r\n%1\r\n_\r\n~0\r\n",
+    b"~3\r\n:1\r\n,2.5\r\n#f\r\n",
+    b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n",
+    b"|1\r\n+ttl\r\n:3600\r\n*2\r\n:1\r\n%0\r\n",
+    b"*2\r\n|1\r\n+a\r\n:1\r\n:2\r\n_\r\n",
 ]
 
 
@@ -601,7 +617,9 @@ def test_frame_reply_every_prefix(reply: bytes) -> None:
         assert frame_reply(b"pre" + reply[:i], 3) == -1
 
 
-@pytest.mark.parametrize("bad", [b"!x\r\n", b"%1\r\n", b"$x\r\n", b"*?\r\n", b"*1\r\n#t\r\n"])
+@pytest.mark.parametrize(
+    "bad", [b"@x\r\n", b"$x\r\n", b"!x\r\n", b"*?\r\n", b"%x\r\n", b"*1\r\n^t\r\n", b"\r\n"]
+)
 def test_frame_reply_bad_input(bad: bytes) -> None:
     with pytest.raises(ProtocolError):
         frame_reply(bad, 0)
@@ -643,6 +661,8 @@ def test_split_array() -> None:
     assert split_array(b"*0\r\n") == []
     assert split_array(b"*-1\r\n") == []
     assert encode_raw_array(split_array(reply)) == reply
+    assert split_array(b"~2\r\n:1\r\n_\r\n") == [b":1\r\n", b"_\r\n"]
+    assert split_array(b"%1\r\n+k\r\n*1\r\n:1\r\n") == [b"+k\r\n", b"*1\r\n:1\r\n"]
     with pytest.raises(ProtocolError):
         split_array(b"$1\r\na\r\n")
     with pytest.raises(ProtocolError):
@@ -686,8 +706,27 @@ def test_encoders_round_trip(reply_decoder: str) -> None:
     assert parse_reply(encode_array([ReplyErrorValue("ERR x")])) == [ReplyErrorValue("ERR x")]
 
 
+def test_parse_reply_resp3(reply_decoder: str) -> None:
+    assert parse_reply(b"_\r\n") is None
+    assert parse_reply(b",3.5\r\n") == 3.5
+    assert parse_reply(b",-inf\r\n") == float("-inf")
+    assert parse_reply(b"#t\r\n") is True
+    assert parse_reply(b"#f\r\n") is False
+    assert parse_reply(b"(123456789012345678901234567890\r\n") == 123456789012345678901234567890
+    err = parse_reply(b"!22\r\nSYNTAX invalid\r\nsyntax\r\n")
+    assert isinstance(err, ReplyErrorValue)
+    assert err == "SYNTAX invalid\r\nsyntax"
+    assert parse_reply(b"=15\r\ntxt:Some string\r\n") == b"Some string"
+    assert parse_reply(b"%2\r\n+a\r\n:1\r\n$1\r\nb\r\n*1\r\n:2\r\n") == {"a": 1, b"b": [2]}
+    assert parse_reply(b"%1\r\n*1\r\n:1\r\n:2\r\n") == {(1,): 2}
+    assert parse_reply(b"~2\r\n:1\r\n$1\r\nx\r\n") == [1, b"x"]
+    assert parse_reply(b">2\r\n$7\r\nmessage\r\n:1\r\n") == [b"message", 1]
+    assert parse_reply(b"|1\r\n+ttl\r\n:3\r\n:42\r\n") == 42
+    assert parse_reply(b"*2\r\n|1\r\n+a\r\n:1\r\n:2\r\n_\r\n") == [2, None]
+
+
 def test_parse_reply_rejects_bad_input(reply_decoder: str) -> None:
-    for raw in (b"$5\r\nab", b"*2\r\n:1\r\n", b":1\r\n:2\r\n", b"!x\r\n"):
+    for raw in (b"$5\r\nab", b"*2\r\n:1\r\n", b":1\r\n:2\r\n", b"@x\r\n", b"#x\r\n", b"%1\r\n"):
         with pytest.raises(ProtocolError):
             parse_reply(raw)
 
