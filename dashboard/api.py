@@ -28,11 +28,14 @@ from .health import group_health
 from .models import Topology
 from .service import Dashboard, DashboardError
 from .store import Store
+from .ui import STATIC
+from .ui.live import Live
 
 log = logging.getLogger(__name__)
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
 CONFIG = web.AppKey("config", DashboardConfig)
+LIVE = web.AppKey("live", Live)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -258,6 +261,83 @@ async def get_health(request: web.Request) -> web.Response:
     return web.json_response({"groups": group_health(topo, dash.health.servers)})
 
 
+# -- what the web page needs (dashboard/ui/) ---------------------------------------------------
+
+
+def _seconds(request: web.Request, name: str, default: float, top: float) -> float:
+    try:
+        value = float(request.query.get(name, default))
+    except ValueError:
+        raise topo_ops.InvalidRequest(f"'{name}' must be a number of seconds") from None
+    return min(max(value, 0.0), top)
+
+
+async def check_auth(request: web.Request) -> web.Response:
+    """A GET (no token needed to call it) telling the page whether its token is the admin's."""
+    token = request.app[CONFIG].admin_token
+    given = request.headers.get("Authorization", "").encode()
+    admin = bool(token) and hmac.compare_digest(given, f"Bearer {token}".encode())
+    return web.json_response({"admin": admin, "token_configured": bool(token)})
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    live = request.app[LIVE]
+    seconds = _seconds(request, "seconds", 600, 600)
+    return web.json_response({"interval": live.interval, "points": live.history(seconds)})
+
+
+async def get_slot_stats(request: web.Request) -> web.Response:
+    sample = _seconds(request, "sample_seconds", 1.0, 5.0)
+    return web.json_response(await request.app[LIVE].slot_stats(max(sample, 0.2)))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: a `snapshot` event about once a second until either side leaves."""
+    live = request.app[LIVE]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    q = live.subscribe()
+    try:
+        await resp.write(b"retry: 2000\n\n")
+        message = live.snapshot  # None only in the first second after startup
+        while not live.closed:
+            if message is not None:
+                await resp.write(f"event: snapshot\ndata: {message}\n\n".encode())
+            message = await q.get()
+            if message is None:  # shutdown
+                break
+    except (ConnectionResetError, ConnectionError):
+        pass  # the page went away
+    finally:
+        live.unsubscribe(q)
+    return resp
+
+
+_ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+                ".html": "text/html", ".txt": "text/plain", ".png": "image/png"}
+
+
+def _asset(name: str) -> web.FileResponse:
+    path = STATIC / name
+    # Flat directory, plain names only: nothing outside dashboard/ui/static can be named.
+    if (not name or name.startswith(".") or "/" in name or "\\" in name
+            or path.suffix not in _ASSET_TYPES or not path.is_file()):
+        raise topo_ops.NotFound(f"no such file: /ui/{name}")
+    # no-cache = revalidate (ETag/Last-Modified): an upgraded dashboard serves its new page.
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache",
+                                           "Content-Type": _ASSET_TYPES[path.suffix]})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return _asset("index.html")
+
+
+async def ui_asset(request: web.Request) -> web.FileResponse:
+    return _asset(request.match_info["name"])
+
+
 async def get_openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi.spec(ROUTES))
 
@@ -279,6 +359,8 @@ class Route:
 
 
 ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", index, "The web page (HTML; read-only until logged in with the token)"),
+    Route("GET", "/ui/{name}", ui_asset, "The web page's own JS, CSS and icons (no CDN)"),
     Route("GET", "/api/openapi.json", get_openapi, "This OpenAPI description"),
     Route("GET", "/api/v1/topology", get_topology,
           "Overview: dashboard role and leader, epoch, groups with slots and health, proxies"),
@@ -319,6 +401,17 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/api/v1/groups/{gid}/weight", set_weight,
           "Set a group's rebalance weight (0 = drain)", "GroupWeight"),
     Route("GET", "/api/v1/health", get_health, "Per-group server health and stats"),
+    Route("GET", "/api/v1/auth", check_auth,
+          "Whether the request's bearer token is the admin token (the web page's login)"),
+    Route("GET", "/api/v1/metrics", get_metrics,
+          "Chart points, one a second for up to ?seconds=600: ops/s and PING latency (ms) per "
+          "group master and per proxy"),
+    Route("GET", "/api/v1/slots/stats", get_slot_stats,
+          "Keys, memory and ops/s per slot (SCAN or sampling of every group, plus proxy slot "
+          "counters over ?sample_seconds=1); cached for 5 s"),
+    Route("GET", "/api/v1/events", events,
+          "Server-sent events: a `snapshot` about once a second with {overview, migrations, "
+          "point} (the bodies of /topology, /migrations and one /metrics point)"),
 )
 
 
@@ -375,10 +468,18 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     app = web.Application(middlewares=[errors_middleware, auth_middleware(cfg.admin_token)])
     app[CONFIG] = cfg
     app[DASHBOARD] = Dashboard(cfg, store if store is not None else cfg.store.open())
+    app[LIVE] = Live(app[DASHBOARD], interval=min(1.0, cfg.health_interval * 2))
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
+    app.on_shutdown.append(_end_streams)
     app.cleanup_ctx.append(_background)
     return app
+
+
+async def _end_streams(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits for open requests: without this an open page's
+    # event stream would hold the dashboard's exit for the whole shutdown timeout.
+    app[LIVE].shutdown()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -386,12 +487,14 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(dash.run(), name="leadership"),
              asyncio.create_task(dash.migrator.run(), name="migrator"),
              asyncio.create_task(dash.health.run(), name="health"),
-             asyncio.create_task(dash.poll_proxy_stats(), name="proxy-stats")]
+             asyncio.create_task(dash.poll_proxy_stats(), name="proxy-stats"),
+             asyncio.create_task(app[LIVE].run(), name="live")]
     yield
     for task in tasks:
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await app[LIVE].close()
     await dash.close()
 

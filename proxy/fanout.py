@@ -76,7 +76,7 @@ def split(session: ClientSession, spec: CommandSpec, argv: list[bytes], packed: 
     by_group: dict[Group | int, list[int]] = {}
     for i in range(1, n, step):
         key = argv[i]
-        if b"{" in key:
+        if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
             key = hash_tag(key)
         slot = crc_hqx(key, 0) & mask
         slot_ops[slot] += 1

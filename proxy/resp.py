@@ -536,7 +536,7 @@ class HiredisRequestParser(_RequestParserBase):
     Without hiredis installed it behaves exactly like ``PyRequestParser``.
     """
 
-    __slots__ = ("_fast_hits", "_fast_ok", "_reader")
+    __slots__ = ("_fast_hits", "_fast_max", "_fast_ok", "_reader")
 
     def __init__(self, limits: Limits = Limits()) -> None:
         super().__init__(limits)
@@ -545,8 +545,48 @@ class HiredisRequestParser(_RequestParserBase):
         self._fast_ok = HAVE_HIREDIS and limits.max_inline_len >= _MAX_CANONICAL_HEADER
         self._reader: Any = hiredis.Reader() if self._fast_ok else None
         self._fast_hits = 0  # requests accepted via hiredis; for tests
+        # A whole chunk no longer than this needs no per-request limit checks: an element of
+        # length L takes >= L + 6 bytes and a request of k elements >= 6k + 4.
+        self._fast_max = min(self._max_bulk + 5, 6 * (self._max_mb + 1) - 1)
 
     def feed(self, data: bytes) -> list[list[bytes]]:
+        # Hottest case, inlined: the chunk is nothing but whole requests (every -P 1 request,
+        # most pipelines). Same proof as _verify: the canonical encoding of what hiredis
+        # parsed must be byte-identical to the chunk. Anything else takes the general path.
+        # (`62 in data` is a memchr; `b">" in data` goes through the buffer protocol, 5x slower.)
+        if (
+            self._state == _IDLE
+            and data
+            and data[0] == 0x2A  # '*'
+            and self._fast_ok
+            and self.error is None
+            and len(data) <= self._fast_max
+            and 0x3E not in data  # '>'
+            and 0x7E not in data  # '~'
+            and 0x7C not in data  # '|'
+            and _BIG_ARRAY.search(data) is None
+        ):
+            reader = self._reader
+            try:
+                reader.feed(data)
+                reqs = []
+                r = reader.gets()
+                while r is not False:
+                    reqs.append(r)
+                    r = reader.gets()
+                if len(reqs) == 1:
+                    pk = [_pack_tuple(tuple(reqs[0]))] if reqs[0] else None
+                else:
+                    pk = [_pack_tuple(tuple(q)) for q in reqs] if all(reqs) else None
+            except (hiredis.ProtocolError, TypeError, ValueError):
+                pk = None
+            if pk is not None and (pk[0] if len(pk) == 1 else b"".join(pk)) == data:
+                self.packed = pk
+                self._fast_hits += len(reqs)
+                return reqs
+            # Not provably exact (partial tail, odd element, *0...): start over on the
+            # general path with a fresh reader.
+            self._reader = hiredis.Reader()
         out: list[list[bytes]] = []
         self.packed = packed = []
         if self.error is not None or not data:
@@ -579,7 +619,7 @@ class HiredisRequestParser(_RequestParserBase):
         m = _BIG_ARRAY.search(buf, pos)
         if m is not None:
             end = m.start()
-        if b">" in buf or b"~" in buf or b"|" in buf:
+        if 0x3E in buf or 0x7E in buf or 0x7C in buf:  # '>' '~' '|' (int: a plain memchr)
             m = _BIG_AGGREGATE.search(buf, pos, end)
             if m is not None:
                 end = m.start()

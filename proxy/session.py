@@ -163,7 +163,7 @@ class ClientSession(asyncio.Protocol):
                         n = len(argv)
                         if n == arity if arity > 0 else n >= -arity:
                             key = argv[1]
-                            if b"{" in key:
+                            if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
                                 key = hash_tag(key)
                             slot = crc_hqx(key, 0) & mask
                             slot_ops[slot] += 1
@@ -266,7 +266,7 @@ class ClientSession(asyncio.Protocol):
             router = self.router
             if spec.key1:
                 key = argv[1]
-                if b"{" in key:
+                if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
                     key = hash_tag(key)
                 slot = crc_hqx(key, 0) & router.mask
                 router.slot_ops[slot] += 1
@@ -367,7 +367,9 @@ class ClientSession(asyncio.Protocol):
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             transport.write(data)
-            if transport.get_write_buffer_size() > self.output_limit:
+            # Only a client over the high-water mark (pause_writing was called) can be over the
+            # output limit, so the size is asked only then.
+            if self.write_paused and transport.get_write_buffer_size() > self.output_limit:
                 log.warning("client %s: output buffer over %d bytes; closing", self.addr,
                             self.output_limit)
                 self.pending.clear()

@@ -32,7 +32,7 @@ def hash_tag(key: bytes) -> bytes:
 
 def key_slot(key: bytes, nslots: int = DEFAULT_SLOTS) -> int:
     """Slot of `key` for a power-of-two slot count."""
-    if b"{" in key:
+    if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
         key = hash_tag(key)
     return crc_hqx(key, 0) & (nslots - 1)
 
