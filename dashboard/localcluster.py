@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from .cli import TOKEN_ENV, Client, CliError
-from .procs import Process, RedisServer, free_port, python_module, wait_port
+from .procs import Process, RedisServer, free_port, port_free, python_module, wait_port
 from .topology import even_assignment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +42,11 @@ class LocalCluster:
         self.nproxies = proxies
         self.nslots = nslots
         self.token = token or secrets.token_urlsafe(16)
+        # The usual ports when they are free (so `redis-cli -p 19000` just works), else any.
+        if not proxy_port and all(port_free(19000 + i) for i in range(proxies)):
+            proxy_port = 19000
         self.proxy_port = proxy_port
-        self.dashboard_port = dashboard_port or free_port()
+        self.dashboard_port = dashboard_port or (18080 if port_free(18080) else free_port())
         self.redis: list[RedisServer] = []
         self.processes: list[tuple[str, Process]] = []
         self.proxy_addrs: list[str] = []

@@ -27,6 +27,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if `port` can be bound on `host` right now."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_port(host: str, port: int, timeout: float = 10.0,
               proc: subprocess.Popen | None = None) -> None:
     """Block until something accepts TCP connections on host:port, or raise TimeoutError."""

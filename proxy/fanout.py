@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import CLUSTERDOWN, wrong_args
 from .pending import Gather, Reply
-from .resp import OK, encode_error, encode_int, pack_command, split_array
+from .resp import OK, encode_error, encode_int, pack_command, pack_tuple, split_array
 from .slots import hash_tag
 
 if TYPE_CHECKING:
@@ -63,65 +63,78 @@ def _merge_mget(positions: list[list[int]], nkeys: int) -> Callable[[list[bytes]
 def split(session: ClientSession, spec: CommandSpec, argv: list[bytes], packed: bytes) -> None:
     name = spec.name
     n = len(argv)
-    step = 2 if name == "mset" else 1
-    if not spec.check_arity(n) or (step == 2 and n % 2 == 0):
+    mset = name == "mset"
+    if not spec.check_arity(n) or (mset and n % 2 == 0):
         session.reply(wrong_args(name))
         return
     router = session.router
     route = router.route
     mask = router.mask
+    keys = argv[1::2] if mset else argv[1:]
+    # Slots, then groups, computed with comprehensions (this runs for every key of every
+    # MGET/MSET/DEL): the hash tag rule is applied only if some key has a "{".
+    if 0x7B in b"".join(keys):
+        slots = [crc_hqx(hash_tag(k), 0) & mask for k in keys]
+    else:
+        slots = [crc_hqx(k, 0) & mask for k in keys]
     slot_ops = router.slot_ops
-    # Destination → argv indices of its keys, in order of first appearance. A destination is
-    # a Group, or the slot number for a slot in transit (its keys are moved per slot).
-    by_group: dict[Group | int, list[int]] = {}
-    for i in range(1, n, step):
-        key = argv[i]
-        if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
-            key = hash_tag(key)
-        slot = crc_hqx(key, 0) & mask
+    for slot in slots:
         slot_ops[slot] += 1
-        g = route[slot]
-        dest: Group | int = g if g is not None else slot
-        if g is None and slot not in router.transit:
-            session.reply(CLUSTERDOWN)
-            return
-        idxs = by_group.get(dest)
-        if idxs is None:
-            by_group[dest] = [i]
-        else:
-            idxs.append(i)
+    groups = [route[slot] for slot in slots]
     cidx = session.cidx
+    first = groups[0]
+    if first is not None and groups.count(first) == len(groups):
+        # Every key on one group: the request goes unchanged and its reply needs no merge.
+        reply = Reply(session)
+        session.pending.append(reply)
+        first.conns[cidx].send(packed, reply)
+        return
+    # Destination → indices into `keys`. A destination is a Group, or the slot number of a
+    # slot in transit (its keys are pulled from the source per slot by router.forward).
+    by_dest: dict[Group | int, list[int]] = {}
+    for j, g in enumerate(groups):
+        dest: Group | int
+        if g is None:
+            dest = slots[j]
+            if dest not in router.transit:
+                session.reply(CLUSTERDOWN)
+                return
+        else:
+            dest = g
+        idxs = by_dest.get(dest)
+        if idxs is None:
+            by_dest[dest] = [j]
+        else:
+            idxs.append(j)
     reply = Reply(session)
     session.pending.append(reply)
-    if len(by_group) == 1:
-        dest, idxs = next(iter(by_group.items()))
-        if isinstance(dest, int):
-            router.forward(session, cidx, dest, [argv[i] for i in idxs], packed, reply)
-        else:
-            dest.conns[cidx].send(packed, reply)
+    if len(by_dest) == 1:  # one slot in transit holds every key
+        dest = next(iter(by_dest))
+        router.forward(session, cidx, dest, keys, packed, reply)  # type: ignore[arg-type]
         return
     if name == "mget":
-        positions = [[i - 1 for i in idxs] for idxs in by_group.values()]
-        merge = _merge_mget(positions, n - 1)
-    elif name == "mset":
+        merge = _merge_mget(list(by_dest.values()), len(keys))
+    elif mset:
         merge = _merge_ok
     else:
         merge = _merge_sum
-    gather = Gather(reply, len(by_group), merge)
+    gather = Gather(reply, len(by_dest), merge)
     head = argv[0]
-    for j, (dest, idxs) in enumerate(by_group.items()):
-        if step == 2:
-            sub = [head]
-            for i in idxs:
-                sub.append(argv[i])
-                sub.append(argv[i + 1])
+    vals = argv[2::2] if mset else None
+    for part, (dest, idxs) in enumerate(by_dest.items()):
+        sub = [head]
+        if vals is not None:
+            for j in idxs:
+                sub.append(keys[j])
+                sub.append(vals[j])
         else:
-            sub = [head, *(argv[i] for i in idxs)]
+            sub += [keys[j] for j in idxs]
+        sub_packed = pack_tuple(tuple(sub))
         if isinstance(dest, int):
-            router.forward(session, cidx, dest, [argv[i] for i in idxs], pack_command(*sub),
-                           gather.part(j))
+            router.forward(session, cidx, dest, [keys[j] for j in idxs], sub_packed,
+                           gather.part(part))
         else:
-            dest.conns[cidx].send(pack_command(*sub), gather.part(j))
+            dest.conns[cidx].send(sub_packed, gather.part(part))
 
 
 def broadcast(

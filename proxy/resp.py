@@ -135,6 +135,8 @@ def _py_pack_tuple(args: tuple[Any, ...]) -> bytes:
 
 # Takes the arguments as one tuple (hiredis's calling convention) to avoid re-packing *args.
 _pack_tuple = hiredis.pack_command if hiredis is not None else _py_pack_tuple
+# Public alias: pack an argv tuple without the *args unpacking of pack_command.
+pack_tuple = _pack_tuple
 
 
 def pack_command(*args: bytes | str | int | float) -> bytes:
