@@ -242,12 +242,12 @@ function renderGroups() {
     servers.forEach((s, i) => {
       const first = i === 0;
       const gcell = first ? el("td", { rowspan: servers.length },
-        el("div", { class: "gid" }, el("span", { class: "swatch", style: `background:${groupColor(g.id)}` }), `group ${g.id}`),
+        el("div", { class: "gid" }, el("span", { class: "swatch", style: `background:${groupColor(g.id)}` }), `group ${g.id}`,
+          state.admin ? el("button", { class: "btn link danger", title: `remove group ${g.id}`, onclick: () => removeGroup(g.id) }, "Remove") : null),
         el("div", { class: "ranges", title: g.slots || "no slots" }, g.slot_count ? `${g.slot_count} slots · ${g.slots}` : "no slots"),
         state.admin ? el("div", { class: "addsrv" },
-          el("input", { placeholder: "add server host:port", "data-gid": g.id, "aria-label": `add server to group ${g.id}` }),
-          el("button", { class: "btn small", onclick: (ev) => addServer(g.id, ev.target.previousSibling) }, "Add"),
-          el("button", { class: "btn small danger", title: "remove group", onclick: () => removeGroup(g.id) }, "Remove")) : null) : null;
+          el("input", { placeholder: "replica host:port", "data-gid": g.id, "aria-label": `add server to group ${g.id}` }),
+          el("button", { class: "btn small", onclick: (ev) => addServer(g.id, ev.target.previousSibling) }, "Add")) : null) : null;
       if (!s) {
         rows.push(el("tr", { class: "group-first" }, gcell, el("td", { colspan: 6, class: "muted" }, "no servers")));
         return;
@@ -255,7 +255,7 @@ function renderGroups() {
       const dotCls = s.reachable === true ? "ok" : s.reachable === false ? "bad" : "warn";
       rows.push(el("tr", { class: first ? "group-first" : "", "data-server": s.addr },
         gcell,
-        el("td", {}, el("span", { class: `dot ${dotCls}` }), s.addr),
+        el("td", { class: "addr" }, el("span", { class: `dot ${dotCls}` }), s.addr),
         el("td", {}, serverRole(s)),
         el("td", { class: "num" }, fmtBytes(s.used_memory)),
         el("td", { class: "num" }, fmtNum(s.keys)),
@@ -295,7 +295,7 @@ function renderProxies() {
 
 // ---- slot map --------------------------------------------------------------------------------
 
-const map = { cols: 64, cell: 10, gap: 1, dragFrom: null, hover: null };
+const map = { cols: 64, cell: 10, gap: 1, dragFrom: null, hover: null, lastEvent: null };
 
 function ownerFromRanges(n, ranges) {
   const owner = new Int32Array(n);
@@ -420,10 +420,11 @@ function initSlotMap() {
     const s = slotAt(ev);
     if (map.dragFrom !== null && s !== null && (!state.selection || s !== map.hover)) setSelection(map.dragFrom, s);
     map.hover = s;
+    map.lastEvent = ev;
     showTip(ev, s);
     if (!state.slotStats) loadSlotStats();
   });
-  canvas.addEventListener("mouseleave", () => $("#slot-tip").classList.add("hidden"));
+  canvas.addEventListener("mouseleave", () => { map.hover = null; $("#slot-tip").classList.add("hidden"); });
   window.addEventListener("mouseup", () => { map.dragFrom = null; });
   window.addEventListener("resize", () => { if (state.snap) { renderSlotMap(); renderCharts(); } });
   $("#slot-stats-btn").addEventListener("click", () => loadSlotStats(true));
@@ -439,6 +440,7 @@ async function loadSlotStats(announce = false) {
       state.slotStats = await api("GET", "/api/v1/slots/stats?sample_seconds=1");
       $("#slot-stats-age").textContent = `keys & ops measured ${new Date(state.slotStats.measured_at * 1000).toLocaleTimeString()}`;
       if (announce) toast("Per-slot keys and ops/s measured");
+      if (map.hover !== null && map.lastEvent) showTip(map.lastEvent, map.hover);  // fill it in
     } catch (e) {
       toast(e.message, "error", "Measuring slots failed");
     } finally {
@@ -626,7 +628,7 @@ function drawChart(canvas, data, { unit = "", colorOf }) {
   for (let i = 0; i <= 4; i++) {
     const y = pad.t + ph - (ph * i) / 4;
     ctx.beginPath(); ctx.moveTo(pad.l, Math.round(y) + 0.5); ctx.lineTo(w - pad.r, Math.round(y) + 0.5); ctx.stroke();
-    ctx.fillText(fmtNum((max * i) / 4, max < 4 ? 2 : 0) + unit, pad.l - 6, y);
+    ctx.fillText(fmtNum((max * i) / 4, max < 10 ? 2 : 0) + unit, pad.l - 6, y);
   }
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
