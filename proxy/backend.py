@@ -256,7 +256,6 @@ class BackendConn(asyncio.Protocol):
         """Queue one request; its reply will be passed to `waiter.resolve` (or an error reply)."""
         state = self.state
         if state in (UP, CONNECTING):
-            self.requests += 1
             self.fifo.append(waiter)
             self.out.append(packed)
             if not self.dirty and state == UP:
@@ -272,6 +271,8 @@ class BackendConn(asyncio.Protocol):
         out = self.out
         if not out or self.transport is None:
             return
+        # Requests are counted here, once per write, not once per request on the hot path.
+        self.requests += len(out)
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self.transport.write(data)

@@ -173,7 +173,6 @@ class ClientSession(asyncio.Protocol):
                                 pending.append(reply)
                                 conn = group.conns[cidx]
                                 if conn.state == UP:  # BackendConn.send, inlined
-                                    conn.requests += 1
                                     conn.fifo.append(reply)
                                     conn.out.append(packed[i])
                                     if not conn.dirty:
