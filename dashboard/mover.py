@@ -490,10 +490,7 @@ async def copy_big_key(source: str, target: str, key: bytes, nslots: int, settin
             if not await dst.exists(tmp):
                 await dst.execute_command("XADD", tmp, "MAXLEN", "0", "0-1", "x", "y")
             await dst.execute_command("XSETID", tmp, last_id)
-            for g in await src.execute_command("XINFO", "GROUPS", key):
-                g = dict(_pairs(g))
-                await dst.execute_command("XGROUP", "CREATE", tmp, g[b"name"],
-                                          g[b"last-delivered-id"])
+            await copy_stream_groups(source, key, dst, tmp)
         else:
             raise ValueError(f"cannot chunk-copy a key of type {stats['type']}")
         if kind != b"string":
@@ -515,6 +512,39 @@ async def copy_big_key(source: str, target: str, key: bytes, nslots: int, settin
     finally:
         await src.aclose()
         await dst.aclose()
+
+
+async def copy_stream_groups(source: str, key: bytes, dst: aioredis.Redis, tmp: bytes) -> None:
+    """Consumer groups exactly as on the source: last-delivered id, entries-read, every
+    consumer, and every pending entry with its owner, last delivery time and delivery count —
+    so readers resume where they were and XPENDING/XCLAIM see the same state (MIGRATE's
+    DUMP/RESTORE carries all of this; a chunked copy has to rebuild it)."""
+    host, _, port = source.rpartition(":")
+    # RESP2 on purpose: the FULL reply is read as plain nested lists, whatever the default.
+    raw = aioredis.Redis(host=host, port=int(port), protocol=2, socket_timeout=30)
+    try:
+        full = dict(_pairs(await raw.execute_command(
+            "XINFO", "STREAM", key, "FULL", "COUNT", "0")))
+    finally:
+        await raw.aclose()
+    for group in full.get(b"groups") or []:
+        g = dict(_pairs(group))
+        name = g[b"name"]
+        create = ["XGROUP", "CREATE", tmp, name, g[b"last-delivered-id"]]
+        if g.get(b"entries-read") is not None:
+            create += ["ENTRIESREAD", g[b"entries-read"]]
+        await dst.execute_command(*create)
+        pipe = dst.pipeline(transaction=False)
+        for consumer in g.get(b"consumers") or []:
+            pipe.execute_command("XGROUP", "CREATECONSUMER", tmp, name,
+                                 dict(_pairs(consumer))[b"name"])
+        for n, (eid, owner, delivered_ms, count) in enumerate(g.get(b"pending") or [], 1):
+            # FORCE creates the PEL entry; TIME/RETRYCOUNT restore its delivery state.
+            pipe.execute_command("XCLAIM", tmp, name, owner, 0, eid, "TIME", delivered_ms,
+                                 "RETRYCOUNT", count, "FORCE", "JUSTID")
+            if n % 1000 == 0:
+                await pipe.execute()
+        await pipe.execute()
 
 
 def _pairs(flat: Iterable[Any]) -> list[tuple[Any, Any]]:

@@ -160,7 +160,8 @@ class BackendConn(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         while self.state != CLOSED:
             if self.state == UP:
-                # Sleep until connection_lost clears the event... via the lost-future below.
+                # Connected: nothing to do until connection_lost sets `_lost`, then reconnect
+                # (at once; the backoff applies only to failed attempts).
                 await self._lost.wait()
                 if self.state == CLOSED:
                     return

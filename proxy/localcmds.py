@@ -244,7 +244,7 @@ def _client_line(c: ClientSession) -> str:
     now = c.server.loop_time()
     return (
         f"id={c.id} addr={c.addr} name={c.name.decode(errors='replace')} "
-        f"age={int(now - c.created)} db=0 cmd={c.last_cmd} "
+        f"age={int(now - c.created)} db=0 "
         f"lib-name={c.lib_name.decode(errors='replace')} "
         f"lib-ver={c.lib_ver.decode(errors='replace')} "
         f"pipeline={len(c.pending)} commands={c.commands}\n"

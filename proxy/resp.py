@@ -529,7 +529,29 @@ _MAX_CANONICAL_HEADER: Final = 21
 # (arrays of < 1000 elements: at most 8 MB even fully nested); the exact parser, which never
 # pre-allocates, takes it from there. Requests with 1000+ arguments are rare and merely slower.
 _BIG_ARRAY = re.compile(rb"\*[0-9]{4}")
-_BIG_AGGREGATE = re.compile(rb"[*>~|][0-9]{4}")  # ~5x slower: only used if one of >~| occurs
+# One pattern per RESP3 aggregate byte, each searched only if that byte occurs at all: a
+# pattern that starts with a literal is scanned at memchr speed, while a character class
+# ("[*>~|][0-9]{4}") costs ~3.5 ns per byte — 60 us per 17 KB chunk of random values.
+_BIG_RESP3 = (
+    (0x3E, re.compile(rb">[0-9]{4}")),
+    (0x7E, re.compile(rb"~[0-9]{4}")),
+    (0x7C, re.compile(rb"\|[0-9]{4}")),
+)
+
+
+def _big_header(buf: bytes, pos: int, end: int) -> int:
+    """Offset of the first aggregate header with 4+ digits in buf[pos:end], or -1."""
+    m = _BIG_ARRAY.search(buf, pos, end)
+    if m is not None:
+        end = m.start()
+    found = m is not None
+    for byte, pattern in _BIG_RESP3:
+        if byte in buf:
+            m = pattern.search(buf, pos, end)
+            if m is not None:
+                end = m.start()
+                found = True
+    return end if found else -1
 
 
 class HiredisRequestParser(_RequestParserBase):
@@ -563,10 +585,7 @@ class HiredisRequestParser(_RequestParserBase):
             and self._fast_ok
             and self.error is None
             and len(data) <= self._fast_max
-            and 0x3E not in data  # '>'
-            and 0x7E not in data  # '~'
-            and 0x7C not in data  # '|'
-            and _BIG_ARRAY.search(data) is None
+            and _big_header(data, 0, len(data)) < 0
         ):
             reader = self._reader
             try:
@@ -582,12 +601,22 @@ class HiredisRequestParser(_RequestParserBase):
                     pk = [_pack_tuple(tuple(q)) for q in reqs] if all(reqs) else None
             except (hiredis.ProtocolError, TypeError, ValueError):
                 pk = None
-            if pk is not None and (pk[0] if len(pk) == 1 else b"".join(pk)) == data:
-                self.packed = pk
-                self._fast_hits += len(reqs)
-                return reqs
-            # Not provably exact (partial tail, odd element, *0...): start over on the
-            # general path with a fresh reader.
+            if pk is not None:
+                blob = pk[0] if len(pk) == 1 else b"".join(pk)
+                if blob == data:
+                    self.packed = pk
+                    self._fast_hits += len(reqs)
+                    return reqs
+                if data.startswith(blob):
+                    # Whole requests, then one cut by the read: keep the proven prefix and let
+                    # the exact parser hold the tail (the reader holds it half-built: reset it).
+                    self._reader = hiredis.Reader()
+                    self.packed = pk
+                    self._fast_hits += len(reqs)
+                    self._consume(data, len(blob), reqs, pk, False)
+                    return reqs
+            # Not provably exact (odd element, *0...): start over on the general path with a
+            # fresh reader.
             self._reader = hiredis.Reader()
         out: list[list[bytes]] = []
         self.packed = packed = []
@@ -617,14 +646,9 @@ class HiredisRequestParser(_RequestParserBase):
         packed: list[bytes],
     ) -> int:
         """Accept the verified prefix of ``buf[pos:]`` parsed by hiredis; return where it ends."""
-        end = len(buf)
-        m = _BIG_ARRAY.search(buf, pos)
-        if m is not None:
-            end = m.start()
-        if 0x3E in buf or 0x7E in buf or 0x7C in buf:  # '>' '~' '|' (int: a plain memchr)
-            m = _BIG_AGGREGATE.search(buf, pos, end)
-            if m is not None:
-                end = m.start()
+        end = _big_header(buf, pos, len(buf))
+        if end < 0:
+            end = len(buf)
         if end == pos:
             return pos
         reqs: list[Any] = []

@@ -77,7 +77,6 @@ class ClientSession(asyncio.Protocol):
         self.reading = True
         self.activity = 0
         self.commands = 0
-        self.last_cmd = "NULL"
         self.created = asyncio.get_running_loop().time()
 
     # ------------------------------------------------------------------ transport callbacks
@@ -264,24 +263,14 @@ class ClientSession(asyncio.Protocol):
                 return
             router = self.router
             if spec.key1:
-                key = argv[1]
-                if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
-                    key = hash_tag(key)
-                slot = crc_hqx(key, 0) & router.mask
-                router.slot_ops[slot] += 1
-                group = router.route[slot]
-                if group is not None:
-                    reply = Reply(self)
-                    self.pending.append(reply)
-                    group.conns[self.cidx].send(packed, reply)
-                    return
                 keys = [argv[1]]
+                slot = key_slot(argv[1], router.nslots)
             else:
                 slot, keys = self._route_keys(spec, argv, packed)
                 if slot < 0:
                     return
-                router.slot_ops[slot] += 1
-            # Unassigned or in transit (migrating/locked): the router decides.
+            router.slot_ops[slot] += 1
+            # Owned, unassigned or in transit (migrating/locked): the router decides.
             reply = Reply(self)
             self.pending.append(reply)
             router.forward(self, self.cidx, slot, keys, packed, reply)

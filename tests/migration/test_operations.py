@@ -32,19 +32,49 @@ def proxyctl(c, *argv: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def stream_groups(r: redis.Redis, key: bytes) -> dict[str, dict]:
+    """Everything a consumer group remembers: position, consumers, and each pending entry's
+    owner and delivery count (delivery times are restored too, but shift by test timing)."""
+    out = {}
+    for g in r.xinfo_groups(key):
+        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+        pending = r.xpending_range(key, name, "-", "+", 10_000)
+        out[name] = {
+            "last-delivered-id": g["last-delivered-id"],
+            "entries-read": g.get("entries-read"),
+            "consumers": sorted(c["name"] for c in r.xinfo_consumers(key, name)),
+            "pending": [(p["message_id"], p["consumer"], None, p["times_delivered"])
+                        for p in pending],
+        }
+    return out
+
+
 def test_big_keys_move_in_chunks_under_a_fence_without_a_long_block(tmp_path: Path) -> None:
     with cluster(tmp_path, migration={"big_key_bytes": 1 << 20, "stall_ms": 50}) as c:
         r = redis.Redis(port=c.proxies[0].port, protocol=2)
         direct = redis.Redis(port=c.redis[0].port)
         big = {kind: next(k for i in range(100) if key_slot(k := f"big{kind}{i}".encode(),
                                                              NSLOTS) < 512)
-               for kind in ("hash", "list", "zset")}
+               for kind in ("hash", "list", "zset", "stream")}
         direct.eval("for i=1,150000 do redis.call('HSET', KEYS[1], 'f'..i, 'v'..i) end", 1,
                     big["hash"])
         direct.eval("for i=1,150000 do redis.call('RPUSH', KEYS[1], 'v'..i) end", 1,
                     big["list"])
         direct.eval("for i=1,150000 do redis.call('ZADD', KEYS[1], i, 'm'..i) end", 1,
                     big["zset"])
+        # A big stream with consumer groups: entries, pending entries (PEL), consumers and the
+        # groups' positions must all arrive.
+        sk = big["stream"]
+        direct.eval("for i=1,100000 do redis.call('XADD', KEYS[1], '*', 'f', i, 'g', i) end",
+                    1, sk)
+        direct.xgroup_create(sk, "workers", id="0")
+        direct.xgroup_create(sk, "audit", id="$")
+        direct.xreadgroup("workers", "c1", {sk: ">"}, count=300)
+        got = direct.xreadgroup("workers", "c2", {sk: ">"}, count=200)
+        direct.xack(sk, "workers", *[eid for eid, _ in got[0][1][:50]])
+        direct.xgroup_createconsumer(sk, "workers", "idle-consumer")
+        groups_before = stream_groups(direct, sk)
+        assert groups_before["workers"]["pending"][0][3] == 1
         for k in big.values():
             assert c.slotmap().owner[key_slot(k, NSLOTS)] == 1
             direct.expire(k, 3600)
@@ -66,6 +96,7 @@ def test_big_keys_move_in_chunks_under_a_fence_without_a_long_block(tmp_path: Pa
             assert not direct.exists(k) and content(target, k) == before[k]
             assert 3500 < target.ttl(k) <= 3600
             assert r.type(k) != b"none"  # and the proxies route to it
+        assert stream_groups(target, sk) == groups_before
         assert worst < 50, worst  # neither server blocked for long
         c.check_placement()
 
