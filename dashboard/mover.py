@@ -540,8 +540,9 @@ async def copy_stream_groups(source: str, key: bytes, dst: aioredis.Redis, tmp: 
                                  dict(_pairs(consumer))[b"name"])
         for n, (eid, owner, delivered_ms, count) in enumerate(g.get(b"pending") or [], 1):
             # FORCE creates the PEL entry; TIME/RETRYCOUNT restore its delivery state.
-            pipe.execute_command("XCLAIM", tmp, name, owner, 0, eid, "TIME", delivered_ms,
-                                 "RETRYCOUNT", count, "FORCE", "JUSTID")
+            # (redis-py's xclaim(), not execute_command: its reply parser needs `justid`.)
+            pipe.xclaim(tmp, name, owner, 0, [eid], time=delivered_ms, retrycount=count,
+                        force=True, justid=True)
             if n % 1000 == 0:
                 await pipe.execute()
         await pipe.execute()
