@@ -32,6 +32,14 @@ def proxyctl(c, *argv: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def fill_counters(r: redis.Redis, n: int) -> None:
+    """k:0 .. k:n-1 = their index, written through the proxy in one pipeline."""
+    p = r.pipeline(transaction=False)
+    for i in range(n):
+        p.set(f"k:{i}", i)
+    p.execute()
+
+
 def stream_groups(r: redis.Redis, key: bytes) -> dict[str, dict]:
     """Everything a consumer group remembers: position, consumers, and each pending entry's
     owner and delivery count (delivery times are restored too, but shift by test timing)."""
@@ -104,10 +112,7 @@ def test_big_keys_move_in_chunks_under_a_fence_without_a_long_block(tmp_path: Pa
 def test_target_down_pauses_the_slot_until_it_returns(tmp_path: Path) -> None:
     with cluster(tmp_path, migration={"migrate_timeout_ms": 300, "keys_per_sec": 20000}) as c:
         r = redis.Redis(port=c.proxies[0].port, protocol=2)
-        p = r.pipeline(transaction=False)
-        for i in range(20000):
-            p.set(f"k:{i}", i)
-        p.execute()
+        fill_counters(r, 20000)
         target = c.redis[1]
         c.migrate("0-300", 2)
         until(lambda: c.migrations()["keys_moved"] > 0, 20, "keys moving")
@@ -128,10 +133,7 @@ def test_target_down_pauses_the_slot_until_it_returns(tmp_path: Path) -> None:
 def test_cancel_leaves_every_slot_on_one_owner(tmp_path: Path) -> None:
     with cluster(tmp_path, migration={"max_concurrent_slots": 16, "keys_per_sec": 3000}) as c:
         r = redis.Redis(port=c.proxies[0].port, protocol=2)
-        p = r.pipeline(transaction=False)
-        for i in range(20000):
-            p.set(f"k:{i}", i)
-        p.execute()
+        fill_counters(r, 20000)
         c.migrate("0-511", 2)
         until(lambda: c.migrations()["slots_done"] >= 16, 30, "a batch done")
         code, out = proxyctl(c, "migrate", "cancel")
