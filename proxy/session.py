@@ -23,6 +23,7 @@ from .errors import (
     NOAUTH,
     not_supported,
     unknown_command,
+    unknown_subcommand,
     wrong_args,
 )
 from .pending import Reply
@@ -252,6 +253,12 @@ class ClientSession(asyncio.Protocol):
             self.reply(NOAUTH)
             return
         route = spec.route
+        if spec.subcommands is not None and route is not LOCAL:
+            # The table resolved the container itself: its subcommand is missing or unknown
+            # (local containers such as CLIENT parse their own subcommands).
+            self.reply(wrong_args(spec.name) if len(argv) < 2
+                       else unknown_subcommand(spec.name, argv[1]))
+            return
         if route is KEYED:
             if spec.key1 and len(self.server.fast_arity) < 4096:
                 # Remember this spelling of the name for the inlined fast path.

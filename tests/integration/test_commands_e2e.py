@@ -228,6 +228,14 @@ def test_unsupported_and_unknown_keep_the_connection(r: redis.Redis) -> None:
         r.execute_command("NOSUCHCMD", "x")
     with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'get'"):
         r.execute_command("GET")
+    # containers (OBJECT, XINFO, MEMORY...) answer like Redis for a bad subcommand
+    with pytest.raises(redis.ResponseError, match=r"unknown subcommand 'BOGUS'\. Try OBJECT HELP"):
+        r.execute_command("OBJECT", "BOGUS", "k")
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'object'"):
+        r.execute_command("OBJECT")
+    r.hset("objh", "a", "1")
+    assert r.object("encoding", "objh") in (b"listpack", "listpack")
+    assert r.memory_usage("objh") > 0
     assert r.ping() is True
 
 
