@@ -25,7 +25,8 @@ import socket
 from collections import deque
 from typing import Any, Protocol
 
-from .resp import ProtocolError, encode_error, frame_reply, pack_command
+from .errors import backend_error
+from .resp import ProtocolError, frame_reply, pack_command
 
 log = logging.getLogger("slotproxy.backend")
 
@@ -138,7 +139,7 @@ class BackendConn(asyncio.Protocol):
         # became the head; a periodic check fails the connection if it stays there too long.
         self._stall_head: Waiter | None = None
         self._stall_since = 0.0
-        self.unavailable = encode_error(f"ERR backend {self.addr} unavailable")
+        self.unavailable = backend_error(self.addr)
         self.requests = 0
         self.errors = 0
         self.connects = 0
@@ -226,7 +227,7 @@ class BackendConn(asyncio.Protocol):
         self._chunks = []
         self._chunks_len = self._need = 0
         self.out.clear()
-        self._fail_all(encode_error(f"ERR backend {self.addr} connection lost"))
+        self._fail_all(backend_error(self.addr, "connection lost"))
         if was_up and self.state != CLOSED:
             log.warning("backend %s connection lost%s", self.addr, f": {exc}" if exc else "")
         self._lost.set()
@@ -245,7 +246,7 @@ class BackendConn(asyncio.Protocol):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        self._fail_all(encode_error(f"ERR backend {self.addr} closed"))
+        self._fail_all(backend_error(self.addr, "closed"))
 
     def _fail_all(self, raw: bytes) -> None:
         fifo = self.fifo
@@ -371,8 +372,8 @@ class BackendConn(asyncio.Protocol):
                       self.addr, now - self._stall_since)
             self._stall_head = None
             self.fifo.popleft()  # resolved below with the timeout error, then the rest
-            head.resolve(encode_error(f"ERR backend {self.addr} timed out"))
-            self._fail_all(encode_error(f"ERR backend {self.addr} timed out"))
+            head.resolve(backend_error(self.addr, "timed out"))
+            self._fail_all(backend_error(self.addr, "timed out"))
             self.fail("request timed out")
 
     @property

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import CLUSTERDOWN, wrong_args
 from .pending import Gather, Reply
-from .resp import OK, encode_error, encode_int, pack_command, pack_tuple, split_array
+from .resp import OK, encode_error, encode_int, pack_tuple, split_array
 from .slots import hash_tag
 
 if TYPE_CHECKING:
@@ -188,6 +188,3 @@ def merge_and_arrays(parts: list[bytes], groups: list[Group]) -> bytes:
     flags = [all(a[i] == b":1\r\n" for a in arrays) for i in range(len(arrays[0]))]
     return b"*%d\r\n" % len(flags) + b"".join(b":1\r\n" if f else b":0\r\n" for f in flags)
 
-
-def pack(*args: bytes | str | int) -> bytes:
-    return pack_command(*args)

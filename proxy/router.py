@@ -19,8 +19,8 @@ from .backend import BackendConn, Flusher, Waiter
 from .config import BackendConfig, MigrationConfig
 from .errors import CLUSTERDOWN
 from .resp import pack_command
-from .slots import GroupSpec, SlotMap
-from .transit import Held, PullThenForward, TransitSlot, is_locked, migrate_command, tryagain
+from .slots import LOCKED, GroupSpec, SlotMap
+from .transit import Held, PullThenForward, TransitSlot, migrate_command, tryagain
 
 log = logging.getLogger("slotproxy.router")
 
@@ -86,11 +86,6 @@ class Router:
     @property
     def online(self) -> bool:
         return self.slotmap is not None
-
-    @property
-    def nconns(self) -> int:
-        """Connections per group and protocol (`backend.connections`)."""
-        return self.backend_cfg.connections
 
     def _new_conns(self, addr: str, proto: int) -> list[BackendConn]:
         host, _, port = addr.rpartition(":")
@@ -209,7 +204,7 @@ class Router:
         if self.fenced_out:
             waiter.resolve(tryagain(slot, "this proxy lost contact with the dashboard"))
             return
-        if is_locked(ts) or (self.fenced and not self.fenced.isdisjoint(keys)):
+        if ts.state == LOCKED or (self.fenced and not self.fenced.isdisjoint(keys)):
             self.held.append(Held(session, cidx, slot, keys, packed, waiter,
                                   asyncio.get_running_loop().time()))
             return

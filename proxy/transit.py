@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .resp import encode_error, pack_command
-from .slots import LOCKED
 
 if TYPE_CHECKING:
     from .backend import BackendConn, Waiter
@@ -85,6 +84,3 @@ def migrate_command(ts: TransitSlot, keys: list[bytes], timeout_ms: bytes) -> by
     return pack_command(b"MIGRATE", ts.dst_host, ts.dst_port, b"", b"0", timeout_ms,
                         b"REPLACE", b"KEYS", *unique)
 
-
-def is_locked(ts: TransitSlot) -> bool:
-    return ts.state == LOCKED
