@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dashboard.procs import RedisServer  # noqa: E402
-from proxy.slots import key_slot, parse_ranges  # noqa: E402
-from tests.dashboard.cluster import DashboardProc, ProxyProc, until  # noqa: E402
+from slotcore.keyslot import key_slot  # noqa: E402
+from slotcore.ranges import parse_ranges  # noqa: E402
+from tests.integration.dashboard.cluster import DashboardProc, ProxyProc, until  # noqa: E402
 
 NSLOTS = 1024
 

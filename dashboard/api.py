@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.slots import format_ranges, parse_ranges
+from slotcore.ranges import format_ranges, parse_ranges
 
 from . import openapi
 from . import topology as topo_ops

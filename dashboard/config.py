@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from proxy.slots import DEFAULT_SLOTS, SLOT_COUNTS
+from slotcore.keyslot import DEFAULT_SLOTS, SLOT_COUNTS
 
 from .store import DEFAULT_PREFIX, Keys, Store
 

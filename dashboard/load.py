@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from proxy.slots import key_slot
+from slotcore.keyslot import key_slot
 
 from .models import ProxyRecord, Topology
 from .mover import client, key_sizes

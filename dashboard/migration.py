@@ -22,7 +22,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import replace
 
-from proxy.slots import format_ranges
+from slotcore.ranges import format_ranges
 
 from .models import SlotMigration, Topology
 from .topology import Conflict, InvalidRequest, NotFound

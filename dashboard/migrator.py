@@ -33,7 +33,8 @@ from collections import deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from proxy.slots import format_ranges, key_slot
+from slotcore.keyslot import key_slot
+from slotcore.ranges import format_ranges
 
 from . import migration as mig
 from .models import Topology

@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.slots import LOCKED, MIGRATING, SLOT_COUNTS, GroupSpec, SlotMap, ranges_of
+from slotcore.keyslot import SLOT_COUNTS
+from slotcore.ranges import ranges_of
+from slotcore.slotmap import LOCKED, MIGRATING, GroupSpec, SlotMap
 
 # A group is "active" today. "promoting" is reserved for master failover (a later issue), so the
 # field is in the stored document from day one and old documents stay readable.

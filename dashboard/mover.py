@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from proxy.slots import key_slot
+from slotcore.keyslot import key_slot
 
 # MEMORY USAGE of each key (-1 when it does not exist): one round trip for a whole scan page.
 SIZES_LUA = """

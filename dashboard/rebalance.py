@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.slots import format_ranges
+from slotcore.ranges import format_ranges
 
 
 class PlanError(ValueError):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from proxy.slots import format_ranges
+from slotcore.ranges import format_ranges
 
 from . import topology as topo_ops
 from .config import DashboardConfig

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from proxy.slots import format_ranges, parse_ranges
+from slotcore.ranges import format_ranges, parse_ranges
 
 from .models import MAX_GROUP_ID, Group, Topology
 

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from slotcore.slotmap import SlotMap
+
 from . import __version__
-from .slots import SlotMap
 
 if TYPE_CHECKING:
     from .server import ProxyServer

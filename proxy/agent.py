@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from .slots import SlotMap
+from slotcore.slotmap import SlotMap
 
 if TYPE_CHECKING:
     from .server import ProxyServer

@@ -25,8 +25,9 @@ import socket
 from collections import deque
 from typing import Any, Protocol
 
+from slotcore.resp import ProtocolError, frame_reply, pack_command
+
 from .errors import backend_error
-from .resp import ProtocolError, frame_reply, pack_command
 
 log = logging.getLogger("slotproxy.backend")
 

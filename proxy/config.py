@@ -14,8 +14,12 @@ from typing import Any
 
 import yaml
 
-from .resp import Limits
-from .slots import DEFAULT_SLOTS, SLOT_COUNTS, GroupSpec, SlotMap, parse_ranges
+from proxy.protocol.request import Limits
+from slotcore.addr import split_addr
+from slotcore.contract import resolve_token
+from slotcore.keyslot import DEFAULT_SLOTS, SLOT_COUNTS
+from slotcore.ranges import parse_ranges
+from slotcore.slotmap import GroupSpec, SlotMap
 
 
 class ConfigError(ValueError):
@@ -93,19 +97,14 @@ class ProxyConfig:
 
 
 def parse_addr(value: Any, field_name: str) -> tuple[str, int]:
-    """'host:port' or a bare port → (host, port)."""
+    """'host:port' or a bare port (host 127.0.0.1) → (host, port)."""
     text = str(value).strip()
-    host, sep, port_s = text.rpartition(":")
-    if not sep:
-        host, port_s = "127.0.0.1", text
-    host = host.strip("[]") or "0.0.0.0"
+    if text.startswith(":"):
+        text = "0.0.0.0" + text  # ":19000" listens on every interface
     try:
-        port = int(port_s)
-    except ValueError:
-        raise ConfigError(f"{field_name}: {value!r} is not host:port") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{field_name}: port {port} out of range")
-    return host, port
+        return split_addr(text, default_host="127.0.0.1")
+    except ValueError as e:
+        raise ConfigError(f"{field_name}: {e}") from None
 
 
 def _sub(cls: type, data: Any, name: str) -> Any:
@@ -264,9 +263,7 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
     if data.get("advertise") is not None:
         kw["advertise"] = "{}:{}".format(*parse_addr(data["advertise"], "advertise"))
     # Secrets may come from the environment so configs can be committed without them.
-    env_token = os.environ.get("SLOTPROXY_ADMIN_TOKEN")
-    if env_token and "admin_token" not in kw:
-        kw["admin_token"] = env_token
+    kw["admin_token"] = resolve_token(configured=kw.get("admin_token"))
     for name in ("idle_timeout", "shutdown_timeout"):
         if name in data:
             kw[name] = _coerce(data[name], getattr(defaults, name), name)

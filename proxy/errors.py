@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .resp import encode_error
+from slotcore.resp import encode_error
 
 NOAUTH = encode_error("NOAUTH Authentication required.")
 WRONGPASS = encode_error("WRONGPASS invalid username-password pair or user is disabled.")

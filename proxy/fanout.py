@@ -13,10 +13,11 @@ from binascii import crc_hqx
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from slotcore.keyslot import hash_tag
+from slotcore.resp import OK, encode_error, encode_int, pack_tuple, split_array
+
 from .errors import CLUSTERDOWN, wrong_args
 from .pending import Gather, Reply
-from .resp import OK, encode_error, encode_int, pack_tuple, split_array
-from .slots import hash_tag
 
 if TYPE_CHECKING:
     from .commands import CommandSpec

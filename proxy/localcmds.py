@@ -13,6 +13,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from slotcore.keyslot import key_slot
+from slotcore.resp import (
+    OK,
+    PONG,
+    encode_array,
+    encode_bulk,
+    encode_error,
+    encode_int,
+    encode_simple,
+    pack_command,
+)
+
 from . import __version__, fanout
 from .errors import (
     DB_RANGE,
@@ -25,17 +37,6 @@ from .errors import (
     unknown_subcommand,
     wrong_args,
 )
-from .resp import (
-    OK,
-    PONG,
-    encode_array,
-    encode_bulk,
-    encode_error,
-    encode_int,
-    encode_simple,
-    pack_command,
-)
-from .slots import key_slot
 
 if TYPE_CHECKING:
     from .commands import CommandSpec
@@ -411,7 +412,7 @@ def _human(n: float) -> str:
 
 def _merge_info(s: ClientSession, sections: list[str], parts: list[bytes],
                 groups: list[Group]) -> bytes:
-    from .resp import parse_reply
+    from slotcore.resp import parse_reply
 
     infos: list[dict[str, dict[str, str]]] = []
     for p in parts:

@@ -15,11 +15,12 @@ import time
 from collections import deque
 from typing import Any
 
+from slotcore.resp import pack_command
+from slotcore.slotmap import LOCKED, GroupSpec, SlotMap
+
 from .backend import BackendConn, Flusher, Waiter
 from .config import BackendConfig, MigrationConfig
 from .errors import CLUSTERDOWN
-from .resp import pack_command
-from .slots import LOCKED, GroupSpec, SlotMap
 from .transit import Held, PullThenForward, TransitSlot, migrate_command, tryagain
 
 log = logging.getLogger("slotproxy.router")

@@ -17,14 +17,15 @@ from itertools import count
 
 import hiredis
 
+from slotcore.resp import pack_command
+from slotcore.slotmap import SlotMap
+
 from . import __version__
 from .backend import Flusher
 from .commands import CommandTable
 from .config import ProxyConfig
-from .resp import pack_command
 from .router import Router
 from .session import ClientSession
-from .slots import SlotMap
 
 log = logging.getLogger("slotproxy")
 

@@ -14,6 +14,10 @@ from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING
 
+from proxy.protocol.request import make_request_parser
+from slotcore.keyslot import hash_tag, key_slot
+from slotcore.resp import encode_error
+
 from . import fanout, localcmds
 from .backend import UP
 from .commands import Route, is_blocking_call
@@ -27,8 +31,6 @@ from .errors import (
     wrong_args,
 )
 from .pending import Reply
-from .resp import encode_error, make_request_parser
-from .slots import hash_tag, key_slot
 
 if TYPE_CHECKING:
     from .commands import CommandSpec

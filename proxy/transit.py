@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .resp import encode_error, pack_command
+from slotcore.resp import encode_error, pack_command
 
 if TYPE_CHECKING:
     from .backend import BackendConn, Waiter

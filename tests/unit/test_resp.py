@@ -13,16 +13,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy import resp
-from proxy.resp import (
+from proxy.protocol import request
+from proxy.protocol.request import (
+    HiredisRequestParser,
+    Limits,
+    PyRequestParser,
+    make_request_parser,
+    split_inline_args,
+)
+from slotcore import resp
+from slotcore.resp import (
     HAVE_HIREDIS,
     NIL,
     OK,
     PONG,
-    HiredisRequestParser,
-    Limits,
     ProtocolError,
-    PyRequestParser,
     ReplyErrorValue,
     ReplyReader,
     encode_array,
@@ -32,11 +37,9 @@ from proxy.resp import (
     encode_raw_array,
     encode_simple,
     frame_reply,
-    make_request_parser,
     pack_command,
     parse_reply,
     split_array,
-    split_inline_args,
 )
 
 ParserCls = type[PyRequestParser] | type[HiredisRequestParser]
@@ -506,8 +509,8 @@ def test_fast_path_around_request_with_many_arguments() -> None:
 
 
 def test_without_hiredis_behaves_like_pure_parser(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(resp, "HAVE_HIREDIS", False)
-    monkeypatch.setattr(resp, "_pack_tuple", resp._py_pack_tuple)
+    monkeypatch.setattr(request, "HAVE_HIREDIS", False)
+    monkeypatch.setattr(request, "_pack_tuple", resp._py_pack_tuple)
     assert isinstance(make_request_parser(Limits()), PyRequestParser)
     p = HiredisRequestParser()
     stream = CORPUS[3][1] + b"".join(pack_command(*c) for c in PIPELINE[:20])
@@ -556,14 +559,14 @@ def test_make_request_parser() -> None:
 )
 def test_split_inline_args(line: bytes, expected: list[bytes] | None) -> None:
     assert split_inline_args(line) == expected
-    assert resp._split_inline_args_slow(line) == expected
+    assert request._split_inline_args_slow(line) == expected
 
 
 def test_split_inline_fast_path_matches_port() -> None:
     rng = random.Random(5)
     for _ in range(3000):
         line = bytes(rng.choice(b"ab \t\r\x0b\x0c\"'\\xF") for _ in range(rng.randint(0, 12)))
-        assert split_inline_args(line) == resp._split_inline_args_slow(line), line
+        assert split_inline_args(line) == request._split_inline_args_slow(line), line
 
 
 # ---------------------------------------------------------------------------------------------

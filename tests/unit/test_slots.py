@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.slots import (
-    LOCKED,
-    MIGRATING,
-    GroupSpec,
-    SlotMap,
-    crc16,
-    format_ranges,
-    hash_tag,
-    key_slot,
-    parse_ranges,
-)
+from slotcore.keyslot import crc16, hash_tag, key_slot
+from slotcore.ranges import format_ranges, parse_ranges
+from slotcore.slotmap import LOCKED, MIGRATING, GroupSpec, SlotMap
 
 
 def test_crc16_xmodem_check_value() -> None:

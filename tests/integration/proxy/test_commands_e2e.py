@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from dashboard.procs import RedisServer
-from proxy.slots import key_slot
+from slotcore.keyslot import key_slot
 from tests.support import ProxyProcess
 
 pytestmark = pytest.mark.integration

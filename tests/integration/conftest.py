@@ -10,7 +10,8 @@ import redis
 from dashboard.procs import RedisServer
 from tests.support import ProxyProcess, group_config
 
-ARTIFACTS = Path(os.environ.get("SLOTPROXY_ARTIFACTS", Path(__file__).parent.parent / ".artifacts"))
+ARTIFACTS = Path(os.environ.get("SLOTPROXY_ARTIFACTS",
+                              Path(__file__).resolve().parents[2] / ".artifacts"))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import pytest
 
 from dashboard import topology as t
 from dashboard.models import Group, ProxyRecord, SlotMigration, Topology
-from proxy.slots import SlotMap
+from slotcore.slotmap import SlotMap
 
 
 def three_groups(nslots: int = 16384) -> Topology:

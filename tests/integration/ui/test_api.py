@@ -9,9 +9,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.dashboard.cluster import DashboardProc, until
-from tests.dashboard.helpers import TOKEN
-from tests.migration.cluster import Cluster
+from tests.integration.dashboard.cluster import DashboardProc, until
+from tests.integration.dashboard.helpers import TOKEN
+from tests.integration.migration.cluster import Cluster
 
 
 def fetch(url: str, token: str | None = None) -> tuple[int, str, bytes]:

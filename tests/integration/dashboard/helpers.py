@@ -20,7 +20,7 @@ from dashboard.config import DashboardConfig, StoreConfig
 from dashboard.procs import free_port
 from dashboard.service import Dashboard
 from dashboard.store import Store
-from proxy.slots import SlotMap
+from slotcore.slotmap import SlotMap
 
 TOKEN = "test-token"
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dashboard.config import StoreConfig
-from tests.dashboard.helpers import Api, DashboardServer
+from tests.integration.dashboard.helpers import Api, DashboardServer
 
 
 @pytest.fixture

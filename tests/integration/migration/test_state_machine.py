@@ -7,7 +7,7 @@ import pytest
 from dashboard import migration as mig
 from dashboard import topology as t
 from dashboard.models import Topology
-from proxy.slots import LOCKED, MIGRATING, SlotMap
+from slotcore.slotmap import LOCKED, MIGRATING, SlotMap
 
 
 def cluster() -> Topology:

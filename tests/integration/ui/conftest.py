@@ -21,9 +21,9 @@ import pytest
 import redis
 
 from dashboard.procs import RedisServer
-from tests.migration.cluster import Cluster
+from tests.integration.migration.cluster import Cluster
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = os.environ.get("SLOTPROXY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from dashboard import cli
-from proxy.slots import SlotMap, key_slot
+from slotcore.keyslot import key_slot
+from slotcore.slotmap import SlotMap
 
 from .cluster import DashboardProc, ProxyProc, until
 from .helpers import TOKEN

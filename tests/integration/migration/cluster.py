@@ -13,8 +13,9 @@ from typing import Any
 import redis
 
 from dashboard.procs import RedisServer
-from proxy.slots import SlotMap, key_slot
-from tests.dashboard.cluster import DashboardProc, ProxyProc, until
+from slotcore.keyslot import key_slot
+from slotcore.slotmap import SlotMap
+from tests.integration.dashboard.cluster import DashboardProc, ProxyProc, until
 
 NSLOTS = 1024
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.dashboard.cluster import until
+from tests.integration.dashboard.cluster import until
 
 from .cluster import Load, cluster
 from .test_mover import content, fill_all_types

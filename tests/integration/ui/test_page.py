@@ -15,9 +15,9 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.dashboard.cluster import until
-from tests.dashboard.helpers import TOKEN
-from tests.migration.cluster import Cluster
+from tests.integration.dashboard.cluster import until
+from tests.integration.dashboard.helpers import TOKEN
+from tests.integration.migration.cluster import Cluster
 
 from .conftest import REPO
 

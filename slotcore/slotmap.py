@@ -1,84 +1,23 @@
-"""Key → slot hashing and the slot map (sans-IO).
+"""The slot map: which group owns each slot, which slots are in transit, which keys are fenced.
 
-Slot = CRC16-XMODEM(hashed part of key) mod nslots, with Redis Cluster's hash-tag rule.
-`binascii.crc_hqx(data, 0)` *is* CRC16-XMODEM (poly 0x1021, init 0, no reflection), in C.
-Both supported slot counts (16384 and 1024) are powers of two, so `mod` is a mask, and since
-1024 divides 16384 the 1024-slot map is an exact coarsening of Redis Cluster's map.
+Immutable, so a proxy swaps whole maps and a request sees the old one or the new one, never a
+mix. Its JSON form is what the dashboard stores and pushes (`to_json` / `from_json`).
 """
 
 from __future__ import annotations
 
-from binascii import crc_hqx
 from dataclasses import dataclass, field
 
-SLOT_COUNTS = (16384, 1024)
-DEFAULT_SLOTS = 16384
+from .keyslot import SLOT_COUNTS
 
 # Per-slot migration states as pushed to proxies (see docs/migration.md):
 LOCKED = "locked"        # requests touching the slot are held until the next map
 MIGRATING = "migrating"  # keys are pulled from the source (MIGRATE) before each request
+TRANSIT_STATES = (LOCKED, MIGRATING)
 
 
-def hash_tag(key: bytes) -> bytes:
-    """The part of `key` that is hashed: the first non-empty `{...}` tag, else the whole key."""
-    start = key.find(b"{")
-    if start >= 0:
-        end = key.find(b"}", start + 1)
-        # An empty tag ("{}") means "hash the whole key", as Redis Cluster does (Codis differs).
-        if end > start + 1:
-            return key[start + 1 : end]
-    return key
-
-
-def key_slot(key: bytes, nslots: int = DEFAULT_SLOTS) -> int:
-    """Slot of `key` for a power-of-two slot count."""
-    if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
-        key = hash_tag(key)
-    return crc_hqx(key, 0) & (nslots - 1)
-
-
-def crc16(data: bytes) -> int:
-    return crc_hqx(data, 0)
-
-
-def parse_ranges(text: str, nslots: int) -> list[int]:
-    """Parse "0-1023,2048,4000-4010" into a sorted list of distinct slots.
-
-    Raises ValueError with a message naming the bad part.
-    """
-    slots: set[int] = set()
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        lo_s, sep, hi_s = part.partition("-")
-        try:
-            lo = int(lo_s)
-            hi = int(hi_s) if sep else lo
-        except ValueError:
-            raise ValueError(f"bad slot range {part!r}") from None
-        if lo > hi:
-            raise ValueError(f"bad slot range {part!r}: start > end")
-        if lo < 0 or hi >= nslots:
-            raise ValueError(f"slot range {part!r} outside 0-{nslots - 1}")
-        slots.update(range(lo, hi + 1))
-    if not slots:
-        raise ValueError("empty slot range")
-    return sorted(slots)
-
-
-def ranges_of(slots: list[int] | range) -> list[tuple[int, int]]:
-    """Compress sorted slots into inclusive (start, end) ranges."""
-    out: list[tuple[int, int]] = []
-    for s in slots:
-        if out and out[-1][1] == s - 1:
-            out[-1] = (out[-1][0], s)
-        else:
-            out.append((s, s))
-    return out
-
-
-def format_ranges(slots: list[int] | range) -> str:
-    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges_of(slots))
+class StaleSlotMap(ValueError):
+    """A slot map older than the one in force, or for another slot count: refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +57,7 @@ class SlotMap:
                 raise ValueError(f"slot map names unknown group {gid}")
         seen: set[int] = set()
         for start, end, src, dst, state in self.transit:
-            if state not in (LOCKED, MIGRATING):
+            if state not in TRANSIT_STATES:
                 raise ValueError(f"transit {start}-{end}: unknown state {state!r}")
             if not (0 <= start <= end < self.nslots):
                 raise ValueError(f"transit range {start}-{end} outside 0-{self.nslots - 1}")

@@ -19,7 +19,7 @@ from dashboard.mover import (
     prescan,
     tmp_name,
 )
-from proxy.slots import key_slot
+from slotcore.keyslot import key_slot
 
 NSLOTS = 1024
 

@@ -163,7 +163,7 @@ def test_backend_killed_and_restarted_under_traffic(
         victim = fresh_backends[1]
         # keys by group
         keys_by_group: dict[int, list[str]] = {0: [], 1: [], 2: []}
-        from proxy.slots import key_slot
+        from slotcore.keyslot import key_slot
 
         i = 0
         while min(len(v) for v in keys_by_group.values()) < 20:

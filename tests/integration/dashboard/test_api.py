@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from dashboard.config import StoreConfig
-from proxy.slots import SlotMap
+from slotcore.slotmap import SlotMap
 
 from .helpers import Api, ContractProxy, DashboardServer
 

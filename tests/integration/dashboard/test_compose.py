@@ -11,7 +11,7 @@ import yaml
 from dashboard.config import load as load_dashboard_config
 from proxy.config import load_config as load_proxy_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def compose_config(token: str | None) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from proxy.slots import SlotMap, key_slot
+from slotcore.keyslot import key_slot
+from slotcore.slotmap import SlotMap
 
 from .cluster import REPO, env, http, until
 

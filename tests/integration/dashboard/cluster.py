@@ -16,7 +16,7 @@ from dashboard.procs import Process, free_port, python_module, wait_port
 
 from .helpers import TOKEN
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def env() -> dict[str, str]:

@@ -15,9 +15,9 @@ import pytest
 import redis
 
 from dashboard import cli
-from proxy.slots import key_slot
-from tests.dashboard.cluster import until
-from tests.dashboard.helpers import TOKEN
+from slotcore.keyslot import key_slot
+from tests.integration.dashboard.cluster import until
+from tests.integration.dashboard.helpers import TOKEN
 
 from .cluster import NSLOTS, Load, cluster
 from .test_mover import LatencyProbe, content
@@ -242,7 +242,7 @@ def test_load_aware_rebalance_and_watch(tmp_path: Path) -> None:
         assert status == 200 and started["started"]["count"] > 0, started
         out = subprocess.run([sys.executable, "-m", "dashboard.cli", "--dashboard", c.dash.url,
                               "migrate", "--watch", "--interval", "0.2"], capture_output=True,
-                             text=True, timeout=60, cwd=str(Path(__file__).parents[2]))
+                             text=True, timeout=60, cwd=str(Path(__file__).parents[3]))
         assert out.returncode == 0, out.stderr
         assert "migration finished" in out.stdout and "keys/s" in out.stdout
         c.check_placement()
