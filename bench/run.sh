@@ -25,7 +25,7 @@ command -v "$PYTHON" >/dev/null || { echo "run.sh: PYTHON=$PYTHON not found" >&2
 for tool in redis-server redis-cli redis-benchmark nutcracker taskset setsid timeout bc; do
   command -v "$tool" >/dev/null || { echo "run.sh: '$tool' is not installed" >&2; exit 2; }
 done
-if ! (cd "$ROOT" && "$PYTHON" -c 'import proxy.server' 2>/dev/null); then
+if ! (cd "$ROOT" && "$PYTHON" -c 'import proxy.app' 2>/dev/null); then
   echo "run.sh: $PYTHON cannot import the proxy (missing deps?); set PYTHON=.../bin/python" >&2
   exit 2
 fi

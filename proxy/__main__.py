@@ -57,9 +57,9 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
 
 
 async def serve(cfg: ProxyConfig) -> None:
-    from .server import ProxyServer
+    from .app import ProxyApp
 
-    server = ProxyServer(cfg)
+    server = ProxyApp(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

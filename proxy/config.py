@@ -14,12 +14,13 @@ from typing import Any
 
 import yaml
 
-from proxy.protocol.request import Limits
 from slotcore.addr import split_addr
 from slotcore.contract import resolve_token
 from slotcore.keyslot import DEFAULT_SLOTS, SLOT_COUNTS
 from slotcore.ranges import parse_ranges
 from slotcore.slotmap import GroupSpec, SlotMap
+
+from .protocol.request import Limits
 
 
 class ConfigError(ValueError):

@@ -16,6 +16,30 @@ NO_PASSWORD = encode_error(
 DB_RANGE = encode_error("ERR DB index is out of range")
 NOT_INTEGER = encode_error("ERR value is not an integer or out of range")
 SYNTAX = encode_error("ERR syntax error")
+PROTO_NOT_INTEGER = encode_error("ERR Protocol version is not an integer or out of range")
+HELLO_NOAUTH = encode_error(
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+    "<proto> AUTH <user> <pass> option can be used to authenticate the client and select the "
+    "RESP protocol version at the same time")
+BAD_CLIENT_NAME = encode_error(
+    "ERR Client names cannot contain spaces, newlines or special characters.")
+NO_SUCH_CLIENT = encode_error("ERR No such client")
+MAX_CLIENTS = encode_error("ERR max number of clients reached")
+INVALID_COMMAND = encode_error("ERR Invalid command specified")
+INVALID_ARGC = encode_error("ERR Invalid number of arguments specified for command")
+NO_KEY_ARGS = encode_error("ERR The command has no key arguments")
+
+
+def protocol_error(message: str) -> bytes:
+    return encode_error("ERR Protocol error: " + message)
+
+
+def hello_syntax(opt: bytes) -> bytes:
+    return encode_error(f"ERR Syntax error in HELLO option '{opt.decode(errors='replace')}'")
+
+
+def unrecognized_option(opt: bytes) -> bytes:
+    return encode_error(f"ERR Unrecognized option '{opt.decode(errors='replace')}'")
 
 
 def wrong_args(name: str) -> bytes:
@@ -43,3 +67,17 @@ def not_supported(name: str, reason: str = "") -> bytes:
 
 def backend_error(addr: str, what: str = "unavailable") -> bytes:
     return encode_error(f"ERR backend {addr} {what}")
+
+
+def tryagain(slot: int, why: str) -> bytes:
+    # TRYAGAIN is what Redis Cluster answers mid-migration; cluster-aware clients retry it.
+    return encode_error(f"TRYAGAIN slot {slot} is being migrated: {why}")
+
+
+def merge_failed(e: Exception) -> bytes:
+    return encode_error(f"ERR proxy could not merge replies: {e}")
+
+
+def group_error(gid: int, raw: bytes) -> bytes:
+    """A backend error reply of one group, tagged with the group (broadcast merges)."""
+    return encode_error(f"ERR group {gid}: {raw[1:-2].decode(errors='replace')}")

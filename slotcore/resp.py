@@ -232,22 +232,30 @@ def split_array(reply: bytes) -> list[bytes]:
 
 
 class ReplyReader:
-    """Splits a backend byte stream into complete raw replies.
+    """Splits a byte stream into complete raw replies (resumable, linear in the stream size).
 
     Complete replies are sliced straight out of each received chunk; only an incomplete tail is
     buffered, in a bytearray (amortised O(1) appends). A big reply spanning many chunks is
     scanned incrementally (the scan position and open-aggregate counts are kept), and not
-    rescanned at all until the buffer reaches the length known to be needed. After a
-    ProtocolError the stream is unusable: drop the connection.
+    rescanned at all until the buffer reaches the length known to be needed, so a 1M-element
+    LRANGE costs one pass however it is cut into reads. `errors` counts error replies seen.
+    After a ProtocolError the stream is unusable: drop the connection.
     """
 
-    __slots__ = ("_buf", "_need", "_outer", "_scan")
+    __slots__ = ("_buf", "_need", "_outer", "_scan", "errors")
 
     def __init__(self) -> None:
         self._buf = bytearray()  # the incomplete reply, from its first byte
         self._need = 0  # no progress possible before the buffer holds this many bytes
         self._scan = 0  # offset in _buf of the next reply to frame
         self._outer: list[int] = []  # replies still missing in each open aggregate
+        self.errors = 0
+
+    def reset(self) -> None:
+        """Forget any partial reply (the connection it came from is gone)."""
+        self._buf = bytearray()
+        self._need = self._scan = 0
+        self._outer = []
 
     def feed(self, data: bytes) -> list[bytes]:
         out: list[bytes] = []
@@ -264,11 +272,34 @@ class ReplyReader:
                 self._need = need
                 return out
             out.append(bytes(buf) if end == len(buf) else bytes(memoryview(buf)[:end]))
+            if buf[0] == 0x2D:
+                self.errors += 1
             buf.clear()
             pos = end - had
         n = len(data)
+        find = data.find
         while pos < n:
-            end = frame_reply(data, pos)
+            t = data[pos]
+            # The common reply types framed inline: this loop runs once per reply.
+            if t == 0x24:  # '$' bulk
+                nl = find(b"\r\n", pos)
+                if nl < 0:
+                    end = -1
+                else:
+                    try:
+                        ln = int(data[pos + 1 : nl])
+                    except ValueError:
+                        raise _bad_reply(data, pos) from None
+                    end = nl + 4 + ln if ln >= 0 else nl + 2
+                    if end > n:
+                        end = -1
+            elif t == 0x2B or t == 0x3A or t == 0x2D:  # '+' status, ':' integer, '-' error
+                nl = find(b"\r\n", pos)
+                end = nl + 2 if nl >= 0 else -1
+                if t == 0x2D and end > 0:
+                    self.errors += 1
+            else:
+                end = frame_reply(data, pos)
             if end < 0:
                 # Start an incremental scan of this reply (a little work is redone, once).
                 self._buf = bytearray(memoryview(data)[pos:])
@@ -276,7 +307,7 @@ class ReplyReader:
                 self._scan = 0
                 self._outer = []
                 break
-            out.append(data[pos:end])
+            out.append(data if (pos == 0 and end == n) else data[pos:end])
             pos = end
         return out
 

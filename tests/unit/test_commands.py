@@ -16,16 +16,9 @@ from typing import Any
 import hiredis
 import pytest
 
-from proxy.commands import (
-    BUILTIN_PATH,
-    POLICY,
-    CommandSpec,
-    CommandTable,
-    KeySpec,
-    Route,
-    is_blocking_call,
-    parse_key_spec,
-)
+from proxy.commands.keyspecs import KeySpec, parse_key_spec
+from proxy.commands.policy import POLICY, Route, is_blocking_call
+from proxy.commands.table import BUILTIN_PATH, CommandSpec, CommandTable
 
 REPO = Path(__file__).resolve().parents[2]
 

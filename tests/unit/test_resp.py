@@ -1,4 +1,5 @@
-"""Tests for proxy.resp: request parsers (both implementations), reply framing, encoders.
+"""Tests for proxy.protocol.request and slotcore.resp: request parsers (both implementations),
+reply framing, encoders.
 
 Every request-parser test runs against both PyRequestParser and HiredisRequestParser, and the
 corpus/error tests feed each stream whole, split in two at every byte, byte by byte and in random

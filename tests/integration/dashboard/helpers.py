@@ -2,7 +2,7 @@
 
 `ContractProxy` implements the proxy admin contract the dashboard pushes to (GET /api/info,
 GET/PUT /api/slots with epoch rules, bearer auth) and validates every map it receives with the
-real `proxy.slots.SlotMap`. It stands in for the proxy's control plane only; the integration
+real `slotcore.slotmap.SlotMap`. It stands in for the proxy's control plane only; the integration
 tests run the real `python -m proxy` processes.
 """
 

@@ -2,10 +2,10 @@
 
 On start the proxy registers (id, client address, admin address) and waits until it has a slot
 map — pushed by the dashboard to the admin API, or fetched here — before serving clients.
-Afterwards it re-registers every `HEARTBEAT` seconds; the reply carries the dashboard's topology
-epoch, and a proxy that is behind (it missed a push while partitioned, or the dashboard
-restarted) fetches the map itself. While the dashboard is unreachable the proxy keeps serving
-with the last map it had.
+Afterwards it re-registers every `HEARTBEAT_INTERVAL` seconds; the reply carries the
+dashboard's topology epoch, and a proxy that is behind (it missed a push while partitioned, or
+the dashboard restarted) fetches the map itself. While the dashboard is unreachable the proxy
+keeps serving with the last map it had.
 """
 
 from __future__ import annotations
@@ -13,46 +13,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from slotcore.contract import DASHBOARD_REGISTER, DASHBOARD_SLOTMAP, HEARTBEAT_INTERVAL
 from slotcore.slotmap import SlotMap
 
-if TYPE_CHECKING:
-    from .server import ProxyServer
+from ..routing.router import Router
 
 log = logging.getLogger("slotproxy.agent")
 
-HEARTBEAT = 2.0
-
 
 class DashboardAgent:
-    def __init__(self, server: ProxyServer) -> None:
-        self.server = server
-        assert server.cfg.dashboard
+    def __init__(self, urls: str, token: str | None, router: Router,
+                 apply: Callable[[SlotMap], Awaitable[None]],
+                 identity: Callable[[], dict]) -> None:
         # Several URLs (leader and standbys): heartbeats go to the first that answers, so they
         # follow a dashboard failover.
-        self.urls = [u.strip().rstrip("/") for u in server.cfg.dashboard.split(",") if u.strip()]
+        self.urls = [u.strip().rstrip("/") for u in urls.split(",") if u.strip()]
         self.urls = [u if "://" in u else "http://" + u for u in self.urls]
         self.base = self.urls[0]
+        self.token = token
+        self.router = router
+        self.apply = apply
+        self.identity = identity
         self.session: aiohttp.ClientSession | None = None
         self.task: asyncio.Task[None] | None = None
         self.last_ok = 0.0
         self.last_error = ""
 
     def _headers(self) -> dict[str, str]:
-        token = self.server.cfg.admin_token
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
-    def _identity(self) -> dict:
-        srv = self.server
-        admin = None
-        if srv.admin is not None and srv.cfg.admin_listen is not None:
-            admin = f"{srv.cfg.admin_listen[0]}:{srv.admin.port}"
-        return {"id": srv.cfg.resolved_proxy_id(),
-                "addr": srv.cfg.advertise or f"{srv.host}:{srv.port}",
-                "admin": admin, "epoch": srv.router.epoch}
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
@@ -60,7 +52,7 @@ class DashboardAgent:
 
     async def wait_online(self) -> None:
         """Block until the proxy has a slot map (pushed or fetched)."""
-        while not self.server.router.online:
+        while not self.router.online:
             await asyncio.sleep(0.05)
 
     async def heartbeat(self) -> None:
@@ -76,20 +68,22 @@ class DashboardAgent:
 
     async def _heartbeat(self, base: str) -> None:
         assert self.session is not None
-        async with self.session.post(f"{base}/api/v1/proxies/register",
-                                     json=self._identity(), headers=self._headers()) as resp:
+        identity = self.identity()
+        body_out = {k: identity[k] for k in ("id", "addr", "admin", "epoch")}
+        async with self.session.post(f"{base}{DASHBOARD_REGISTER}",
+                                     json=body_out, headers=self._headers()) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 200:
                 raise RuntimeError(f"register refused: HTTP {resp.status} {body}")
         epoch = int(body.get("epoch", 0))
-        router = self.server.router
-        router.touch_contact()
+        router = self.router
+        router.transit.touch_contact()
         if epoch > router.epoch or not router.online:
-            async with self.session.get(f"{base}/api/v1/slotmap") as resp:
+            async with self.session.get(f"{base}{DASHBOARD_SLOTMAP}") as resp:
                 if resp.status == 200:
                     slotmap = SlotMap.from_json(await resp.json(content_type=None))
                     if slotmap.epoch >= router.epoch and slotmap.groups:
-                        await self.server.apply_slot_map(slotmap)
+                        await self.apply(slotmap)
                         log.info("caught up with the dashboard: epoch %d", slotmap.epoch)
         self.last_ok = asyncio.get_running_loop().time()
 
@@ -106,9 +100,9 @@ class DashboardAgent:
                 msg = str(e) or type(e).__name__
                 if msg != self.last_error:
                     log.warning("dashboard %s: %s (serving with slot map epoch %d)",
-                                self.base, msg, self.server.router.epoch)
+                                self.base, msg, self.router.epoch)
                 self.last_error = msg
-            await asyncio.sleep(HEARTBEAT if self.server.router.online else 0.2)
+            await asyncio.sleep(HEARTBEAT_INTERVAL if self.router.online else 0.2)
 
     async def stop(self) -> None:
         if self.task is not None:

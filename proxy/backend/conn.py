@@ -25,9 +25,10 @@ import socket
 from collections import deque
 from typing import Any, Protocol
 
-from slotcore.resp import ProtocolError, frame_reply, pack_command
+from slotcore.resp import ProtocolError, ReplyReader, pack_command
 
-from .errors import backend_error
+from ..errors import backend_error
+from ..observe.stats import BackendCounters
 
 log = logging.getLogger("slotproxy.backend")
 
@@ -108,6 +109,7 @@ class BackendConn(asyncio.Protocol):
         request_timeout: float = 5.0,
         reconnect_min: float = 0.05,
         reconnect_max: float = 2.0,
+        counters: BackendCounters | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -126,12 +128,8 @@ class BackendConn(asyncio.Protocol):
         self.fifo: deque[Waiter] = deque()
         self.out: list[bytes] = []
         self.dirty = False
-        # Partial reply: bytes received but not yet a whole reply. For a large bulk whose length
-        # is known, chunks are collected and joined once, not re-concatenated per chunk.
-        self._buf = b""
-        self._chunks: list[bytes] = []
-        self._chunks_len = 0
-        self._need = 0
+        # Frames replies across reads; resumable, so a big aggregate is scanned once.
+        self.reader = ReplyReader()
         self._task: asyncio.Task[None] | None = None
         self._up_event = asyncio.Event()
         self._lost = asyncio.Event()
@@ -141,9 +139,7 @@ class BackendConn(asyncio.Protocol):
         self._stall_head: Waiter | None = None
         self._stall_since = 0.0
         self.unavailable = backend_error(self.addr)
-        self.requests = 0
-        self.errors = 0
-        self.connects = 0
+        self.counters = counters if counters is not None else BackendCounters()
         self.last_error = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -193,7 +189,7 @@ class BackendConn(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.connects += 1
+        self.counters.connects += 1
         # AUTH/SELECT go first so they precede anything queued; their waiters check the replies.
         init: list[tuple[bytes, str]] = []
         if self._password:
@@ -224,9 +220,7 @@ class BackendConn(asyncio.Protocol):
         if self.state != CLOSED:
             self.state = DOWN
         self._up_event.clear()
-        self._buf = b""
-        self._chunks = []
-        self._chunks_len = self._need = 0
+        self.reader.reset()
         self.out.clear()
         self._fail_all(backend_error(self.addr, "connection lost"))
         if was_up and self.state != CLOSED:
@@ -265,7 +259,7 @@ class BackendConn(asyncio.Protocol):
                 self.dirty = True
                 self._flusher.mark(self)
         else:
-            self.errors += 1
+            self.counters.errors += 1
             waiter.resolve(self.unavailable)
 
     def flush(self) -> None:
@@ -275,7 +269,7 @@ class BackendConn(asyncio.Protocol):
         if not out or self.transport is None:
             return
         # Requests are counted here, once per write, not once per request on the hot path.
-        self.requests += len(out)
+        self.counters.requests += len(out)
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self.transport.write(data)
@@ -288,73 +282,26 @@ class BackendConn(asyncio.Protocol):
 
     # ------------------------------------------------------------------ replies
     def data_received(self, data: bytes) -> None:
-        """Called by the loop with reply bytes; frames whole replies and hands them out in order."""
-        if self._need:
-            self._chunks.append(data)
-            self._chunks_len += len(data)
-            if self._chunks_len < self._need:
-                return
-            buf = b"".join(self._chunks)
-            self._chunks = []
-            self._chunks_len = self._need = 0
-        elif self._buf:
-            buf = self._buf + data
-        else:
-            buf = data
-        fifo = self.fifo
-        n = len(buf)
-        pos = 0
+        """Called by the loop with reply bytes; hands out whole replies in request order."""
+        reader = self.reader
         try:
-            while pos < n:
-                t = buf[pos]
-                # Inline framing of the common reply types: this loop runs once per reply.
-                if t == 36:  # '$' bulk
-                    nl = buf.find(b"\r\n", pos)
-                    if nl < 0:
-                        break
-                    ln = int(buf[pos + 1 : nl])
-                    end = nl + 4 + ln if ln >= 0 else nl + 2
-                elif t == 43 or t == 58:  # '+' status, ':' integer
-                    nl = buf.find(b"\r\n", pos)
-                    if nl < 0:
-                        break
-                    end = nl + 2
-                elif t == 45:  # '-' error
-                    nl = buf.find(b"\r\n", pos)
-                    if nl < 0:
-                        break
-                    end = nl + 2
-                    self.errors += 1
-                else:
-                    end = frame_reply(buf, pos)
-                    if end < 0:
-                        break
-                if end > n:
-                    break
-                if not fifo:
-                    raise ProtocolError("reply with no request waiting for it")
-                fifo.popleft().resolve(buf if (pos == 0 and end == n) else buf[pos:end])
-                pos = end
-        except (ProtocolError, ValueError) as e:
+            replies = reader.feed(data)
+        except ProtocolError as e:
             log.error("backend %s sent an unparsable reply (%s); reconnecting", self.addr, e)
             self.fail(f"protocol error: {e}")
             return
-        if pos >= n:
-            self._buf = b""
+        if reader.errors:
+            self.counters.errors += reader.errors
+            reader.errors = 0
+        fifo = self.fifo
+        if len(replies) > len(fifo):
+            log.error("backend %s sent a reply with no request waiting for it; reconnecting",
+                      self.addr)
+            self.fail("protocol error: reply with no request waiting for it")
             return
-        rest = buf[pos:]
-        if rest[:1] == b"$":
-            nl = rest.find(b"\r\n")
-            if nl > 0:
-                need = nl + 4 + int(rest[1:nl])
-                if need > len(rest) + 65536:
-                    # A big bulk is on its way: collect chunks and join once it is complete.
-                    self._chunks = [rest]
-                    self._chunks_len = len(rest)
-                    self._need = need
-                    self._buf = b""
-                    return
-        self._buf = rest
+        popleft = fifo.popleft
+        for raw in replies:
+            popleft().resolve(raw)
 
     # ------------------------------------------------------------------ health
     def check_stall(self, now: float) -> None:

@@ -1,0 +1,189 @@
+"""The composition root: builds every part of a proxy process, starts and stops them in order.
+
+Start-up: bind the listener (the address is known and taken), start the admin API, get a slot
+map (from the config, or from the dashboard), load the command table (from a backend's own
+COMMAND reply, so its key specs route every command it knows; else the built-in table), then
+serve. Shutdown (SIGTERM/SIGINT): stop accepting, stop reading from clients, let every request
+already read get its reply written, close clients, close backends — bounded by
+`shutdown_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+
+import hiredis
+
+from slotcore.addr import join_addr
+from slotcore.resp import pack_command
+from slotcore.slotmap import SlotMap
+
+from . import __version__
+from .backend.conn import Flusher
+from .backend.pool import BackendPool
+from .client.context import ClientRegistry, Services
+from .commands.table import CommandTable
+from .config import ProxyConfig
+from .control.admin import AdminServer
+from .control.agent import DashboardAgent
+from .observe.stats import OpsSampler, ProxyStats
+from .routing.router import Router
+from .routing.transit import Transit
+from .server import Listener
+
+log = logging.getLogger("slotproxy")
+
+HOUSEKEEPING_INTERVAL = 0.25  # stalled backends, the dashboard fence, held requests
+
+
+class ProxyApp:
+    def __init__(self, cfg: ProxyConfig) -> None:
+        self.cfg = cfg
+        loop = asyncio.get_running_loop()
+        stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time())
+        flusher = Flusher(loop)
+        pool = BackendPool(cfg.backend, flusher, stats)
+        transit = Transit(cfg.migration, pool.plain_lane, fence_enabled=bool(cfg.dashboard))
+        router = Router(cfg.slots, pool, transit)
+        self.services = Services(
+            cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
+            flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
+            host=cfg.listen[0], port=cfg.listen[1],
+        )
+        self.listener = Listener(self.services)
+        self.admin = (AdminServer(self.services, self.apply_slot_map, self.identity)
+                      if cfg.admin_listen is not None else None)
+        self.agent = (DashboardAgent(cfg.dashboard, cfg.admin_token, router,
+                                     self.apply_slot_map, self.registration)
+                      if cfg.dashboard else None)
+        self._chores: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # ------------------------------------------------------------------ identity
+    def identity(self) -> dict:
+        """Who this proxy is, as the admin API's /api/info says it."""
+        s = self.services
+        admin = (join_addr(self.cfg.admin_listen[0], self.admin.port)
+                 if self.admin is not None and self.cfg.admin_listen is not None else None)
+        return {
+            "id": self.cfg.resolved_proxy_id(),
+            "version": __version__,
+            "addr": join_addr(s.host, s.port),
+            "admin": admin,
+            "pid": os.getpid(),
+            "started": s.stats.started_wall,
+            "epoch": s.router.epoch,
+            "online": s.router.online,
+        }
+
+    def registration(self) -> dict:
+        """What the proxy registers with the dashboard: clients reach it at `advertise`."""
+        me = self.identity()
+        if self.cfg.advertise:
+            me["addr"] = self.cfg.advertise
+        return me
+
+    # ------------------------------------------------------------------ start
+    async def start(self) -> None:
+        cfg = self.cfg
+        s = self.services
+        await self.listener.bind()
+        if self.admin is not None:
+            await self.admin.start()
+        if cfg.slot_map is not None:
+            await self.apply_slot_map(cfg.slot_map, wait_connect=cfg.backend.connect_timeout)
+        if self.agent is not None:
+            await self.agent.start()
+            log.info("waiting for a slot map from the dashboard at %s", cfg.dashboard)
+            await self.agent.wait_online()
+            await asyncio.gather(*(c.wait_up(cfg.backend.connect_timeout)
+                                   for c in s.pool.all_conns()))
+        await self._load_command_table()
+        self._chores.append(s.loop.create_task(self._housekeeping()))
+        self._chores.append(s.loop.create_task(self._ops_sampler()))
+        await self.listener.serve()
+        groups = s.router.groups
+        log.info(
+            "slotproxy %s listening on %s:%d, %d slots, %d groups (%s), command table: %s "
+            "(%d commands)%s",
+            __version__, s.host, s.port, cfg.slots, len(groups),
+            ", ".join(f"{g.gid}={g.master}" for g in groups.values()) or "none yet",
+            s.table_source, s.table.count(),
+            f", admin on {cfg.admin_listen[0]}:{self.admin.port}" if self.admin and
+            cfg.admin_listen else "",
+        )
+
+    async def apply_slot_map(self, slotmap: SlotMap, wait_connect: float = 0.0) -> None:
+        await self.services.router.apply(slotmap, wait_connect=wait_connect)
+
+    async def _load_command_table(self) -> None:
+        """Build the command table from a backend's COMMAND reply; fall back to the built-in."""
+        s = self.services
+        if self.cfg.command_table != "backend":
+            return
+        for group in s.router.groups.values():
+            conn = group.lanes[0]
+            if not conn.up:
+                continue
+            try:
+                raw = await conn.probe(pack_command(b"COMMAND"), 5.0)
+                reader = hiredis.Reader()
+                reader.feed(raw)
+                reply = reader.gets()
+                if not isinstance(reply, list):
+                    raise ValueError(f"unexpected COMMAND reply {raw[:60]!r}")
+                s.table = CommandTable.from_command_reply(reply)
+                s.table_source = f"backend {conn.addr}"
+                info = await conn.probe(pack_command(b"INFO", b"server"), 5.0)
+                for line in info.split(b"\r\n"):
+                    if line.startswith(b"redis_version:"):
+                        s.backend_version = line.split(b":", 1)[1].decode()
+                return
+            except (TimeoutError, ValueError, hiredis.ProtocolError) as e:
+                log.warning("could not read COMMAND from %s (%s); trying the next group",
+                            conn.addr, e)
+        log.warning("no backend answered COMMAND: using the built-in command table")
+
+    # ------------------------------------------------------------------ chores
+    async def _housekeeping(self) -> None:
+        s = self.services
+        transit = s.router.transit
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            s.pool.check_stalls(time.monotonic())
+            transit.check_fence()
+            if transit.held:
+                transit.expire_held(s.loop_time())
+
+    async def _ops_sampler(self) -> None:
+        s = self.services
+        sampler = OpsSampler(s.stats, s.loop_time())
+        while True:
+            await asyncio.sleep(1.0)
+            sampler.sample(s.loop_time())
+
+    # ------------------------------------------------------------------ stop
+    async def stop(self) -> None:
+        """Graceful shutdown: stop accepting, answer what was read, then close everything."""
+        if self._stopping:
+            return
+        self._stopping = True
+        s = self.services
+        log.info("shutting down: %d clients, draining in-flight requests", len(s.clients))
+        if self.agent is not None:
+            await self.agent.stop()
+        await self.listener.shutdown(self.cfg.shutdown_timeout)
+        for t in self._chores:
+            t.cancel()
+        for t in self._chores:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self.admin is not None:
+            await self.admin.stop()
+        await s.pool.close()
+        await self.listener.wait_closed()
+        log.info("stopped")

@@ -1,0 +1,313 @@
+"""One client connection: parse → mode → dispatch → queue, and write replies in request order.
+
+This is the request hot path. While the connection's mode allows it (`mode.fast_path`), a
+single-key command costs: one dict lookup for its arity (`CommandTable.fast_arity`), one CRC16
+(`crc_hqx`, C), one list index for the group, one `ReplySlot`, and an append to a backend
+buffer that is written once per loop iteration (see `backend.conn.Flusher`). Everything else
+goes through `dispatch`.
+
+Flow control: at most `max_pipeline` replies are owed at once; the surplus stays parsed in
+`backlog` and reading pauses (backpressure, not buffering). Reading also pauses while the
+client does not read its replies, and a client whose unread replies pass the output limit is
+disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from binascii import crc_hqx
+from collections import deque
+
+from slotcore.keyslot import hash_tag
+
+from ..backend.conn import UP
+from ..errors import MAX_CLIENTS, protocol_error
+from ..protocol.request import make_request_parser
+from ..routing.groups import RoutedGroup
+from . import reply as replies
+from .context import Mode, Services
+from .dispatch import dispatch
+from .modes.auth import AUTH_REQUIRED
+from .modes.normal import NORMAL
+from .reply import ReplySlot
+from .state import ClientState
+
+log = logging.getLogger("slotproxy.client")
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.flusher = services.flusher
+        cfg = services.cfg
+        limits = cfg.limits
+        self.parser = make_request_parser(limits.resp_limits(), prefer_hiredis=cfg.use_hiredis)
+        self.max_pipeline = limits.max_pipeline
+        self.resume_at = max(1, limits.max_pipeline // 2)
+        self.output_limit = limits.client_output_buffer
+        cid = services.clients.next_id()
+        self.state = ClientState(id=cid, created=services.loop_time(),
+                                 lane=services.pool.lane_for(cid, 2))
+        self.mode: Mode = AUTH_REQUIRED if cfg.password else NORMAL
+        # Replies owed, in request order (see client.reply), and the bytes ready to write.
+        self.fifo: deque[ReplySlot] = deque()
+        self.out: list[bytes] = []
+        self.dirty = False
+        # Requests parsed but not dispatched yet (pipeline bound, or waiting at a barrier).
+        self.backlog: deque[tuple[list[bytes], bytes]] = deque()
+        self.deferred_error: str | None = None
+        self.in_backlog = False
+        # Set by a protocol switch with replies still owed: later commands use other lanes,
+        # so they wait until everything sent before is answered (see _run_backlog).
+        self.lane_barrier = False
+        self.transport: asyncio.Transport | None = None
+        self.closing = False
+        self.closed = False
+        self.pipeline_paused = False
+        self.write_paused = False
+        self.reading = True
+
+    # ------------------------------------------------------------------ transport callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called by the loop for each accepted client."""
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.state.addr = f"{peer[0]}:{peer[1]}"
+        if not self.services.clients.admit(self):
+            # Over max_clients: say why, then close, as Redis does.
+            transport.write(MAX_CLIENTS)  # type: ignore[attr-defined]
+            transport.close()
+            self.closed = True
+            return
+        transport.set_write_buffer_limits(high=256 * 1024)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Called by the loop when the client connection is gone."""
+        self.closed = True
+        self.transport = None
+        # Replies still owed to this client are dropped as they arrive; the waiters stay in the
+        # backend FIFOs so those connections stay in step.
+        self.fifo.clear()
+        self.backlog.clear()
+        self.out.clear()
+        self.services.clients.forget(self)
+
+    def pause_writing(self) -> None:
+        """Called by the transport when unsent replies pass its high-water mark."""
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        """Called by the transport when the client has read enough of its replies."""
+        self.write_paused = False
+        if self.backlog:
+            self._run_backlog()
+            if not self.backlog and len(self.fifo) < self.max_pipeline:
+                self.pipeline_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        want = not (self.write_paused or self.pipeline_paused or self.closing)
+        if want != self.reading and self.transport is not None:
+            self.reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    # ------------------------------------------------------------------ requests
+    def data_received(self, data: bytes) -> None:
+        """Called by the loop with request bytes."""
+        state = self.state
+        state.activity += 1
+        if self.closing:
+            return
+        parser = self.parser
+        reqs = parser.feed(data)
+        if reqs:
+            if self.backlog or len(reqs) + len(self.fifo) > self.max_pipeline:
+                # More than the pipeline bound arrived at once: keep the surplus parsed but
+                # undispatched, so replies in flight (and memory) stay bounded.
+                self.backlog.extend(zip(reqs, parser.packed, strict=True))
+                self._run_backlog()
+            else:
+                self._dispatch_chunk(reqs, parser.packed)
+        if parser.error is not None and not self.closing:
+            if self.backlog:
+                self.deferred_error = parser.error
+            else:
+                self._protocol_error(parser.error)
+        if len(self.fifo) >= self.max_pipeline and not self.pipeline_paused:
+            # Backpressure: stop reading this client until half its replies are written.
+            self.pipeline_paused = True
+            self._update_reading()
+
+    def _dispatch_chunk(self, reqs: list[list[bytes]], packed: list[bytes]) -> None:
+        # The fast path, inlined: a single-key command (GET, SET, INCR, HSET, ...) whose slot
+        # has an owner, while the mode allows it. It is `dispatch.keyed` for exactly the
+        # commands `CommandTable.fast_arity` lists, with `reply.expect` and
+        # `BackendConn.send` written out; everything else goes through dispatch().
+        services = self.services
+        fast = services.table.fast_arity
+        router = services.router
+        by_slot = router.by_slot
+        mask = router.mask
+        slot_ops = services.stats.slot_ops
+        fifo = self.fifo
+        mark = self.flusher.mark
+        lane = self.state.lane
+        fast_path = self.mode.fast_path
+        i = 0
+        for argv in reqs:
+            arity = fast.get(argv[0]) if fast_path else None
+            if arity is not None:
+                n = len(argv)
+                if n == arity if arity > 0 else n >= -arity:
+                    key = argv[1]
+                    if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
+                        key = hash_tag(key)
+                    slot = crc_hqx(key, 0) & mask
+                    slot_ops[slot] += 1
+                    group = by_slot[slot]
+                    if group is not None:
+                        slot_reply = ReplySlot(self)
+                        fifo.append(slot_reply)
+                        conn = group.lanes[lane]
+                        if conn.state == UP:
+                            conn.fifo.append(slot_reply)
+                            conn.out.append(packed[i])
+                            if not conn.dirty:
+                                conn.dirty = True
+                                mark(conn)
+                        else:
+                            conn.send(packed[i], slot_reply)
+                        i += 1
+                        continue
+            dispatch(self, argv, packed[i])
+            i += 1
+            if self.closing:  # QUIT: nothing after it runs
+                break
+            if self.lane_barrier:  # protocol switch: the rest waits (see _run_backlog)
+                self.backlog.extend(zip(reqs[i:], packed[i:], strict=True))
+                self.pipeline_paused = True
+                self._update_reading()
+                break
+            # The command may have changed the mode or the lane (AUTH, HELLO, RESET).
+            fast_path = self.mode.fast_path
+            lane = self.state.lane
+        self.state.commands += i
+        services.stats.commands += i
+
+    def _run_backlog(self) -> None:
+        # Re-entry guard: dispatching can resolve replies synchronously (backend down, local
+        # commands), which calls pipeline_progress, which would call us again.
+        if self.in_backlog:
+            return
+        self.in_backlog = True
+        backlog = self.backlog
+        n = 0
+        try:
+            # write_paused: the client is not reading its replies; dispatching more would only
+            # pile replies up in our output buffer.
+            while (backlog and len(self.fifo) < self.max_pipeline and not self.closing
+                   and not self.write_paused):
+                if self.lane_barrier:
+                    # After a HELLO that changed protocol, later commands use other backend
+                    # connections: wait until everything sent before it is answered, so a
+                    # pipelined SET then GET cannot be reordered across the two connections.
+                    if self.fifo:
+                        break
+                    self.lane_barrier = False
+                argv, packed = backlog.popleft()
+                dispatch(self, argv, packed)
+                n += 1
+        finally:
+            self.in_backlog = False
+        self.lane_barrier = False
+        self.state.commands += n
+        self.services.stats.commands += n
+        if not backlog and self.deferred_error is not None and not self.closing:
+            self._protocol_error(self.deferred_error)
+        if backlog and not self.pipeline_paused:
+            self.pipeline_paused = True
+            self._update_reading()
+
+    def _protocol_error(self, message: str) -> None:
+        self.reply(protocol_error(message))
+        log.info("client %s: protocol error: %s", self.state.addr, message)
+        self.close_after_replies()
+
+    # ------------------------------------------------------------------ the Client surface
+    def reply(self, raw: bytes) -> None:
+        """Answer the current request with `raw` (after any replies still owed)."""
+        replies.answer(self, raw)
+
+    def expect(self) -> ReplySlot:
+        """A placeholder for the current request's reply, resolved by whoever answers it."""
+        return replies.expect(self)
+
+    def send(self, group: RoutedGroup, packed: bytes) -> None:
+        """Forward the current request unchanged to `group` on this client's lane."""
+        group.lanes[self.state.lane].send(packed, replies.expect(self))
+
+    def set_mode(self, mode: Mode) -> None:
+        self.mode = mode
+
+    def switch_protocol(self, proto: int) -> None:
+        """Move the client to the lanes of protocol `proto` (HELLO, RESET)."""
+        state = self.state
+        if proto == state.proto:
+            return
+        pool = self.services.pool
+        if proto == 3:
+            pool.enable_resp3()
+        if self.fifo:
+            self.lane_barrier = True
+        state.proto = proto
+        state.lane = pool.lane_for(state.id, proto)
+
+    def pipeline_progress(self) -> None:
+        """Replies were written while reading is paused: dispatch held-back work, resume."""
+        if len(self.fifo) <= self.resume_at:
+            if self.backlog:
+                self._run_backlog()
+            if not self.backlog and len(self.fifo) < self.max_pipeline:
+                self.pipeline_paused = False
+                self._update_reading()
+
+    def flush(self) -> None:
+        """Called by the Flusher once per loop iteration: one write for all ready replies."""
+        self.dirty = False
+        out = self.out
+        transport = self.transport
+        if transport is None:
+            out.clear()
+            return
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            transport.write(data)
+            # Only a client over the high-water mark (pause_writing was called) can be over the
+            # output limit, so the size is asked only then.
+            if self.write_paused and transport.get_write_buffer_size() > self.output_limit:
+                log.warning("client %s: output buffer over %d bytes; closing", self.state.addr,
+                            self.output_limit)
+                self.fifo.clear()
+                transport.abort()
+                return
+        if self.closing and not self.fifo:
+            transport.close()
+
+    def close_after_replies(self) -> None:
+        """Stop reading; close once every owed reply is written (QUIT, protocol errors)."""
+        self.closing = True
+        self._update_reading()
+        if not self.fifo and not self.dirty:
+            self.dirty = True
+            self.flusher.mark(self)
+
+    def close_now(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,111 @@
+"""What a client connection sees of the process, and what the rest of the data path sees of a
+client connection.
+
+`Services` is built once by the composition root (`proxy.app`) and shared by every
+connection. `Client` is the surface of a connection that dispatch, the modes, the handlers and
+the fan-out use; `client.connection.ClientConnection` implements it. Keeping it a Protocol here
+means none of those modules imports the connection module (no import circles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..backend.conn import Flusher
+from ..backend.pool import BackendPool
+from ..commands.table import CommandSpec, CommandTable
+from ..config import ProxyConfig
+from ..observe.stats import ProxyStats
+from ..routing.groups import RoutedGroup
+from ..routing.router import Router
+from .reply import ReplySlot
+from .state import ClientState
+
+
+class Mode:
+    """A connection's behaviour (the modes themselves are in `client.modes`)."""
+
+    name = "base"
+    fast_path = False  # whether the connection's inlined single-key fast path may run
+
+    def intercept(self, client: Client, spec: CommandSpec, argv: list[bytes],
+                  packed: bytes) -> bool:
+        """Answer or keep the command instead of running it (True), or let it run (False)."""
+        return False
+
+
+class Client(Protocol):
+    state: ClientState
+    services: Services
+    mode: Mode
+    fifo: deque[ReplySlot]
+    closing: bool
+    closed: bool
+
+    def reply(self, raw: bytes) -> None: ...
+
+    def expect(self) -> ReplySlot: ...
+
+    def send(self, group: RoutedGroup, packed: bytes) -> None: ...
+
+    def set_mode(self, mode: Mode) -> None: ...
+
+    def switch_protocol(self, proto: int) -> None: ...
+
+    def close_after_replies(self) -> None: ...
+
+    def close_now(self) -> None: ...
+
+
+class ClientRegistry:
+    """Every connected client, and the admission rule (max_clients, shutting down)."""
+
+    def __init__(self, max_clients: int, stats: ProxyStats) -> None:
+        self.max_clients = max_clients
+        self.stats = stats
+        self.clients: set[Client] = set()
+        self.accepting = True
+        self._next_id = 0
+
+    def next_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def admit(self, client: Client) -> bool:
+        self.stats.connections_received += 1
+        if not self.accepting or len(self.clients) >= self.max_clients:
+            self.stats.rejected_connections += 1
+            return False
+        self.clients.add(client)
+        return True
+
+    def forget(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def __len__(self) -> int:
+        return len(self.clients)
+
+
+@dataclass
+class Services:
+    """The process-wide parts every client connection uses."""
+
+    cfg: ProxyConfig
+    table: CommandTable
+    router: Router
+    pool: BackendPool
+    stats: ProxyStats
+    flusher: Flusher
+    clients: ClientRegistry
+    loop: asyncio.AbstractEventLoop
+    backend_version: str = "7.0.0"
+    table_source: str = "builtin"
+    # The listener's address once bound (INFO's tcp_port, CLIENT LIST).
+    host: str = ""
+    port: int = 0
+
+    def loop_time(self) -> float:
+        return self.loop.time()

@@ -1,0 +1,98 @@
+"""The one switch on a command's route, after the checks every command goes through.
+
+Order (as Redis's processCommand): unknown command; the mode's say (NOAUTH before AUTH, and
+what later modes keep for themselves); unknown subcommand of a container; refused commands;
+arity; then the route. The connection's inlined fast path is the only other way a command is
+served, and it serves only what this switch would send to `keyed` unchanged.
+"""
+
+from __future__ import annotations
+
+from slotcore.keyslot import key_slot
+
+from ..commands.policy import Route, is_blocking_call
+from ..commands.table import CommandSpec
+from ..errors import (
+    CLUSTERDOWN,
+    CROSSSLOT,
+    not_supported,
+    unknown_command,
+    unknown_subcommand,
+    wrong_args,
+)
+from ..fanout.split import split
+from ..handlers import HANDLERS
+from .context import Client
+
+KEYED = Route.KEYED
+SPLIT = Route.SPLIT
+LOCAL = Route.LOCAL
+
+
+def dispatch(client: Client, argv: list[bytes], packed: bytes) -> None:
+    spec = client.services.table.lookup(argv)
+    if spec is None:
+        client.reply(unknown_command(argv))
+        return
+    if client.mode.intercept(client, spec, argv, packed):
+        return
+    execute(client, spec, argv, packed)
+
+
+def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -> None:
+    route = spec.route
+    if spec.subcommands is not None and route is not LOCAL:
+        # The table resolved the container itself: its subcommand is missing or unknown
+        # (local containers such as CLIENT parse their own subcommands).
+        client.reply(wrong_args(spec.name) if len(argv) < 2
+                     else unknown_subcommand(spec.name, argv[1]))
+        return
+    if route is not KEYED and route is not SPLIT and route is not LOCAL:
+        client.reply(not_supported(spec.name, spec.reason))
+        return
+    n = len(argv)
+    arity = spec.arity
+    if (n != arity) if arity > 0 else (n < -arity):
+        client.reply(wrong_args(spec.name))
+        return
+    if route is KEYED:
+        keyed(client, spec, argv, packed)
+    elif route is SPLIT:
+        split(client, spec, argv, packed)
+    else:
+        handler = HANDLERS.get(spec.name.partition("|")[0])
+        if handler is None:
+            client.reply(not_supported(spec.name))
+        else:
+            handler(client, argv)
+
+
+def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -> None:
+    """A command whose keys must share one slot: to the slot's owner, whatever its state."""
+    services = client.services
+    router = services.router
+    if spec.key1:
+        keys = [argv[1]]
+        slot = key_slot(argv[1], router.nslots)
+    else:
+        if is_blocking_call(spec, argv):
+            client.reply(not_supported(spec.name, "blocking commands"))
+            return
+        keys = spec.keys(argv)
+        if not keys:
+            # EVAL/FCALL with numkeys 0 and the like: any group can run it.
+            group = router.any_group()
+            if group is None:
+                client.reply(CLUSTERDOWN)
+            else:
+                client.send(group, packed)
+            return
+        nslots = router.nslots
+        slot = key_slot(keys[0], nslots)
+        for k in keys[1:]:
+            if key_slot(k, nslots) != slot:
+                client.reply(CROSSSLOT)
+                return
+    services.stats.slot_ops[slot] += 1
+    # Owned, unassigned or in transit (migrating/locked): the router decides.
+    router.forward(client, client.state.lane, slot, keys, packed, client.expect())

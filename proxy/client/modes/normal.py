@@ -1,0 +1,13 @@
+"""The plain request/reply mode: every command runs as it comes; the fast path is on."""
+
+from __future__ import annotations
+
+from ..context import Mode
+
+
+class NormalMode(Mode):
+    name = "normal"
+    fast_path = True
+
+
+NORMAL = NormalMode()

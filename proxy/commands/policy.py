@@ -1,0 +1,111 @@
+"""The proxy's per-command behaviour: the one place where a command's route is decided.
+
+A command's route says which code serves it (see `client.dispatch`): KEYED commands go to the
+group owning their key(s), SPLIT ones are split per group and merged, LOCAL ones are answered
+by the proxy, UNSUPPORTED ones get an error naming why.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+
+class Route(enum.IntEnum):
+    KEYED = 1  # forward to the group owning its key(s); all keys must share one slot
+    SPLIT = 2  # split per group by the proxy, replies merged (MGET MSET DEL UNLINK EXISTS TOUCH)
+    LOCAL = 3  # answered by the proxy itself
+    UNSUPPORTED = 4  # refused with "-ERR command 'X' is not supported by the proxy"
+
+
+_BLOCKING = "blocking commands"
+_TRANSACTIONS = "transactions"
+_PUBSUB = "pub/sub"
+_KEYSPACE = "keyspace-wide"
+_ADMIN = "administrative"
+_NO_KEY = "no key to route by"
+
+
+def _policy(route: Route, reason: str, names: str) -> dict[str, tuple[Route, str]]:
+    return {name: (route, reason) for name in names.split()}
+
+
+# name -> (route, reason).  Names are lowercase; "container|sub" entries override the container's
+# entry, which overrides the default rule (see `route_for`).  Commands not named here get the
+# default rule: KEYED if they have keys, else UNSUPPORTED "no key to route by".
+POLICY: dict[str, tuple[Route, str]] = {
+    **_policy(Route.SPLIT, "", "mget mset del unlink exists touch"),
+    # CLUSTER: the proxy answers KEYSLOT/INFO/SLOTS itself; SCRIPT: the proxy fans LOAD/EXISTS/FLUSH
+    # out to every group itself, so EVALSHA works whichever group a key lands on.
+    **_policy(
+        Route.LOCAL,
+        "",
+        "ping echo quit auth hello select client command info dbsize time reset readonly "
+        "readwrite cluster script",
+    ),
+    # XREAD/XREADGROUP are deliberately absent: they stay KEYED and are refused only when they
+    # carry a BLOCK argument (see `is_blocking_call`).
+    **_policy(
+        Route.UNSUPPORTED,
+        _BLOCKING,
+        "blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop wait waitaof",
+    ),
+    **_policy(Route.UNSUPPORTED, _TRANSACTIONS, "multi exec discard watch unwatch"),
+    **_policy(
+        Route.UNSUPPORTED,
+        _PUBSUB,
+        "subscribe unsubscribe psubscribe punsubscribe ssubscribe sunsubscribe publish spublish "
+        "pubsub monitor",
+    ),
+    **_policy(Route.UNSUPPORTED, _KEYSPACE, "keys scan randomkey flushall flushdb swapdb move"),
+    # MEMORY USAGE and OBJECT ENCODING/FREQ/IDLETIME/REFCOUNT are not listed: they have a key and
+    # fall through to KEYED.
+    **_policy(
+        Route.UNSUPPORTED,
+        _ADMIN,
+        "config debug save bgsave bgrewriteaof lastsave shutdown slaveof replicaof sync psync "
+        "replconf slowlog latency acl module function failover lolwut role memory|doctor "
+        "memory|stats memory|malloc-stats memory|purge object|help",
+    ),
+    # The proxy migrates slots itself; a client-driven MIGRATE would bypass the slot map.
+    **_policy(Route.UNSUPPORTED, "use the keyed form", "migrate"),
+}
+
+
+def route_for(name: str, container: str | None, has_keys: bool) -> tuple[Route, str]:
+    """The (route, reason) of command `name` ("object|encoding" for a subcommand)."""
+    entry = POLICY.get(name)
+    if entry is None and container is not None:
+        entry = POLICY.get(container)
+    if entry is not None:
+        return entry
+    return (Route.KEYED, "") if has_keys else (Route.UNSUPPORTED, _NO_KEY)
+
+
+
+class _Named(Protocol):
+    name: str
+    flags: frozenset[str]
+
+
+_XREAD_OPTS_START = {"xread": 1, "xreadgroup": 4}  # XREADGROUP GROUP g c [options] STREAMS ...
+
+
+def is_blocking_call(spec: _Named, argv: list[bytes]) -> bool:
+    """Whether this call would block: a "blocking" command, except that XREAD/XREADGROUP block
+    only when given a BLOCK option (a stream or group named "block" doesn't count)."""
+    if "blocking" not in spec.flags:
+        return False
+    start = _XREAD_OPTS_START.get(spec.name)
+    if start is None:
+        return True
+    i, argc = start, len(argv)
+    while i < argc:
+        opt = argv[i].lower()
+        if opt == b"streams":
+            return False
+        if opt == b"block":
+            return True
+        i += 2 if opt == b"count" else 1  # skip COUNT's value; NOACK has none
+    return False
+

@@ -1,0 +1,99 @@
+"""The proxy's small admin HTTP API: the only way into a proxy from the control plane.
+
+GET  /api/info    identity, addresses, epoch, whether it has a slot map
+GET  /api/stats   clients, commands, ops/s, per-group backend counters (?slots=1: ops per slot)
+GET  /api/slots   the slot map in force (slotcore.slotmap.SlotMap JSON)
+PUT  /api/slots   switch to a new slot map (token required when one is configured)
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from slotcore.contract import PROXY_INFO, PROXY_SLOTS, PROXY_STATS
+from slotcore.slotmap import SlotMap, StaleSlotMap
+
+from ..client.context import Services
+from ..observe.report import stats_json
+
+ApplySlotMap = Callable[[SlotMap], Awaitable[None]]
+Identity = Callable[[], dict]
+
+
+class AdminServer:
+    def __init__(self, services: Services, apply: ApplySlotMap, identity: Identity) -> None:
+        self.services = services
+        self.apply = apply
+        self.identity = identity
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    def _authorized(self, request: web.Request) -> bool:
+        token = self.services.cfg.admin_token
+        if not token:
+            return True
+        header = request.headers.get("Authorization", "")
+        return header.startswith("Bearer ") and hmac.compare_digest(header[7:], token)
+
+    async def get_info(self, request: web.Request) -> web.Response:
+        return web.json_response(self.identity())
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        stats = stats_json(self.services)
+        if request.query.get("slots") in ("1", "true"):
+            # Cumulative ops per slot since start: the dashboard's load-aware rebalance input.
+            stats["slot_ops"] = list(self.services.stats.slot_ops)
+        return web.json_response(stats)
+
+    async def get_slots(self, request: web.Request) -> web.Response:
+        sm = self.services.router.slotmap
+        if sm is None:
+            return _error(404, "this proxy has no slot map yet")
+        return web.json_response(sm.to_json())
+
+    async def put_slots(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "missing or wrong admin token")
+        router = self.services.router
+        try:
+            body = await request.json()
+            slotmap = SlotMap.from_json(body)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            return _error(400, f"invalid slot map: {e}")
+        if router.slotmap is not None and slotmap.epoch < router.epoch:
+            return _error(409, f"stale epoch {slotmap.epoch}: proxy is at epoch {router.epoch}")
+        try:
+            await self.apply(slotmap)
+        except StaleSlotMap as e:  # lost a race with a newer push, or another slot count
+            return _error(409 if "stale" in str(e) else 400, str(e))
+        except ValueError as e:  # e.g. a group address that is not host:port
+            return _error(400, f"invalid slot map: {e}")
+        return web.json_response({"epoch": router.epoch})
+
+    async def start(self) -> None:
+        assert self.services.cfg.admin_listen is not None
+        host, port = self.services.cfg.admin_listen
+        app = web.Application()
+        app.router.add_get(PROXY_INFO, self.get_info)
+        app.router.add_get(PROXY_STATS, self.get_stats)
+        app.router.add_get(PROXY_SLOTS, self.get_slots)
+        app.router.add_put(PROXY_SLOTS, self.put_slots)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port, reuse_address=True)
+        await site.start()
+        sockets = site._server.sockets if site._server else []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

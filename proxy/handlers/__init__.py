@@ -1,0 +1,12 @@
+"""Commands the proxy answers itself (route LOCAL), by base command name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..client.context import Client
+from . import cluster, connection, server
+
+Handler = Callable[[Client, list[bytes]], None]
+
+HANDLERS: dict[str, Handler] = {**connection.HANDLERS, **server.HANDLERS, **cluster.HANDLERS}

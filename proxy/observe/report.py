@@ -1,0 +1,71 @@
+"""Reading the counters: the INFO "# Proxy" section and the admin API's stats, from one place."""
+
+from __future__ import annotations
+
+import os
+
+from .. import __version__
+from ..client.context import Services
+
+
+def group_summaries(services: Services) -> list[dict]:
+    router = services.router
+    backends = services.stats.backends
+    out = []
+    for g in router.groups.values():
+        c = backends.get(g.master)
+        out.append({
+            "gid": g.gid,
+            "master": g.master,
+            "up": g.up,
+            "slots": router.slot_count.get(g.gid, 0),
+            "requests": c.requests if c else 0,
+            "errors": c.errors if c else 0,
+        })
+    return out
+
+
+def proxy_section(services: Services) -> str:
+    cfg = services.cfg
+    stats = services.stats
+    router = services.router
+    groups = group_summaries(services)
+    lines = [
+        "# Proxy",
+        f"proxy_version:{__version__}",
+        f"proxy_id:{cfg.resolved_proxy_id()}",
+        f"process_id:{os.getpid()}",
+        f"tcp_port:{services.port}",
+        f"uptime_in_seconds:{int(services.loop_time() - stats.started)}",
+        f"connected_clients:{len(services.clients)}",
+        f"maxclients:{cfg.limits.max_clients}",
+        f"total_connections_received:{stats.connections_received}",
+        f"rejected_connections:{stats.rejected_connections}",
+        f"total_commands_processed:{stats.commands}",
+        f"instantaneous_ops_per_sec:{int(stats.ops_per_sec)}",
+        f"slots:{router.nslots}",
+        f"slot_map_epoch:{router.epoch}",
+        f"groups:{len(groups)}",
+        f"groups_up:{sum(1 for g in groups if g['up'])}",
+    ]
+    for g in groups:
+        lines.append(
+            f"group_{g['gid']}:master={g['master']},status={'up' if g['up'] else 'down'},"
+            f"slots={g['slots']},requests={g['requests']},errors={g['errors']}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def stats_json(services: Services) -> dict:
+    stats = services.stats
+    return {
+        "clients": len(services.clients),
+        "commands": stats.commands,
+        "ops_per_sec": round(stats.ops_per_sec, 1),
+        "connections_received": stats.connections_received,
+        "uptime": round(services.loop_time() - stats.started, 1),
+        "epoch": services.router.epoch,
+        "groups": {
+            str(g["gid"]): {k: g[k] for k in ("master", "up", "requests", "errors")}
+            for g in group_summaries(services)
+        },
+    }

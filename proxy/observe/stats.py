@@ -1,0 +1,62 @@
+"""Every counter the proxy keeps, in one place, with no I/O.
+
+The data path only increments plain attributes here (one list index per request for the slot
+counters, one add per write for the backend counters); INFO, the admin API and the metrics
+exposition read them through `ProxyStats`. Per-address backend counters are shared by all the
+connections to one redis-server, so a group's figures are one lookup, not a sum over lanes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class BackendCounters:
+    """Counters of one backend address (every lane to it adds to the same object)."""
+
+    requests: int = 0  # requests written (counted per write, not per request)
+    errors: int = 0  # error replies, plus requests refused because the connection was down
+    connects: int = 0  # successful connections, reconnects included
+
+
+@dataclass(slots=True)
+class ProxyStats:
+    """Process-wide counters. `slot_ops` is cumulative ops per slot (load-aware rebalancing)."""
+
+    nslots: int
+    started: float  # loop time at start
+    started_wall: float  # wall-clock time at start
+    commands: int = 0
+    connections_received: int = 0
+    rejected_connections: int = 0
+    ops_per_sec: float = 0.0
+    slot_ops: list[int] = field(default_factory=list)
+    backends: dict[str, BackendCounters] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.slot_ops:
+            self.slot_ops = [0] * self.nslots
+
+    def backend(self, addr: str) -> BackendCounters:
+        """The counters of backend `addr`, created on first use."""
+        c = self.backends.get(addr)
+        if c is None:
+            c = self.backends[addr] = BackendCounters()
+        return c
+
+
+class OpsSampler:
+    """Turns the cumulative command count into an instantaneous rate (called once a second)."""
+
+    __slots__ = ("_last", "_last_t", "stats")
+
+    def __init__(self, stats: ProxyStats, now: float) -> None:
+        self.stats = stats
+        self._last = stats.commands
+        self._last_t = now
+
+    def sample(self, now: float) -> None:
+        s = self.stats
+        s.ops_per_sec = (s.commands - self._last) / max(now - self._last_t, 1e-6)
+        self._last, self._last_t = s.commands, now

@@ -1,0 +1,105 @@
+"""Slot → group, and atomic swaps of the slot map.
+
+The data path reads `router.by_slot[slot]` (a list indexed by slot holding a `RoutedGroup`, or
+None for a slot that is unassigned or in transit); a new slot map builds a whole new list and
+swaps the reference, so a request sees either the old map or the new one, never a mix. A slot
+whose entry is None goes through `forward`, which hands it to `Transit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from slotcore.slotmap import SlotMap, StaleSlotMap
+
+from ..backend.conn import Waiter
+from ..backend.pool import BackendPool
+from .groups import RoutedGroup
+from .transit import Owner, Transit, TransitSlot
+
+log = logging.getLogger("slotproxy.router")
+
+
+class Router:
+    def __init__(self, nslots: int, pool: BackendPool, transit: Transit) -> None:
+        self.nslots = nslots
+        self.mask = nslots - 1
+        self.pool = pool
+        self.transit = transit
+        self.by_slot: list[RoutedGroup | None] = [None] * nslots
+        self.groups: dict[int, RoutedGroup] = {}
+        self.slot_count: dict[int, int] = {}  # gid → slots owned (for INFO), set at each swap
+        self.slotmap: SlotMap | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def epoch(self) -> int:
+        return self.slotmap.epoch if self.slotmap else 0
+
+    @property
+    def online(self) -> bool:
+        return self.slotmap is not None
+
+    async def apply(self, slotmap: SlotMap, wait_connect: float = 0.0) -> None:
+        """Switch to `slotmap` atomically; returns once requests sent under the old map are
+        answered. Raises StaleSlotMap for an older epoch or another slot count."""
+        async with self._lock:
+            if slotmap.nslots != self.nslots:
+                raise StaleSlotMap(
+                    f"slot map has {slotmap.nslots} slots, this proxy uses {self.nslots}")
+            if self.slotmap is not None and slotmap.epoch < self.slotmap.epoch:
+                raise StaleSlotMap(
+                    f"stale epoch {slotmap.epoch}: proxy is at epoch {self.slotmap.epoch}")
+            pool = self.pool
+            groups = {
+                gid: RoutedGroup(spec, pool.lanes(spec.master), pool.per_protocol)
+                for gid, spec in slotmap.groups.items()
+            }
+            if wait_connect:
+                await asyncio.gather(*(
+                    c.wait_up(wait_connect) for g in groups.values() for c in g.lanes))
+            by_slot: list[RoutedGroup | None] = [groups.get(gid) if gid else None
+                                                 for gid in slotmap.owner]
+            transit: dict[int, TransitSlot] = {}
+            for start, end, src, dst, state in slotmap.transit:
+                for s in range(start, end + 1):
+                    transit[s] = TransitSlot(s, state, groups[src], groups[dst])
+                    by_slot[s] = None  # the hot path falls through to forward() for these
+            counts = dict.fromkeys(groups, 0)
+            for g in by_slot:
+                if g is not None:
+                    counts[g.gid] += 1
+            self.by_slot = by_slot
+            self.groups = groups
+            self.slot_count = counts
+            self.slotmap = slotmap
+            self.transit.install(transit, slotmap.fenced)
+            log.info("slot map epoch %d applied: %d groups, %d slots in transit, %d fenced keys",
+                     slotmap.epoch, len(groups), len(transit), len(slotmap.fenced))
+            # Acknowledge only once every request dispatched under the previous map is
+            # answered, so no proxy still writes a slot where the new map says it is not.
+            await pool.drain()
+            self.transit.release_held(self.forward)
+            pool.retire_unused({g.master for g in groups.values()})
+
+    def forward(self, owner: Owner, lane: int, slot: int, keys: list[bytes], packed: bytes,
+                waiter: Waiter) -> None:
+        """Send a request whose keys are all in `slot`, whatever state the slot is in."""
+        g = self.by_slot[slot]
+        if g is not None:
+            g.lanes[lane].send(packed, waiter)
+        else:
+            self.transit.forward(owner, lane, slot, keys, packed, waiter,
+                                 asyncio.get_running_loop().time())
+
+    def any_group(self) -> RoutedGroup | None:
+        """A group to send keyless-but-routable commands to (EVAL with 0 keys): slot 0's owner,
+        else the first assigned group that is up."""
+        g = self.by_slot[0]
+        if g is not None and g.up:
+            return g
+        for g in self.groups.values():
+            if g.up:
+                return g
+        return g or next(iter(self.groups.values()), None)

@@ -1,0 +1,171 @@
+"""Requests to slots that are moving between groups (docs/migration.md has the protocol).
+
+A slot in transit is absent from `Router.by_slot` (its entry is None), so the request hot path
+pays nothing for migrations: only a request that finds None comes here.
+
+* LOCKED slot, or a fenced key: the request is *held* — not sent anywhere — until the next slot
+  map releases it (or `lock_timeout` answers `-TRYAGAIN`). Its reply slot is already in the
+  client's FIFO, so reply order is kept.
+* MIGRATING slot: the request's keys are first pulled from the source group with
+  `MIGRATE target "" 0 timeout REPLACE KEYS k...` (atomic on the single-threaded source; `NOKEY`
+  means they are already gone or never existed), then the request goes to the target. Every
+  proxy does this before touching a key of the slot, and none writes the slot to the source any
+  more, so every client sees the latest value and no acknowledged write is lost.
+* Fencing: with a dashboard, slots in transit are served only while the dashboard was heard
+  from within `fence_timeout`; a proxy cut off from it answers `-TRYAGAIN` for them instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from slotcore.addr import split_addr
+from slotcore.resp import pack_command
+from slotcore.slotmap import LOCKED
+
+from ..backend.conn import BackendConn, Waiter
+from ..config import MigrationConfig
+from ..errors import CLUSTERDOWN, tryagain
+from .groups import RoutedGroup
+
+log = logging.getLogger("slotproxy.transit")
+
+
+class Owner(Protocol):
+    """Whoever is waiting for a held request's reply (a client connection)."""
+
+    closed: bool
+
+
+class TransitSlot:
+    __slots__ = ("dst", "dst_host", "dst_port", "slot", "src", "state")
+
+    def __init__(self, slot: int, state: str, src: RoutedGroup, dst: RoutedGroup) -> None:
+        self.slot = slot
+        self.state = state
+        self.src = src
+        self.dst = dst
+        host, port = split_addr(dst.master)
+        self.dst_host = host.encode()
+        self.dst_port = str(port).encode()
+
+
+class Held:
+    """A request waiting for its slot (or key) to be released."""
+
+    __slots__ = ("keys", "lane", "owner", "packed", "since", "slot", "waiter")
+
+    def __init__(self, owner: Owner, lane: int, slot: int, keys: list[bytes], packed: bytes,
+                 waiter: Waiter, since: float) -> None:
+        self.owner = owner
+        self.lane = lane
+        self.slot = slot
+        self.keys = keys
+        self.packed = packed
+        self.waiter = waiter
+        self.since = since
+
+
+class PullThenForward:
+    """Waiter for the on-access MIGRATE: once the keys are on the target, send the request."""
+
+    __slots__ = ("conn", "packed", "slot", "waiter")
+
+    def __init__(self, conn: BackendConn, packed: bytes, waiter: Waiter, slot: int) -> None:
+        self.conn = conn
+        self.packed = packed
+        self.waiter = waiter
+        self.slot = slot
+
+    def resolve(self, raw: bytes) -> None:
+        if raw[:1] == b"+":  # +OK (moved) or +NOKEY (nothing to move)
+            self.conn.send(self.packed, self.waiter)
+        else:
+            # IOERR/timeout: the key may be on the source, the target or both (never lost);
+            # executing now could act on a stale copy, so the client retries instead.
+            why = raw[1:].strip().decode(errors="replace")
+            self.waiter.resolve(tryagain(self.slot, f"could not move its keys ({why})"))
+
+
+# Re-routes one held request under the map in force (Router.forward).
+Forward = Callable[[Owner, int, int, list[bytes], bytes, Waiter], None]
+
+
+class Transit:
+    """Slots in transit, fenced keys, held requests and the dashboard-contact fence."""
+
+    def __init__(self, cfg: MigrationConfig, plain_lane: Callable[[int], int],
+                 fence_enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self._plain_lane = plain_lane
+        self._clock = clock
+        self.slots: dict[int, TransitSlot] = {}
+        self.fenced: frozenset[bytes] = frozenset()
+        self.held: deque[Held] = deque()
+        self._migrate_timeout = str(int(cfg.migrate_timeout * 1000)).encode()
+        self.fence_enabled = fence_enabled
+        self.last_contact = clock()
+        self.fenced_out = False
+
+    def install(self, slots: dict[int, TransitSlot], fenced: frozenset[bytes]) -> None:
+        """The transit part of a new slot map (the router swaps the rest)."""
+        self.slots = slots
+        self.fenced = fenced
+        self.touch_contact()
+
+    def forward(self, owner: Owner, lane: int, slot: int, keys: list[bytes], packed: bytes,
+                waiter: Waiter, now: float) -> None:
+        """Serve a request for a slot with no owner in the route table."""
+        ts = self.slots.get(slot)
+        if ts is None:
+            waiter.resolve(CLUSTERDOWN)
+            return
+        if self.fenced_out:
+            waiter.resolve(tryagain(slot, "this proxy lost contact with the dashboard"))
+            return
+        if ts.state == LOCKED or (self.fenced and not self.fenced.isdisjoint(keys)):
+            self.held.append(Held(owner, lane, slot, keys, packed, waiter, now))
+            return
+        # The MIGRATE goes on a RESP2 lane: its reply is read by PullThenForward, not a client.
+        src = ts.src.lanes[self._plain_lane(lane)]
+        src.send(self.migrate_command(ts, keys),
+                 PullThenForward(ts.dst.lanes[lane], packed, waiter, slot))
+
+    def migrate_command(self, ts: TransitSlot, keys: Iterable[bytes]) -> bytes:
+        unique = list(dict.fromkeys(keys))
+        return pack_command(b"MIGRATE", ts.dst_host, ts.dst_port, b"", b"0",
+                            self._migrate_timeout, b"REPLACE", b"KEYS", *unique)
+
+    def release_held(self, forward: Forward) -> None:
+        """Re-route held requests under the current map (they may be held again)."""
+        held, self.held = self.held, deque()
+        for h in held:
+            if h.owner.closed:
+                continue  # nobody is waiting for it
+            forward(h.owner, h.lane, h.slot, h.keys, h.packed, h.waiter)
+
+    def expire_held(self, now: float) -> None:
+        limit = self.cfg.lock_timeout
+        while self.held and (self.fenced_out or now - self.held[0].since > limit):
+            h = self.held.popleft()
+            why = "lost contact with the dashboard" if self.fenced_out else "locked too long"
+            h.waiter.resolve(tryagain(h.slot, why))
+
+    def touch_contact(self) -> None:
+        """The dashboard was heard from (a push or a heartbeat reply)."""
+        self.last_contact = self._clock()
+        if self.fenced_out:
+            log.info("dashboard contact restored: serving slots in transit again")
+        self.fenced_out = False
+
+    def check_fence(self) -> None:
+        now = self._clock()
+        if (self.fence_enabled and self.slots and not self.fenced_out
+                and now - self.last_contact > self.cfg.fence_timeout):
+            self.fenced_out = True
+            log.error("no contact with the dashboard for %.0fs: refusing the %d slots in "
+                      "transit until it returns", now - self.last_contact, len(self.slots))
