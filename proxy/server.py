@@ -8,6 +8,7 @@ import logging
 
 from .client.connection import ClientConnection
 from .client.context import Client, Services
+from .dispatch import dispatch
 
 log = logging.getLogger("slotproxy")
 
@@ -23,7 +24,7 @@ class Listener:
         s = self.services
         cfg = s.cfg
         self._server = await s.loop.create_server(
-            lambda: ClientConnection(s), cfg.listen[0], cfg.listen[1],
+            lambda: ClientConnection(s, dispatch), cfg.listen[0], cfg.listen[1],
             backlog=cfg.tcp_backlog, reuse_address=True, start_serving=False,
         )
         s.host, s.port = self._server.sockets[0].getsockname()[:2]

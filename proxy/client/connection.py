@@ -4,7 +4,7 @@ This is the request hot path. While the connection's mode allows it (`mode.fast_
 single-key command costs: one dict lookup for its arity (`CommandTable.fast_arity`), one CRC16
 (`crc_hqx`, C), one list index for the group, one `ReplySlot`, and an append to a backend
 buffer that is written once per loop iteration (see `backend.conn.Flusher`). Everything else
-goes through `dispatch`.
+goes through `proxy.dispatch`.
 
 Flow control: at most `max_pipeline` replies are owed at once; the surplus stays parsed in
 `backlog` and reading pauses (backpressure, not buffering). Reading also pauses while the
@@ -18,6 +18,7 @@ import asyncio
 import logging
 from binascii import crc_hqx
 from collections import deque
+from collections.abc import Callable
 
 from slotcore.keyslot import hash_tag
 
@@ -27,7 +28,6 @@ from ..protocol.request import make_request_parser
 from ..routing.groups import RoutedGroup
 from . import reply as replies
 from .context import Mode, Services
-from .dispatch import dispatch
 from .modes.auth import AUTH_REQUIRED
 from .modes.normal import NORMAL
 from .reply import ReplySlot
@@ -36,9 +36,15 @@ from .state import ClientState
 log = logging.getLogger("slotproxy.client")
 
 
+# `proxy.dispatch.dispatch`, handed in by the listener: the connection serves the fast path
+# itself and gives everything else to it (dispatch sits above the client package).
+Dispatch = Callable[["ClientConnection", list[bytes], bytes], None]
+
+
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, dispatch: Dispatch) -> None:
         self.services = services
+        self.dispatch = dispatch
         self.flusher = services.flusher
         cfg = services.cfg
         limits = cfg.limits
@@ -159,6 +165,7 @@ class ClientConnection(asyncio.Protocol):
         mark = self.flusher.mark
         lane = self.state.lane
         fast_path = self.mode.fast_path
+        dispatch = self.dispatch
         i = 0
         for argv in reqs:
             arity = fast.get(argv[0]) if fast_path else None
@@ -221,7 +228,7 @@ class ClientConnection(asyncio.Protocol):
                         break
                     self.lane_barrier = False
                 argv, packed = backlog.popleft()
-                dispatch(self, argv, packed)
+                self.dispatch(self, argv, packed)
                 n += 1
         finally:
             self.in_backlog = False

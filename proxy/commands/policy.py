@@ -1,6 +1,6 @@
 """The proxy's per-command behaviour: the one place where a command's route is decided.
 
-A command's route says which code serves it (see `client.dispatch`): KEYED commands go to the
+A command's route says which code serves it (see `proxy.dispatch`): KEYED commands go to the
 group owning their key(s), SPLIT ones are split per group and merged, LOCAL ones are answered
 by the proxy, UNSUPPORTED ones get an error naming why.
 """
@@ -35,7 +35,7 @@ def _policy(route: Route, reason: str, names: str) -> dict[str, tuple[Route, str
 # default rule: KEYED if they have keys, else UNSUPPORTED "no key to route by".
 POLICY: dict[str, tuple[Route, str]] = {
     **_policy(Route.SPLIT, "", "mget mset del unlink exists touch"),
-    # CLUSTER: the proxy answers KEYSLOT/INFO/SLOTS itself; SCRIPT: the proxy fans LOAD/EXISTS/FLUSH
+    # CLUSTER: the proxy answers KEYSLOT itself; SCRIPT: the proxy fans LOAD/EXISTS/FLUSH
     # out to every group itself, so EVALSHA works whichever group a key lands on.
     **_policy(
         Route.LOCAL,

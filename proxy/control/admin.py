@@ -18,7 +18,7 @@ from slotcore.contract import PROXY_INFO, PROXY_SLOTS, PROXY_STATS
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
 from ..client.context import Services
-from ..observe.report import stats_json
+from ..report import stats_json
 
 ApplySlotMap = Callable[[SlotMap], Awaitable[None]]
 Identity = Callable[[], dict]

@@ -19,7 +19,7 @@ from ..errors import (
 )
 from ..fanout import merge
 from ..fanout.split import broadcast
-from ..observe.report import proxy_section
+from ..report import proxy_section
 
 
 def command(c: Client, argv: list[bytes]) -> None:

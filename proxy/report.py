@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .. import __version__
-from ..client.context import Services
+from . import __version__
+from .client.context import Services
 
 
 def group_summaries(services: Services) -> list[dict]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from slotcore.keyslot import key_slot
 
-from ..commands.policy import Route, is_blocking_call
-from ..commands.table import CommandSpec
-from ..errors import (
+from .client.context import Client
+from .commands.policy import Route, is_blocking_call
+from .commands.table import CommandSpec
+from .errors import (
     CLUSTERDOWN,
     CROSSSLOT,
     not_supported,
@@ -20,9 +21,8 @@ from ..errors import (
     unknown_subcommand,
     wrong_args,
 )
-from ..fanout.split import split
-from ..handlers import HANDLERS
-from .context import Client
+from .fanout.split import split
+from .handlers import HANDLERS
 
 KEYED = Route.KEYED
 SPLIT = Route.SPLIT
