@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard.procs import RedisServer  # noqa: E402
+from dashboard.cli.procs import RedisServer  # noqa: E402
 from slotcore.keyslot import key_slot  # noqa: E402
 from slotcore.ranges import parse_ranges  # noqa: E402
 from tests.integration.dashboard.cluster import DashboardProc, ProxyProc, until  # noqa: E402

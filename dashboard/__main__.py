@@ -8,7 +8,7 @@ import sys
 
 from aiohttp import web
 
-from .api import create_app
+from .app import create_app
 from .config import ConfigError, check_secure, is_loopback, load
 
 

@@ -1,11 +1,13 @@
 """Dashboard configuration: one frozen dataclass with every default, loaded from YAML.
 
 Problems are reported as `ConfigError` naming the field, so `python -m dashboard` prints one line.
-The admin token may come from the environment (SLOTPROXY_ADMIN_TOKEN) so it stays out of files.
+The admin token may come from the environment (`slotcore.contract.TOKEN_ENV`) so it stays out
+of files; `slotcore.contract.resolve_token` is the one precedence rule (environment over file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -15,11 +17,12 @@ from typing import Any
 
 import yaml
 
+from slotcore.addr import join_addr, split_addr
+from slotcore.contract import HEARTBEAT_INTERVAL, TOKEN_ENV, resolve_token
 from slotcore.keyslot import DEFAULT_SLOTS, SLOT_COUNTS
 
-from .store import DEFAULT_PREFIX, Keys, Store
-
-TOKEN_ENV = "SLOTPROXY_ADMIN_TOKEN"
+from .store.base import Store
+from .store.keys import DEFAULT_PREFIX, Keys
 
 
 class ConfigError(ValueError):
@@ -37,9 +40,9 @@ class StoreConfig:
 
     def open(self) -> Store:
         if self.kind == "file":
-            from .store_file import FileStore
+            from .store.file import FileStore
             return FileStore(self.path)
-        from .store_etcd import EtcdStore
+        from .store.etcd import EtcdStore
         return EtcdStore(list(self.endpoints), lease_ttl=self.lease_ttl, timeout=self.timeout)
 
 
@@ -55,11 +58,12 @@ class DashboardConfig:
     push_timeout: float = 3.0                # per proxy, for slot-map pushes
     health_interval: float = 1.0             # redis INFO polling period
     health_timeout: float = 1.0
-    proxy_stale_after: float = 10.0          # heartbeat age after which a proxy shows "stale"
+    # Heartbeat age after which a proxy shows "stale": five missed beats.
+    proxy_stale_after: float = 5 * HEARTBEAT_INTERVAL
     # No migration batch starts while a registered proxy was not heard from this long (proxies
     # refuse slots in transit after the same time without contact; keep the two equal).
     fence_timeout: float = 10.0
-    migration: dict[str, Any] = field(default_factory=dict)  # initial mover.Settings values
+    migration: dict[str, Any] = field(default_factory=dict)  # initial migrate Settings values
     log_level: str = "info"
 
     @property
@@ -68,7 +72,7 @@ class DashboardConfig:
 
     @property
     def listen_addr(self) -> str:
-        return f"{self.listen[0]}:{self.listen[1]}"
+        return join_addr(*self.listen)
 
     @property
     def ident(self) -> str:
@@ -80,10 +84,10 @@ class DashboardConfig:
 
 
 def parse_hostport(value: object, what: str) -> tuple[str, int]:
-    if isinstance(value, str):
-        host, sep, port = value.rpartition(":")
-        if sep and port.isdigit() and 0 <= int(port) < 65536:
-            return host or "127.0.0.1", int(port)
+    # ":port" listens on loopback and port 0 means any free port; a bare port is refused.
+    if isinstance(value, str) and ":" in value:
+        with contextlib.suppress(ValueError):
+            return split_addr(value, default_host="127.0.0.1")
     raise ConfigError(f"{what}: expected 'host:port', got {value!r}")
 
 
@@ -131,9 +135,7 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
     cfg = DashboardConfig(**kw)
     if cfg.slots not in SLOT_COUNTS:
         raise ConfigError(f"slots: expected one of {SLOT_COUNTS}, got {cfg.slots}")
-    token = env.get(TOKEN_ENV) or cfg.admin_token
-    cfg = replace(cfg, admin_token=token or None)
-    return cfg
+    return replace(cfg, admin_token=resolve_token(configured=cfg.admin_token, env=env))
 
 
 def load(path: str | os.PathLike[str] | None, env: dict[str, str] | None = None,

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 import yaml
 
-from dashboard.procs import Process, RedisServer, free_port, python_module, wait_port
+from dashboard.cli.procs import Process, RedisServer, free_port, python_module, wait_port
 
 REPO = Path(__file__).resolve().parent.parent
 

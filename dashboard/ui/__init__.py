@@ -1,7 +1,8 @@
-"""The operator's web page: static files under `static/` and the live feed behind them (`live.py`).
+"""The operator's web page: static files under `static/` (the live feed behind them is
+`observe/live.py`).
 
 The page is plain HTML/CSS/JS with no build step and no CDN; it talks to the same REST API as
-`proxyctl`, plus a few read endpoints and a server-sent-events stream registered in `api.py`.
+`proxyctl`, plus a few read endpoints and a server-sent-events stream (`api/routes.py`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dashboard.procs import RedisServer
+from dashboard.cli.procs import RedisServer
 from tests.support import ProxyProcess, group_config
 
 ARTIFACTS = Path(os.environ.get("SLOTPROXY_ARTIFACTS",

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from dashboard.procs import Process, free_port, python_module, wait_port
+from dashboard.cli.procs import Process, free_port, python_module, wait_port
 
 from .helpers import TOKEN
 

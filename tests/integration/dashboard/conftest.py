@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.procs import Process, RedisServer, start_etcd
-from dashboard.store import Keys, Store
-from dashboard.store_etcd import EtcdStore
-from dashboard.store_file import FileStore
+from dashboard.cli.procs import Process, RedisServer, start_etcd
+from dashboard.store.base import Store
+from dashboard.store.etcd import EtcdStore
+from dashboard.store.file import FileStore
+from dashboard.store.keys import Keys
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from dashboard.api import DASHBOARD, create_app
+from dashboard.api.services import PLANE
+from dashboard.app import create_app
+from dashboard.cli.procs import free_port
 from dashboard.config import DashboardConfig, StoreConfig
-from dashboard.procs import free_port
-from dashboard.service import Dashboard
-from dashboard.store import Store
+from dashboard.control.plane import ControlPlane
+from dashboard.store.base import Store
 from slotcore.slotmap import SlotMap
 
 TOKEN = "test-token"
@@ -116,13 +117,13 @@ class DashboardServer:
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
         if wait_leader:
-            await asyncio.wait_for(self.app[DASHBOARD].leading.wait(), 10)
+            await asyncio.wait_for(self.app[PLANE].leading.wait(), 10)
         return self
 
     @property
-    def dashboard(self) -> Dashboard:
+    def dashboard(self) -> ControlPlane:
         assert self.app is not None
-        return self.app[DASHBOARD]
+        return self.app[PLANE]
 
     async def stop(self) -> None:
         if self.runner is not None:

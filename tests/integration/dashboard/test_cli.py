@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dashboard import cli
+from dashboard.cli.procs import free_port
 from dashboard.config import StoreConfig
-from dashboard.procs import free_port
 
 from .helpers import TOKEN, DashboardServer
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from dashboard.config import ConfigError, check_secure, from_dict, load
-from dashboard.health import group_health, summarize
-from dashboard.models import Group, Topology
+from dashboard.model.records import GroupRecord, Topology
+from dashboard.observe.health import group_health, summarize
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -50,7 +50,7 @@ def test_summarize_info() -> None:
 
 def test_group_health_checks_roles() -> None:
     topo = Topology(nslots=1024, owner=(0,) * 1024,
-                    groups={1: Group(1, "a:1", ("b:1",)), 2: Group(2)})
+                    groups={1: GroupRecord(1, "a:1", ("b:1",)), 2: GroupRecord(2)})
     servers = {"a:1": {"reachable": True, "role": "master", "keys": 5},
                "b:1": {"reachable": False, "error": "refused"}}
     h = group_health(topo, servers)

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from dashboard.store import CasConflict, Keys, NotLeader
+from dashboard.store.base import CasConflict, NotLeader
+from dashboard.store.keys import Keys
 
 
 async def test_put_get_roundtrip(store, keys: Keys) -> None:

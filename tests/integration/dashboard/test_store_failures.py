@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from dashboard.config import StoreConfig
-from dashboard.store import Keys, NotLeader, StoreUnavailable
-from dashboard.store_etcd import EtcdStore
-from dashboard.store_file import FileStore
+from dashboard.store.base import NotLeader, StoreUnavailable
+from dashboard.store.etcd import EtcdStore
+from dashboard.store.file import FileStore
+from dashboard.store.keys import Keys
 
 from .cluster import REPO, env
 from .helpers import Api, ContractProxy, DashboardServer
@@ -39,7 +40,7 @@ async def test_etcd_lease_expiry_hands_over_and_fences(etcd_url: str, keys: Keys
 
 
 async def test_etcd_unreachable_is_reported(keys: Keys) -> None:
-    from dashboard.procs import free_port
+    from dashboard.cli.procs import free_port
     store = EtcdStore([f"http://127.0.0.1:{free_port()}"], timeout=0.5)
     try:
         with pytest.raises(StoreUnavailable, match="etcd unreachable"):
@@ -51,7 +52,7 @@ async def test_etcd_unreachable_is_reported(keys: Keys) -> None:
 def test_file_store_lock_dies_with_its_process(tmp_path: Path) -> None:
     """A crashed leader never leaves a stale lock (Codis needs `--remove-lock` for that)."""
     code = ("import asyncio, sys, time\n"
-            "from dashboard.store_file import FileStore\n"
+            "from dashboard.store.file import FileStore\n"
             "s = FileStore(sys.argv[1])\n"
             "assert asyncio.run(s.try_lead('x', {'id': 'child'}))\n"
             "print('locked', flush=True)\n"

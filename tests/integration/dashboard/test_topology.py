@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard import topology as t
-from dashboard.models import Group, ProxyRecord, SlotMigration, Topology
+from dashboard.model import changes as t
+from dashboard.model.records import GroupRecord, ProxyRecord, SlotMigration, Topology
 from slotcore.slotmap import SlotMap
 
 
@@ -83,7 +83,7 @@ def test_servers_belong_to_one_group_and_masters_are_protected() -> None:
     topo = t.remove_server(topo, 2, "10.9.9.9:1")
     assert topo.groups[2].replicas == ()
     empty = t.create_group(topo, 9, "h:9")
-    assert t.remove_server(empty, 9, "h:9").groups[9] == Group(9)
+    assert t.remove_server(empty, 9, "h:9").groups[9] == GroupRecord(9)
     with pytest.raises(t.NotFound, match="unknown group 8"):
         t.add_server(topo, 8, "h:8")
 

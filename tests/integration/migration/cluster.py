@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from dashboard.procs import RedisServer
+from dashboard.cli.procs import RedisServer
 from slotcore.keyslot import key_slot
 from slotcore.slotmap import SlotMap
 from tests.integration.dashboard.cluster import DashboardProc, ProxyProc, until

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.procs import RedisServer
+from dashboard.cli.procs import RedisServer
 
 
 @pytest.fixture

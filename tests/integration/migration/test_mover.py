@@ -11,14 +11,8 @@ import time
 import pytest
 import redis
 
-from dashboard.mover import (
-    MovePass,
-    Settings,
-    copy_big_key,
-    count_slot_keys,
-    prescan,
-    tmp_name,
-)
+from dashboard.migrate.bigkeys import copy_big_key, tmp_name
+from dashboard.migrate.mover import MovePass, Settings, count_slot_keys, prescan
 from slotcore.keyslot import key_slot
 
 NSLOTS = 1024
@@ -132,7 +126,7 @@ async def test_throttle_limits_keys_per_second(two_redis) -> None:
 
 
 async def test_target_down_is_reported_as_server_down(two_redis) -> None:
-    from dashboard.mover import ServerDown
+    from dashboard.migrate.mover import ServerDown
     src, dst = two_redis
     redis.Redis(port=src.port).set("x", 1)
     dst.stop()

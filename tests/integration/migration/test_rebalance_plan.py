@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from dashboard.rebalance import PlanError, combine_loads, plan_count, plan_load
+from dashboard.model.rebalance import PlanError, combine_loads, plan_count, plan_load
 
 
 def apply(owner: list[int], moves: list[tuple[int, int, int]]) -> list[int]:

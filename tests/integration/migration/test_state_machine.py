@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard import migration as mig
-from dashboard import topology as t
-from dashboard.models import Topology
+from dashboard.model import changes as t
+from dashboard.model import migration as mig
+from dashboard.model.records import Topology
 from slotcore.slotmap import LOCKED, MIGRATING, SlotMap
 
 

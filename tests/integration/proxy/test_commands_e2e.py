@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import redis
 
-from dashboard.procs import RedisServer
+from dashboard.cli.procs import RedisServer
 from slotcore.keyslot import key_slot
 from tests.support import ProxyProcess
 

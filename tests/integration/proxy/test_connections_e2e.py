@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dashboard.procs import RedisServer, python_module
+from dashboard.cli.procs import RedisServer, python_module
 from tests.support import ProxyProcess, group_config
 
 pytestmark = pytest.mark.integration

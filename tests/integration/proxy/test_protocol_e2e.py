@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from dashboard.procs import RedisServer
+from dashboard.cli.procs import RedisServer
 from tests.support import ProxyProcess, group_config
 
 pytestmark = pytest.mark.integration

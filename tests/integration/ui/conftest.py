@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from dashboard.procs import RedisServer
+from dashboard.cli.procs import RedisServer
 from tests.integration.migration.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[3]

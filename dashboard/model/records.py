@@ -5,7 +5,7 @@ document (`Topology`), written to the store with compare-and-swap, so every chan
 every store backend. Proxies are separate records (`ProxyRecord`) because they come and go on
 their own (registration, removal) and must not make topology writes conflict.
 
-Everything here is immutable: a change builds a new `Topology` (see `topology.py`), which makes
+Everything here is immutable: a change builds a new `Topology` (see `changes.py`), which makes
 "compute, then commit, else keep the old one" trivially safe.
 """
 
@@ -16,30 +16,18 @@ from typing import Any
 
 from slotcore.keyslot import SLOT_COUNTS
 from slotcore.ranges import ranges_of
-from slotcore.slotmap import LOCKED, MIGRATING, GroupSpec, SlotMap
+from slotcore.slotmap import GroupSpec, SlotMap
 
-# A group is "active" today. "promoting" is reserved for master failover (a later issue), so the
-# field is in the stored document from day one and old documents stay readable.
-GROUP_STATES = ("active", "promoting")
-
-# Per-slot migration states (Codis' action state machine; see dashboard/migration.py).
-MIGRATION_STATES = ("pending", "preparing", "prepared", "migrating", "finished")
-
-# What proxies are told for a slot in each state: None = normal routing to `owner`.
-# preparing/prepared: LOCKED under the target; migrating: MIGRATING (pull from the source).
-# finished: `owner` is already the target, normal routing.
-TRANSIT_OF = {"pending": None, "preparing": LOCKED, "prepared": LOCKED,
-              "migrating": MIGRATING, "finished": None}
-
-# online: acknowledged the current epoch; pending: registered, first push not done yet;
-# unreachable: the last push to it failed (it blocks slot-map changes until it is removed).
-PROXY_STATES = ("pending", "online", "unreachable")
+from .states import TRANSIT_OF
 
 MAX_GROUP_ID = 9999
 
 
 @dataclass(frozen=True, slots=True)
-class Group:
+class GroupRecord:
+    """A backend group as the topology document stores it (the data path's view of it is
+    `slotcore.slotmap.GroupSpec`)."""
+
     id: int
     master: str | None = None
     replicas: tuple[str, ...] = ()
@@ -55,7 +43,7 @@ class Group:
                 "state": self.state, "weight": self.weight}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Group:
+    def from_json(cls, data: dict[str, Any]) -> GroupRecord:
         return cls(id=int(data["id"]), master=data.get("master") or None,
                    replicas=tuple(data.get("replicas", ())), state=data.get("state", "active"),
                    weight=float(data.get("weight", 1.0)))
@@ -63,7 +51,7 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class SlotMigration:
-    """One slot moving from `source` to `target`; `state` is one of MIGRATION_STATES."""
+    """One slot moving from `source` to `target`; `state` is one of states.MIGRATION_STATES."""
 
     state: str
     source: int
@@ -83,7 +71,7 @@ class Topology:
 
     nslots: int
     owner: tuple[int, ...]
-    groups: dict[int, Group] = field(default_factory=dict)
+    groups: dict[int, GroupRecord] = field(default_factory=dict)
     migrations: dict[int, SlotMigration] = field(default_factory=dict)
     epoch: int = 0
     # Big keys being copied in chunks (hex of the key bytes): every proxy holds requests to them.
@@ -149,7 +137,7 @@ class Topology:
         for start, end, gid in data.get("ranges", []):
             for s in range(int(start), int(end) + 1):
                 owner[s] = int(gid)
-        groups = {g.id: g for g in map(Group.from_json, data.get("groups", []))}
+        groups = {g.id: g for g in map(GroupRecord.from_json, data.get("groups", []))}
         migrations = {int(s): SlotMigration.from_json(m)
                       for s, m in data.get("migrations", {}).items()}
         return cls(nslots=nslots, owner=tuple(owner), groups=groups, migrations=migrations,

@@ -17,7 +17,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .models import Topology
+from ..model.records import Topology
+from .redisconn import connect
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,8 @@ class HealthMonitor:
     def _client(self, addr: str) -> aioredis.Redis:
         client = self._clients.get(addr)
         if client is None:
-            host, _, port = addr.rpartition(":")
-            client = aioredis.Redis(host=host, port=int(port), password=self.password,
-                                    socket_timeout=self.timeout,
-                                    socket_connect_timeout=self.timeout)
+            client = connect(addr, timeout=self.timeout, connect_timeout=self.timeout,
+                             password=self.password)
             self._clients[addr] = client
         return client
 

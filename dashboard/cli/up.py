@@ -1,7 +1,7 @@
 """`proxyctl up`: a complete local cluster on embedded defaults, in the foreground.
 
 N redis-server groups and the dashboard (file store in the work dir) are started with
-`dashboard.procs`, the groups are created and the slots spread evenly through the dashboard's
+`dashboard.cli.procs`, the groups are created and the slots spread evenly through the dashboard's
 REST API (the same calls an operator makes), then the proxies start and register themselves.
 Ctrl-C (SIGINT) or SIGTERM stops everything this command started, by PID, in reverse order.
 
@@ -25,11 +25,15 @@ from typing import Any
 
 import yaml
 
-from .cli import TOKEN_ENV, Client, CliError
-from .procs import Process, RedisServer, free_port, port_free, python_module, wait_port
-from .topology import even_assignment
+from slotcore.addr import join_addr
+from slotcore.contract import resolve_token
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from ..model.changes import even_assignment
+from .client import ApiClient, CliError
+from .procs import Process, RedisServer, free_port, port_free, python_module, wait_port
+from .render import render_cluster
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class LocalCluster:
@@ -76,7 +80,7 @@ class LocalCluster:
             self.redis.append(RedisServer(self.dir / f"redis-{i}").start())
             check()
 
-        cfg = {"listen": f"127.0.0.1:{self.dashboard_port}", "admin_token": self.token,
+        cfg = {"listen": join_addr("127.0.0.1", self.dashboard_port), "admin_token": self.token,
                "slots": self.nslots, "store": {"kind": "file", "path": str(self.dir / "store")}}
         (self.dir / "dashboard.yaml").write_text(yaml.safe_dump(cfg))
         dash = self._spawn("dashboard",
@@ -84,7 +88,7 @@ class LocalCluster:
         wait_port("127.0.0.1", self.dashboard_port, 20, dash.proc)
         check()
 
-        api = Client(self.url, self.token)
+        api = ApiClient(self.url, self.token)
         self._wait(lambda: api.get("/api/v1/topology")["dashboard"]["role"] == "leader",
                    "the dashboard to lead", dash)
         for i, srv in enumerate(self.redis, start=1):
@@ -95,14 +99,15 @@ class LocalCluster:
 
         for i in range(1, self.nproxies + 1):
             port = self.proxy_port + i - 1 if self.proxy_port else free_port()
-            pcfg = {"listen": f"127.0.0.1:{port}", "admin_listen": f"127.0.0.1:{free_port()}",
+            pcfg = {"listen": join_addr("127.0.0.1", port),
+                    "admin_listen": join_addr("127.0.0.1", free_port()),
                     "admin_token": self.token, "dashboard": self.url, "proxy_id": f"proxy-{i}",
                     "slots": self.nslots}
             path = self.dir / f"proxy-{i}.yaml"
             path.write_text(yaml.safe_dump(pcfg))
             proc = self._spawn(f"proxy-{i}", python_module("proxy", "-c", str(path)))
             wait_port("127.0.0.1", port, 30, proc.proc)
-            self.proxy_addrs.append(f"127.0.0.1:{port}")
+            self.proxy_addrs.append(join_addr("127.0.0.1", port))
             check()
 
         def all_online() -> bool:
@@ -163,7 +168,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     cluster = LocalCluster(Path(args.dir), args.groups, args.proxies, args.slots,
-                           token=getattr(args, "token", None) or os.environ.get(TOKEN_ENV),
+                           token=resolve_token(explicit=getattr(args, "token", None)),
                            proxy_port=args.port, dashboard_port=args.dashboard_port)
     try:
         try:
@@ -177,7 +182,7 @@ def run_up(args: argparse.Namespace) -> int:
         if getattr(args, "json", False):
             print(json.dumps(info), flush=True)
         else:
-            print(render(info), flush=True)
+            print(render_cluster(info), flush=True)
         reported: set[str] = set()
         while not stopping.wait(1.0):
             for name in set(cluster.dead()) - reported:
@@ -189,16 +194,3 @@ def run_up(args: argparse.Namespace) -> int:
         cluster.stop()
         for s, handler in old.items():
             signal.signal(s, handler)
-
-
-def render(info: dict[str, Any]) -> str:
-    lines = [f"slotproxy local cluster is up (work dir {info['dir']})",
-             f"  dashboard  {info['dashboard']}"]
-    lines += [f"  proxy      {addr}   (redis-cli -p {addr.rpartition(':')[2]})"
-              for addr in info["proxies"]]
-    lines += [f"  group {gid}    {addr}" for gid, addr in info["groups"].items()]
-    lines += ["", "Operate it with:",
-              f"  export SLOTPROXY_DASHBOARD={info['dashboard']} "
-              f"SLOTPROXY_ADMIN_TOKEN={info['token']}",
-              "  proxyctl status", "", "Ctrl-C stops everything."]
-    return "\n".join(lines)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .store import CasConflict, Entry, NotLeader, Store
+from .base import CasConflict, Entry, NotLeader, Store
 
 
 class FileStore(Store):

@@ -4,9 +4,9 @@ Every slot that moves gets a `SlotMigration` entry in the topology document and 
 
     pending --> preparing --> prepared --> migrating --> finished --> (entry removed)
 
-What the proxies are told in each state is `models.TRANSIT_OF` (pending: normal routing to the
+What the proxies are told in each state is `states.TRANSIT_OF` (pending: normal routing to the
 source; preparing/prepared: LOCKED; migrating: MIGRATING; finished: normal routing to the
-target, `owner` already switched). The executor (`migrator.py`) persists a state BEFORE it
+target, `owner` already switched). The executor (`migrate/migrator.py`) persists a state BEFORE it
 pushes the map derived from it, so a restarted dashboard re-pushes exactly what it recorded.
 A batch of slots moves through each transition together: one push per transition per batch.
 
@@ -18,18 +18,14 @@ A migrating slot is never cancelled: keys may already live on both sides, so it 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from dataclasses import replace
 
 from slotcore.ranges import format_ranges
 
-from .models import SlotMigration, Topology
-from .topology import Conflict, InvalidRequest, NotFound
-
-ORDER = ("pending", "preparing", "prepared", "migrating", "finished")
-FORWARD = {a: b for a, b in itertools.pairwise(ORDER)}
-ACTIVE = ("preparing", "prepared", "migrating", "finished")  # a batch in progress
+from ..errors import Conflict, InvalidRequest, NotFound
+from .records import SlotMigration, Topology
+from .states import ACTIVE, CANCELLABLE, FORWARD, MIGRATION_STATES
 
 
 def start(topo: Topology, slots: Iterable[int], target: int) -> tuple[Topology, list[int]]:
@@ -127,7 +123,7 @@ def cancel(topo: Topology) -> tuple[Topology, list[int], list[int]]:
     migrations = dict(topo.migrations)
     cancelled, going = [], []
     for s, m in sorted(topo.migrations.items()):
-        if m.state in ("pending", "preparing", "prepared"):
+        if m.state in CANCELLABLE:
             del migrations[s]
             cancelled.append(s)
         else:
@@ -147,7 +143,7 @@ def unfence(topo: Topology, keys: Iterable[bytes]) -> Topology:
 def check_invariants(topo: Topology) -> None:
     """What must hold for every stored topology (used by the tests after every step)."""
     for s, m in topo.migrations.items():
-        if m.state not in ORDER:
+        if m.state not in MIGRATION_STATES:
             raise AssertionError(f"slot {s}: unknown state {m.state}")
         expected = m.target if m.state == "finished" else m.source
         if topo.owner[s] != expected:

@@ -1,47 +1,39 @@
-"""The dashboard's JSON REST API: app factory, route table, auth and error middlewares.
+"""The REST API's endpoint table and its handlers.
 
 Conventions: every response is JSON; errors are a real HTTP status with {"error": "..."};
 every non-GET call needs `Authorization: Bearer <admin_token>`; reads need no token (they are
-what monitoring and `proxyctl status` use). The route table below is also the source of the
+what monitoring and `proxyctl status` use). The endpoint table below is also the source of the
 OpenAPI description (`openapi.py`), so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from slotcore.contract import DASHBOARD_REGISTER, DASHBOARD_SLOTMAP
 from slotcore.ranges import format_ranges, parse_ranges
 
+from ..control.plane import ControlPlane
+from ..errors import InvalidRequest, NotFound
+from ..model import changes as topo_ops
+from ..model.records import Topology
+from ..observe.health import group_health
+from ..observe.overview import overview
+from ..ui import STATIC
 from . import openapi
-from . import topology as topo_ops
-from .config import DashboardConfig
-from .health import group_health
-from .models import Topology
-from .service import Dashboard, DashboardError
-from .store import Store
-from .ui import STATIC
-from .ui.live import Live
-
-log = logging.getLogger(__name__)
-
-DASHBOARD = web.AppKey("dashboard", Dashboard)
-CONFIG = web.AppKey("config", DashboardConfig)
-LIVE = web.AppKey("live", Live)
+from .services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, REBALANCER
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _dash(request: web.Request) -> Dashboard:
-    return request.app[DASHBOARD]
+def _plane(request: web.Request) -> ControlPlane:
+    return request.app[PLANE]
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -50,9 +42,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise topo_ops.InvalidRequest("request body is not valid JSON") from None
+        raise InvalidRequest("request body is not valid JSON") from None
     if not isinstance(data, dict):
-        raise topo_ops.InvalidRequest("request body must be a JSON object")
+        raise InvalidRequest("request body must be a JSON object")
     return data
 
 
@@ -68,21 +60,20 @@ def _changed(topo: Topology, **extra: Any) -> dict[str, Any]:
 
 
 async def get_topology(request: web.Request) -> web.Response:
-    return web.json_response(await _dash(request).overview())
+    return web.json_response(await overview(request.app[PLANE], request.app[HEALTH]))
 
 
 async def list_groups(request: web.Request) -> web.Response:
-    topo = await _dash(request).topology()
+    topo = await _plane(request).topology()
     return web.json_response({"epoch": topo.epoch, "groups": [
         topo_ops.group_view(topo, gid) for gid in sorted(topo.groups)]})
 
 
 async def get_group(request: web.Request) -> web.Response:
-    dash = _dash(request)
-    topo = await dash.topology()
+    topo = await _plane(request).topology()
     gid = _gid(request)
     view = topo_ops.group_view(topo, gid)
-    view["health"] = group_health(topo, dash.health.servers)[str(gid)]
+    view["health"] = group_health(topo, request.app[HEALTH].servers)[str(gid)]
     return web.json_response(view)
 
 
@@ -90,7 +81,7 @@ async def create_group(request: web.Request) -> web.Response:
     body = await _body(request)
     replicas = body.get("replicas") or []
     if not isinstance(replicas, list):
-        raise topo_ops.InvalidRequest("'replicas' must be a list of 'host:port'")
+        raise InvalidRequest("'replicas' must be a list of 'host:port'")
     gid = body.get("id")
     if gid is not None:
         gid = topo_ops.check_gid(gid)
@@ -101,14 +92,14 @@ async def create_group(request: web.Request) -> web.Response:
         created["id"] = next(iter(set(new.groups) - set(t.groups)))
         return new
 
-    topo = await _dash(request).change(apply)
+    topo = await _plane(request).change(apply)
     return web.json_response(_changed(topo, group=topo_ops.group_view(topo, created["id"])),
                              status=201)
 
 
 async def delete_group(request: web.Request) -> web.Response:
     gid = _gid(request)
-    topo = await _dash(request).change(lambda t: topo_ops.remove_group(t, gid))
+    topo = await _plane(request).change(lambda t: topo_ops.remove_group(t, gid))
     return web.json_response(_changed(topo, removed=gid))
 
 
@@ -116,9 +107,9 @@ async def add_server(request: web.Request) -> web.Response:
     gid = _gid(request)
     body = await _body(request)
     if "addr" not in body:
-        raise topo_ops.InvalidRequest("'addr' (host:port) is required")
+        raise InvalidRequest("'addr' (host:port) is required")
     role = body.get("role")
-    topo = await _dash(request).change(
+    topo = await _plane(request).change(
         lambda t: topo_ops.add_server(t, gid, body["addr"], role))
     return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)), status=201)
 
@@ -126,12 +117,12 @@ async def add_server(request: web.Request) -> web.Response:
 async def remove_server(request: web.Request) -> web.Response:
     gid = _gid(request)
     addr = request.match_info["addr"]
-    topo = await _dash(request).change(lambda t: topo_ops.remove_server(t, gid, addr))
+    topo = await _plane(request).change(lambda t: topo_ops.remove_server(t, gid, addr))
     return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)))
 
 
 async def get_slots(request: web.Request) -> web.Response:
-    topo = await _dash(request).topology()
+    topo = await _plane(request).topology()
     unassigned = [s for s, g in enumerate(topo.owner) if g == 0]
     return web.json_response({
         "epoch": topo.epoch, "slots": topo.nslots,
@@ -145,41 +136,41 @@ async def assign_slots(request: web.Request) -> web.Response:
     body = await _body(request)
     force = body.get("force", False)
     if not isinstance(force, bool):
-        raise topo_ops.InvalidRequest("'force' must be true or false")
+        raise InvalidRequest("'force' must be true or false")
 
     def apply(t: Topology) -> Topology:
         return topo_ops.assign_slots(t, topo_ops.parse_assignments(t, body.get("assign")), force)
 
-    topo = await _dash(request).change(apply)
+    topo = await _plane(request).change(apply)
     return web.json_response(_changed(topo, ranges=[list(r) for r in topo.ranges()]))
 
 
 async def get_slotmap(request: web.Request) -> web.Response:
-    topo = await _dash(request).topology()
+    topo = await _plane(request).topology()
     return web.json_response(topo.slot_map().to_json())
 
 
 async def list_proxies(request: web.Request) -> web.Response:
-    return web.json_response({"proxies": await _dash(request).proxies()})
+    return web.json_response({"proxies": await _plane(request).proxy_views()})
 
 
 async def register_proxy(request: web.Request) -> web.Response:
     body = await _body(request)
     pid = body.get("id")
     if not isinstance(pid, str) or not pid or len(pid) > 200 or "/" in pid:
-        raise topo_ops.InvalidRequest("'id' must be a non-empty string without '/'")
+        raise InvalidRequest("'id' must be a non-empty string without '/'")
     if not body.get("admin"):
-        raise topo_ops.InvalidRequest(f"proxy {pid}: 'admin' is required (the dashboard pushes "
+        raise InvalidRequest(f"proxy {pid}: 'admin' is required (the dashboard pushes "
                                       "slot maps there; configure admin_listen on the proxy)")
     addr = topo_ops.check_addr(body.get("addr"))
     admin = topo_ops.check_addr(body.get("admin"))
-    epoch = _dash(request).register(pid, addr, admin)
+    epoch = _plane(request).register(pid, addr, admin)
     return web.json_response({"epoch": epoch})
 
 
 async def remove_proxy(request: web.Request) -> web.Response:
     force = request.query.get("force", "") in ("1", "true", "yes")
-    rec = await _dash(request).remove_proxy(request.match_info["proxy_id"], force=force)
+    rec = await _plane(request).remove_proxy(request.match_info["proxy_id"], force=force)
     return web.json_response({"removed": rec.id})
 
 
@@ -187,40 +178,36 @@ async def remove_proxy(request: web.Request) -> web.Response:
 
 
 async def get_migrations(request: web.Request) -> web.Response:
-    dash = _dash(request)
-    topo = await dash.topology()
-    return web.json_response({"epoch": topo.epoch, **dash.migrator.view(topo)})
+    topo = await _plane(request).topology()
+    return web.json_response({"epoch": topo.epoch, **request.app[MIGRATOR].view(topo)})
 
 
 async def start_migration(request: web.Request) -> web.Response:
     body = await _body(request)
-    dash = _dash(request)
-    topo = dash._require_leader()
+    topo = _plane(request).require_leader()
     if "slots" not in body or "to" not in body:
-        raise topo_ops.InvalidRequest("'slots' (e.g. \"0-1023,2048\") and 'to' (group id) "
+        raise InvalidRequest("'slots' (e.g. \"0-1023,2048\") and 'to' (group id) "
                                       "are required")
     try:
         slots = parse_ranges(str(body["slots"]), topo.nslots)
     except ValueError as e:
-        raise topo_ops.InvalidRequest(str(e)) from None
+        raise InvalidRequest(str(e)) from None
     target = topo_ops.check_gid(body["to"])
-    return web.json_response(await dash.migrator.start(slots, target), status=201)
+    return web.json_response(await request.app[MIGRATOR].start(slots, target), status=201)
 
 
 async def cancel_migration(request: web.Request) -> web.Response:
-    dash = _dash(request)
-    dash._require_leader()
-    return web.json_response(await dash.migrator.cancel())
+    _plane(request).require_leader()
+    return web.json_response(await request.app[MIGRATOR].cancel())
 
 
 async def migration_settings(request: web.Request) -> web.Response:
     body = await _body(request)
-    dash = _dash(request)
-    dash._require_leader()
+    _plane(request).require_leader()
     try:
-        settings = await dash.migrator.update_settings(body)
+        settings = await request.app[MIGRATOR].update_settings(body)
     except ValueError as e:
-        raise topo_ops.InvalidRequest(str(e)) from None
+        raise InvalidRequest(str(e)) from None
     return web.json_response({"settings": settings})
 
 
@@ -231,14 +218,14 @@ async def rebalance(request: web.Request) -> web.Response:
     weights = body.get("weights") or {}
     drain = body.get("drain") or []
     if not isinstance(dry_run, bool):
-        raise topo_ops.InvalidRequest("'dry_run' must be true or false")
+        raise InvalidRequest("'dry_run' must be true or false")
     if not isinstance(weights, dict) or not isinstance(drain, list):
-        raise topo_ops.InvalidRequest("'weights' must be {gid: weight}, 'drain' a list of gids")
+        raise InvalidRequest("'weights' must be {gid: weight}, 'drain' a list of gids")
     try:
         w = {topo_ops.check_gid(g): float(v) for g, v in weights.items()}
     except (TypeError, ValueError):
-        raise topo_ops.InvalidRequest("weights must be numbers") from None
-    out = await _dash(request).rebalance(
+        raise InvalidRequest("weights must be numbers") from None
+    out = await request.app[REBALANCER].rebalance(
         mode=mode, dry_run=dry_run, weights=w, drain=[topo_ops.check_gid(g) for g in drain],
         sample_seconds=float(body.get("sample_seconds", 1.0)),
         tolerance=float(body.get("tolerance", 0.05)))
@@ -250,15 +237,14 @@ async def set_weight(request: web.Request) -> web.Response:
     body = await _body(request)
     weight = body.get("weight")
     if isinstance(weight, bool) or not isinstance(weight, int | float):
-        raise topo_ops.InvalidRequest("'weight' must be a number >= 0")
-    topo = await _dash(request).set_weight(gid, float(weight))
+        raise InvalidRequest("'weight' must be a number >= 0")
+    topo = await request.app[REBALANCER].set_weight(gid, float(weight))
     return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)))
 
 
 async def get_health(request: web.Request) -> web.Response:
-    dash = _dash(request)
-    topo = await dash.topology()
-    return web.json_response({"groups": group_health(topo, dash.health.servers)})
+    topo = await _plane(request).topology()
+    return web.json_response({"groups": group_health(topo, request.app[HEALTH].servers)})
 
 
 # -- what the web page needs (dashboard/ui/) ---------------------------------------------------
@@ -268,7 +254,7 @@ def _seconds(request: web.Request, name: str, default: float, top: float) -> flo
     try:
         value = float(request.query.get(name, default))
     except ValueError:
-        raise topo_ops.InvalidRequest(f"'{name}' must be a number of seconds") from None
+        raise InvalidRequest(f"'{name}' must be a number of seconds") from None
     return min(max(value, 0.0), top)
 
 
@@ -324,7 +310,7 @@ def _asset(name: str) -> web.FileResponse:
     # Flat directory, plain names only: nothing outside dashboard/ui/static can be named.
     if (not name or name.startswith(".") or "/" in name or "\\" in name
             or path.suffix not in _ASSET_TYPES or not path.is_file()):
-        raise topo_ops.NotFound(f"no such file: /ui/{name}")
+        raise NotFound(f"no such file: /ui/{name}")
     # no-cache = revalidate (ETag/Last-Modified): an upgraded dashboard serves its new page.
     return web.FileResponse(path, headers={"Cache-Control": "no-cache",
                                            "Content-Type": _ASSET_TYPES[path.suffix]})
@@ -339,14 +325,16 @@ async def ui_asset(request: web.Request) -> web.FileResponse:
 
 
 async def get_openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi.spec(ROUTES))
+    return web.json_response(openapi.spec(ENDPOINTS))
 
 
-# -- route table -------------------------------------------------------------------------------
+# -- endpoint table ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class Endpoint:
+    """One HTTP method and path of the API, its handler and what the OpenAPI document says."""
+
     method: str
     path: str
     handler: Handler
@@ -358,143 +346,58 @@ class Route:
         return self.method != "GET"
 
 
-ROUTES: tuple[Route, ...] = (
-    Route("GET", "/", index, "The web page (HTML; read-only until logged in with the token)"),
-    Route("GET", "/ui/{name}", ui_asset, "The web page's own JS, CSS and icons (no CDN)"),
-    Route("GET", "/api/openapi.json", get_openapi, "This OpenAPI description"),
-    Route("GET", "/api/v1/topology", get_topology,
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/", index, "The web page (HTML; read-only until logged in with the token)"),
+    Endpoint("GET", "/ui/{name}", ui_asset, "The web page's own JS, CSS and icons (no CDN)"),
+    Endpoint("GET", "/api/openapi.json", get_openapi, "This OpenAPI description"),
+    Endpoint("GET", "/api/v1/topology", get_topology,
           "Overview: dashboard role and leader, epoch, groups with slots and health, proxies"),
-    Route("GET", "/api/v1/groups", list_groups, "All groups with their slot ranges"),
-    Route("POST", "/api/v1/groups", create_group, "Create a group", "GroupCreate"),
-    Route("GET", "/api/v1/groups/{gid}", get_group, "One group, with server health"),
-    Route("DELETE", "/api/v1/groups/{gid}", delete_group,
+    Endpoint("GET", "/api/v1/groups", list_groups, "All groups with their slot ranges"),
+    Endpoint("POST", "/api/v1/groups", create_group, "Create a group", "GroupCreate"),
+    Endpoint("GET", "/api/v1/groups/{gid}", get_group, "One group, with server health"),
+    Endpoint("DELETE", "/api/v1/groups/{gid}", delete_group,
           "Delete a group (refused while it owns slots)"),
-    Route("POST", "/api/v1/groups/{gid}/servers", add_server,
+    Endpoint("POST", "/api/v1/groups/{gid}/servers", add_server,
           "Add a server (master if the group has none, else replica)", "ServerAdd"),
-    Route("DELETE", "/api/v1/groups/{gid}/servers/{addr}", remove_server,
+    Endpoint("DELETE", "/api/v1/groups/{gid}/servers/{addr}", remove_server,
           "Remove a server (a master only when the group owns no slots)"),
-    Route("GET", "/api/v1/slots", get_slots, "Slot ranges per group and migration state"),
-    Route("POST", "/api/v1/slots/assign", assign_slots,
+    Endpoint("GET", "/api/v1/slots", get_slots, "Slot ranges per group and migration state"),
+    Endpoint("POST", "/api/v1/slots/assign", assign_slots,
           "Assign slot ranges to groups without moving data (refused while migrating)",
           "SlotAssign"),
-    Route("GET", "/api/v1/slotmap", get_slotmap,
+    Endpoint("GET", DASHBOARD_SLOTMAP, get_slotmap,
           "The current slot map as proxies consume it (no auth)"),
-    Route("GET", "/api/v1/proxies", list_proxies, "Registered proxies"),
-    Route("POST", "/api/v1/proxies/register", register_proxy,
+    Endpoint("GET", "/api/v1/proxies", list_proxies, "Registered proxies"),
+    Endpoint("POST", DASHBOARD_REGISTER, register_proxy,
           "Proxy registration and heartbeat; replies with the current epoch", "ProxyRegister"),
-    Route("DELETE", "/api/v1/proxies/{proxy_id}", remove_proxy,
+    Endpoint("DELETE", "/api/v1/proxies/{proxy_id}", remove_proxy,
           "Forget a proxy; one that cannot be reached only with ?force=1 (make sure it is "
           "stopped: a live proxy with an old map could write moved keys)"),
-    Route("GET", "/api/v1/migrations", get_migrations,
+    Endpoint("GET", "/api/v1/migrations", get_migrations,
           "Migration status: per-slot state, keys/bytes moved, rate, ETA, big keys, settings"),
-    Route("POST", "/api/v1/migrations", start_migration,
+    Endpoint("POST", "/api/v1/migrations", start_migration,
           "Queue slots to migrate to a group (pending; batches start by themselves)",
           "MigrationStart"),
-    Route("POST", "/api/v1/migrations/cancel", cancel_migration,
+    Endpoint("POST", "/api/v1/migrations/cancel", cancel_migration,
           "Stop new slots: pending/locked slots stay on their source, migrating ones finish"),
-    Route("PUT", "/api/v1/migrations/settings", migration_settings,
+    Endpoint("PUT", "/api/v1/migrations/settings", migration_settings,
           "Change throttling and limits while running (batch_size, keys_per_sec, ...)",
           "MigrationSettings"),
-    Route("POST", "/api/v1/rebalance", rebalance,
+    Endpoint("POST", "/api/v1/rebalance", rebalance,
           "Plan (dry_run, the default) or start a rebalance by slot count or measured load",
           "Rebalance"),
-    Route("PUT", "/api/v1/groups/{gid}/weight", set_weight,
+    Endpoint("PUT", "/api/v1/groups/{gid}/weight", set_weight,
           "Set a group's rebalance weight (0 = drain)", "GroupWeight"),
-    Route("GET", "/api/v1/health", get_health, "Per-group server health and stats"),
-    Route("GET", "/api/v1/auth", check_auth,
+    Endpoint("GET", "/api/v1/health", get_health, "Per-group server health and stats"),
+    Endpoint("GET", "/api/v1/auth", check_auth,
           "Whether the request's bearer token is the admin token (the web page's login)"),
-    Route("GET", "/api/v1/metrics", get_metrics,
+    Endpoint("GET", "/api/v1/metrics", get_metrics,
           "Chart points, one a second for up to ?seconds=600: ops/s and PING latency (ms) per "
           "group master and per proxy"),
-    Route("GET", "/api/v1/slots/stats", get_slot_stats,
+    Endpoint("GET", "/api/v1/slots/stats", get_slot_stats,
           "Keys, memory and ops/s per slot (SCAN or sampling of every group, plus proxy slot "
           "counters over ?sample_seconds=1); cached for 5 s"),
-    Route("GET", "/api/v1/events", events,
+    Endpoint("GET", "/api/v1/events", events,
           "Server-sent events: a `snapshot` about once a second with {overview, migrations, "
           "point} (the bodies of /topology, /migrations and one /metrics point)"),
 )
-
-
-# -- middlewares -------------------------------------------------------------------------------
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except (topo_ops.TopologyError, DashboardError) as e:
-        if request.method != "GET":
-            log.warning("%s %s from %s refused: %s", request.method, request.path,
-                        request.remote, e)
-        return _error(e.status, str(e))
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        return _error(e.status, e.reason if e.status != 405 else
-                      f"method {request.method} not allowed on {request.path}")
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return _error(500, "internal error (see the dashboard log)")
-
-
-def auth_middleware(token: str | None) -> Any:
-    expected = f"Bearer {token}".encode() if token else None
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            given = request.headers.get("Authorization", "").encode()
-            # compare_digest: the time taken must not reveal how much of the token matched.
-            if expected is None or not hmac.compare_digest(given, expected):
-                why = ("no admin token is configured on the dashboard" if expected is None
-                       else "missing or wrong admin token (Authorization: Bearer <token>)")
-                return _error(401, why)
-            if request.path != "/api/v1/proxies/register":  # heartbeats: every 2 s per proxy
-                log.info("%s %s from %s", request.method, request.path, request.remote)
-        return await handler(request)
-
-    return check
-
-
-# -- app factory -------------------------------------------------------------------------------
-
-
-def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Application:
-    """The dashboard app. Its background work (leadership, health polling) lives in cleanup_ctx."""
-    app = web.Application(middlewares=[errors_middleware, auth_middleware(cfg.admin_token)])
-    app[CONFIG] = cfg
-    app[DASHBOARD] = Dashboard(cfg, store if store is not None else cfg.store.open())
-    app[LIVE] = Live(app[DASHBOARD], interval=min(1.0, cfg.health_interval * 2))
-    for r in ROUTES:
-        app.router.add_route(r.method, r.path, r.handler)
-    app.on_shutdown.append(_end_streams)
-    app.cleanup_ctx.append(_background)
-    return app
-
-
-async def _end_streams(app: web.Application) -> None:
-    # on_shutdown runs before aiohttp waits for open requests: without this an open page's
-    # event stream would hold the dashboard's exit for the whole shutdown timeout.
-    app[LIVE].shutdown()
-
-
-async def _background(app: web.Application) -> AsyncIterator[None]:
-    dash = app[DASHBOARD]
-    tasks = [asyncio.create_task(dash.run(), name="leadership"),
-             asyncio.create_task(dash.migrator.run(), name="migrator"),
-             asyncio.create_task(dash.health.run(), name="health"),
-             asyncio.create_task(dash.poll_proxy_stats(), name="proxy-stats"),
-             asyncio.create_task(app[LIVE].run(), name="live")]
-    yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await app[LIVE].close()
-    await dash.close()
-

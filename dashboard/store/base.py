@@ -1,7 +1,7 @@
-"""The store contract every backend implements, and the key layout.
+"""The store contract every backend implements (the key layout is `store/keys.py`).
 
 A store is a small key → JSON-document map with per-key revisions and compare-and-swap, plus a
-leader lock. Two backends sit behind it (`store_file.FileStore`, `store_etcd.EtcdStore`) and
+leader lock. Two backends sit behind it (`store.file.FileStore`, `store.etcd.EtcdStore`) and
 one contract test suite runs against both.
 
 Revisions: positive integers that grow with every write to the store (so a key that is deleted
@@ -19,8 +19,6 @@ import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
-
-DEFAULT_PREFIX = "/slotproxy"
 
 
 class StoreError(Exception):
@@ -44,33 +42,6 @@ class Entry:
     key: str
     value: dict[str, Any]
     revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class Keys:
-    """Where everything lives; one cluster per prefix, so several can share one etcd."""
-
-    cluster: str = "default"
-    prefix: str = DEFAULT_PREFIX
-
-    @property
-    def root(self) -> str:
-        return f"{self.prefix}/{self.cluster}"
-
-    @property
-    def topology(self) -> str:
-        return f"{self.root}/topology"
-
-    @property
-    def proxies(self) -> str:
-        return f"{self.root}/proxies/"
-
-    def proxy(self, proxy_id: str) -> str:
-        return f"{self.proxies}{proxy_id}"
-
-    @property
-    def leader(self) -> str:
-        return f"{self.root}/leader"
 
 
 class Store(ABC):

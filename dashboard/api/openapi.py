@@ -1,14 +1,33 @@
-"""OpenAPI 3.0 description of the dashboard API, generated from `api.ROUTES`.
+"""OpenAPI 3.0 description of the dashboard API, generated from `routes.ENDPOINTS`.
 
-Paths, methods, summaries and which calls need the token come from the route table itself;
+Paths, methods, summaries and which calls need the token come from the endpoint table itself;
 only the request/response schemas are written out here.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from slotcore.contract import DASHBOARD_SLOTMAP
+
+
+class EndpointSpec(Protocol):
+    """What the document is made of (`routes.Endpoint`, which imports this module)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def handler(self) -> Callable[..., Any]: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def body(self) -> str | None: ...
+    @property
+    def needs_token(self) -> bool: ...
 
 _ADDR = {"type": "string", "example": "127.0.0.1:6379", "description": "host:port"}
 
@@ -81,9 +100,9 @@ _ERRORS = {
 }
 
 
-def spec(routes: Iterable[Any]) -> dict[str, Any]:
+def spec(endpoints: Iterable[EndpointSpec]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for r in routes:
+    for r in endpoints:
         op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler.__name__}
         params = re.findall(r"{(\w+)}", r.path)
         if params:
@@ -94,7 +113,7 @@ def spec(routes: Iterable[Any]) -> dict[str, Any]:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{r.body}"}}}}
         ok: dict[str, Any] = {"description": "OK", "content": {"application/json": {}}}
-        if r.path == "/api/v1/slotmap":
+        if r.path == DASHBOARD_SLOTMAP:
             ok["content"]["application/json"]["schema"] = {"$ref": "#/components/schemas/SlotMap"}
         created = r.method == "POST" and not any(
             w in r.path for w in ("register", "assign", "cancel", "rebalance"))

@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from .store import CasConflict, Entry, NotLeader, Store, StoreError, StoreUnavailable
+from .base import CasConflict, Entry, NotLeader, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Per-slot load for load-aware rebalancing: keys, memory and ops/s per slot (measured, I/O).
 
-* ops/s: every proxy counts requests per slot (`GET /api/stats?slots=1` -> `slot_ops`,
+* ops/s: every proxy counts requests per slot (its stats with `?slots=1` -> `slot_ops`,
   cumulative since the proxy started). Two samples `sample_seconds` apart, summed over proxies,
   give ops/s per slot. A proxy that does not answer is left out of the sum.
 * keys and memory: per group master, when DBSIZE <= `exact_limit` a full SCAN with MEMORY USAGE
@@ -16,14 +16,14 @@ from typing import Any
 
 from slotcore.keyslot import key_slot
 
-from .models import ProxyRecord, Topology
-from .mover import client, key_sizes
-from .proxies import ProxyClient
+from ..control.proxies import ProxyClient
+from ..model.records import ProxyRecord, Topology
+from .redisconn import connect, key_sizes
 
 
 async def group_keys_memory(addr: str, owned: set[int], nslots: int, exact_limit: int = 200_000,
                             sample: int = 4000) -> tuple[dict[int, float], dict[int, float]]:
-    conn = client(addr)
+    conn = connect(addr)
     keys: dict[int, float] = {}
     mem: dict[int, float] = {}
     try:
@@ -61,7 +61,7 @@ async def group_keys_memory(addr: str, owned: set[int], nslots: int, exact_limit
 async def proxy_slot_ops(client_: ProxyClient, proxies: list[ProxyRecord], nslots: int,
                          sample_seconds: float) -> list[float] | None:
     async def one(p: ProxyRecord) -> list[int] | None:
-        data = await client_._get(p, "/api/stats?slots=1")
+        data = await client_.slot_ops(p)
         ops = (data or {}).get("slot_ops")
         return ops if isinstance(ops, list) and len(ops) == nslots else None
 

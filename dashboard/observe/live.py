@@ -16,25 +16,39 @@ import json
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..load import measure
-from ..service import DashboardError
-
-if TYPE_CHECKING:
-    from ..service import Dashboard
+from ..control.plane import ControlPlane
+from ..control.proxies import ProxyRegistry
+from ..errors import DashboardError
+from ..model.records import Topology
+from .health import HealthMonitor
+from .load import measure
+from .overview import overview
+from .redisconn import connect
 
 log = logging.getLogger(__name__)
 
 HISTORY_SECONDS = 600
 
 
+class MigrationStatus(Protocol):
+    """The migrator as the feed sees it (migrate/ sits above observe/, so no import)."""
+
+    def view(self, topo: Topology) -> dict[str, Any]: ...
+
+
 class Live:
-    def __init__(self, dash: Dashboard, interval: float = 1.0, timeout: float = 0.5) -> None:
-        self.dash = dash
+    def __init__(self, plane: ControlPlane, proxies: ProxyRegistry, health: HealthMonitor,
+                 migrations: MigrationStatus, interval: float = 1.0,
+                 timeout: float = 0.5) -> None:
+        self.plane = plane
+        self.proxies = proxies
+        self.health = health
+        self.migrations = migrations
         self.interval = interval
         self.timeout = timeout
         self.points: deque[dict[str, Any]] = deque(maxlen=int(HISTORY_SECONDS / interval))
@@ -84,9 +98,9 @@ class Live:
         self.points.append(point)
         snap: dict[str, Any] = {"t": point["t"], "point": point}
         try:
-            overview = await self.dash.overview()
-            topo = await self.dash.topology()
-            snap.update(overview=overview, migrations=self.dash.migrator.view(topo))
+            status = await overview(self.plane, self.health)
+            topo = await self.plane.topology()
+            snap.update(overview=status, migrations=self.migrations.view(topo))
         except DashboardError as e:
             snap["error"] = str(e)
         self.snapshot = json.dumps(snap, separators=(",", ":"))
@@ -96,9 +110,7 @@ class Live:
     async def _ping(self, addr: str) -> float | None:
         conn = self._conns.get(addr)
         if conn is None:
-            host, _, port = addr.rpartition(":")
-            conn = aioredis.Redis(host=host, port=int(port), socket_timeout=self.timeout,
-                                  socket_connect_timeout=self.timeout)
+            conn = connect(addr, timeout=self.timeout, connect_timeout=self.timeout)
             self._conns[addr] = conn
         t0 = time.perf_counter()
         try:
@@ -108,7 +120,7 @@ class Live:
         return round((time.perf_counter() - t0) * 1000, 3)
 
     async def sample(self) -> dict[str, Any]:
-        topo = self.dash._topo
+        topo = self.plane.current()
         groups = {str(g.id): g.master for g in topo.groups.values()} if topo else {}
         proxies = {p["id"]: p for p in await self._proxies()}
         addrs = [a for a in groups.values() if a] + [p["addr"] for p in proxies.values()]
@@ -117,7 +129,7 @@ class Live:
         for gone in set(self._conns) - set(addrs):
             with contextlib.suppress(Exception):
                 await self._conns.pop(gone).aclose()
-        servers = self.dash.health.servers
+        servers = self.health.servers
         out_groups = {gid: {"ops": (servers.get(m or "") or {}).get("ops_per_sec"),
                             "latency_ms": lat.get(m) if m else None}
                       for gid, m in groups.items()}
@@ -130,7 +142,7 @@ class Live:
 
     async def _proxies(self) -> list[dict[str, Any]]:
         try:
-            return await self.dash.proxies()
+            return await self.plane.proxy_views()
         except DashboardError:
             return []
 
@@ -142,14 +154,14 @@ class Live:
 
     async def slot_stats(self, sample_seconds: float = 1.0, max_age: float = 5.0
                          ) -> dict[str, Any]:
-        """Keys, memory and ops/s per slot (load.py's measurement), shared for `max_age`
+        """Keys, memory and ops/s per slot (observe/load.py's measurement), shared for `max_age`
         seconds: a SCAN of every group is not something each hover should trigger."""
         async with self._slot_lock:
             if self._slot_stats and time.time() - self._slot_stats[0] < max_age:
                 return self._slot_stats[1]
-            topo = await self.dash.topology()
-            records = list(self.dash._proxies.values()) if self.dash.leading.is_set() else []
-            m = await measure(topo, self.dash.client, records, sample_seconds)
+            topo = await self.plane.topology()
+            records = self.proxies.records() if self.plane.leading.is_set() else []
+            m = await measure(topo, self.proxies.client, records, sample_seconds)
             out = {"epoch": topo.epoch, "slots": topo.nslots, "measured_at": time.time(),
                    "keys": [round(k) for k in m["keys"]],
                    "memory": [round(b) for b in m["memory"]],

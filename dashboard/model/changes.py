@@ -1,44 +1,51 @@
 """Pure topology changes: validate a request against a `Topology` and build the next one.
 
 No I/O and no epoch handling: every function returns a new Topology with the same epoch, and
-the caller (`service.Dashboard.change`) bumps the epoch, commits and pushes. Each refusal is a
-`TopologyError` subclass whose class says which HTTP status it maps to and whose message names
-the offending group, server or slots, so an operator can act on it without reading logs.
+the caller (`control.plane.ControlPlane.change`) bumps the epoch, commits and pushes. Each
+refusal is a `dashboard.errors.RequestRefused` subclass whose class says which HTTP status it
+maps to and whose message names the offending group, server or slots, so an operator can act on
+it without reading logs.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from slotcore.addr import join_addr, split_addr
 from slotcore.ranges import format_ranges, parse_ranges
 
-from .models import MAX_GROUP_ID, Group, Topology
+from ..errors import Conflict, InvalidRequest, NotFound
+from .records import MAX_GROUP_ID, GroupRecord, Topology
 
-
-class TopologyError(Exception):
-    status = 400
-
-
-class InvalidRequest(TopologyError):
-    status = 400
-
-
-class NotFound(TopologyError):
-    status = 404
-
-
-class Conflict(TopologyError):
-    status = 409
+__all__ = [  # the errors are re-exported: callers of the rules catch what the rules raise
+    "Conflict",
+    "InvalidRequest",
+    "NotFound",
+    "add_server",
+    "assign_slots",
+    "check_addr",
+    "check_gid",
+    "create_group",
+    "even_assignment",
+    "group_view",
+    "parse_assignments",
+    "remove_group",
+    "remove_server",
+    "unassign_slots",
+]
 
 
 def check_addr(addr: object) -> str:
     """A server or proxy address "host:port"; returns it normalised (stripped)."""
     if not isinstance(addr, str):
         raise InvalidRequest(f"address must be a string 'host:port', not {addr!r}")
-    host, sep, port = addr.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    try:
+        host, port = split_addr(addr)
+    except ValueError:
+        host, port = "", 0
+    if not port:  # port 0 is a listen address ("any port"), never a server's
         raise InvalidRequest(f"bad address {addr!r}: expected 'host:port'")
-    return f"{host}:{int(port)}"
+    return join_addr(host, port)
 
 
 def check_gid(gid: object) -> int:
@@ -53,7 +60,7 @@ def check_gid(gid: object) -> int:
     return value
 
 
-def _group(topo: Topology, gid: int) -> Group:
+def _group(topo: Topology, gid: int) -> GroupRecord:
     group = topo.groups.get(gid)
     if group is None:
         raise NotFound(f"unknown group {gid}")
@@ -67,7 +74,7 @@ def _owner_of(topo: Topology, addr: str) -> int | None:
     return None
 
 
-def _with_group(topo: Topology, group: Group) -> Topology:
+def _with_group(topo: Topology, group: GroupRecord) -> Topology:
     return replace(topo, groups={**topo.groups, group.id: group})
 
 
@@ -83,7 +90,7 @@ def create_group(topo: Topology, gid: int | None = None, master: str | None = No
         raise Conflict(f"group {gid} already exists")
     if replicas and not master:
         raise InvalidRequest("a group with replicas needs a master")
-    new = _with_group(topo, Group(id=gid))
+    new = _with_group(topo, GroupRecord(id=gid))
     if master:
         new = add_server(new, gid, master, "master")
     for addr in replicas:

@@ -1,4 +1,5 @@
-"""proxyctl: the operator's CLI, a thin client of the dashboard REST API (never the store).
+"""proxyctl's commands: argument parsing and one function per command (output in `render.py`,
+HTTP in `client.py`). A thin client of the dashboard REST API, never the store.
 
     proxyctl status
     proxyctl group add [GID] [--master ADDR] [--replica ADDR ...]
@@ -24,154 +25,30 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-DEFAULT_DASHBOARD = "http://127.0.0.1:18080"
-DASHBOARD_ENV = "SLOTPROXY_DASHBOARD"
-TOKEN_ENV = "SLOTPROXY_ADMIN_TOKEN"
+from slotcore.contract import TOKEN_ENV, resolve_token
 
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Client:
-    """Synchronous JSON-over-HTTP client (stdlib only: the CLI must start fast)."""
-
-    def __init__(self, url: str, token: str | None, timeout: float = 15.0) -> None:
-        self.url = url.rstrip("/")
-        if "://" not in self.url:
-            self.url = "http://" + self.url
-        self.token = token
-        self.timeout = timeout
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Accept", "application/json")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if self.token and method != "GET":
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as e:
-            try:
-                message = json.loads(e.read()).get("error") or e.reason
-            except (ValueError, AttributeError):
-                message = e.reason
-            hint = ""
-            if e.code == 401 and not self.token:
-                hint = f" (pass --token or set {TOKEN_ENV})"
-            raise CliError(f"{method} {path}: HTTP {e.code}: {message}{hint}") from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise CliError(f"dashboard {self.url} unreachable: {reason}",
-                           EXIT_UNREACHABLE) from None
-
-    def get(self, path: str) -> Any:
-        return self.call("GET", path)
-
-
-# -- output ------------------------------------------------------------------------------------
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["-" if c in (None, "") else str(c) for c in r]
-                                            for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in cells)
-
-
-def human_bytes(n: int | None) -> str:
-    if not n:
-        return "-"
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return str(n)
-
-
-def ago(ts: float | None) -> str:
-    if not ts:
-        return "never"
-    secs = max(0.0, time.time() - ts)
-    return f"{secs:.0f}s ago" if secs < 120 else f"{secs / 60:.0f}m ago"
-
-
-def render_status(topo: dict[str, Any]) -> str:
-    d = topo["dashboard"]
-    leader = d.get("leader") or {}
-    lines = [f"dashboard {d.get('url')}  {d['role']}  id {d.get('id')}  cluster "
-             f"{d.get('cluster')}" + (f"  (leader: {leader.get('url')})"
-                                      if d["role"] != "leader" and leader else ""),
-             f"epoch {topo['epoch']}  slots {topo['slots']}  unassigned: "
-             f"{topo['unassigned'] or 'none'}", ""]
-    rows = []
-    for g in topo["groups"]:
-        h = g.get("health", {})
-        servers = {s["addr"]: s for s in h.get("servers", [])}
-        master = servers.get(g["master"] or "", {})
-        status = "ok" if h.get("ok") else ("down" if master.get("reachable") is False
-                                           else "no-master" if not g["master"] else "unknown")
-        replicas = []
-        for r in g["replicas"]:
-            rs = servers.get(r, {})
-            mark = "" if rs.get("reachable") and rs.get("role") == "replica" else "(!)"
-            replicas.append(r + mark)
-        rows.append([g["id"], g["master"], ",".join(replicas), g["slots"], g["slot_count"],
-                     status, h.get("keys"), human_bytes(h.get("used_memory")),
-                     h.get("ops_per_sec")])
-    lines.append(table(["GROUP", "MASTER", "REPLICAS", "SLOTS", "#", "HEALTH", "KEYS", "MEM",
-                        "OPS/S"], rows) if rows else "no groups")
-    if any("(!)" in str(r[2]) for r in rows):
-        lines.append("(!) replica unreachable or not replicating")
-    lines.append("")
-    lines.append(render_proxies(topo["proxies"]))
-    return "\n".join(lines)
-
-
-def render_proxies(proxies: list[dict[str, Any]]) -> str:
-    if not proxies:
-        return "no proxies"
-    rows = []
-    for p in proxies:
-        stats = p.get("stats") or {}
-        rows.append([p["id"], p["addr"], p["admin"],
-                     p["state"] + (" (stale)" if p.get("stale") else ""), p["epoch"],
-                     ago(p.get("last_seen")), stats.get("clients"), stats.get("ops_per_sec"),
-                     p.get("error")])
-    return table(["PROXY", "ADDR", "ADMIN", "STATE", "EPOCH", "LAST SEEN", "CLIENTS", "OPS/S",
-                  "ERROR"], rows)
-
+from .client import DASHBOARD_ENV, DEFAULT_DASHBOARD, EXIT_USAGE, ApiClient, CliError
+from .render import render_migrations, render_plan, render_proxies, render_status, table
 
 # -- commands ----------------------------------------------------------------------------------
 
 
-def cmd_status(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_status(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     topo = c.get("/api/v1/topology")
     return topo, render_status(topo)
 
 
-def cmd_group_list(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_group_list(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     data = c.get("/api/v1/groups")
     rows = [[g["id"], g["master"], ",".join(g["replicas"]), g["state"], g["slots"],
              g["slot_count"]] for g in data["groups"]]
     return data, table(["GROUP", "MASTER", "REPLICAS", "STATE", "SLOTS", "#"], rows)
 
 
-def cmd_group_add(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_group_add(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     body: dict[str, Any] = {"replicas": a.replica or []}
     if a.gid is not None:
         body["id"] = a.gid
@@ -186,12 +63,12 @@ def cmd_group_add(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
     return data, text
 
 
-def cmd_group_remove(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_group_remove(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     data = c.call("DELETE", f"/api/v1/groups/{a.gid}")
     return data, f"group {a.gid} removed (epoch {data['epoch']})"
 
 
-def cmd_group_add_server(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_group_add_server(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     body = {"addr": a.addr, **({"role": a.role} if a.role else {})}
     data = c.call("POST", f"/api/v1/groups/{a.gid}/servers", body)
     g = data["group"]
@@ -199,30 +76,30 @@ def cmd_group_add_server(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
     return data, f"{a.addr} added to group {a.gid} as {role} (epoch {data['epoch']})"
 
 
-def cmd_group_remove_server(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_group_remove_server(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     data = c.call("DELETE", f"/api/v1/groups/{a.gid}/servers/{a.addr}")
     return data, f"{a.addr} removed from group {a.gid} (epoch {data['epoch']})"
 
 
-def cmd_slots_assign(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_slots_assign(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     data = c.call("POST", "/api/v1/slots/assign",
                   {"assign": [{"slots": a.range, "group": a.group}], "force": a.force})
     return data, f"slots {a.range} assigned to group {a.group} (epoch {data['epoch']})"
 
 
-def cmd_slots_show(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_slots_show(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     data = c.get("/api/v1/slots")
     rows = [[f"{s}-{e}" if s != e else s, e - s + 1, g] for s, e, g in data["ranges"]]
     text = table(["SLOTS", "#", "GROUP"], rows)
     return data, f"{text}\nunassigned: {data['unassigned'] or 'none'}"
 
 
-def cmd_proxy_list(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_proxy_list(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     data = c.get("/api/v1/proxies")
     return data, render_proxies(data["proxies"])
 
 
-def cmd_proxy_remove(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_proxy_remove(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     data = c.call("DELETE", f"/api/v1/proxies/{a.id}" + ("?force=1" if a.force else ""))
     return data, (f"proxy {a.id} removed (a live proxy registers again with its next "
                   "heartbeat)")
@@ -231,51 +108,7 @@ def cmd_proxy_remove(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
 # -- migration ---------------------------------------------------------------------------------
 
 
-def bar(done: float, total: float, width: int = 30) -> str:
-    frac = 0.0 if total <= 0 else min(1.0, done / total)
-    full = int(frac * width)
-    return "[" + "#" * full + "-" * (width - full) + f"] {frac * 100:5.1f}%"
-
-
-def render_migrations(m: dict[str, Any]) -> str:
-    slots = m.get("slots", [])
-    states = m.get("states", {})
-    total_keys = sum(s["keys_total"] or 0 for s in slots)
-    moved_now = sum(s["keys_moved"] for s in slots)
-    done = m.get("slots_done", 0)
-    all_slots = done + len(slots)
-    eta = m.get("eta_seconds")
-    lines = [f"migration: {m['status']}" + (f"  ({m['error']})" if m.get("error") else ""),
-             f"slots {bar(done, all_slots)}  {done}/{all_slots} done  "
-             + ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
-             f"keys moved {m['keys_moved']}  bytes {human_bytes(m['bytes_moved'])}  "
-             f"rate {m['rate_keys_per_sec']:.0f} keys/s  ETA "
-             + (f"{eta:.0f}s" if eta is not None else "-")]
-    if total_keys:
-        lines.append(f"batch {bar(moved_now, total_keys)}  {moved_now}/{total_keys} keys")
-    active = [s for s in slots if s["state"] != "pending" or s.get("error")]
-    if active:
-        rows = [[s["slot"], s["state"], s["from"], s["to"],
-                 f"{s['keys_moved']}/{s['keys_total'] if s['keys_total'] is not None else '?'}",
-                 human_bytes(s["bytes_moved"]), s.get("error")] for s in active[:20]]
-        lines.append(table(["SLOT", "STATE", "FROM", "TO", "KEYS", "BYTES", "ERROR"], rows))
-        if len(active) > 20:
-            lines.append(f"... and {len(active) - 20} more")
-    pending = states.get("pending", 0)
-    if pending:
-        lines.append(f"{pending} slots pending")
-    big = m.get("big_keys") or []
-    if big:
-        lines.append("big keys (copied in chunks under a fence):")
-        for b in big[:10]:
-            lines.append(f"  {b['key']!r} {human_bytes(b.get('bytes'))} slot {b['slot']} "
-                         + ("moved" if b.get("moved") else "waiting")
-                         + (f", longest command {b['max_stall_ms']:.1f}ms"
-                            if b.get("max_stall_ms") else ""))
-    return "\n".join(lines)
-
-
-def watch(c: Client, interval: float = 1.0) -> tuple[Any, str]:
+def watch(c: ApiClient, interval: float = 1.0) -> tuple[Any, str]:
     """Redraw the progress until no slot is left; returns the last status."""
     tty = sys.stdout.isatty()
     last = None
@@ -295,7 +128,7 @@ def watch(c: Client, interval: float = 1.0) -> tuple[Any, str]:
         time.sleep(interval)
 
 
-def cmd_migrate(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_migrate(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     words = a.args
     if not words or words[0] == "status":
         if a.watch:
@@ -333,37 +166,7 @@ def cmd_migrate(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
     return data, text
 
 
-def render_plan(data: dict[str, Any]) -> str:
-    plan = data["plan"]
-    rows = [[m["from"], m["to"], m["count"], m["slots"]] for m in plan["moves"]]
-    lines = [f"rebalance plan ({plan['mode']} mode): {plan['slots_moved']} slots to move"]
-    if rows:
-        lines.append(table(["FROM", "TO", "#", "SLOTS"], rows))
-    has_load = any("load" in v for v in plan["before"].values())
-    grows = []
-    for gid, before in plan["before"].items():
-        after = plan["after"][gid]
-        row = [gid, data["weights"].get(gid), before["slots"], after["slots"]]
-        if has_load:
-            row += [f"{before['load'] * 100:.1f}%", f"{after['load'] * 100:.1f}%"]
-        grows.append(row)
-    heads = ["GROUP", "WEIGHT", "SLOTS BEFORE", "SLOTS AFTER"]
-    if has_load:
-        heads += ["LOAD BEFORE", "LOAD AFTER"]
-    lines.append(table(heads, grows))
-    if data.get("measured"):
-        m = data["measured"]
-        lines.append(f"measured: {m['keys']} keys, {human_bytes(m['memory'])}, "
-                     f"{m['ops_per_sec'] if m['ops_per_sec'] is not None else '-'} ops/s"
-                     + (f" (errors: {'; '.join(m['errors'])})" if m["errors"] else ""))
-    if data.get("started"):
-        lines.append(f"started: {data['started']['count']} slots queued")
-    elif data["dry_run"]:
-        lines.append("dry run: nothing started")
-    return "\n".join(lines)
-
-
-def _rebalance(c: Client, a: argparse.Namespace, drain: list[int] | None = None
+def _rebalance(c: ApiClient, a: argparse.Namespace, drain: list[int] | None = None
                ) -> tuple[Any, str]:
     weights = {}
     for item in getattr(a, "weight", None) or []:
@@ -385,22 +188,22 @@ def _rebalance(c: Client, a: argparse.Namespace, drain: list[int] | None = None
     return data, text
 
 
-def cmd_rebalance(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_rebalance(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     return _rebalance(c, a)
 
 
-def cmd_group_drain(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_group_drain(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     return _rebalance(c, a, drain=[a.gid])
 
 
-def cmd_group_weight(c: Client, a: argparse.Namespace) -> tuple[Any, str]:
+def cmd_group_weight(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     data = c.call("PUT", f"/api/v1/groups/{a.gid}/weight", {"weight": a.weight})
     return data, f"group {a.gid} weight {a.weight} (epoch {data['epoch']})"
 
 
-def cmd_up(c: Client, a: argparse.Namespace) -> int:
+def cmd_up(c: ApiClient, a: argparse.Namespace) -> int:
     """Runs in the foreground until Ctrl-C; prints its own output."""
-    from .localcluster import run_up
+    from .up import run_up  # imported only here: `up` pulls in yaml and the process helpers
     return run_up(a)
 
 
@@ -522,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     url = getattr(args, "dashboard", None) or os.environ.get(DASHBOARD_ENV) or DEFAULT_DASHBOARD
-    token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
+    token = resolve_token(explicit=getattr(args, "token", None))
     as_json = getattr(args, "json", False)
-    client = Client(url, token, getattr(args, "timeout", 15.0))
+    client = ApiClient(url, token, getattr(args, "timeout", 15.0))
     try:
         if args.func is cmd_up:
             return cmd_up(client, args)
@@ -542,7 +345,3 @@ def main(argv: list[str] | None = None) -> int:
     elif text:
         print(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,7 @@ a restarted dashboard simply continues where the store says the batch is):
   and no proxy creates keys of a migrating slot on the source, so the source then holds none);
   those slots go migrating -> finished (persist, push: owner = target) -> cleared.
 
-Every transition is ONE `Dashboard.change` for the whole batch: persist, push to every proxy,
+Every transition is ONE `ControlPlane.change` for the whole batch: persist, push to every proxy,
 and if any proxy does not acknowledge, the previous map is pushed back (rollback) and the slots
 stay where they were with the error shown; the step is retried.
 
@@ -31,25 +31,19 @@ import logging
 import time
 from collections import deque
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slotcore.keyslot import key_slot
 from slotcore.ranges import format_ranges
 
-from . import migration as mig
-from .models import Topology
-from .mover import (
-    MovePass,
-    ServerDown,
-    Settings,
-    Throttle,
-    copy_big_key,
-    prescan,
-)
-from .store import StoreError
-
-if TYPE_CHECKING:
-    from .service import Dashboard
+from ..control.plane import ControlPlane
+from ..control.proxies import ProxyRegistry
+from ..errors import Conflict
+from ..model import migration as mig
+from ..model.records import Topology
+from ..store.base import Store, StoreError
+from .bigkeys import copy_big_key
+from .mover import MovePass, ServerDown, Settings, Throttle, prescan
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +70,16 @@ class SlotProgress:
 
 
 class Migrator:
-    def __init__(self, dash: Dashboard) -> None:
-        self.dash = dash
-        self.settings = Settings()
+    """Runs the migrations the topology records; built from the plane (every change goes
+    through it), the proxy registry (which proxies block a batch) and the store (settings)."""
+
+    def __init__(self, plane: ControlPlane, proxies: ProxyRegistry, store: Store,
+                 settings_key: str, settings: Settings | None = None) -> None:
+        self.plane = plane
+        self.proxies = proxies
+        self.store = store
+        self.settings_key = settings_key
+        self.settings = settings or Settings()
         self.progress: dict[int, SlotProgress] = {}
         self.big_keys: dict[bytes, dict[str, Any]] = {}
         self.status = "idle"
@@ -94,13 +95,9 @@ class Migrator:
 
     # -- settings --------------------------------------------------------------------------------
 
-    @property
-    def _settings_key(self) -> str:
-        return f"{self.dash.keys.root}/migration-settings"
-
     async def load_settings(self) -> None:
         with contextlib.suppress(StoreError, ValueError):
-            entry = await self.dash.store.get(self._settings_key)
+            entry = await self.store.get(self.settings_key)
             if entry is not None:
                 self.settings.update({k: v for k, v in entry.value.items()
                                       if k in Settings.FIELDS})
@@ -108,7 +105,7 @@ class Migrator:
     async def update_settings(self, data: dict[str, Any]) -> dict[str, Any]:
         self.settings.update(data)  # ValueError -> 400 in the API
         try:
-            await self.dash.store.put(self._settings_key, self.settings.to_json())
+            await self.store.put(self.settings_key, self.settings.to_json())
         except StoreError as e:
             log.warning("migration settings not persisted: %s", e)
         self.wake.set()
@@ -118,7 +115,7 @@ class Migrator:
 
     async def run(self) -> None:
         while True:
-            await self.dash.leading.wait()
+            await self.plane.leading.wait()
             try:
                 progressed = await self.step()
             except asyncio.CancelledError:
@@ -136,7 +133,7 @@ class Migrator:
                     await asyncio.wait_for(self.wake.wait(), 1.0)
 
     def _topo(self) -> Topology:
-        topo = self.dash._topo
+        topo = self.plane.current()
         assert topo is not None
         return topo
 
@@ -145,7 +142,7 @@ class Migrator:
         batch = mig.current_batch(topo)
         if not batch:
             if topo.fenced:  # left over from a cancelled or crashed big-key copy
-                await self.dash.change(lambda t: replace(t, fenced=()))
+                await self.plane.change(lambda t: replace(t, fenced=()))
                 return True
             return await self._start_batch(topo)
         states = {topo.migrations[s].state for s in batch}
@@ -171,7 +168,7 @@ class Migrator:
             self.status = "paused"
             self.error = "paused by the operator (`proxyctl migrate resume`)"
             return False
-        stale = self.dash.batch_blockers()
+        stale = self.proxies.batch_blockers()
         if stale:
             self.status = "blocked"
             self.error = ("not starting a batch: " + "; ".join(stale) + ". Make sure a dead "
@@ -237,7 +234,7 @@ class Migrator:
 
         now = time.time()
         try:
-            await self.dash.change(apply)
+            await self.plane.change(apply)
         except Exception as e:
             for s in moved:
                 self.progress.setdefault(s, SlotProgress()).error = \
@@ -259,7 +256,7 @@ class Migrator:
             done[:] = mig.in_state(t, "finished")
             return mig.clear(t, done)
 
-        await self.dash.change(apply)
+        await self.plane.change(apply)
         now = time.time()
         for s in done:
             p = self.progress.setdefault(s, SlotProgress())
@@ -281,7 +278,7 @@ class Migrator:
             topo = self._topo()
             mine = {s: topo.groups[m.target].master or "" for s, m in topo.migrations.items()
                     if m.source == gid and m.state == "migrating"}
-            if not mine or not self.dash.leading.is_set():
+            if not mine or not self.plane.leading.is_set():
                 return
             source = topo.groups[gid].master or ""
             try:
@@ -355,24 +352,24 @@ class Migrator:
                 continue
             target = topo.groups[topo.migrations[slot].target].master or ""
             await self._copy_one(key, slot, source, target)
-            await self.dash.change(lambda t, k=key: mig.unfence(t, [k]))
+            await self.plane.change(lambda t, k=key: mig.unfence(t, [k]))
 
     async def _big(self, key: bytes, size: int, slot: int, source: str, target: str) -> None:
         """A big key met during a pass: fence it on every proxy, copy it in chunks, unfence."""
         info = self.big_keys.setdefault(key, {"key": key, "bytes": size, "slot": slot,
                                               "moved": False})
         info["bytes"] = size
-        await self.dash.change(lambda t: mig.fence(t, [key]))
+        await self.plane.change(lambda t: mig.fence(t, [key]))
         try:
             await self._copy_one(key, slot, source, target)
         finally:
-            await self.dash.change(lambda t: mig.unfence(t, [key]))
+            await self.plane.change(lambda t: mig.unfence(t, [key]))
 
     async def _copy_one(self, key: bytes, slot: int, source: str, target: str) -> None:
         await self._unpaused()
         info = self.big_keys.setdefault(key, {"key": key, "slot": slot, "moved": False})
         stats = await copy_big_key(source, target, key, self._topo().nslots, self.settings,
-                                   still_leader=self.dash.leading.is_set)
+                                   still_leader=self.plane.leading.is_set)
         info.update({k: v for k, v in stats.items() if k != "moved"})
         if stats["moved"]:
             info["moved"] = True
@@ -390,9 +387,8 @@ class Migrator:
                          before: Any = None) -> dict[str, Any]:
         """Queue several (slots, target) moves in ONE change (`before` runs first, e.g. to set
         a drained group's weight)."""
-        stale = self.dash.stale_proxies()
+        stale = self.proxies.stale()
         if stale:
-            from .topology import Conflict
             raise Conflict("refusing to start a migration: " + "; ".join(stale)
                            + ". Make sure a dead proxy is stopped, then `proxyctl proxy "
                            "remove ID --force`")
@@ -406,7 +402,7 @@ class Migrator:
                 queued.extend(q)
             return new
 
-        topo = await self.dash.change(apply)
+        topo = await self.plane.change(apply)
         if self.started_at is None or not self._active(topo, exclude=queued):
             self.started_at = time.time()
             self.keys_moved = self.bytes_moved = self.slots_done = 0
@@ -432,7 +428,7 @@ class Migrator:
             out["cancelled"], out["going"] = cancelled, going
             return new
 
-        topo = await self.dash.change(apply)
+        topo = await self.plane.change(apply)
         for s in out["cancelled"]:
             self.progress.pop(s, None)
         self.wake.set()
