@@ -462,7 +462,10 @@ class Migrator:
         for m in topo.migrations.values():
             states[m.state] = states.get(m.state, 0) + 1
         return {
-            "status": self.status if topo.migrations or self.status != "running" else "idle",
+            # With nothing left to move, a batch that was running or being pre-scanned when it
+            # was cancelled is over: the status says so at once, not when the pre-scan ends.
+            "status": (self.status if topo.migrations or self.status not in ("running", "scanning")
+                       else "idle"),
             "error": self.error,
             "settings": self.settings.to_json(),
             "states": states,
