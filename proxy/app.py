@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import hiredis
 
@@ -40,20 +41,31 @@ log = logging.getLogger("slotproxy")
 HOUSEKEEPING_INTERVAL = 0.25  # stalled backends, the dashboard fence, held requests
 
 
+def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
+                   clock: Callable[[], float] = time.monotonic) -> Services:
+    """The data path's parts (stats, flusher, pool, transit, router), wired, on the running
+    loop; nothing is bound or connected yet. `fence_enabled` defaults to "has a dashboard";
+    `clock` is the transit fence's clock (in-process tests pass their own)."""
+    loop = asyncio.get_running_loop()
+    stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time())
+    flusher = Flusher(loop)
+    pool = BackendPool(cfg.backend, flusher, stats)
+    if fence_enabled is None:
+        fence_enabled = bool(cfg.dashboard)
+    transit = Transit(cfg.migration, pool.plain_lane, fence_enabled=fence_enabled, clock=clock)
+    router = Router(cfg.slots, pool, transit)
+    return Services(
+        cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
+        flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
+        host=cfg.listen[0], port=cfg.listen[1],
+    )
+
+
 class ProxyApp:
     def __init__(self, cfg: ProxyConfig) -> None:
         self.cfg = cfg
-        loop = asyncio.get_running_loop()
-        stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time())
-        flusher = Flusher(loop)
-        pool = BackendPool(cfg.backend, flusher, stats)
-        transit = Transit(cfg.migration, pool.plain_lane, fence_enabled=bool(cfg.dashboard))
-        router = Router(cfg.slots, pool, transit)
-        self.services = Services(
-            cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
-            flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
-            host=cfg.listen[0], port=cfg.listen[1],
-        )
+        self.services = build_services(cfg)
+        router = self.services.router
         self.listener = Listener(self.services)
         self.admin = (AdminServer(self.services, self.apply_slot_map, self.identity)
                       if cfg.admin_listen is not None else None)

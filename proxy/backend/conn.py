@@ -145,6 +145,10 @@ class BackendConn(asyncio.Protocol):
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         if self._task is None and self.state != CLOSED:
+            # Connecting from now on, not only once the task first runs: a request sent in the
+            # meantime (the pipeline that said the first HELLO 3 opens the RESP3 lanes) is
+            # queued until the connection is up, not refused as "unavailable".
+            self.state = CONNECTING
             self._task = asyncio.get_running_loop().create_task(self._connect_loop())
 
     async def wait_up(self, timeout: float) -> bool:

@@ -108,9 +108,10 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         """Called by the transport when the client has read enough of its replies."""
         self.write_paused = False
-        if self.backlog:
+        if self.backlog or self.lane_barrier:
             self._run_backlog()
-            if not self.backlog and len(self.fifo) < self.max_pipeline:
+            if (not self.backlog and not self.lane_barrier
+                    and len(self.fifo) < self.max_pipeline):
                 self.pipeline_paused = False
         self._update_reading()
 
@@ -133,7 +134,8 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         reqs = parser.feed(data)
         if reqs:
-            if self.backlog or len(reqs) + len(self.fifo) > self.max_pipeline:
+            if (self.backlog or self.lane_barrier
+                    or len(reqs) + len(self.fifo) > self.max_pipeline):
                 # More than the pipeline bound arrived at once: keep the surplus parsed but
                 # undispatched, so replies in flight (and memory) stay bounded.
                 self.backlog.extend(zip(reqs, parser.packed, strict=True))
@@ -232,12 +234,15 @@ class ClientConnection(asyncio.Protocol):
                 n += 1
         finally:
             self.in_backlog = False
-        self.lane_barrier = False
+        # The barrier lifts only once every reply owed before it is in (above, or here when
+        # nothing is left to dispatch); until then reading stays paused.
+        if self.lane_barrier and not self.fifo:
+            self.lane_barrier = False
         self.state.commands += n
         self.services.stats.commands += n
         if not backlog and self.deferred_error is not None and not self.closing:
             self._protocol_error(self.deferred_error)
-        if backlog and not self.pipeline_paused:
+        if (backlog or self.lane_barrier) and not self.pipeline_paused:
             self.pipeline_paused = True
             self._update_reading()
 
@@ -278,9 +283,10 @@ class ClientConnection(asyncio.Protocol):
     def pipeline_progress(self) -> None:
         """Replies were written while reading is paused: dispatch held-back work, resume."""
         if len(self.fifo) <= self.resume_at:
-            if self.backlog:
+            if self.backlog or self.lane_barrier:
                 self._run_backlog()
-            if not self.backlog and len(self.fifo) < self.max_pipeline:
+            if (not self.backlog and not self.lane_barrier
+                    and len(self.fifo) < self.max_pipeline):
                 self.pipeline_paused = False
                 self._update_reading()
 
