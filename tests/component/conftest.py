@@ -29,6 +29,7 @@ from proxy.app import build_services
 from proxy.client.connection import ClientConnection
 from proxy.client.context import Services
 from proxy.config import BackendConfig, LimitsConfig, MigrationConfig, ProxyConfig
+from proxy.dispatch import dispatch
 from proxy.routing.router import Router
 from proxy.routing.transit import Transit
 from slotcore.keyslot import key_slot
@@ -129,7 +130,7 @@ class Client:
     _ports = itertools.count(40000)
 
     def __init__(self, services: Services) -> None:
-        self.conn = ClientConnection(services)
+        self.conn = ClientConnection(services, dispatch)
         self.transport = FakeTransport(self.conn, ("127.0.0.1", next(self._ports)))
         self.conn.connection_made(self.transport)  # type: ignore[arg-type]
         self.taken = 0
