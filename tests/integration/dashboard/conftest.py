@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.procs import Process, RedisServer, start_etcd
 from dashboard.store import Keys, Store
 from dashboard.store_etcd import EtcdStore
 from dashboard.store_file import FileStore
+from tests.harness import Process, RedisServer, start_etcd
 
 
 @pytest.fixture(scope="session")

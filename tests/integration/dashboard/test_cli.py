@@ -12,9 +12,8 @@ import pytest
 
 from dashboard import cli
 from dashboard.config import StoreConfig
-from dashboard.procs import free_port
-
-from .helpers import TOKEN, DashboardServer
+from tests.harness import TOKEN, free_port
+from tests.harness.inproc import DashboardServer
 
 COMMANDS = [[], ["status"], ["group"], ["group", "list"], ["group", "add"], ["group", "remove"],
             ["group", "add-server"], ["group", "remove-server"], ["slots"],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.procs import RedisServer
+from tests.harness import RedisServer
 
 
 @pytest.fixture

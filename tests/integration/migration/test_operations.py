@@ -16,10 +16,9 @@ import redis
 
 from dashboard import cli
 from slotcore.keyslot import key_slot
-from tests.integration.dashboard.cluster import until
-from tests.integration.dashboard.helpers import TOKEN
+from tests.harness import TOKEN, until
+from tests.harness.cluster import NSLOTS, Load, cluster
 
-from .cluster import NSLOTS, Load, cluster
 from .test_mover import LatencyProbe, content
 
 pytestmark = pytest.mark.integration
@@ -194,7 +193,7 @@ def test_rebalance_add_group_and_drain_group_via_proxyctl(tmp_path: Path) -> Non
         counts = {g: c.slotmap().owner.count(g) for g in (1, 2, 3)}
         assert sorted(counts.values()) == [341, 341, 342], counts
         # a 4th server: add it and rebalance onto it in one command
-        from dashboard.procs import RedisServer
+        from tests.harness import RedisServer
         extra = RedisServer(tmp_path / "redis-extra").start()
         c.redis.append(extra)
         code, out = proxyctl(c, "group", "add", "4", "--master", extra.addr, "--rebalance",

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dashboard.procs import RedisServer, python_module
-from tests.support import ProxyProcess, group_config
+from tests.harness import ProxyProcess, RedisServer, group_config, python_module
 
 pytestmark = pytest.mark.integration
 

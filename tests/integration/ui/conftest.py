@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import redis
 
-from dashboard.procs import RedisServer
-from tests.integration.migration.cluster import Cluster
+from tests.harness import RedisServer
+from tests.harness.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = os.environ.get("SLOTPROXY_CHROMIUM", "/usr/bin/chromium")

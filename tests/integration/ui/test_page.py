@@ -15,9 +15,8 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.integration.dashboard.cluster import until
-from tests.integration.dashboard.helpers import TOKEN
-from tests.integration.migration.cluster import Cluster
+from tests.harness import TOKEN, until
+from tests.harness.cluster import Cluster
 
 from .conftest import REPO
 
