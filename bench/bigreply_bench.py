@@ -62,29 +62,45 @@ def reply_length(port: int, cmd: bytes) -> int:
                 return total
 
 
-def timed_call(sock: socket.socket, cmd: bytes, length: int) -> float:
+def timed_call(sock: socket.socket, cmd: bytes, length: int) -> tuple[float, str | None]:
+    """ms until the whole reply arrived; and an error text if the reply was not the value."""
+    import hiredis
+
+    reader = hiredis.Reader()
     buf = bytearray(1 << 20)
     view = memoryview(buf)
     t0 = time.perf_counter()
     sock.sendall(cmd)
     got = 0
-    while got < length:
+    while True:
         n = sock.recv_into(view)
         if not n:
-            raise ConnectionError("closed mid-reply")
+            return (time.perf_counter() - t0) * 1000, "connection closed"
         got += n
-    return (time.perf_counter() - t0) * 1000
+        if got >= length:
+            return (time.perf_counter() - t0) * 1000, None
+        if got < 64 * 1024:  # an error reply is short: look at the start only
+            reader.feed(view[:n])
+            reply = reader.gets()
+            if isinstance(reply, hiredis.ReplyError):
+                return (time.perf_counter() - t0) * 1000, str(reply)
 
 
 def measure(port: int, cmd: bytes, length: int, reps: int, budget_s: float,
-            timeout: float) -> tuple[float, int]:
+            timeout: float) -> tuple[float, int, str | None]:
     times: list[float] = []
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         for _ in range(reps):
-            times.append(timed_call(s, cmd, length))
+            try:
+                ms, err = timed_call(s, cmd, length)
+            except TimeoutError:
+                return timeout * 1000, len(times) + 1, f"no reply in {timeout:.0f}s"
+            if err:
+                return ms, len(times) + 1, err
+            times.append(ms)
             if times[-1] > budget_s * 1000:
                 break
-    return statistics.median(times), len(times)
+    return statistics.median(times), len(times), None
 
 
 def main() -> int:
@@ -94,7 +110,7 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=20.0,
                     help="seconds: a proxy call slower than this is not repeated and the "
                          "command's larger sizes are skipped")
-    ap.add_argument("--timeout", type=float, default=300.0, help="socket timeout per call (s)")
+    ap.add_argument("--timeout", type=float, default=90.0, help="socket timeout per call (s)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
 
@@ -108,6 +124,7 @@ def main() -> int:
         print(f"{'command':<16}{'elements':>10}{'reply MiB':>11}{'direct ms':>11}"
               f"{'proxy ms':>11}{'proxy/direct':>14}{'proxy ms/1k el':>16}")
         skip: set[str] = set()
+        errors: list[str] = []
         import redis
 
         direct_client = redis.Redis(port=server.port)
@@ -119,23 +136,27 @@ def main() -> int:
                 cmd = pack(READ[kind][0], key, *READ[kind][1:])
                 name = " ".join((READ[kind][0], *READ[kind][1:]))
                 length = reply_length(server.port, cmd)
-                d_ms, _ = measure(server.port, cmd, length, args.reps, args.budget,
-                                  args.timeout)
+                d_ms, _, _ = measure(server.port, cmd, length, args.reps, args.budget,
+                                     args.timeout)
                 if name in skip:
                     p_cell, ratio, per_k = "skipped", "-", "-"
                 else:
-                    p_ms, done = measure(proxy.port, cmd, length, args.reps, args.budget,
-                                         args.timeout)
-                    if done < args.reps:
+                    p_ms, done, err = measure(proxy.port, cmd, length, args.reps,
+                                              args.budget, args.timeout)
+                    if done < args.reps or err:
                         skip.add(name)
-                    p_cell = f"{p_ms:.1f}" + ("*" if done < args.reps else "")
+                    p_cell = f"{p_ms:.1f}" + ("*" if done < args.reps or err else "")
                     ratio, per_k = f"{p_ms / d_ms:.2f}", f"{p_ms / (n / 1000):.3f}"
+                    if err:
+                        errors.append(f"{name} {n}: {err} after {p_ms / 1000:.1f}s")
                 print(f"{name:<16}{n:>10}{length / 2**20:>11.1f}{d_ms:>11.1f}{p_cell:>11}"
                       f"{ratio:>14}{per_k:>16}", flush=True)
                 direct_client.delete(key)
         direct_client.close()
-        print(f"# * = one call only (slower than --budget {args.budget:.0f}s); larger sizes "
-              "of that command skipped")
+        print(f"# * = one call only (slower than --budget {args.budget:.0f}s, or failed); "
+              "larger sizes of that command skipped")
+        for e in errors:
+            print(f"# proxy error: {e}")
     finally:
         if proxy is not None:
             proxy.stop()
