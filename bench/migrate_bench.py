@@ -26,10 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard.cli.procs import RedisServer  # noqa: E402
 from slotcore.keyslot import key_slot  # noqa: E402
 from slotcore.ranges import parse_ranges  # noqa: E402
-from tests.integration.dashboard.cluster import DashboardProc, ProxyProc, until  # noqa: E402
+from tests.harness import DashboardProcess, ProxyProcess, RedisServer, until  # noqa: E402
 
 NSLOTS = 1024
 
@@ -110,7 +109,7 @@ def main() -> int:
                            ).start() for i in range(2)]
     dash = proxy = None
     try:
-        dash = DashboardProc(tmp, slots=NSLOTS, store={"kind": "file", "path": str(tmp / "st")},
+        dash = DashboardProcess(tmp, slots=NSLOTS, store={"kind": "file", "path": str(tmp / "st")},
                              migration={"max_concurrent_slots": args.max_slots,
                                         "batch_size": args.batch_size,
                                         "keys_per_sec": args.keys_per_sec}).start()
@@ -120,9 +119,7 @@ def main() -> int:
             dash.call("POST", "/api/v1/groups", {"id": gid, "master": srv.addr})
         dash.call("POST", "/api/v1/slots/assign", {"assign": [
             {"slots": "0-767", "group": 1}, {"slots": "768-1023", "group": 2}]})
-        proxy = ProxyProc(tmp, "proxy-0", dash.url)
-        proxy.cfg["slots"] = NSLOTS
-        proxy.start()
+        proxy = ProxyProcess.managed(tmp, "proxy-0", dash.url, slots=NSLOTS).start()
         until(lambda: dash.get("/api/v1/proxies")["proxies"][0]["state"] == "online", 20,
               "proxy online")
         t0 = time.time()

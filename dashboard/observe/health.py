@@ -85,7 +85,10 @@ class HealthMonitor:
 
     async def poll_one(self, addr: str) -> dict[str, Any]:
         try:
-            info = await asyncio.wait_for(self._client(addr).info(), self.timeout * 2)
+            # asyncio.timeout, not wait_for: on 3.11 a wait_for cancelled (dashboard stopping)
+            # just as its inner task fails leaves that task's exception never retrieved.
+            async with asyncio.timeout(self.timeout * 2):
+                info = await self._client(addr).info()
             result = summarize(info)
         except (TimeoutError, RedisError, OSError) as e:
             result = {"reachable": False, "error": str(e) or type(e).__name__}

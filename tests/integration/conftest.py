@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dashboard.cli.procs import RedisServer
-from tests.support import ProxyProcess, group_config
+from tests.harness import ProxyProcess, RedisServer, group_config
 
 ARTIFACTS = Path(os.environ.get("SLOTPROXY_ARTIFACTS",
                               Path(__file__).resolve().parents[2] / ".artifacts"))

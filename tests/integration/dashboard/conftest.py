@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.cli.procs import Process, RedisServer, start_etcd
 from dashboard.store.base import Store
 from dashboard.store.etcd import EtcdStore
 from dashboard.store.file import FileStore
 from dashboard.store.keys import Keys
+from tests.harness import Process, RedisServer, start_etcd
 
 
 @pytest.fixture(scope="session")

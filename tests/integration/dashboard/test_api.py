@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 
 from dashboard.config import StoreConfig
 from slotcore.slotmap import SlotMap
-
-from .helpers import Api, ContractProxy, DashboardServer
+from tests.harness import AsyncHttp
+from tests.harness.inproc import ContractProxy, DashboardServer
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ async def eventually(check, timeout: float = 5.0, interval: float = 0.05):
         await asyncio.sleep(interval)
 
 
-async def setup_groups(api: Api, servers) -> None:
+async def setup_groups(api: AsyncHttp, servers) -> None:
     for i, srv in enumerate(servers, start=1):
         await api.ok("POST", "/api/v1/groups", {"id": i, "master": srv.addr})
     await api.ok("POST", "/api/v1/slots/assign", {"assign": [
@@ -60,7 +60,7 @@ async def setup_groups(api: Api, servers) -> None:
 
 
 async def test_groups_slots_and_health(dash, redis_servers) -> None:
-    api = Api(dash.url)
+    api = AsyncHttp(dash.url)
     await setup_groups(api, redis_servers)
     topo = await api.get("/api/v1/topology")
     assert topo["dashboard"]["role"] == "leader"
@@ -94,7 +94,7 @@ async def test_groups_slots_and_health(dash, redis_servers) -> None:
 
 
 async def test_group_lifecycle_and_servers(dash, redis_servers) -> None:
-    api = Api(dash.url)
+    api = AsyncHttp(dash.url)
     a, b = redis_servers[0].addr, redis_servers[1].addr
     created = await api.ok("POST", "/api/v1/groups", {})
     assert created["group"]["id"] == 1 and created["group"]["master"] is None
@@ -118,7 +118,7 @@ async def test_group_lifecycle_and_servers(dash, redis_servers) -> None:
 
 
 async def test_bad_input_is_refused_without_change(dash, redis_servers) -> None:
-    api = Api(dash.url)
+    api = AsyncHttp(dash.url)
     await setup_groups(api, redis_servers)
     before = await api.get("/api/v1/topology")
     cases = [
@@ -144,10 +144,8 @@ async def test_bad_input_is_refused_without_change(dash, redis_servers) -> None:
     assert got == 400
     got, err = await api.call("GET", "/api/v1/nope")
     assert got == 404 and "error" in err
-    async with __import__("aiohttp").ClientSession() as s, s.post(
-            dash.url + "/api/v1/groups", data=b"{not json",
-            headers={"Authorization": "Bearer test-token"}) as resp:
-        assert resp.status == 400 and "JSON" in (await resp.json())["error"]
+    got, err = await api.call("POST", "/api/v1/groups", data=b"{not json")
+    assert got == 400 and "JSON" in err["error"]
     after = await api.get("/api/v1/topology")
     assert after["epoch"] == before["epoch"] and after["ranges"] == before["ranges"]
     # force is the explicit way to reassign without moving data
@@ -157,7 +155,7 @@ async def test_bad_input_is_refused_without_change(dash, redis_servers) -> None:
 
 
 async def test_every_change_is_pushed_to_every_proxy(dash, proxies, redis_servers) -> None:
-    api = Api(dash.url)
+    api = AsyncHttp(dash.url)
     for p in proxies:
         reply = await p.register(dash.url)
         assert reply["epoch"] == 1  # the empty topology the dashboard created
@@ -176,7 +174,7 @@ async def test_every_change_is_pushed_to_every_proxy(dash, proxies, redis_server
 
 async def test_unreachable_proxy_fails_the_change_and_it_is_rolled_back(
         dash, proxies, redis_servers) -> None:
-    api = Api(dash.url)
+    api = AsyncHttp(dash.url)
     for p in proxies:
         await p.register(dash.url)
     await setup_groups(api, redis_servers)
@@ -219,7 +217,7 @@ async def test_restart_keeps_topology_and_resyncs_proxies(kind, tmp_path, proxie
     else:
         store_cfg = StoreConfig(kind="etcd", endpoints=(request.getfixturevalue("etcd_url"),))
     first = await DashboardServer(store_cfg=store_cfg, cluster=keys.cluster).start()
-    api = Api(first.url)
+    api = AsyncHttp(first.url)
     await proxies[0].register(first.url)
     await setup_groups(api, redis_servers)
     before = await api.get("/api/v1/topology")
@@ -228,7 +226,7 @@ async def test_restart_keeps_topology_and_resyncs_proxies(kind, tmp_path, proxie
     await proxies[0].stop()  # the restarted dashboard must not wait for the dead one
     second = await DashboardServer(store_cfg=store_cfg, cluster=keys.cluster).start()
     try:
-        after = await Api(second.url).get("/api/v1/topology")
+        after = await AsyncHttp(second.url).get("/api/v1/topology")
         for field in ("epoch", "ranges", "slots", "unassigned", "migrations"):
             assert after[field] == before[field], field
         assert [(g["id"], g["master"], g["replicas"]) for g in after["groups"]] == \
@@ -245,9 +243,9 @@ async def test_second_dashboard_on_one_file_store_is_a_standby(tmp_path, redis_s
     leader = await DashboardServer(store_cfg=store_cfg).start()
     standby = await DashboardServer(store_cfg=store_cfg).start(wait_leader=False)
     try:
-        await Api(leader.url).ok("POST", "/api/v1/groups", {"id": 1,
+        await AsyncHttp(leader.url).ok("POST", "/api/v1/groups", {"id": 1,
                                                             "master": redis_servers[0].addr})
-        sapi = Api(standby.url)
+        sapi = AsyncHttp(standby.url)
         topo = await sapi.get("/api/v1/topology")  # reads work on a standby
         assert topo["dashboard"]["role"] == "standby"
         assert [g["id"] for g in topo["groups"]] == [1]
@@ -265,7 +263,7 @@ async def test_second_dashboard_on_one_file_store_is_a_standby(tmp_path, redis_s
 
 async def test_openapi_describes_every_route(dash) -> None:
     from dashboard.api.routes import ENDPOINTS
-    spec = await Api(dash.url).get("/api/openapi.json")
+    spec = await AsyncHttp(dash.url).get("/api/openapi.json")
     assert spec["openapi"].startswith("3.")
     served = {(r.method, r.path) for r in ENDPOINTS}
     described = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}

@@ -68,15 +68,14 @@ def test_compose_init_script_sets_up_groups_once(tmp_path: Path) -> None:
     """etc/compose/init.sh against a real dashboard: 3 groups, all slots, idempotent."""
     import sys
 
-    from .cluster import DashboardProc, env
-    from .helpers import TOKEN
+    from tests.harness import TOKEN, DashboardProcess, env
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
     shim = bindir / "proxyctl"  # what `pip install` puts on PATH in the image
     shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m dashboard.cli "$@"\n')
     shim.chmod(0o755)
-    dash = DashboardProc(tmp_path, store={"kind": "file", "path": str(tmp_path / "store")})
+    dash = DashboardProcess(tmp_path, store={"kind": "file", "path": str(tmp_path / "store")})
     dash.start()
     try:
         run_env = {**env(), "PATH": f"{bindir}:{os.environ['PATH']}",

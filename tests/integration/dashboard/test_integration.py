@@ -13,9 +13,7 @@ import redis
 from dashboard import cli
 from slotcore.keyslot import key_slot
 from slotcore.slotmap import SlotMap
-
-from .cluster import DashboardProc, ProxyProc, until
-from .helpers import TOKEN
+from tests.harness import TOKEN, DashboardProcess, ProxyProcess, until
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +23,7 @@ def client(port: int) -> redis.Redis:
     return redis.Redis(port=port, protocol=2)
 
 
-def proxyctl(dashboard: DashboardProc, *argv: str, token: str | None = TOKEN) -> tuple[int, str]:
+def proxyctl(dashboard: DashboardProcess, *argv: str, token: str | None = TOKEN) -> tuple[int, str]:
     """Run proxyctl in-process against a real dashboard; returns (exit code, stdout+stderr)."""
     out = io.StringIO()
     args = ["--dashboard", dashboard.url, *(["--token", token] if token else []), *argv]
@@ -38,7 +36,7 @@ def owner_of(slotmap: dict, key: bytes) -> int:
     return SlotMap.from_json(slotmap).owner[key_slot(key)]
 
 
-def check_routing(dash: DashboardProc, proxies: list[ProxyProc], backends: dict[int, int],
+def check_routing(dash: DashboardProcess, proxies: list[ProxyProcess], backends: dict[int, int],
                   prefix: str, n: int = 200) -> None:
     """Write through one proxy, read through the other, find each key on the right backend."""
     slotmap = dash.get("/api/v1/slotmap")
@@ -64,8 +62,9 @@ def check_routing(dash: DashboardProc, proxies: list[ProxyProc], backends: dict[
 
 def test_real_cluster_file_store(tmp_path: Path, redis_servers) -> None:
     backends = {i: s.port for i, s in enumerate(redis_servers, start=1)}
-    dash = DashboardProc(tmp_path, store={"kind": "file", "path": str(tmp_path / "store")}).start()
-    proxies: list[ProxyProc] = []
+    dash = DashboardProcess(tmp_path,
+                            store={"kind": "file", "path": str(tmp_path / "store")}).start()
+    proxies: list[ProxyProcess] = []
     try:
         # groups via the API, slots via the API and via proxyctl
         for gid, srv in enumerate(redis_servers, start=1):
@@ -78,7 +77,7 @@ def test_real_cluster_file_store(tmp_path: Path, redis_servers) -> None:
         code, out = proxyctl(dash, "slots", "assign", "10923-16383", "3")
         assert code == 0 and "assigned to group 3" in out
 
-        proxies = [ProxyProc(tmp_path, f"proxy-{i}", dash.url).start() for i in (1, 2)]
+        proxies = [ProxyProcess.managed(tmp_path, f"proxy-{i}", dash.url).start() for i in (1, 2)]
         until(lambda: all(p["state"] == "online" for p in dash.get("/api/v1/proxies")["proxies"])
               and len(dash.get("/api/v1/proxies")["proxies"]) == 2, what="proxies online")
         check_routing(dash, proxies, backends, "a")
@@ -160,7 +159,7 @@ def test_real_cluster_file_store(tmp_path: Path, redis_servers) -> None:
         dash.stop()
 
 
-def check_routing_without_dashboard(proxies: list[ProxyProc], prefix: str) -> None:
+def check_routing_without_dashboard(proxies: list[ProxyProcess], prefix: str) -> None:
     a, b = (client(p.port) for p in proxies)
     keys = [f"{prefix}:{i}".encode() for i in range(50)]
     a.mset({k: b"v" + k for k in keys})
@@ -173,8 +172,8 @@ def test_etcd_leader_failover_with_real_proxies(tmp_path: Path, etcd_url: str, k
                                                 redis_servers) -> None:
     store = {"kind": "etcd", "endpoints": [etcd_url], "lease_ttl": 2}
     common = {"store": store, "cluster": keys.cluster}
-    first = DashboardProc(tmp_path, "dash-a", **common).start()
-    second = DashboardProc(tmp_path, "dash-b", **common).start(wait_leader=False)
+    first = DashboardProcess(tmp_path, "dash-a", **common).start()
+    second = DashboardProcess(tmp_path, "dash-b", **common).start(wait_leader=False)
     proxy = None
     try:
         topo = second.get("/api/v1/topology")
@@ -186,7 +185,7 @@ def test_etcd_leader_failover_with_real_proxies(tmp_path: Path, etcd_url: str, k
         for gid, srv in enumerate(redis_servers, start=1):
             assert first.call("POST", "/api/v1/groups", {"id": gid, "master": srv.addr})[0] == 201
         assert proxyctl(first, "slots", "assign", "0-16383", "1")[0] == 0
-        proxy = ProxyProc(tmp_path, "proxy-1", first.url).start()
+        proxy = ProxyProcess.managed(tmp_path, "proxy-1", first.url).start()
         until(lambda: first.get("/api/v1/proxies")["proxies"][0]["state"] == "online")
         before = first.get("/api/v1/topology")
 

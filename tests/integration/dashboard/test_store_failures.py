@@ -16,9 +16,8 @@ from dashboard.store.base import NotLeader, StoreUnavailable
 from dashboard.store.etcd import EtcdStore
 from dashboard.store.file import FileStore
 from dashboard.store.keys import Keys
-
-from .cluster import REPO, env
-from .helpers import Api, ContractProxy, DashboardServer
+from tests.harness import REPO, AsyncHttp, env
+from tests.harness.inproc import ContractProxy, DashboardServer
 
 
 async def test_etcd_lease_expiry_hands_over_and_fences(etcd_url: str, keys: Keys) -> None:
@@ -40,7 +39,7 @@ async def test_etcd_lease_expiry_hands_over_and_fences(etcd_url: str, keys: Keys
 
 
 async def test_etcd_unreachable_is_reported(keys: Keys) -> None:
-    from dashboard.cli.procs import free_port
+    from tests.harness import free_port
     store = EtcdStore([f"http://127.0.0.1:{free_port()}"], timeout=0.5)
     try:
         with pytest.raises(StoreUnavailable, match="etcd unreachable"):
@@ -85,7 +84,7 @@ async def test_store_outage_refuses_changes_without_pushing(etcd_process, keys: 
                                  cluster=keys.cluster).start()
     proxy = await ContractProxy("p0").start()
     try:
-        api = Api(dash.url)
+        api = AsyncHttp(dash.url)
         await api.ok("POST", "/api/v1/groups", {"id": 1, "master": redis_servers[0].addr})
         await proxy.register(dash.url)
         await asyncio.sleep(0.3)

@@ -14,8 +14,7 @@ import redis
 
 from slotcore.keyslot import key_slot
 from slotcore.slotmap import SlotMap
-
-from .cluster import REPO, env, http, until
+from tests.harness import REPO, env, http, until
 
 pytestmark = pytest.mark.integration
 

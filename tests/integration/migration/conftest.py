@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.cli.procs import RedisServer
+from tests.harness import RedisServer
 
 
 @pytest.fixture

@@ -8,15 +8,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dashboard.config import StoreConfig
-from tests.integration.dashboard.helpers import Api, DashboardServer
+from tests.harness import AsyncHttp
+from tests.harness.inproc import DashboardServer
 
 
 @pytest.fixture
-async def api(tmp_path) -> AsyncIterator[Api]:
+async def api(tmp_path) -> AsyncIterator[AsyncHttp]:
     server = DashboardServer(store_cfg=StoreConfig(path=str(tmp_path / "store")), slots=1024,
                              migration={"paused": True})
     await server.start()
-    a = Api(server.url)
+    a = AsyncHttp(server.url)
     await a.ok("POST", "/api/v1/groups", {"id": 1, "master": "127.0.0.1:1"})
     await a.ok("POST", "/api/v1/groups", {"id": 2, "master": "127.0.0.1:2"})
     await a.ok("POST", "/api/v1/slots/assign", {"assign": [{"slots": "0-1023", "group": 1}]})
@@ -26,7 +27,7 @@ async def api(tmp_path) -> AsyncIterator[Api]:
         await server.stop()
 
 
-async def test_start_validation_and_status(api: Api) -> None:
+async def test_start_validation_and_status(api: AsyncHttp) -> None:
     for body, status, text in [
         ({}, 400, "required"),
         ({"slots": "5-2", "to": 2}, 400, "start > end"),
@@ -57,7 +58,7 @@ async def test_start_validation_and_status(api: Api) -> None:
     assert (await api.get("/api/v1/migrations"))["slots"] == []
 
 
-async def test_settings(api: Api) -> None:
+async def test_settings(api: AsyncHttp) -> None:
     out = await api.ok("PUT", "/api/v1/migrations/settings",
                        {"keys_per_sec": 1000, "batch_size": 50})
     assert out["settings"]["keys_per_sec"] == 1000 and out["settings"]["batch_size"] == 50
@@ -68,7 +69,7 @@ async def test_settings(api: Api) -> None:
     assert m["settings"]["keys_per_sec"] == 1000
 
 
-async def test_rebalance_plan_and_weights(api: Api) -> None:
+async def test_rebalance_plan_and_weights(api: AsyncHttp) -> None:
     plan = await api.ok("POST", "/api/v1/rebalance", {})
     assert plan["dry_run"] is True
     assert plan["plan"]["moves"] == [{"from": 1, "to": 2, "slots": "512-1023", "count": 512}]
@@ -87,7 +88,7 @@ async def test_rebalance_plan_and_weights(api: Api) -> None:
     assert (await api.get("/api/v1/migrations"))["states"] == {"pending": 768}
 
 
-async def test_openapi_lists_the_new_calls(api: Api) -> None:
+async def test_openapi_lists_the_new_calls(api: AsyncHttp) -> None:
     spec = await api.get("/api/openapi.json")
     for path in ("/api/v1/migrations", "/api/v1/migrations/cancel",
                  "/api/v1/migrations/settings", "/api/v1/rebalance",

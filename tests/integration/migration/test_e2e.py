@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.dashboard.cluster import until
+from tests.harness import until
+from tests.harness.cluster import Load, cluster
 
-from .cluster import Load, cluster
 from .test_mover import content, fill_all_types
 
 pytestmark = pytest.mark.integration

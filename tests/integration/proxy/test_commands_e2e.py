@@ -8,9 +8,8 @@ import subprocess
 import pytest
 import redis
 
-from dashboard.cli.procs import RedisServer
 from slotcore.keyslot import key_slot
-from tests.support import ProxyProcess
+from tests.harness import ProxyProcess, RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import threading
@@ -12,8 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dashboard.cli.procs import RedisServer, python_module
-from tests.support import ProxyProcess, group_config
+from tests.harness import ProxyProcess, RedisServer, group_config, python_module, until
 
 pytestmark = pytest.mark.integration
 
@@ -90,9 +90,12 @@ def test_idle_timeout(backends: list[RedisServer], tmp_path: Path) -> None:
         raw = p.raw()
         raw.send(b"PING\r\n")
         assert raw.read_lines(1) == [b"+PONG"]
-        t0 = time.monotonic()
+        addr = "{}:{}".format(*raw.sock.getsockname()[:2])
         assert raw.closed_by_peer(timeout=5)
-        assert 0.9 < time.monotonic() - t0 < 4
+        # Closed by the idle sweep once the proxy's own clock saw idle_timeout of silence.
+        logged = until(lambda: re.search(rf"client {re.escape(addr)} idle for (\d+)s; closing",
+                                         p.log()), 5, "the idle close in the proxy log")
+        assert int(logged.group(1)) >= 1
         busy = p.client()
         for _ in range(6):  # active clients are never closed
             assert busy.ping()
@@ -192,14 +195,13 @@ def test_backend_killed_and_restarted_under_traffic(
         victim.kill()
         time.sleep(0.3)
         # requests for the dead group fail fast with a clear error
-        t0 = time.monotonic()
-        with pytest.raises(redis.ResponseError, match=rf"backend 127.0.0.1:{port} "):
+        with pytest.raises(redis.ResponseError, match=rf"backend 127.0.0.1:{port} ") as err:
             c.set(keys_by_group[1][0], "x")
-        assert time.monotonic() - t0 < 1.0
+        # fast: the proxy knows the backend is gone; the request did not wait out a timeout
+        assert "timed out" not in str(err.value)
         # other groups are unaffected meanwhile
         before = ok_other[0]
-        time.sleep(0.5)
-        assert ok_other[0] > before + 50
+        until(lambda: ok_other[0] > before + 50, 10, "traffic on the other groups")
         # bring it back on the same port: traffic resumes without a proxy restart
         fresh_backends[1] = RedisServer(victim.workdir, port=port).start()  # fixture stops it
         deadline = time.monotonic() + 10

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from dashboard.cli.procs import RedisServer
-from tests.support import ProxyProcess, group_config
+from tests.harness import ProxyProcess, RedisServer, group_config
 
 pytestmark = pytest.mark.integration
 

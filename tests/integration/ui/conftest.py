@@ -1,6 +1,6 @@
 """Fixtures for the web page tests: one real cluster (dashboard + proxy + redis groups, 1024
-slots) shared by the whole `tests/ui` package, a background client load through the proxy so
-the page has numbers to show, and headless Chromium driven by Playwright.
+slots) shared by the whole `tests/integration/ui` package, a background client load through
+the proxy so the page has numbers to show, and headless Chromium driven by Playwright.
 
 The browser is Debian's `chromium` (/usr/bin/chromium): Playwright's own browser download does
 not work offline. Screenshots go to $SLOTPROXY_ARTIFACTS (default <repo>/.artifacts/ui/).
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import redis
 
-from dashboard.cli.procs import RedisServer
-from tests.integration.migration.cluster import Cluster
+from tests.harness import RedisServer
+from tests.harness.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = os.environ.get("SLOTPROXY_CHROMIUM", "/usr/bin/chromium")
@@ -63,7 +63,7 @@ class Traffic:
             time.sleep(20 / self.rate)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster() -> Iterator[Cluster]:
     tmp = Path(tempfile.mkdtemp(prefix="slotproxy-ui-"))
     c = Cluster(tmp, ngroups=2, nproxies=1, health_interval=0.5)
@@ -81,7 +81,9 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps its own event loop running in this thread while
+# it lives, so it must be gone before any later test needs an event loop of its own.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     # No skipping: `./dev test` installs both, and a browser test that did not run is not a pass.
     import playwright.sync_api as sync_api

@@ -10,7 +10,7 @@ from dashboard.config import ConfigError, check_secure, from_dict, load
 from dashboard.model.records import GroupRecord, Topology
 from dashboard.observe.health import group_health, summarize
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_config_loads_and_env_token_wins(tmp_path: Path) -> None:

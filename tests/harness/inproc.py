@@ -1,9 +1,10 @@
-"""In-process servers for the API tests: the dashboard app and a contract-level proxy admin API.
+"""In-process servers for the dashboard API tests, in the test's own event loop: the real
+dashboard app (`DashboardServer`) and a contract-level proxy admin API (`ContractProxy`).
 
 `ContractProxy` implements the proxy admin contract the dashboard pushes to (GET /api/info,
 GET/PUT /api/slots with epoch rules, bearer auth) and validates every map it receives with the
-real `slotcore.slotmap.SlotMap`. It stands in for the proxy's control plane only; the integration
-tests run the real `python -m proxy` processes.
+real `slotcore.slotmap.SlotMap`. It stands in for the proxy's control plane only; the
+integration tests of the whole system run real `python -m proxy` processes (`ProxyProcess`).
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import asyncio
 import time
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from dashboard.api.services import PLANE
 from dashboard.app import create_app
-from dashboard.cli.procs import free_port
 from dashboard.config import DashboardConfig, StoreConfig
 from dashboard.control.plane import ControlPlane
 from dashboard.store.base import Store
 from slotcore.slotmap import SlotMap
 
-TOKEN = "test-token"
+from .http import TOKEN, AsyncHttp
+from .procs import free_port
 
 
 class ContractProxy:
@@ -84,12 +84,11 @@ class ContractProxy:
             self.runner = None
 
     async def register(self, dashboard_url: str, token: str | None = TOKEN) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with aiohttp.ClientSession(headers=headers) as s, s.post(
-                f"{dashboard_url}/api/v1/proxies/register",
-                json={"id": self.id, "addr": self.addr, "admin": self.admin}) as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.json()
+        status, body = await AsyncHttp(dashboard_url, token).call(
+            "POST", "/api/v1/proxies/register",
+            {"id": self.id, "addr": self.addr, "admin": self.admin})
+        assert status == 200, body
+        return body
 
 
 class DashboardServer:
@@ -129,29 +128,3 @@ class DashboardServer:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-
-
-class Api:
-    """A tiny HTTP client for the tests: returns (status, json)."""
-
-    def __init__(self, url: str, token: str | None = TOKEN) -> None:
-        self.url = url
-        self.token = token
-
-    async def call(self, method: str, path: str, body: Any = None,
-                   token: str | bool | None = True) -> tuple[int, Any]:
-        tok = self.token if token is True else token
-        headers = {"Authorization": f"Bearer {tok}"} if tok else {}
-        async with aiohttp.ClientSession() as s, s.request(
-                method, self.url + path, json=body, headers=headers) as resp:
-            return resp.status, await resp.json(content_type=None)
-
-    async def get(self, path: str) -> Any:
-        status, body = await self.call("GET", path)
-        assert status == 200, body
-        return body
-
-    async def ok(self, method: str, path: str, body: Any = None) -> Any:
-        status, data = await self.call(method, path, body)
-        assert status in (200, 201), (status, data)
-        return data

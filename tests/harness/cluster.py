@@ -1,5 +1,5 @@
-"""A real cluster for the end-to-end migration tests: dashboard process, proxy processes,
-redis-servers, and a load generator that records every acknowledged write."""
+"""A real cluster for the end-to-end tests (migration, UI, benchmarks): a dashboard process,
+proxy processes and redis-servers, plus a load generator that records every acknowledged write."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any
 
 import redis
 
-from dashboard.cli.procs import RedisServer
 from slotcore.keyslot import key_slot
 from slotcore.slotmap import SlotMap
-from tests.integration.dashboard.cluster import DashboardProc, ProxyProc, until
+
+from .procs import DashboardProcess, ProxyProcess, RedisServer, until
 
 NSLOTS = 1024
 
@@ -26,7 +26,7 @@ class Cluster:
         self.redis = [RedisServer(tmp / f"redis{i}").start() for i in range(ngroups)]
         cfg = {"slots": NSLOTS, "store": {"kind": "file", "path": str(tmp / "store")},
                "fence_timeout": 10.0, **dash_cfg}
-        self.dash = DashboardProc(tmp, **cfg).start()
+        self.dash = DashboardProcess(tmp, **cfg).start()
         for gid, srv in enumerate(self.redis, start=1):
             status, body = self.dash.call("POST", "/api/v1/groups", {"id": gid,
                                                                       "master": srv.addr})
@@ -40,15 +40,10 @@ class Cluster:
         until(lambda: [p["state"] for p in self.dash.get("/api/v1/proxies")["proxies"]]
               == ["online"] * nproxies, 20, "proxies online")
 
-    def make_proxy(self, name: str, ports: tuple[int, int] | None = None) -> ProxyProc:
-        p = ProxyProc(self.tmp, name, self.dash.url)
-        if ports:
-            p.port, p.admin_port = ports
-            p.cfg["listen"] = f"127.0.0.1:{ports[0]}"
-            p.cfg["admin_listen"] = f"127.0.0.1:{ports[1]}"
-        p.cfg["slots"] = NSLOTS
-        p.cfg["migration"] = {"lock_timeout": 10.0, "fence_timeout": 10.0}
-        return p.start()
+    def make_proxy(self, name: str, ports: tuple[int, int] | None = None) -> ProxyProcess:
+        return ProxyProcess.managed(self.tmp, name, self.dash.url, ports, slots=NSLOTS,
+                                    migration={"lock_timeout": 10.0,
+                                               "fence_timeout": 10.0}).start()
 
     def restart_dashboard(self) -> None:
         self.dash.kill()
