@@ -45,6 +45,7 @@ log = logging.getLogger("slotproxy.pubsub")
 MESSAGE = b"*3\r\n$7\r\nmessage\r\n"
 PMESSAGE = b"*4\r\n$8\r\npmessage\r\n"
 SMESSAGE = b"*3\r\n$8\r\nsmessage\r\n"
+MESSAGES = (MESSAGE, PMESSAGE, SMESSAGE)
 
 CHANNELS, PATTERNS, SHARDS = 0, 1, 2
 SUBSCRIBE = (b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE")
@@ -61,6 +62,8 @@ class Sink(Protocol):
     """The client side of a subscriber connection (`client.modes.subscribed.Subscriptions`)."""
 
     def deliver(self, raw: bytes, kind: int) -> None: ...
+
+    def deliver_all(self, frames: list[bytes]) -> None: ...
 
     def conn_idle(self, conn: SubscriberConn) -> None: ...
 
@@ -235,6 +238,14 @@ class SubscriberConn(asyncio.Protocol):
             return
         sink = self.sink
         pending = self.pending
+        if not pending:
+            # Nothing owed: every frame is a message (a standalone redis-server sends nothing
+            # else unasked), and for a name the client still holds (an unsubscribe leaves
+            # `pending` non-empty until the backend confirmed it): handed over in one go.
+            msgs = [f for f in frames if f.startswith(MESSAGES)]
+            if msgs:
+                sink.deliver_all(msgs)
+            return
         for raw in frames:
             if raw.startswith(MESSAGE):
                 sink.deliver(raw, CHANNELS)

@@ -299,9 +299,20 @@ class Subscriptions:
             return
         if _first_name(raw, PREFIX[kind]) not in self.names[kind]:
             return
-        data = raw if c.state.proto == 2 else b">" + raw[1:]
+        self._write(c, [raw])
+
+    def deliver_all(self, frames: list[bytes]) -> None:
+        """Messages the client certainly holds (see SubscriberConn.data_received)."""
+        c = self.client
+        if not (c.closed or c.closing):
+            self._write(c, frames)
+
+    def _write(self, c: Client, frames: list[bytes]) -> None:
+        if c.state.proto != 2:
+            frames = [b">" + f[1:] for f in frames]
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
         stats = c.services.stats
-        stats.pubsub_messages += 1
+        stats.pubsub_messages += len(frames)
         stats.pubsub_bytes += len(data)
         if self.pending:
             # Behind the confirmations still owed (bounded like the output buffer).
