@@ -57,6 +57,16 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PubSubConfig:
+    # Dedicated subscriber connections this proxy may open to one backend address (each
+    # subscribed client has at most one per group); over it, SUBSCRIBE gets an error.
+    max_backend_connections: int = 5000
+    max_subscriptions: int = 100_000         # channels + patterns + shard channels per client
+    output_buffer: int = 32 * 1024 * 1024     # unread bytes before a subscriber is dropped
+    resubscribe_grace: float = 5.0            # old owner kept this long after a slot moves
+
+
+@dataclass(frozen=True, slots=True)
 class MigrationConfig:
     lock_timeout: float = 10.0      # a request held for a locked slot gets -TRYAGAIN after this
     fence_timeout: float = 10.0     # no dashboard contact this long: refuse slots in transit
@@ -77,6 +87,7 @@ class ProxyConfig:
     backend: BackendConfig = BackendConfig()
     limits: LimitsConfig = LimitsConfig()
     migration: MigrationConfig = MigrationConfig()
+    pubsub: PubSubConfig = PubSubConfig()
     admin_listen: tuple[str, int] | None = None
     admin_token: str | None = None
     dashboard: str | None = None     # URL, or several comma-separated (leader + standbys)
@@ -229,6 +240,7 @@ _TOP_LEVEL = {
     "listen", "slots", "password", "username", "idle_timeout", "shutdown_timeout", "tcp_backlog",
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
+    "pubsub",
 }
 
 
@@ -250,6 +262,7 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         "backend": _sub(BackendConfig, data.get("backend"), "backend"),
         "limits": _sub(LimitsConfig, data.get("limits"), "limits"),
         "migration": _sub(MigrationConfig, data.get("migration"), "migration"),
+        "pubsub": _sub(PubSubConfig, data.get("pubsub"), "pubsub"),
     }
     if "listen" in data:
         kw["listen"] = parse_addr(data["listen"], "listen")

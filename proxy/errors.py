@@ -88,3 +88,22 @@ def merge_failed(e: Exception) -> bytes:
 def group_error(gid: int, raw: bytes) -> bytes:
     """A backend error reply of one group, tagged with the group (broadcast merges)."""
     return encode_error(f"ERR group {gid}: {raw[1:-2].decode(errors='replace')}")
+
+
+def pubsub_context(name: str) -> bytes:
+    """A RESP2 client in subscribed mode ran another command (Redis's wording)."""
+    return encode_error(
+        f"ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / "
+        "RESET are allowed in this context")
+
+
+def pubsub_too_many_subs(limit: int) -> bytes:
+    return encode_error(
+        f"ERR max number of subscriptions per client reached ({limit}, "
+        "pubsub.max_subscriptions)")
+
+
+def pubsub_too_many_conns(addr: str, limit: int) -> bytes:
+    return encode_error(
+        f"ERR max number of pub/sub connections to backend {addr} reached ({limit}, "
+        "pubsub.max_backend_connections)")

@@ -47,6 +47,13 @@ def proxy_section(services: Services) -> str:
         f"slot_map_epoch:{router.epoch}",
         f"groups:{len(groups)}",
         f"groups_up:{sum(1 for g in groups if g['up'])}",
+        f"pubsub_clients:{sum(1 for c in services.clients.clients if c.mode.name == 'subscribed')}",
+        f"pubsub_connections:{stats.pubsub_connections}",
+        f"pubsub_connects:{stats.pubsub_connects}",
+        f"pubsub_connections_refused:{stats.pubsub_refused}",
+        f"pubsub_messages_delivered:{stats.pubsub_messages}",
+        f"pubsub_bytes_delivered:{stats.pubsub_bytes}",
+        f"pubsub_clients_dropped:{stats.pubsub_dropped}",
     ]
     for g in groups:
         lines.append(

@@ -51,7 +51,9 @@ class ClientConnection(asyncio.Protocol):
         self.parser = make_request_parser(limits.resp_limits(), prefer_hiredis=cfg.use_hiredis)
         self.max_pipeline = limits.max_pipeline
         self.resume_at = max(1, limits.max_pipeline // 2)
-        self.output_limit = limits.client_output_buffer
+        self.output_limit = limits.client_output_buffer  # pubsub.output_buffer while subscribed
+        # Pub/Sub state once the client subscribed (client.modes.subscribed.Subscriptions).
+        self.subs = None
         cid = services.clients.next_id()
         self.state = ClientState(id=cid, created=services.loop_time(),
                                  lane=services.pool.lane_for(cid, 2))
@@ -99,6 +101,8 @@ class ClientConnection(asyncio.Protocol):
         self.backlog.clear()
         self.out.clear()
         self.services.clients.forget(self)
+        if self.subs is not None:
+            self.subs.close()  # its backend subscriber connections go with it
 
     def pause_writing(self) -> None:
         """Called by the transport when unsent replies pass its high-water mark."""
@@ -267,6 +271,13 @@ class ClientConnection(asyncio.Protocol):
     def set_mode(self, mode: Mode) -> None:
         self.mode = mode
 
+    def push(self, raw: bytes) -> None:
+        """Write an unsolicited frame (a Pub/Sub message) now, ahead of replies still owed."""
+        self.out.append(raw)
+        if not self.dirty:
+            self.dirty = True
+            self.flusher.mark(self)
+
     def switch_protocol(self, proto: int) -> None:
         """Move the client to the lanes of protocol `proto` (HELLO, RESET)."""
         state = self.state
@@ -307,6 +318,9 @@ class ClientConnection(asyncio.Protocol):
             if self.write_paused and transport.get_write_buffer_size() > self.output_limit:
                 log.warning("client %s: output buffer over %d bytes; closing", self.state.addr,
                             self.output_limit)
+                if self.subs is not None and self.subs.active:
+                    self.services.stats.pubsub_dropped += 1
+                self.closing = True
                 self.fifo.clear()
                 transport.abort()
                 return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..backend.conn import Flusher
 from ..backend.pool import BackendPool
@@ -44,6 +44,9 @@ class Client(Protocol):
     fifo: deque[ReplySlot]
     closing: bool
     closed: bool
+    # Pub/Sub state (`client.modes.subscribed.Subscriptions`) once the client subscribed.
+    subs: Any
+    output_limit: int
 
     def reply(self, raw: bytes) -> None: ...
 
@@ -52,6 +55,8 @@ class Client(Protocol):
     def send(self, group: RoutedGroup, packed: bytes) -> None: ...
 
     def set_mode(self, mode: Mode) -> None: ...
+
+    def push(self, raw: bytes) -> None: ...
 
     def switch_protocol(self, proto: int) -> None: ...
 
@@ -106,6 +111,8 @@ class Services:
     # The listener's address once bound (INFO's tcp_port, CLIENT LIST).
     host: str = ""
     port: int = 0
+    # The Pub/Sub hub (`routing.channels.ChannelHub`), made by the first subscriber.
+    pubsub: Any = None
 
     def loop_time(self) -> float:
         return self.loop.time()

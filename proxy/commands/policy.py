@@ -20,7 +20,6 @@ class Route(enum.IntEnum):
 
 _BLOCKING = "blocking commands"
 _TRANSACTIONS = "transactions"
-_PUBSUB = "pub/sub"
 _KEYSPACE = "keyspace-wide"
 _ADMIN = "administrative"
 _NO_KEY = "no key to route by"
@@ -51,12 +50,14 @@ POLICY: dict[str, tuple[Route, str]] = {
         "blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop wait waitaof",
     ),
     **_policy(Route.UNSUPPORTED, _TRANSACTIONS, "multi exec discard watch unwatch"),
+    # Pub/Sub: channels are placed on groups by the proxy (handlers/pubsub.py).
     **_policy(
-        Route.UNSUPPORTED,
-        _PUBSUB,
+        Route.LOCAL,
+        "",
         "subscribe unsubscribe psubscribe punsubscribe ssubscribe sunsubscribe publish spublish "
-        "pubsub monitor",
+        "pubsub",
     ),
+    **_policy(Route.UNSUPPORTED, "administrative", "monitor"),
     **_policy(Route.UNSUPPORTED, _KEYSPACE, "keys scan randomkey flushall flushdb swapdb move"),
     # MEMORY USAGE and OBJECT ENCODING/FREQ/IDLETIME/REFCOUNT are not listed: they have a key and
     # fall through to KEYED.

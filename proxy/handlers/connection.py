@@ -143,8 +143,16 @@ def client_line(c: Client) -> str:
         f"age={int(now - s.created)} db={s.db} "
         f"lib-name={s.lib_name.decode(errors='replace')} "
         f"lib-ver={s.lib_ver.decode(errors='replace')} "
-        f"pipeline={len(c.fifo)} commands={s.commands}\n"
+        f"pipeline={len(c.fifo)} commands={s.commands}{_sub_fields(c)}\n"
     )
+
+
+def _sub_fields(c: Client) -> str:
+    subs = c.subs
+    if subs is None:
+        return " sub=0 psub=0 ssub=0"
+    n = subs.names
+    return f" sub={len(n[0])} psub={len(n[1])} ssub={len(n[2])}"
 
 
 def client(c: Client, argv: list[bytes]) -> None:
@@ -207,6 +215,8 @@ def _client_kill(c: Client, how: bytes, target: bytes) -> None:
 
 
 def reset(c: Client, argv: list[bytes]) -> None:
+    if c.subs is not None:
+        c.subs.reset()  # every subscription dropped, without confirmations (as Redis)
     c.state.name = b""
     c.set_mode(AUTH_REQUIRED if c.services.cfg.password else NORMAL)
     c.switch_protocol(2)

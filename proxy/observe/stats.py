@@ -31,6 +31,15 @@ class ProxyStats:
     connections_received: int = 0
     rejected_connections: int = 0
     ops_per_sec: float = 0.0
+    # Pub/Sub: dedicated subscriber connections open now, connects made, opens refused over
+    # the bound; messages and bytes delivered to clients; subscribers dropped over the
+    # output limit.
+    pubsub_connections: int = 0
+    pubsub_connects: int = 0
+    pubsub_refused: int = 0
+    pubsub_messages: int = 0
+    pubsub_bytes: int = 0
+    pubsub_dropped: int = 0
     slot_ops: list[int] = field(default_factory=list)
     backends: dict[str, BackendCounters] = field(default_factory=dict)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
@@ -32,6 +33,8 @@ class Router:
         self.slot_count: dict[int, int] = {}  # gid → slots owned (for INFO), set at each swap
         self.slotmap: SlotMap | None = None
         self._lock = asyncio.Lock()
+        # Called once each new map is in force (Pub/Sub re-places its subscriptions).
+        self.listeners: list[Callable[[], None]] = []
 
     @property
     def epoch(self) -> int:
@@ -75,6 +78,8 @@ class Router:
             self.slot_count = counts
             self.slotmap = slotmap
             self.transit.install(transit, slotmap.fenced)
+            for listener in self.listeners:
+                listener()
             log.info("slot map epoch %d applied: %d groups, %d slots in transit, %d fenced keys",
                      slotmap.epoch, len(groups), len(transit), len(slotmap.fenced))
             # Acknowledge only once every request dispatched under the previous map is

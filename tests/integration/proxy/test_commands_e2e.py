@@ -212,7 +212,7 @@ def test_unsupported_and_unknown_keep_the_connection(r: redis.Redis) -> None:
     for args, reason in (
         (("BLPOP", "k", "0"), "blocking"),
         (("MULTI",), "transactions"),
-        (("SUBSCRIBE", "ch"), "pub/sub"),
+        (("MONITOR",), "administrative"),
         (("KEYS", "*"), "keyspace-wide"),
         (("FLUSHALL",), "keyspace-wide"),
         (("CONFIG", "GET", "maxmemory"), "administrative"),
