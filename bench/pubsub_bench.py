@@ -22,8 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard.procs import RedisServer
-from slotcore.resp import pack_command
 from tests.support import ProxyProcess, group_config
+
+from slotcore.resp import pack_command
 
 CHANNEL = b"bench:channel"
 BATCH = 100

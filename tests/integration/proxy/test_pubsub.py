@@ -20,10 +20,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from dashboard.procs import RedisServer
 from slotcore.keyslot import key_slot
 from slotcore.resp import ReplyReader, pack_command
-from tests.support import ProxyProcess, group_config
+from tests.harness import ProxyProcess, RedisServer, group_config
 
 # ---------------------------------------------------------------------- helpers
 

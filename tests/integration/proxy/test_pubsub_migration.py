@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 
 from slotcore.keyslot import key_slot
-from tests.integration.migration.cluster import NSLOTS, cluster
+from tests.harness.cluster import NSLOTS, cluster
 
 
 def _in_first_half(prefix: str) -> str:
