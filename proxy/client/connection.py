@@ -20,6 +20,7 @@ from binascii import crc_hqx
 from collections import deque
 
 from slotcore.keyslot import hash_tag
+from slotcore.resp import pack_command
 
 from ..backend.conn import UP
 from ..errors import MAX_CLIENTS, protocol_error
@@ -93,6 +94,7 @@ class ClientConnection(asyncio.Protocol):
         self.backlog.clear()
         self.out.clear()
         self.services.clients.forget(self)
+        self.mode.leave(self)
 
     def pause_writing(self) -> None:
         """Called by the transport when unsent replies pass its high-water mark."""
@@ -127,7 +129,8 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         reqs = parser.feed(data)
         if reqs:
-            if self.backlog or len(reqs) + len(self.fifo) > self.max_pipeline:
+            if (self.backlog or self.lane_barrier
+                    or len(reqs) + len(self.fifo) > self.max_pipeline):
                 # More than the pipeline bound arrived at once: keep the surplus parsed but
                 # undispatched, so replies in flight (and memory) stay bounded.
                 self.backlog.extend(zip(reqs, parser.packed, strict=True))
@@ -189,7 +192,7 @@ class ClientConnection(asyncio.Protocol):
             i += 1
             if self.closing:  # QUIT: nothing after it runs
                 break
-            if self.lane_barrier:  # protocol switch: the rest waits (see _run_backlog)
+            if self.lane_barrier:  # protocol or connection switch: the rest waits (_run_backlog)
                 self.backlog.extend(zip(reqs[i:], packed[i:], strict=True))
                 self.pipeline_paused = True
                 self._update_reading()
@@ -225,7 +228,8 @@ class ClientConnection(asyncio.Protocol):
                 n += 1
         finally:
             self.in_backlog = False
-        self.lane_barrier = False
+        if self.lane_barrier and not self.fifo:
+            self.lane_barrier = False
         self.state.commands += n
         self.services.stats.commands += n
         if not backlog and self.deferred_error is not None and not self.closing:
@@ -254,6 +258,22 @@ class ClientConnection(asyncio.Protocol):
 
     def set_mode(self, mode: Mode) -> None:
         self.mode = mode
+
+    def defer(self, argv: list[bytes]) -> bool:
+        """If replies are still owed, put the current command back at the head of the backlog,
+        to run again once every one of them is answered (True); else False: run it now. For
+        commands that move the client to another backend connection (WATCH, EXEC after WATCH),
+        so that nothing the client sent before can execute after them."""
+        if not self.fifo:
+            return False
+        self.backlog.appendleft((argv, pack_command(*argv)))
+        self.lane_barrier = True
+        return True
+
+    def barrier(self) -> None:
+        """Later commands wait until every reply owed now is answered (see _run_backlog)."""
+        if self.fifo:
+            self.lane_barrier = True
 
     def switch_protocol(self, proto: int) -> None:
         """Move the client to the lanes of protocol `proto` (HELLO, RESET)."""

@@ -19,7 +19,6 @@ class Route(enum.IntEnum):
 
 
 _BLOCKING = "blocking commands"
-_TRANSACTIONS = "transactions"
 _PUBSUB = "pub/sub"
 _KEYSPACE = "keyspace-wide"
 _ADMIN = "administrative"
@@ -41,7 +40,7 @@ POLICY: dict[str, tuple[Route, str]] = {
         Route.LOCAL,
         "",
         "ping echo quit auth hello select client command info dbsize time reset readonly "
-        "readwrite cluster script",
+        "readwrite cluster script multi exec discard watch unwatch",
     ),
     # XREAD/XREADGROUP are deliberately absent: they stay KEYED and are refused only when they
     # carry a BLOCK argument (see `is_blocking_call`).
@@ -50,7 +49,6 @@ POLICY: dict[str, tuple[Route, str]] = {
         _BLOCKING,
         "blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop wait waitaof",
     ),
-    **_policy(Route.UNSUPPORTED, _TRANSACTIONS, "multi exec discard watch unwatch"),
     **_policy(
         Route.UNSUPPORTED,
         _PUBSUB,

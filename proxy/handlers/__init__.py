@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..client.context import Client
-from . import cluster, connection, server
+from . import cluster, connection, server, transaction
 
 Handler = Callable[[Client, list[bytes]], None]
 
-HANDLERS: dict[str, Handler] = {**connection.HANDLERS, **server.HANDLERS, **cluster.HANDLERS}
+HANDLERS: dict[str, Handler] = {**connection.HANDLERS, **server.HANDLERS, **cluster.HANDLERS,
+                             **transaction.HANDLERS}

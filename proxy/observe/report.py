@@ -47,6 +47,14 @@ def proxy_section(services: Services) -> str:
         f"slot_map_epoch:{router.epoch}",
         f"groups:{len(groups)}",
         f"groups_up:{sum(1 for g in groups if g['up'])}",
+        f"transactions_started:{stats.txn_multi}",
+        f"transactions_executed:{stats.txn_exec}",
+        f"transactions_aborted:{stats.txn_aborted}",
+        f"transactions_watch_failed:{stats.txn_watch_failed}",
+        f"transactions_discarded:{stats.txn_discarded}",
+        f"transactions_queued_commands:{stats.txn_queued}",
+        f"leased_connections:{stats.leased}",
+        f"leased_refused:{stats.lease_refused}",
     ]
     for g in groups:
         lines.append(
