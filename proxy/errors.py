@@ -47,10 +47,16 @@ def wrong_args(name: str) -> bytes:
 
 
 def unknown_command(argv: list[bytes]) -> bytes:
-    # Same shape as Redis 7: the name and the first arguments, each cut short.
+    # Redis 7's text: the name cut at 128 bytes, then each argument quoted and followed by a
+    # space while the argument text is under 128 bytes.
     name = argv[0][:128].decode(errors="replace")
-    args = " ".join(f"'{a[:128].decode(errors='replace')}'" for a in argv[1:20])
-    return encode_error(f"ERR unknown command '{name}', with args beginning with: {args}")
+    args = b""
+    for a in argv[1:]:
+        if len(args) >= 128:
+            break
+        args += b"'" + a[:128 - len(args)] + b"' "
+    return encode_error(
+        f"ERR unknown command '{name}', with args beginning with: {args.decode(errors='replace')}")
 
 
 def unknown_subcommand(name: str, sub: bytes) -> bytes:

@@ -182,6 +182,8 @@ def _exec_merge(stats: ProxyStats) -> Callable[[list[bytes]], bytes]:
         if first[:1] == b"-":  # MULTI itself failed (backend down): say why
             return first
         last = parts[-1]
+        if last[:1] != b"-" and any(p[:1] == b"-" for p in parts[1:-1]):
+            last = EXECABORT  # the backend refused a command at queue time
         if last[:10] == b"-EXECABORT":
             stats.txn_aborted += 1
         elif last in _NILS:

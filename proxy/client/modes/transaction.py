@@ -86,7 +86,7 @@ class TransactionMode(Mode):
         if spec.subcommands is not None and route is not LOCAL:
             return self._refuse(client, wrong_args(name) if n < 2
                                 else unknown_subcommand(name, argv[1]))
-        if not spec.check_arity(n) or (name == "mset" and n % 2 == 0):
+        if not spec.check_arity(n):
             return self._refuse(client, wrong_args(name))
         if route is LOCAL:
             if base not in KEYLESS_QUEUED:
