@@ -21,8 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard.procs import RedisServer
-from tests.support import ProxyProcess, group_config
+from tests.harness import ProxyProcess, RedisServer, group_config
 
 from slotcore.resp import pack_command
 

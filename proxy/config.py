@@ -37,6 +37,7 @@ class BackendConfig:
     request_timeout: float = 5.0    # a reply older than this fails the connection (0 = never)
     reconnect_min: float = 0.05     # backoff after a failed connect, doubling ...
     reconnect_max: float = 2.0      # ... up to this
+    max_leased: int = 64            # dedicated connections (WATCH) per backend address
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,8 @@ class LimitsConfig:
     max_multibulk_len: int = 1024 * 1024
     max_inline_len: int = 64 * 1024
     client_output_buffer: int = 64 * 1024 * 1024  # unread reply bytes before a client is dropped
+    max_queued: int = 10000                    # commands queued in one MULTI
+    max_queued_bytes: int = 64 * 1024 * 1024   # bytes queued in one MULTI
 
     def resp_limits(self) -> Limits:
         return Limits(
@@ -299,6 +302,8 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         raise ConfigError("limits.max_pipeline: must be at least 1")
     if lim.max_clients < 1:
         raise ConfigError("limits.max_clients: must be at least 1")
+    if kw["backend"].max_leased < 1:
+        raise ConfigError("backend.max_leased: must be at least 1")
     if kw["backend"].connections < 1:
         raise ConfigError("backend.connections: must be at least 1")
     cfg = ProxyConfig(**kw)

@@ -33,6 +33,7 @@ def dispatch(client: Client, argv: list[bytes], packed: bytes) -> None:
     spec = client.services.table.lookup(argv)
     if spec is None:
         client.reply(unknown_command(argv))
+        client.mode.rejected(client)
         return
     if client.mode.intercept(client, spec, argv, packed):
         return
@@ -46,14 +47,17 @@ def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes)
         # (local containers such as CLIENT parse their own subcommands).
         client.reply(wrong_args(spec.name) if len(argv) < 2
                      else unknown_subcommand(spec.name, argv[1]))
+        client.mode.rejected(client)
         return
     if route is not KEYED and route is not SPLIT and route is not LOCAL:
         client.reply(not_supported(spec.name, spec.reason))
+        client.mode.rejected(client)
         return
     n = len(argv)
     arity = spec.arity
     if (n != arity) if arity > 0 else (n < -arity):
         client.reply(wrong_args(spec.name))
+        client.mode.rejected(client)
         return
     if route is KEYED:
         keyed(client, spec, argv, packed)

@@ -107,3 +107,36 @@ def pubsub_too_many_conns(addr: str, limit: int) -> bytes:
     return encode_error(
         f"ERR max number of pub/sub connections to backend {addr} reached ({limit}, "
         "pubsub.max_backend_connections)")
+
+
+# Transactions: the texts of Redis's multi.c.
+QUEUED = b"+QUEUED\r\n"
+MULTI_NESTED = encode_error("ERR MULTI calls can not be nested")
+EXEC_WITHOUT_MULTI = encode_error("ERR EXEC without MULTI")
+DISCARD_WITHOUT_MULTI = encode_error("ERR DISCARD without MULTI")
+WATCH_IN_MULTI = encode_error("ERR WATCH inside MULTI is not allowed")
+EXECABORT = encode_error("EXECABORT Transaction discarded because of previous errors.")
+# EXEC's reply when a WATCHed key changed: the null array (RESP2) / null (RESP3).
+EXEC_NIL = {2: b"*-1\r\n", 3: b"_\r\n"}
+
+
+def not_in_mode(name: str, mode: str) -> bytes:
+    label = name.replace("|", " ").upper()
+    return encode_error(f"ERR command '{label}' is not supported by the proxy in {mode} mode")
+
+
+def not_in_multi(name: str) -> bytes:
+    label = name.replace("|", " ").upper()
+    return encode_error(f"ERR command '{label}' is not supported by the proxy inside MULTI")
+
+
+def queue_limit(count: int, size: int) -> bytes:
+    return encode_error(
+        f"ERR transaction queue limit reached ({count} commands or {size} bytes, "
+        "limits.max_queued / limits.max_queued_bytes)")
+
+
+def lease_limit(addr: str, n: int) -> bytes:
+    return encode_error(
+        f"ERR proxy has {n} dedicated connections to backend {addr} in use "
+        "(backend.max_leased); try again later")

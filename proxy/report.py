@@ -54,6 +54,14 @@ def proxy_section(services: Services) -> str:
         f"pubsub_messages_delivered:{stats.pubsub_messages}",
         f"pubsub_bytes_delivered:{stats.pubsub_bytes}",
         f"pubsub_clients_dropped:{stats.pubsub_dropped}",
+        f"transactions_started:{stats.txn_multi}",
+        f"transactions_executed:{stats.txn_exec}",
+        f"transactions_aborted:{stats.txn_aborted}",
+        f"transactions_watch_failed:{stats.txn_watch_failed}",
+        f"transactions_discarded:{stats.txn_discarded}",
+        f"transactions_queued_commands:{stats.txn_queued}",
+        f"leased_connections:{stats.leased}",
+        f"leased_refused:{stats.lease_refused}",
     ]
     for g in groups:
         lines.append(

@@ -17,6 +17,7 @@ from slotcore.resp import pack_command
 from ..config import BackendConfig
 from ..observe.stats import ProxyStats
 from .conn import BackendConn, Flusher
+from .leased import LeasedPool
 
 _PING = pack_command(b"PING")
 
@@ -30,6 +31,8 @@ class BackendPool:
         self.resp3 = False
         self._conns: dict[str, list[BackendConn]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+        # Dedicated connections (WATCH): not lanes, never shared, no stall detection.
+        self.leased = LeasedPool(cfg, flusher, stats)
 
     # ------------------------------------------------------------------ lanes
     def lane_for(self, client_id: int, proto: int) -> int:
@@ -108,7 +111,7 @@ class BackendPool:
         for _ in range(2):
             conns = [c for c in self.all_conns() if c.up]
             await asyncio.gather(*(c.probe(_PING, timeout) for c in conns),
-                                 return_exceptions=True)
+                                 self.leased.drain(timeout), return_exceptions=True)
 
     def all_conns(self) -> list[BackendConn]:
         return [c for conns in self._conns.values() for c in conns]
@@ -122,6 +125,7 @@ class BackendPool:
         for task in retiring:
             task.cancel()
         await asyncio.gather(*retiring, return_exceptions=True)
+        await self.leased.close()
         conns = self.all_conns()
         self._conns.clear()
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)

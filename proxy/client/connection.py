@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 
 from slotcore.keyslot import hash_tag
+from slotcore.resp import pack_command
 
 from ..backend.conn import UP
 from ..errors import MAX_CLIENTS, protocol_error
@@ -103,6 +104,7 @@ class ClientConnection(asyncio.Protocol):
         self.services.clients.forget(self)
         if self.subs is not None:
             self.subs.close()  # its backend subscriber connections go with it
+        self.mode.leave(self)
 
     def pause_writing(self) -> None:
         """Called by the transport when unsent replies pass its high-water mark."""
@@ -202,7 +204,7 @@ class ClientConnection(asyncio.Protocol):
             i += 1
             if self.closing:  # QUIT: nothing after it runs
                 break
-            if self.lane_barrier:  # protocol switch: the rest waits (see _run_backlog)
+            if self.lane_barrier:  # protocol or connection switch: the rest waits (_run_backlog)
                 self.backlog.extend(zip(reqs[i:], packed[i:], strict=True))
                 self.pipeline_paused = True
                 self._update_reading()
@@ -277,6 +279,22 @@ class ClientConnection(asyncio.Protocol):
         if not self.dirty:
             self.dirty = True
             self.flusher.mark(self)
+
+    def defer(self, argv: list[bytes]) -> bool:
+        """If replies are still owed, put the current command back at the head of the backlog,
+        to run again once every one of them is answered (True); else False: run it now. For
+        commands that move the client to another backend connection (WATCH, EXEC after WATCH),
+        so that nothing the client sent before can execute after them."""
+        if not self.fifo:
+            return False
+        self.backlog.appendleft((argv, pack_command(*argv)))
+        self.lane_barrier = True
+        return True
+
+    def barrier(self) -> None:
+        """Later commands wait until every reply owed now is answered (see _run_backlog)."""
+        if self.fifo:
+            self.lane_barrier = True
 
     def switch_protocol(self, proto: int) -> None:
         """Move the client to the lanes of protocol `proto` (HELLO, RESET)."""

@@ -30,11 +30,18 @@ class Mode:
 
     name = "base"
     fast_path = False  # whether the connection's inlined single-key fast path may run
+    multi = -1  # commands queued in MULTI (CLIENT LIST's multi=), -1 outside MULTI
 
     def intercept(self, client: Client, spec: CommandSpec, argv: list[bytes],
                   packed: bytes) -> bool:
         """Answer or keep the command instead of running it (True), or let it run (False)."""
         return False
+
+    def rejected(self, client: Client) -> None:
+        """The current command was refused before running (unknown, wrong arity ...)."""
+
+    def leave(self, client: Client) -> None:
+        """The connection is reset (RESET) or gone: give back what the mode holds."""
 
 
 class Client(Protocol):
@@ -63,6 +70,10 @@ class Client(Protocol):
     def close_after_replies(self) -> None: ...
 
     def close_now(self) -> None: ...
+
+    def defer(self, argv: list[bytes]) -> bool: ...
+
+    def barrier(self) -> None: ...
 
 
 class ClientRegistry:

@@ -19,7 +19,6 @@ class Route(enum.IntEnum):
 
 
 _BLOCKING = "blocking commands"
-_TRANSACTIONS = "transactions"
 _KEYSPACE = "keyspace-wide"
 _ADMIN = "administrative"
 _NO_KEY = "no key to route by"
@@ -40,7 +39,7 @@ POLICY: dict[str, tuple[Route, str]] = {
         Route.LOCAL,
         "",
         "ping echo quit auth hello select client command info dbsize time reset readonly "
-        "readwrite cluster script",
+        "readwrite cluster script multi exec discard watch unwatch",
     ),
     # XREAD/XREADGROUP are deliberately absent: they stay KEYED and are refused only when they
     # carry a BLOCK argument (see `is_blocking_call`).
@@ -49,7 +48,6 @@ POLICY: dict[str, tuple[Route, str]] = {
         _BLOCKING,
         "blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop wait waitaof",
     ),
-    **_policy(Route.UNSUPPORTED, _TRANSACTIONS, "multi exec discard watch unwatch"),
     # Pub/Sub: channels are placed on groups by the proxy (handlers/pubsub.py).
     **_policy(
         Route.LOCAL,
@@ -57,7 +55,7 @@ POLICY: dict[str, tuple[Route, str]] = {
         "subscribe unsubscribe psubscribe punsubscribe ssubscribe sunsubscribe publish spublish "
         "pubsub",
     ),
-    **_policy(Route.UNSUPPORTED, "administrative", "monitor"),
+    **_policy(Route.UNSUPPORTED, _ADMIN, "monitor"),
     **_policy(Route.UNSUPPORTED, _KEYSPACE, "keys scan randomkey flushall flushdb swapdb move"),
     # MEMORY USAGE and OBJECT ENCODING/FREQ/IDLETIME/REFCOUNT are not listed: they have a key and
     # fall through to KEYED.

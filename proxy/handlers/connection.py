@@ -143,7 +143,7 @@ def client_line(c: Client) -> str:
         f"age={int(now - s.created)} db={s.db} "
         f"lib-name={s.lib_name.decode(errors='replace')} "
         f"lib-ver={s.lib_ver.decode(errors='replace')} "
-        f"pipeline={len(c.fifo)} commands={s.commands}{_sub_fields(c)}\n"
+        f"multi={c.mode.multi} pipeline={len(c.fifo)} commands={s.commands}{_sub_fields(c)}\n"
     )
 
 
@@ -217,6 +217,7 @@ def _client_kill(c: Client, how: bytes, target: bytes) -> None:
 def reset(c: Client, argv: list[bytes]) -> None:
     if c.subs is not None:
         c.subs.reset()  # every subscription dropped, without confirmations (as Redis)
+    c.mode.leave(c)  # out of MULTI, WATCHed keys forgotten
     c.state.name = b""
     c.set_mode(AUTH_REQUIRED if c.services.cfg.password else NORMAL)
     c.switch_protocol(2)

@@ -32,6 +32,10 @@ class Router:
         self.groups: dict[int, RoutedGroup] = {}
         self.slot_count: dict[int, int] = {}  # gid → slots owned (for INFO), set at each swap
         self.slotmap: SlotMap | None = None
+        # Bumped for every slot whose route changes at a swap (owner, master, transit state):
+        # a WATCH remembers it, and EXEC treats a change as "the watched keys were modified".
+        self.slot_gen: list[int] = [0] * nslots
+        self._route_ids: list[object] = [None] * nslots
         self._lock = asyncio.Lock()
         # Called once each new map is in force (Pub/Sub re-places its subscriptions).
         self.listeners: list[Callable[[], None]] = []
@@ -69,6 +73,14 @@ class Router:
                 for s in range(start, end + 1):
                     transit[s] = TransitSlot(s, state, groups[src], groups[dst])
                     by_slot[s] = None  # the hot path falls through to forward() for these
+            route_ids: list[object] = [g.master if g is not None else None for g in by_slot]
+            for s, ts in transit.items():
+                route_ids[s] = (ts.state, ts.src.master, ts.dst.master)
+            gen, old_ids = self.slot_gen, self._route_ids
+            for s in range(self.nslots):
+                if route_ids[s] != old_ids[s]:
+                    gen[s] += 1
+            self._route_ids = route_ids
             counts = dict.fromkeys(groups, 0)
             for g in by_slot:
                 if g is not None:
@@ -97,6 +109,20 @@ class Router:
         else:
             self.transit.forward(owner, lane, slot, keys, packed, waiter,
                                  asyncio.get_running_loop().time())
+
+    def call(self, owner: Owner, lane: int, slot: int, keys: list[bytes], waiter: Waiter,
+             run: Callable[[RoutedGroup], None]) -> None:
+        """Run `run(group)` on the group that serves `slot` now (a transaction's EXEC, a
+        WATCH): its owner; for a migrating slot the target, once `keys` are pulled from the
+        source; held while the slot is locked, then routed again under the next map. `waiter`
+        gets the error if it cannot run (-TRYAGAIN, -CLUSTERDOWN)."""
+        g = self.by_slot[slot]
+        if g is not None:
+            run(g)
+            return
+        self.transit.call(owner, lane, slot, keys, waiter, run,
+                          lambda: self.call(owner, lane, slot, keys, waiter, run),
+                          asyncio.get_running_loop().time())
 
     def any_group(self) -> RoutedGroup | None:
         """A group to send keyless-but-routable commands to (EVAL with 0 keys): slot 0's owner,

@@ -70,6 +70,35 @@ class Held:
         self.since = since
 
 
+class HeldCall(Held):
+    """A held action (a transaction's EXEC, a WATCH): `retry` routes it again on release."""
+
+    __slots__ = ("retry",)
+
+    def __init__(self, owner: Owner, slot: int, keys: list[bytes], waiter: Waiter,
+                 since: float, retry: Callable[[], None]) -> None:
+        super().__init__(owner, 0, slot, keys, b"", waiter, since)
+        self.retry = retry
+
+
+class PullThenRun:
+    """Waiter for the on-access MIGRATE of a transaction's keys: then run on the target."""
+
+    __slots__ = ("run", "slot", "waiter")
+
+    def __init__(self, run: Callable[[], None], waiter: Waiter, slot: int) -> None:
+        self.run = run
+        self.waiter = waiter
+        self.slot = slot
+
+    def resolve(self, raw: bytes) -> None:
+        if raw[:1] == b"+":
+            self.run()
+        else:
+            why = raw[1:].strip().decode(errors="replace")
+            self.waiter.resolve(tryagain(self.slot, f"could not move its keys ({why})"))
+
+
 class PullThenForward:
     """Waiter for the on-access MIGRATE: once the keys are on the target, send the request."""
 
@@ -135,6 +164,27 @@ class Transit:
         src.send(self.migrate_command(ts, keys),
                  PullThenForward(ts.dst.lanes[lane], packed, waiter, slot))
 
+    def call(self, owner: Owner, lane: int, slot: int, keys: list[bytes], waiter: Waiter,
+             run: Callable[[RoutedGroup], None], retry: Callable[[], None], now: float) -> None:
+        """Like `forward`, for an action run on a group (see `Router.call`): held while the
+        slot is locked (`retry` on release), run on the target once `keys` are pulled."""
+        ts = self.slots.get(slot)
+        if ts is None:
+            waiter.resolve(CLUSTERDOWN)
+            return
+        if self.fenced_out:
+            waiter.resolve(tryagain(slot, "this proxy lost contact with the dashboard"))
+            return
+        if ts.state == LOCKED or (self.fenced and not self.fenced.isdisjoint(keys)):
+            self.held.append(HeldCall(owner, slot, keys, waiter, now, retry))
+            return
+        dst = ts.dst
+        if not keys:
+            run(dst)
+            return
+        src = ts.src.lanes[self._plain_lane(lane)]
+        src.send(self.migrate_command(ts, keys), PullThenRun(lambda: run(dst), waiter, slot))
+
     def migrate_command(self, ts: TransitSlot, keys: Iterable[bytes]) -> bytes:
         unique = list(dict.fromkeys(keys))
         return pack_command(b"MIGRATE", ts.dst_host, ts.dst_port, b"", b"0",
@@ -144,6 +194,12 @@ class Transit:
         """Re-route held requests under the current map (they may be held again)."""
         held, self.held = self.held, deque()
         for h in held:
+            if isinstance(h, HeldCall):
+                if h.owner.closed:  # resolved so that what it holds is given back
+                    h.waiter.resolve(tryagain(h.slot, "client gone"))
+                else:
+                    h.retry()
+                continue
             if h.owner.closed:
                 continue  # nobody is waiting for it
             forward(h.owner, h.lane, h.slot, h.keys, h.packed, h.waiter)

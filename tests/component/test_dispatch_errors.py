@@ -24,7 +24,7 @@ CASES = [
      "ERR command 'BLPOP' is not supported by the proxy (blocking commands)"),
     ((b"XREAD", b"BLOCK", b"0", b"STREAMS", b"s", b"0"),
      "ERR command 'XREAD' is not supported by the proxy (blocking commands)"),
-    ((b"MULTI",), "ERR command 'MULTI' is not supported by the proxy (transactions)"),
+    ((b"MONITOR",), "ERR command 'MONITOR' is not supported by the proxy (administrative)"),
     # wrong arity: the fast path's commands, split commands and others alike
     ((b"GET",), "ERR wrong number of arguments for 'get' command"),
     ((b"GET", b"a", b"b"), "ERR wrong number of arguments for 'get' command"),

@@ -141,6 +141,10 @@ class Subscriptions:
         if not self.active:
             self.active = True
             c = self.client
+            if c.mode is not NORMAL and c.mode is not SUBSCRIBED:
+                # WATCHing (MULTI itself refuses SUBSCRIBE): the watch cannot be EXECed from
+                # the subscribed mode, so its dedicated connection goes back now.
+                c.mode.leave(c)
             c.set_mode(SUBSCRIBED)
             c.output_limit = self.limit
 

@@ -211,7 +211,6 @@ def test_crossslot_refused_and_same_slot_served(r: redis.Redis, proxy: ProxyProc
 def test_unsupported_and_unknown_keep_the_connection(r: redis.Redis) -> None:
     for args, reason in (
         (("BLPOP", "k", "0"), "blocking"),
-        (("MULTI",), "transactions"),
         (("MONITOR",), "administrative"),
         (("KEYS", "*"), "keyspace-wide"),
         (("FLUSHALL",), "keyspace-wide"),
