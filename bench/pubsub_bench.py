@@ -21,9 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import ProxyProcess, RedisServer, group_config
-
 from slotcore.resp import pack_command
+from tests.harness import ProxyProcess, RedisServer, group_config
 
 CHANNEL = b"bench:channel"
 BATCH = 100
