@@ -24,7 +24,9 @@ from slotcore.slotmap import SlotMap
 
 from . import __version__
 from .backend.conn import Flusher
+from .backend.dedicated import DedicatedPool
 from .backend.pool import BackendPool
+from .blocking import Blocking
 from .client.context import ClientRegistry, Services
 from .commands.table import CommandTable
 from .config import ProxyConfig
@@ -49,10 +51,13 @@ class ProxyApp:
         pool = BackendPool(cfg.backend, flusher, stats)
         transit = Transit(cfg.migration, pool.plain_lane, fence_enabled=bool(cfg.dashboard))
         router = Router(cfg.slots, pool, transit)
+        dedicated = DedicatedPool(cfg.backend, flusher, stats, cfg.backend.max_dedicated)
+        blocking = Blocking(cfg, router, pool, dedicated, loop)
+        router.add_swap_listener(blocking.on_swap)
         self.services = Services(
             cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
             flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
-            host=cfg.listen[0], port=cfg.listen[1],
+            dedicated=dedicated, blocking=blocking, host=cfg.listen[0], port=cfg.listen[1],
         )
         self.listener = Listener(self.services)
         self.admin = (AdminServer(self.services, self.apply_slot_map, self.identity)
@@ -158,6 +163,8 @@ class ProxyApp:
             transit.check_fence()
             if transit.held:
                 transit.expire_held(s.loop_time())
+            if s.blocking is not None and s.blocking.held:
+                s.blocking.expire(s.loop_time())
 
     async def _ops_sampler(self) -> None:
         s = self.services
@@ -176,6 +183,9 @@ class ProxyApp:
         log.info("shutting down: %d clients, draining in-flight requests", len(s.clients))
         if self.agent is not None:
             await self.agent.stop()
+        if s.blocking is not None:
+            # Blocked clients get their timeout reply now rather than hold the drain up.
+            s.blocking.unblock_all()
         await self.listener.shutdown(self.cfg.shutdown_timeout)
         for t in self._chores:
             t.cancel()
@@ -184,6 +194,8 @@ class ProxyApp:
                 await t
         if self.admin is not None:
             await self.admin.stop()
+        if s.dedicated is not None:
+            await s.dedicated.close()
         await s.pool.close()
         await self.listener.wait_closed()
         log.info("stopped")

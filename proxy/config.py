@@ -37,6 +37,7 @@ class BackendConfig:
     request_timeout: float = 5.0    # a reply older than this fails the connection (0 = never)
     reconnect_min: float = 0.05     # backoff after a failed connect, doubling ...
     reconnect_max: float = 2.0      # ... up to this
+    max_dedicated: int = 128        # per backend: connections for blocked clients (BLPOP, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +289,8 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         raise ConfigError("limits.max_clients: must be at least 1")
     if kw["backend"].connections < 1:
         raise ConfigError("backend.connections: must be at least 1")
+    if kw["backend"].max_dedicated < 0:
+        raise ConfigError("backend.max_dedicated: must be at least 0")
     cfg = ProxyConfig(**kw)
     if cfg.slot_map is None and not cfg.dashboard:
         raise ConfigError(

@@ -99,6 +99,7 @@ class ClientConnection(asyncio.Protocol):
         self.backlog.clear()
         self.out.clear()
         self.services.clients.forget(self)
+        self.mode.closed(self)
 
     def pause_writing(self) -> None:
         """Called by the transport when unsent replies pass its high-water mark."""
@@ -115,7 +116,12 @@ class ClientConnection(asyncio.Protocol):
         self._update_reading()
 
     def _update_reading(self) -> None:
-        want = not (self.write_paused or self.pipeline_paused or self.closing)
+        # pipeline_paused with fewer than max_pipeline requests parsed and unanswered is a
+        # barrier wait (a blocked client): keep reading, so a disconnect is seen at once; the
+        # backlog stays bounded by max_pipeline (plus one read).
+        held = self.pipeline_paused and (
+            len(self.fifo) + len(self.backlog) >= self.max_pipeline or not self.lane_barrier)
+        want = not (self.write_paused or held or self.closing)
         if want != self.reading and self.transport is not None:
             self.reading = want
             if want:
@@ -133,7 +139,8 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         reqs = parser.feed(data)
         if reqs:
-            if self.backlog or len(reqs) + len(self.fifo) > self.max_pipeline:
+            if (self.backlog or self.lane_barrier
+                    or len(reqs) + len(self.fifo) > self.max_pipeline):
                 # More than the pipeline bound arrived at once: keep the surplus parsed but
                 # undispatched, so replies in flight (and memory) stay bounded.
                 self.backlog.extend(zip(reqs, parser.packed, strict=True))
@@ -149,6 +156,8 @@ class ClientConnection(asyncio.Protocol):
             # Backpressure: stop reading this client until half its replies are written.
             self.pipeline_paused = True
             self._update_reading()
+        elif self.backlog and self.lane_barrier:
+            self._update_reading()  # a blocked client's backlog grew: bounded (see above)
 
     def _dispatch_chunk(self, reqs: list[list[bytes]], packed: list[bytes]) -> None:
         # The fast path, inlined: a single-key command (GET, SET, INCR, HSET, ...) whose slot
@@ -196,9 +205,11 @@ class ClientConnection(asyncio.Protocol):
             i += 1
             if self.closing:  # QUIT: nothing after it runs
                 break
-            if self.lane_barrier:  # protocol switch: the rest waits (see _run_backlog)
+            if self.lane_barrier:  # protocol switch, blocked: the rest waits (see _run_backlog)
                 self.backlog.extend(zip(reqs[i:], packed[i:], strict=True))
                 self.pipeline_paused = True
+                if not self.fifo:  # already answered (e.g. refused at once): go on now
+                    self.pipeline_progress()
                 self._update_reading()
                 break
             # The command may have changed the mode or the lane (AUTH, HELLO, RESET).
@@ -232,12 +243,15 @@ class ClientConnection(asyncio.Protocol):
                 n += 1
         finally:
             self.in_backlog = False
-        self.lane_barrier = False
+        if not self.fifo:
+            self.lane_barrier = False
         self.state.commands += n
         self.services.stats.commands += n
         if not backlog and self.deferred_error is not None and not self.closing:
             self._protocol_error(self.deferred_error)
-        if backlog and not self.pipeline_paused:
+        if (backlog or self.lane_barrier) and not self.pipeline_paused:
+            # pipeline_paused also means "call pipeline_progress as replies are written",
+            # which is what lifts a barrier.
             self.pipeline_paused = True
             self._update_reading()
 
@@ -262,6 +276,17 @@ class ClientConnection(asyncio.Protocol):
     def set_mode(self, mode: Mode) -> None:
         self.mode = mode
 
+    def hold_later_commands(self) -> None:
+        """Commands after the current one wait until every reply owed so far is written (a
+        blocking command: they run once it is answered, in order)."""
+        self.lane_barrier = True
+        self.pipeline_paused = True  # so written replies call pipeline_progress
+
+    def run_after_replies(self, argv: list[bytes], packed: bytes) -> None:
+        """Dispatch the current command again once every earlier reply is written (WAIT)."""
+        self.backlog.appendleft((argv, packed))
+        self.hold_later_commands()
+
     def switch_protocol(self, proto: int) -> None:
         """Move the client to the lanes of protocol `proto` (HELLO, RESET)."""
         state = self.state
@@ -278,9 +303,9 @@ class ClientConnection(asyncio.Protocol):
     def pipeline_progress(self) -> None:
         """Replies were written while reading is paused: dispatch held-back work, resume."""
         if len(self.fifo) <= self.resume_at:
-            if self.backlog:
+            if self.backlog or self.lane_barrier:
                 self._run_backlog()
-            if not self.backlog and len(self.fifo) < self.max_pipeline:
+            if not self.backlog and not self.lane_barrier and len(self.fifo) < self.max_pipeline:
                 self.pipeline_paused = False
                 self._update_reading()
 

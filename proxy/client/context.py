@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..backend.conn import Flusher
 from ..backend.pool import BackendPool
@@ -23,6 +23,10 @@ from ..routing.groups import RoutedGroup
 from ..routing.router import Router
 from .reply import ReplySlot
 from .state import ClientState
+
+if TYPE_CHECKING:
+    from ..backend.dedicated import DedicatedPool
+    from ..blocking import Blocking
 
 
 class Mode:
@@ -35,6 +39,9 @@ class Mode:
                   packed: bytes) -> bool:
         """Answer or keep the command instead of running it (True), or let it run (False)."""
         return False
+
+    def closed(self, client: Client) -> None:
+        """The connection is gone (a blocked client frees its dedicated connection)."""
 
 
 class Client(Protocol):
@@ -58,6 +65,10 @@ class Client(Protocol):
     def close_after_replies(self) -> None: ...
 
     def close_now(self) -> None: ...
+
+    def hold_later_commands(self) -> None: ...
+
+    def run_after_replies(self, argv: list[bytes], packed: bytes) -> None: ...
 
 
 class ClientRegistry:
@@ -101,6 +112,9 @@ class Services:
     flusher: Flusher
     clients: ClientRegistry
     loop: asyncio.AbstractEventLoop
+    # Dedicated connections and the blocked calls on them (proxy.blocking); set by proxy.app.
+    dedicated: DedicatedPool | None = None
+    blocking: Blocking | None = None
     backend_version: str = "7.0.0"
     table_source: str = "builtin"
     # The listener's address once bound (INFO's tcp_port, CLIENT LIST).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
@@ -32,6 +33,9 @@ class Router:
         self.slot_count: dict[int, int] = {}  # gid → slots owned (for INFO), set at each swap
         self.slotmap: SlotMap | None = None
         self._lock = asyncio.Lock()
+        # Called after each swap, once requests sent under the old map are answered (blocked
+        # clients on a moving slot are re-issued from here). Never on the request path.
+        self._swap_listeners: list[Callable[[], None]] = []
 
     @property
     def epoch(self) -> int:
@@ -81,7 +85,15 @@ class Router:
             # answered, so no proxy still writes a slot where the new map says it is not.
             await pool.drain()
             self.transit.release_held(self.forward)
+            for listener in self._swap_listeners:
+                try:
+                    listener()
+                except Exception:  # a listener's bug must not fail the map push
+                    log.exception("slot map swap listener failed")
             pool.retire_unused({g.master for g in groups.values()})
+
+    def add_swap_listener(self, listener: Callable[[], None]) -> None:
+        self._swap_listeners.append(listener)
 
     def forward(self, owner: Owner, lane: int, slot: int, keys: list[bytes], packed: bytes,
                 waiter: Waiter) -> None:
