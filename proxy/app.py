@@ -163,8 +163,10 @@ class ProxyApp:
             transit.check_fence()
             if transit.held:
                 transit.expire_held(s.loop_time())
-            if s.blocking is not None and s.blocking.held:
-                s.blocking.expire(s.loop_time())
+            if s.blocking is not None and s.blocking.calls:
+                s.blocking.check_clients()
+                if s.blocking.held:
+                    s.blocking.expire(s.loop_time())
 
     async def _ops_sampler(self) -> None:
         s = self.services

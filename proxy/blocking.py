@@ -535,6 +535,15 @@ class Blocking:
             elif now - call.held_since > limit:
                 call.deliver(tryagain(call.slot, "locked too long"))
 
+    def check_clients(self) -> None:
+        """Housekeeping: a blocked client whose reading is paused (its backlog is full) would
+        not see its own disconnect; ask the kernel, and free its dedicated connection."""
+        for call in list(self.calls.values()):
+            client = call.client
+            if not client.reading and not client.closed and client.peer_closed():
+                log.info("blocked client %s went away", client.state.addr)
+                client.close_now()
+
     def unblock_all(self) -> None:
         """Shutdown: every blocked client gets its timeout reply (nothing popped is lost)."""
         for call in list(self.calls.values()):

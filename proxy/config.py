@@ -48,6 +48,7 @@ class LimitsConfig:
     max_multibulk_len: int = 1024 * 1024
     max_inline_len: int = 64 * 1024
     client_output_buffer: int = 64 * 1024 * 1024  # unread reply bytes before a client is dropped
+    max_query_buffer: int = 64 * 1024 * 1024  # unparsed request bytes behind a blocked command
 
     def resp_limits(self) -> Limits:
         return Limits(

@@ -51,6 +51,7 @@ class Client(Protocol):
     fifo: deque[ReplySlot]
     closing: bool
     closed: bool
+    reading: bool
 
     def reply(self, raw: bytes) -> None: ...
 
@@ -65,6 +66,8 @@ class Client(Protocol):
     def close_after_replies(self) -> None: ...
 
     def close_now(self) -> None: ...
+
+    def peer_closed(self) -> bool: ...
 
     def hold_later_commands(self) -> None: ...
 
