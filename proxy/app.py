@@ -65,6 +65,7 @@ class ProxyApp:
         self.agent = (DashboardAgent(cfg.dashboard, cfg.admin_token, router,
                                      self.apply_slot_map, self.registration)
                       if cfg.dashboard else None)
+        self.blocking = blocking
         self._chores: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -163,10 +164,10 @@ class ProxyApp:
             transit.check_fence()
             if transit.held:
                 transit.expire_held(s.loop_time())
-            if s.blocking is not None and s.blocking.calls:
-                s.blocking.check_clients()
-                if s.blocking.held:
-                    s.blocking.expire(s.loop_time())
+            if self.blocking.calls:
+                self.blocking.check_clients()
+                if self.blocking.held:
+                    self.blocking.expire(s.loop_time())
 
     async def _ops_sampler(self) -> None:
         s = self.services
@@ -185,9 +186,8 @@ class ProxyApp:
         log.info("shutting down: %d clients, draining in-flight requests", len(s.clients))
         if self.agent is not None:
             await self.agent.stop()
-        if s.blocking is not None:
-            # Blocked clients get their timeout reply now rather than hold the drain up.
-            s.blocking.unblock_all()
+        # Blocked clients get their timeout reply now rather than hold the drain up.
+        self.blocking.unblock_all()
         await self.listener.shutdown(self.cfg.shutdown_timeout)
         for t in self._chores:
             t.cancel()

@@ -509,6 +509,7 @@ class Blocking:
 
     def on_swap(self) -> None:
         """Called by the router after each slot-map swap (never on the request path)."""
+        self.dedicated.retire_idle({g.master for g in self.router.groups.values()})
         if not self.calls:
             return
         moved = 0

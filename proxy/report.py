@@ -46,6 +46,7 @@ def proxy_section(services: Services) -> str:
         f"connected_clients:{len(services.clients)}",
         f"maxclients:{cfg.limits.max_clients}",
         f"blocked_clients:{blocked_clients(services)}",
+        f"total_blocking_commands:{getattr(services.blocking, 'total', 0)}",
         f"dedicated_connections:{dedicated.total_leased() if dedicated else 0}",
         f"max_dedicated_per_backend:{cfg.backend.max_dedicated}",
         f"dedicated_refused:{dedicated.refused if dedicated else 0}",

@@ -171,6 +171,12 @@ class DedicatedPool:
     def total_leased(self) -> int:
         return sum(self._leased.values())
 
+    def retire_idle(self, live: set[str]) -> None:
+        """Close idle connections to addresses no group uses any more (after a map swap)."""
+        for key in [k for k in self._idle if k[0] not in live]:
+            for conn in self._idle.pop(key):
+                self._drop(conn)
+
     def _idle_count(self, addr: str) -> int:
         return sum(len(v) for (a, _), v in self._idle.items() if a == addr)
 

@@ -26,7 +26,6 @@ from .state import ClientState
 
 if TYPE_CHECKING:
     from ..backend.dedicated import DedicatedPool
-    from ..blocking import Blocking
 
 
 class Mode:
@@ -74,6 +73,19 @@ class Client(Protocol):
     def run_after_replies(self, argv: list[bytes], packed: bytes) -> None: ...
 
 
+class BlockingEngine(Protocol):
+    """What dispatch, the handlers and INFO use of `proxy.blocking.Blocking` (which sits above
+    this package)."""
+
+    @property
+    def blocked_clients(self) -> int: ...
+
+    def start(self, client: Client, spec: CommandSpec, argv: list[bytes],
+              packed: bytes) -> None: ...
+
+    def unblock(self, requester: Client, client_id: int, how: bytes) -> None: ...
+
+
 class ClientRegistry:
     """Every connected client, and the admission rule (max_clients, shutting down)."""
 
@@ -117,7 +129,7 @@ class Services:
     loop: asyncio.AbstractEventLoop
     # Dedicated connections and the blocked calls on them (proxy.blocking); set by proxy.app.
     dedicated: DedicatedPool | None = None
-    blocking: Blocking | None = None
+    blocking: BlockingEngine | None = None
     backend_version: str = "7.0.0"
     table_source: str = "builtin"
     # The listener's address once bound (INFO's tcp_port, CLIENT LIST).
