@@ -166,6 +166,10 @@ class BlockedCall:
         self.conn: DedicatedConn | None = None
         self.addr: str | None = None
         self.moving = False  # a CLIENT UNBLOCK for a migration is in flight
+        # A CLIENT UNBLOCK was sent for the current connection: it may still arrive after the
+        # reply, so the connection is closed rather than reused (it could unblock the next
+        # client leasing it).
+        self.unblock_sent = False
         self.user_unblock: bytes | None = None  # TIMEOUT/ERROR asked while not on a backend
         self.held_since = 0.0
         self.timeout_at = timeout_position(name, argv)
@@ -228,6 +232,7 @@ class BlockedCall:
         if conn.backend_id is None:
             conn.on_id = self.send_unblock  # still connecting: as soon as its id is known
             return
+        self.unblock_sent = True
         lane = self.reg.pool.lanes(conn.addr)[0]
         lane.send(pack_command(b"CLIENT", b"UNBLOCK", conn.backend_id, how),
                   _UnblockReply(self, conn))
@@ -240,7 +245,8 @@ class BlockedCall:
         conn = self.conn
         self.conn = None
         if conn is not None:
-            self.reg.dedicated.release(conn, reusable=True)
+            self.reg.dedicated.release(conn, reusable=not self.unblock_sent)
+        self.unblock_sent = False
         if self.moving:
             self.moving = False
             if raw in NULLS:
@@ -300,6 +306,7 @@ class BlockedCall:
         if self.state == BLOCKED and not self.moving and conn is not None \
                 and conn.backend_id is not None:
             # On the backend: its own answer (:1, or :0 if it has just been served).
+            self.unblock_sent = True
             lane = self.reg.pool.lanes(conn.addr)[0]
             lane.send(pack_command(b"CLIENT", b"UNBLOCK", conn.backend_id, how),
                       requester.expect())
@@ -323,6 +330,7 @@ class WaitCall:
         self.packed = pack_command(*argv)
         self.reply = reply
         self.conns: list[DedicatedConn] = []
+        self.unblock_sent = False
         self.parts: list[bytes | None] = []
         self.left = 0
         self.done = False
@@ -363,7 +371,7 @@ class WaitCall:
         if self.done:
             return
         self.done = True
-        self.release(True)
+        self.release(not self.unblock_sent)
         self.reg.forget(self)
         self.reply.resolve(raw)
 
@@ -386,6 +394,7 @@ class WaitCall:
                 lane = self.reg.pool.lanes(conn.addr)[0]
                 lane.send(pack_command(b"CLIENT", b"UNBLOCK", conn.backend_id, how), _IGNORE)
                 sent += 1
+                self.unblock_sent = True
         requester.reply(encode_int(1 if sent else 0))
 
 
@@ -556,6 +565,7 @@ class Blocking:
                     call.moving = True
                     call.send_unblock()
             else:
+                call.unblock_sent = True
                 for conn in call.conns:
                     if conn.backend_id is not None:
                         self.pool.lanes(conn.addr)[0].send(
