@@ -37,7 +37,7 @@ import math
 from collections.abc import Iterable
 
 from slotcore.keyslot import key_slot
-from slotcore.resp import encode_int, pack_command
+from slotcore.resp import ProtocolError, encode_int, pack_command, parse_reply
 from slotcore.slotmap import LOCKED
 
 from .backend.dedicated import DedicatedConn, DedicatedPool
@@ -149,6 +149,45 @@ class _UnblockReply:
             call.reg.loop.call_later(0.02, call.send_unblock)
 
 
+def dollar_positions(argv: list[bytes]) -> list[tuple[int, bytes]]:
+    """XREAD's `$` IDs: (argv index of the ID, its stream key)."""
+    for i in range(1, len(argv)):
+        if argv[i].lower() == b"streams":
+            n = (len(argv) - i - 1) // 2
+            return [(i + 1 + n + j, argv[i + 1 + j]) for j in range(n)
+                    if argv[i + 1 + n + j] == b"$"]
+    return []
+
+
+class _LastId:
+    """XINFO STREAM's last-generated-id on the old owner, asked just before the unblock."""
+
+    __slots__ = ("call", "index")
+
+    def __init__(self, call: BlockedCall, index: int) -> None:
+        self.call = call
+        self.index = index
+
+    def resolve(self, raw: bytes) -> None:
+        call = self.call
+        last: bytes | None = None
+        if raw[:1] == b"*":
+            try:
+                fields = parse_reply(raw)
+            except ProtocolError:
+                fields = None
+            if isinstance(fields, list):
+                for k, v in zip(fields[::2], fields[1::2], strict=False):
+                    if k == b"last-generated-id" and isinstance(v, bytes):
+                        last = v
+        if last is not None:
+            call.last_ids[self.index] = last
+        call.pending_ids -= 1
+        if call.pending_ids == 0 and call.parked is not None:
+            raw, call.parked = call.parked, None
+            call.resolve(raw)
+
+
 class BlockedCall:
     """One client's blocking command, from dispatch to its reply."""
 
@@ -172,6 +211,11 @@ class BlockedCall:
         self.unblock_sent = False
         self.user_unblock: bytes | None = None  # TIMEOUT/ERROR asked while not on a backend
         self.held_since = 0.0
+        # XREAD ... $ moving: the streams' last IDs on the old owner replace `$` when it is
+        # re-issued, so an entry added in between still wakes it.
+        self.last_ids: dict[int, bytes] = {}
+        self.pending_ids = 0
+        self.parked: bytes | None = None  # the old owner's reply, waiting for those IDs
         self.timeout_at = timeout_position(name, argv)
         t = parse_timeout(argv[self.timeout_at[0]], self.timeout_at[1]) \
             if self.timeout_at else None
@@ -223,6 +267,13 @@ class BlockedCall:
         if self.state != BLOCKED or self.moving:
             return
         self.moving = True
+        if self.name == "xread" and self.conn is not None:
+            # Asked while the XREAD is still blocked there, on the lane the unblock then takes:
+            # no entry after these IDs existed (else it would have been served).
+            lane = self.reg.pool.lanes(self.conn.addr)[0]
+            for index, key in dollar_positions(self.argv):
+                self.pending_ids += 1
+                lane.send(pack_command(b"XINFO", b"STREAM", key), _LastId(self, index))
         self.send_unblock()
 
     def send_unblock(self, how: bytes = b"TIMEOUT") -> None:
@@ -241,6 +292,9 @@ class BlockedCall:
     def resolve(self, raw: bytes) -> None:
         """The reply on the dedicated connection."""
         if self.state != BLOCKED:
+            return
+        if self.pending_ids:
+            self.parked = raw  # read before the XINFO replies: wait for them
             return
         conn = self.conn
         self.conn = None
@@ -267,14 +321,16 @@ class BlockedCall:
 
     def rewrite(self, remaining: float | None) -> None:
         """The command again, with the timeout left."""
-        if remaining is None or self.timeout_at is None:
-            return
-        i, unit = self.timeout_at
         argv = list(self.argv)
-        if unit == SECONDS:
-            argv[i] = b"%.3f" % max(remaining, 0.001)
-        else:
-            argv[i] = b"%d" % max(1, math.ceil(remaining * 1000))
+        for index, last in self.last_ids.items():
+            argv[index] = last
+        self.last_ids = {}
+        if remaining is not None and self.timeout_at is not None:
+            i, unit = self.timeout_at
+            if unit == SECONDS:
+                argv[i] = b"%.3f" % max(remaining, 0.001)
+            else:
+                argv[i] = b"%d" % max(1, math.ceil(remaining * 1000))
         self.argv = argv
         self.packed = pack_command(*argv)
 

@@ -55,7 +55,7 @@ def test_blocked_clients_follow_their_slot(tmp_path: Path) -> None:
     with cluster(tmp_path) as c:
         p0, p1 = c.proxies
         r1 = redis.Redis(port=p1.port, protocol=2)
-        q, stream = "bq{x}", "bs{x}"
+        q, stream, tail = "bq{x}", "bs{x}", "bt{x}"
         slot = key_slot(q.encode(), NSLOTS)
         src = owner(c, slot)
         dst = 3 - src
@@ -65,18 +65,25 @@ def test_blocked_clients_follow_their_slot(tmp_path: Path) -> None:
         xrg = socket.create_connection(("127.0.0.1", p0.port))
         xrg.sendall(pack_command("XREADGROUP", "GROUP", "g", "c1", "BLOCK", "60000",
                                  "STREAMS", stream, ">"))
-        until(lambda: blocked_on(c, src) == 2, 10, "both to block on the source")
+        r1.xadd(tail, {"old": "1"}, id="1-1")
+        xr = socket.create_connection(("127.0.0.1", p0.port))
+        xr.sendall(pack_command("XREAD", "BLOCK", "0", "STREAMS", tail, "$"))
+        until(lambda: blocked_on(c, src) == 3, 10, "all three to block on the source")
         c.migrate(str(slot), dst)
         c.wait_idle()
         # Unblocked on the old owner, re-issued (remaining timeout) on the new one.
-        until(lambda: blocked_on(c, dst) == 2 and blocked_on(c, src) == 0, 20,
-              "both to block on the target")
+        until(lambda: blocked_on(c, dst) == 3 and blocked_on(c, src) == 0, 20,
+              "all three to block on the target")
         r1.rpush(q, "job")
         r1.xadd(stream, {"f": "v"}, id="5-5")
         assert read_reply(pop) == [q.encode(), b"job"]
         got = read_reply(xrg)
         assert got[0][0] == stream.encode() and got[0][1][0][0] == b"5-5"  # type: ignore[index]
         assert r1.xpending(stream, "g")["pending"] == 1
+        r1.xadd(tail, {"new": "2"}, id="6-6")
+        got = read_reply(xr)  # only what came after `$`, not the older entry
+        assert got == [[tail.encode(), [[b"6-6", [b"new", b"2"]]]]], got
+        xr.close()
         # and back, with a push racing the move: whatever the source handed out is delivered
         pop.sendall(pack_command("BRPOP", q, "30"))
         until(lambda: blocked_on(c, dst) == 1, 10, "BRPOP to block")
