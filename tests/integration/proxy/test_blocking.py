@@ -532,3 +532,47 @@ def test_ten_thousand_pipelined_blpops_are_bounded(
 def _send_all(sock: socket.socket, data: bytes) -> None:
     with contextlib.suppress(OSError):
         sock.sendall(data)
+
+
+def test_wait_counts_replicas_of_every_group(tmp_path: Path) -> None:
+    """WAIT through the proxy: the smallest count over the groups, never an over-count."""
+    masters = [RedisServer(tmp_path / f"m{i}").start() for i in range(2)]
+    replicas = [RedisServer(tmp_path / f"r{i}", extra=["--replicaof", "127.0.0.1", str(m.port)]
+                            ).start() for i, m in enumerate(masters)]
+    bare = RedisServer(tmp_path / "bare").start()
+    p = ProxyProcess(tmp_path / "p", group_config(masters)).start()
+    p3 = ProxyProcess(tmp_path / "p3", group_config([*masters, bare]), name="p3").start()
+    try:
+        for m in masters:
+            until(lambda m=m: redis.Redis(port=m.port).info("replication")[
+                "connected_slaves"] == 1, what="replica to connect")
+        r = p.client()
+        r.set("w1", "a")
+        r.set("w2", "b")
+        assert r.execute_command("WAIT", "1", "5000") == 1  # one replica in each group
+        # numreplicas 0 answers at once, with the replicas that acknowledged so far (the no-op
+        # write is new, so as on Redis right after a write: 0 or 1)
+        assert r.execute_command("WAIT", "0", "0") in (0, 1)
+        r.set("w3", "c")
+        # asking for more than there are: the timeout passes, the count is what acknowledged
+        assert r.execute_command("WAIT", "2", "100") == 1
+        # a group without replicas makes it 0: WAIT speaks for every group
+        r3 = p3.client()
+        r3.set("w4", "d")
+        assert r3.execute_command("WAIT", "1", "100") == 0
+        # the no-op write leaves no key behind
+        for s in [*masters, bare]:
+            assert redis.Redis(port=s.port).exists("__slotproxy:wait__") == 0
+        # pipelined: WAIT runs after the writes before it are answered, and the GET after it
+        c = Raw(p.port)
+        c.sock.sendall(pack_command("SET", "w5", "e") + pack_command("WAIT", "1", "5000")
+                       + pack_command("GET", "w5"))
+        assert [c.read(), c.read(), c.read()] == [b"+OK\r\n", b":1\r\n", b"$1\r\ne\r\n"]
+        c.close()
+        r.close()
+        r3.close()
+    finally:
+        p.stop()
+        p3.stop()
+        for s in [*replicas, *masters, bare]:
+            s.stop()
