@@ -576,3 +576,18 @@ def test_wait_counts_replicas_of_every_group(tmp_path: Path) -> None:
         p3.stop()
         for s in [*replicas, *masters, bare]:
             s.stop()
+
+
+def test_shutdown_answers_blocked_clients_with_their_timeout(
+        backends: list[RedisServer], tmp_path: Path) -> None:
+    p = ProxyProcess(tmp_path, group_config(backends)).start()
+    c = Raw(p.port)
+    c.send("BLPOP", "{sd}q", "0")
+    until(lambda: backend_blocked(backends) == 1)
+    assert p.process is not None
+    p.process.proc.terminate()  # SIGTERM: graceful shutdown
+    assert c.read() == b"*-1\r\n"  # as if it had timed out: nothing popped is lost
+    assert p.process.proc.wait(10) == 0
+    until(lambda: backend_blocked(backends) == 0)
+    c.close()
+    p.stop()
