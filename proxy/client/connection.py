@@ -119,8 +119,10 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         if self.backlog:
             self._run_backlog()
-            if not self.backlog and len(self.fifo) < self.max_pipeline:
+            if not self.backlog and not self.lane_barrier and len(self.fifo) < self.max_pipeline:
                 self.pipeline_paused = False
+        if not self.backlog and self.stash is not None:
+            self._unstash()
         self._update_reading()
 
     def _update_reading(self) -> None:
