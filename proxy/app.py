@@ -25,7 +25,9 @@ from slotcore.slotmap import SlotMap
 
 from . import __version__
 from .backend.conn import Flusher
+from .backend.dedicated import DedicatedPool
 from .backend.pool import BackendPool
+from .blocking import Blocking
 from .client.context import ClientRegistry, Services
 from .commands.table import CommandTable
 from .config import ProxyConfig
@@ -43,8 +45,8 @@ HOUSEKEEPING_INTERVAL = 0.25  # stalled backends, the dashboard fence, held requ
 
 def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
                    clock: Callable[[], float] = time.monotonic) -> Services:
-    """The data path's parts (stats, flusher, pool, transit, router), wired, on the running
-    loop; nothing is bound or connected yet. `fence_enabled` defaults to "has a dashboard";
+    """The data path's parts (stats, flusher, pools, transit, router, blocking), wired, on the
+    running loop; nothing is bound or connected yet. `fence_enabled` defaults to "has a dashboard";
     `clock` is the transit fence's clock (in-process tests pass their own)."""
     loop = asyncio.get_running_loop()
     stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time())
@@ -54,10 +56,13 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
         fence_enabled = bool(cfg.dashboard)
     transit = Transit(cfg.migration, pool.plain_lane, fence_enabled=fence_enabled, clock=clock)
     router = Router(cfg.slots, pool, transit)
+    dedicated = DedicatedPool(cfg.backend, flusher, stats, cfg.backend.max_dedicated)
+    blocking = Blocking(cfg, router, pool, dedicated, loop)
+    router.on_drained(blocking.on_swap)
     return Services(
         cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
         flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
-        host=cfg.listen[0], port=cfg.listen[1],
+        dedicated=dedicated, blocking=blocking, host=cfg.listen[0], port=cfg.listen[1],
     )
 
 
@@ -72,6 +77,7 @@ class ProxyApp:
         self.agent = (DashboardAgent(cfg.dashboard, cfg.admin_token, router,
                                      self.apply_slot_map, self.registration)
                       if cfg.dashboard else None)
+        self.blocking = self.services.blocking
         self._chores: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -170,6 +176,10 @@ class ProxyApp:
             transit.check_fence()
             if transit.held:
                 transit.expire_held(s.loop_time())
+            if self.blocking.calls:
+                self.blocking.check_clients()
+                if self.blocking.held:
+                    self.blocking.expire(s.loop_time())
 
     async def _ops_sampler(self) -> None:
         s = self.services
@@ -188,6 +198,8 @@ class ProxyApp:
         log.info("shutting down: %d clients, draining in-flight requests", len(s.clients))
         if self.agent is not None:
             await self.agent.stop()
+        # Blocked clients get their timeout reply now rather than hold the drain up.
+        self.blocking.unblock_all()
         await self.listener.shutdown(self.cfg.shutdown_timeout)
         for t in self._chores:
             t.cancel()
@@ -196,6 +208,8 @@ class ProxyApp:
                 await t
         if self.admin is not None:
             await self.admin.stop()
+        if s.dedicated is not None:
+            await s.dedicated.close()
         await s.pool.close()
         await self.listener.wait_closed()
         log.info("stopped")

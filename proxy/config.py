@@ -38,6 +38,7 @@ class BackendConfig:
     reconnect_min: float = 0.05     # backoff after a failed connect, doubling ...
     reconnect_max: float = 2.0      # ... up to this
     max_leased: int = 64            # dedicated connections (WATCH) per backend address
+    max_dedicated: int = 128        # per backend: connections for blocked clients (BLPOP, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class LimitsConfig:
     client_output_buffer: int = 64 * 1024 * 1024  # unread reply bytes before a client is dropped
     max_queued: int = 10000                    # commands queued in one MULTI
     max_queued_bytes: int = 64 * 1024 * 1024   # bytes queued in one MULTI
+    max_query_buffer: int = 64 * 1024 * 1024  # unparsed request bytes behind a blocked command
 
     def resp_limits(self) -> Limits:
         return Limits(
@@ -306,6 +308,8 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         raise ConfigError("backend.max_leased: must be at least 1")
     if kw["backend"].connections < 1:
         raise ConfigError("backend.connections: must be at least 1")
+    if kw["backend"].max_dedicated < 0:
+        raise ConfigError("backend.max_dedicated: must be at least 0")
     cfg = ProxyConfig(**kw)
     if cfg.slot_map is None and not cfg.dashboard:
         raise ConfigError(

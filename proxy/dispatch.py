@@ -27,6 +27,7 @@ from .handlers import HANDLERS
 KEYED = Route.KEYED
 SPLIT = Route.SPLIT
 LOCAL = Route.LOCAL
+BLOCKING = Route.BLOCKING
 
 
 def dispatch(client: Client, argv: list[bytes], packed: bytes) -> None:
@@ -49,7 +50,8 @@ def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes)
                      else unknown_subcommand(spec.name, argv[1]))
         client.mode.rejected(client)
         return
-    if route is not KEYED and route is not SPLIT and route is not LOCAL:
+    if (route is not KEYED and route is not SPLIT and route is not LOCAL
+            and route is not BLOCKING):
         client.reply(not_supported(spec.name, spec.reason))
         client.mode.rejected(client)
         return
@@ -63,6 +65,8 @@ def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes)
         keyed(client, spec, argv, packed)
     elif route is SPLIT:
         split(client, spec, argv, packed)
+    elif route is BLOCKING:
+        blocking(client, spec, argv, packed)
     else:
         handler = HANDLERS.get(spec.name.partition("|")[0])
         if handler is None:
@@ -79,8 +83,8 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
         keys = [argv[1]]
         slot = key_slot(argv[1], router.nslots)
     else:
-        if is_blocking_call(spec, argv):
-            client.reply(not_supported(spec.name, "blocking commands"))
+        if is_blocking_call(spec, argv):  # XREAD/XREADGROUP ... BLOCK
+            blocking(client, spec, argv, packed)
             return
         keys = spec.keys(argv)
         if not keys:
@@ -100,3 +104,12 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
     services.stats.slot_ops[slot] += 1
     # Owned, unassigned or in transit (migrating/locked): the router decides.
     router.forward(client, client.state.lane, slot, keys, packed, client.expect())
+
+
+def blocking(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -> None:
+    """A command that may block: on a dedicated connection of its group (proxy.blocking)."""
+    engine = client.services.blocking
+    if engine is None:
+        client.reply(not_supported(spec.name, "blocking commands"))
+    else:
+        engine.start(client, spec, argv, packed)

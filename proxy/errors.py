@@ -28,6 +28,9 @@ MAX_CLIENTS = encode_error("ERR max number of clients reached")
 INVALID_COMMAND = encode_error("ERR Invalid command specified")
 INVALID_ARGC = encode_error("ERR Invalid number of arguments specified for command")
 NO_KEY_ARGS = encode_error("ERR The command has no key arguments")
+# What Redis answers a client unblocked by CLIENT UNBLOCK ... ERROR, and a bad reason.
+UNBLOCKED = encode_error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+UNBLOCK_REASON = encode_error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
 
 
 def protocol_error(message: str) -> bytes:
@@ -70,6 +73,18 @@ def not_supported(name: str, reason: str = "") -> bytes:
     label = name.replace("|", " ").upper()
     suffix = f" ({reason})" if reason else ""
     return encode_error(f"ERR command '{label}' is not supported by the proxy{suffix}")
+
+
+def blocked_limit(addr: str, limit: int) -> bytes:
+    return encode_error(
+        f"ERR too many blocked clients on backend {addr}: all {limit} dedicated connections "
+        "are in use (backend.max_dedicated)")
+
+
+def subcommand_syntax(container: str, sub: bytes) -> bytes:
+    return encode_error(
+        f"ERR unknown subcommand or wrong number of arguments for "
+        f"'{sub[:128].decode(errors='replace')}'. Try {container.upper()} HELP.")
 
 
 def backend_error(addr: str, what: str = "unavailable") -> bytes:

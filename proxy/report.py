@@ -25,11 +25,17 @@ def group_summaries(services: Services) -> list[dict]:
     return out
 
 
+def blocked_clients(services: Services) -> int:
+    """Clients blocked in BLPOP, XREAD BLOCK, WAIT ... (the proxy's own count)."""
+    return services.blocking.blocked_clients if services.blocking is not None else 0
+
+
 def proxy_section(services: Services) -> str:
     cfg = services.cfg
     stats = services.stats
     router = services.router
     groups = group_summaries(services)
+    dedicated = services.dedicated
     lines = [
         "# Proxy",
         f"proxy_version:{__version__}",
@@ -39,6 +45,11 @@ def proxy_section(services: Services) -> str:
         f"uptime_in_seconds:{int(services.loop_time() - stats.started)}",
         f"connected_clients:{len(services.clients)}",
         f"maxclients:{cfg.limits.max_clients}",
+        f"blocked_clients:{blocked_clients(services)}",
+        f"total_blocking_commands:{getattr(services.blocking, 'total', 0)}",
+        f"dedicated_connections:{dedicated.total_leased() if dedicated else 0}",
+        f"max_dedicated_per_backend:{cfg.backend.max_dedicated}",
+        f"dedicated_refused:{dedicated.refused if dedicated else 0}",
         f"total_connections_received:{stats.connections_received}",
         f"rejected_connections:{stats.rejected_connections}",
         f"total_commands_processed:{stats.commands}",
@@ -74,6 +85,7 @@ def stats_json(services: Services) -> dict:
     stats = services.stats
     return {
         "clients": len(services.clients),
+        "blocked_clients": blocked_clients(services),
         "commands": stats.commands,
         "ops_per_sec": round(stats.ops_per_sec, 1),
         "connections_received": stats.connections_received,

@@ -15,7 +15,9 @@ disconnected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable
@@ -55,6 +57,7 @@ class ClientConnection(asyncio.Protocol):
         self.output_limit = limits.client_output_buffer  # pubsub.output_buffer while subscribed
         # Pub/Sub state once the client subscribed (client.modes.subscribed.Subscriptions).
         self.subs = None
+        self.query_limit = limits.max_query_buffer
         cid = services.clients.next_id()
         self.state = ClientState(id=cid, created=services.loop_time(),
                                  lane=services.pool.lane_for(cid, 2))
@@ -66,6 +69,10 @@ class ClientConnection(asyncio.Protocol):
         # Requests parsed but not dispatched yet (pipeline bound, or waiting at a barrier).
         self.backlog: deque[tuple[list[bytes], bytes]] = deque()
         self.deferred_error: str | None = None
+        # Bytes read but not parsed: while a blocked client's backlog is full it is still read
+        # (so its disconnect is seen) but not parsed, up to limits.max_query_buffer.
+        self.stash: list[bytes] | None = None
+        self.stash_len = 0
         self.in_backlog = False
         # Set by a protocol switch with replies still owed: later commands use other lanes,
         # so they wait until everything sent before is answered (see _run_backlog).
@@ -101,6 +108,7 @@ class ClientConnection(asyncio.Protocol):
         self.fifo.clear()
         self.backlog.clear()
         self.out.clear()
+        self.stash = None
         self.services.clients.forget(self)
         if self.subs is not None:
             self.subs.close()  # its backend subscriber connections go with it
@@ -116,13 +124,18 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         if self.backlog or self.lane_barrier:
             self._run_backlog()
-            if (not self.backlog and not self.lane_barrier
-                    and len(self.fifo) < self.max_pipeline):
+            if not self.backlog and not self.lane_barrier and len(self.fifo) < self.max_pipeline:
                 self.pipeline_paused = False
+        if not self.backlog and self.stash is not None:
+            self._unstash()
         self._update_reading()
 
     def _update_reading(self) -> None:
-        want = not (self.write_paused or self.pipeline_paused or self.closing)
+        # pipeline_paused behind a barrier (a blocked client) keeps reading, so a disconnect is
+        # seen at once: the backlog stays bounded by max_pipeline (plus one read), bytes past
+        # it are kept unparsed up to max_query_buffer (see data_received).
+        held = self.pipeline_paused and not self.lane_barrier
+        want = not (self.write_paused or held or self.closing)
         if want != self.reading and self.transport is not None:
             self.reading = want
             if want:
@@ -136,6 +149,9 @@ class ClientConnection(asyncio.Protocol):
         state = self.state
         state.activity += 1
         if self.closing:
+            return
+        if self.stash is not None:
+            self._stash(data)
             return
         parser = self.parser
         reqs = parser.feed(data)
@@ -157,6 +173,26 @@ class ClientConnection(asyncio.Protocol):
             # Backpressure: stop reading this client until half its replies are written.
             self.pipeline_paused = True
             self._update_reading()
+        elif self.lane_barrier and len(self.backlog) + len(self.fifo) >= self.max_pipeline:
+            self.stash = []  # a blocked client's backlog is full: read on, parse later
+            self.stash_len = 0
+
+    def _stash(self, data: bytes) -> None:
+        stash = self.stash
+        assert stash is not None
+        stash.append(data)
+        self.stash_len += len(data)
+        if self.stash_len > self.query_limit and self.transport is not None:
+            # As Redis's client-query-buffer-limit: the client is closed.
+            log.warning("client %s: unparsed requests over %d bytes behind a blocked command; "
+                        "closing", self.state.addr, self.query_limit)
+            self.stash = None
+            self.transport.abort()
+
+    def _unstash(self) -> None:
+        stash, self.stash = self.stash, None
+        if stash:
+            self.data_received(b"".join(stash))
 
     def _dispatch_chunk(self, reqs: list[list[bytes]], packed: list[bytes]) -> None:
         # The fast path, inlined: a single-key command (GET, SET, INCR, HSET, ...) whose slot
@@ -204,9 +240,11 @@ class ClientConnection(asyncio.Protocol):
             i += 1
             if self.closing:  # QUIT: nothing after it runs
                 break
-            if self.lane_barrier:  # protocol or connection switch: the rest waits (_run_backlog)
+            if self.lane_barrier:  # protocol or connection switch, blocked: the rest waits
                 self.backlog.extend(zip(reqs[i:], packed[i:], strict=True))
                 self.pipeline_paused = True
+                if not self.fifo:  # already answered (e.g. refused at once): go on now
+                    self.pipeline_progress()
                 self._update_reading()
                 break
             # The command may have changed the mode or the lane (AUTH, HELLO, RESET).
@@ -249,6 +287,8 @@ class ClientConnection(asyncio.Protocol):
         if not backlog and self.deferred_error is not None and not self.closing:
             self._protocol_error(self.deferred_error)
         if (backlog or self.lane_barrier) and not self.pipeline_paused:
+            # pipeline_paused also means "call pipeline_progress as replies are written",
+            # which is what lifts a barrier.
             self.pipeline_paused = True
             self._update_reading()
 
@@ -296,6 +336,17 @@ class ClientConnection(asyncio.Protocol):
         if self.fifo:
             self.lane_barrier = True
 
+    def hold_later_commands(self) -> None:
+        """Commands after the current one wait until every reply owed so far is written (a
+        blocking command: they run once it is answered, in order)."""
+        self.lane_barrier = True
+        self.pipeline_paused = True  # so written replies call pipeline_progress
+
+    def run_after_replies(self, argv: list[bytes], packed: bytes) -> None:
+        """Dispatch the current command again once every earlier reply is written (WAIT)."""
+        self.backlog.appendleft((argv, packed))
+        self.hold_later_commands()
+
     def switch_protocol(self, proto: int) -> None:
         """Move the client to the lanes of protocol `proto` (HELLO, RESET)."""
         state = self.state
@@ -314,8 +365,9 @@ class ClientConnection(asyncio.Protocol):
         if len(self.fifo) <= self.resume_at:
             if self.backlog or self.lane_barrier:
                 self._run_backlog()
-            if (not self.backlog and not self.lane_barrier
-                    and len(self.fifo) < self.max_pipeline):
+            if not self.backlog and self.stash is not None:
+                self._unstash()
+            if not self.backlog and not self.lane_barrier and len(self.fifo) < self.max_pipeline:
                 self.pipeline_paused = False
                 self._update_reading()
 
@@ -352,6 +404,21 @@ class ClientConnection(asyncio.Protocol):
         if not self.fifo and not self.dirty:
             self.dirty = True
             self.flusher.mark(self)
+
+    def peer_closed(self) -> bool:
+        """Whether the client has closed its side, seen even while reading is paused (a
+        blocked client with a full backlog): the kernel's TCP state, no read needed."""
+        transport = self.transport
+        if transport is None:
+            return True
+        sock = transport.get_extra_info("socket")
+        tcp_info = getattr(socket, "TCP_INFO", None)
+        if sock is None or tcp_info is None:
+            return False
+        with contextlib.suppress(OSError, AttributeError, TypeError, ValueError):
+            info = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 8)
+            return bool(info) and info[0] in (7, 8)  # TCP_CLOSE, TCP_CLOSE_WAIT
+        return False
 
     def close_now(self) -> None:
         if self.transport is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backend.conn import Flusher
 from ..backend.pool import BackendPool
@@ -23,6 +23,9 @@ from ..routing.groups import RoutedGroup
 from ..routing.router import Router
 from .reply import ReplySlot
 from .state import ClientState
+
+if TYPE_CHECKING:
+    from ..backend.dedicated import DedicatedPool
 
 
 class Mode:
@@ -54,6 +57,7 @@ class Client(Protocol):
     # Pub/Sub state (`client.modes.subscribed.Subscriptions`) once the client subscribed.
     subs: Any
     output_limit: int
+    reading: bool
 
     def reply(self, raw: bytes) -> None: ...
 
@@ -74,6 +78,25 @@ class Client(Protocol):
     def defer(self, argv: list[bytes]) -> bool: ...
 
     def barrier(self) -> None: ...
+
+    def peer_closed(self) -> bool: ...
+
+    def hold_later_commands(self) -> None: ...
+
+    def run_after_replies(self, argv: list[bytes], packed: bytes) -> None: ...
+
+
+class BlockingEngine(Protocol):
+    """What dispatch, the handlers and INFO use of `proxy.blocking.Blocking` (which sits above
+    this package)."""
+
+    @property
+    def blocked_clients(self) -> int: ...
+
+    def start(self, client: Client, spec: CommandSpec, argv: list[bytes],
+              packed: bytes) -> None: ...
+
+    def unblock(self, requester: Client, client_id: int, how: bytes) -> None: ...
 
 
 class ClientRegistry:
@@ -117,6 +140,9 @@ class Services:
     flusher: Flusher
     clients: ClientRegistry
     loop: asyncio.AbstractEventLoop
+    # Dedicated connections and the blocked calls on them (proxy.blocking); set by proxy.app.
+    dedicated: DedicatedPool | None = None
+    blocking: BlockingEngine | None = None
     backend_version: str = "7.0.0"
     table_source: str = "builtin"
     # The listener's address once bound (INFO's tcp_port, CLIENT LIST).

@@ -2,7 +2,8 @@
 
 A command's route says which code serves it (see `proxy.dispatch`): KEYED commands go to the
 group owning their key(s), SPLIT ones are split per group and merged, LOCAL ones are answered
-by the proxy, UNSUPPORTED ones get an error naming why.
+by the proxy, BLOCKING ones run on a dedicated backend connection (`proxy.blocking`),
+UNSUPPORTED ones get an error naming why.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ class Route(enum.IntEnum):
     SPLIT = 2  # split per group by the proxy, replies merged (MGET MSET DEL UNLINK EXISTS TOUCH)
     LOCAL = 3  # answered by the proxy itself
     UNSUPPORTED = 4  # refused with "-ERR command 'X' is not supported by the proxy"
+    BLOCKING = 5  # on a dedicated backend connection of the key's group (proxy.blocking)
 
 
-_BLOCKING = "blocking commands"
 _KEYSPACE = "keyspace-wide"
 _ADMIN = "administrative"
 _NO_KEY = "no key to route by"
@@ -41,13 +42,18 @@ POLICY: dict[str, tuple[Route, str]] = {
         "ping echo quit auth hello select client command info dbsize time reset readonly "
         "readwrite cluster script multi exec discard watch unwatch",
     ),
-    # XREAD/XREADGROUP are deliberately absent: they stay KEYED and are refused only when they
-    # carry a BLOCK argument (see `is_blocking_call`).
+    # XREAD/XREADGROUP are deliberately absent: they stay KEYED and take the blocking path
+    # only when they carry a BLOCK argument (see `is_blocking_call`). WAIT has no key: it runs
+    # on every group (proxy.blocking.WaitCall).
     **_policy(
-        Route.UNSUPPORTED,
-        _BLOCKING,
-        "blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop wait waitaof",
+        Route.BLOCKING,
+        "",
+        "blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop wait",
     ),
+    # WAITAOF (Redis 7.2) counts the fsyncs of this connection's own writes; the proxy's
+    # writes go over shared connections, so it could not give that number honestly.
+    **_policy(Route.UNSUPPORTED, "its per-connection AOF offset is not kept through the proxy",
+              "waitaof"),
     # Pub/Sub: channels are placed on groups by the proxy (handlers/pubsub.py).
     **_policy(
         Route.LOCAL,

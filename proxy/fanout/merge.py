@@ -129,7 +129,7 @@ def _merge_keyspace(old: str | None, new: str) -> str:
 
 
 def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clients: int,
-               port: int, commands: int) -> bytes:
+               port: int, commands: int, blocked: int = 0) -> bytes:
     """The backends' INFO replies as one: counters summed, the rest from the first group;
     figures about connections describe the proxy, not the backends' view of it."""
     infos: list[dict[str, dict[str, str]]] = []
@@ -163,6 +163,8 @@ def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clie
             mem[k] = _human(raw)
     if "Clients" in merged:
         merged["Clients"]["connected_clients"] = str(clients)
+        # The backends count the proxy's dedicated connections; the clients are the proxy's.
+        merged["Clients"]["blocked_clients"] = str(blocked)
     if "Server" in merged:
         srv = merged["Server"]
         srv["redis_mode"] = "proxy"

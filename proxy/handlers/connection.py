@@ -23,9 +23,11 @@ from ..errors import (
     NOT_INTEGER,
     PROTO_NOT_INTEGER,
     SYNTAX,
+    UNBLOCK_REASON,
     WRONGPASS,
     hello_syntax,
     not_supported,
+    subcommand_syntax,
     unrecognized_option,
     wrong_args,
 )
@@ -189,14 +191,44 @@ def client(c: Client, argv: list[bytes]) -> None:
         c.reply(OK)
     elif sub == b"kill" and n == 4 and argv[2].lower() in (b"id", b"addr"):
         _client_kill(c, argv[2].lower(), argv[3])
+    elif sub == b"unblock":
+        _client_unblock(c, argv)
     elif sub == b"help":
         c.reply(encode_array([
             "CLIENT <subcommand> (proxy): SETNAME name | GETNAME | ID | INFO | LIST | "
-            "SETINFO LIB-NAME|LIB-VER value | KILL ID id | KILL ADDR ip:port"]))
+            "SETINFO LIB-NAME|LIB-VER value | KILL ID id | KILL ADDR ip:port | "
+            "UNBLOCK id [TIMEOUT|ERROR]"]))
     elif sub in (b"setname", b"getname", b"id", b"info", b"setinfo", b"kill"):
         c.reply(wrong_args("client|" + sub.decode()))
     else:
         c.reply(not_supported("client|" + sub.decode(errors="replace")))
+
+
+def _client_unblock(c: Client, argv: list[bytes]) -> None:
+    """CLIENT UNBLOCK <id> [TIMEOUT|ERROR], with Redis's checks in Redis's order."""
+    n = len(argv)
+    if n < 3:
+        c.reply(wrong_args("client|unblock"))
+        return
+    if n > 4:
+        c.reply(subcommand_syntax("client", argv[1]))
+        return
+    how = b"TIMEOUT"
+    if n == 4:
+        how = argv[3].upper()
+        if how not in (b"TIMEOUT", b"ERROR"):
+            c.reply(UNBLOCK_REASON)
+            return
+    try:
+        target = int(argv[2])
+    except ValueError:
+        c.reply(NOT_INTEGER)
+        return
+    blocking = c.services.blocking
+    if blocking is None:
+        c.reply(encode_int(0))
+    else:
+        blocking.unblock(c, target, how)
 
 
 def _client_kill(c: Client, how: bytes, target: bytes) -> None:

@@ -58,7 +58,7 @@ class ChannelHub:
         self.cfg = cfg.pubsub
         self.pool = SubscriberPool(cfg.backend, cfg.pubsub, services.stats)
         self.clients: set[Reconcilable] = set()
-        self.router.listeners.append(self.on_map)
+        self.router.on_swap(self.on_map)
 
     def owner(self, slot: int) -> RoutedGroup | None:
         router = self.router

@@ -37,8 +37,12 @@ class Router:
         self.slot_gen: list[int] = [0] * nslots
         self._route_ids: list[object] = [None] * nslots
         self._lock = asyncio.Lock()
-        # Called once each new map is in force (Pub/Sub re-places its subscriptions).
-        self.listeners: list[Callable[[], None]] = []
+        # Called at each swap, as soon as the new map is in force (Pub/Sub re-places its
+        # subscriptions at once), and after it once requests sent under the old map are
+        # answered (blocked clients on a moving slot are re-issued from there). Never on the
+        # request path.
+        self._on_swap: list[Callable[[], None]] = []
+        self._on_drained: list[Callable[[], None]] = []
 
     @property
     def epoch(self) -> int:
@@ -90,15 +94,31 @@ class Router:
             self.slot_count = counts
             self.slotmap = slotmap
             self.transit.install(transit, slotmap.fenced)
-            for listener in self.listeners:
-                listener()
+            self._notify(self._on_swap)
             log.info("slot map epoch %d applied: %d groups, %d slots in transit, %d fenced keys",
                      slotmap.epoch, len(groups), len(transit), len(slotmap.fenced))
             # Acknowledge only once every request dispatched under the previous map is
             # answered, so no proxy still writes a slot where the new map says it is not.
             await pool.drain()
             self.transit.release_held(self.forward)
+            self._notify(self._on_drained)
             pool.retire_unused({g.master for g in groups.values()})
+
+    def on_swap(self, listener: Callable[[], None]) -> None:
+        """Call `listener` at every swap, as soon as the new map is in force."""
+        self._on_swap.append(listener)
+
+    def on_drained(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every swap, once requests sent under the old map are in."""
+        self._on_drained.append(listener)
+
+    @staticmethod
+    def _notify(listeners: list[Callable[[], None]]) -> None:
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:  # a listener's bug must not fail the map push
+                log.exception("slot map swap listener failed")
 
     def forward(self, owner: Owner, lane: int, slot: int, keys: list[bytes], packed: bytes,
                 waiter: Waiter) -> None:

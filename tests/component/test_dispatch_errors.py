@@ -20,10 +20,8 @@ CASES = [
     ((b"OBJECT", b"FOO", b"k"), "ERR unknown subcommand 'FOO'. Try OBJECT HELP."),
     # refused by the proxy, with the reason
     ((b"KEYS", b"*"), "ERR command 'KEYS' is not supported by the proxy (keyspace-wide)"),
-    ((b"BLPOP", b"q", b"0"),
-     "ERR command 'BLPOP' is not supported by the proxy (blocking commands)"),
-    ((b"XREAD", b"BLOCK", b"0", b"STREAMS", b"s", b"0"),
-     "ERR command 'XREAD' is not supported by the proxy (blocking commands)"),
+    ((b"DEBUG", b"SLEEP", b"0"),
+     "ERR command 'DEBUG' is not supported by the proxy (administrative)"),
     ((b"MONITOR",), "ERR command 'MONITOR' is not supported by the proxy (administrative)"),
     # wrong arity: the fast path's commands, split commands and others alike
     ((b"GET",), "ERR wrong number of arguments for 'get' command"),

@@ -210,12 +210,10 @@ def test_crossslot_refused_and_same_slot_served(r: redis.Redis, proxy: ProxyProc
 
 def test_unsupported_and_unknown_keep_the_connection(r: redis.Redis) -> None:
     for args, reason in (
-        (("BLPOP", "k", "0"), "blocking"),
         (("MONITOR",), "administrative"),
         (("KEYS", "*"), "keyspace-wide"),
         (("FLUSHALL",), "keyspace-wide"),
         (("CONFIG", "GET", "maxmemory"), "administrative"),
-        (("XREAD", "BLOCK", "10", "STREAMS", "st", "0"), "blocking"),
     ):
         with pytest.raises(redis.ResponseError) as e:
             r.execute_command(*args)

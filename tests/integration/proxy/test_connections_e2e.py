@@ -249,7 +249,7 @@ def test_bad_config_gives_one_line_error(tmp_path: Path) -> None:
     assert out.stderr.strip().splitlines() == [
         "slotproxy: config error: limits.max_pipline: unknown field (known: client_output_buffer, "
         "max_bulk_len, max_clients, max_inline_len, max_multibulk_len, max_pipeline, "
-        "max_queued, max_queued_bytes)"]
+        "max_query_buffer, max_queued, max_queued_bytes)"]
     cfg.write_text("groups:\n  1: {master: nowhere}\nslots: 100\n")
     out = subprocess.run(python_module("proxy", "-c", str(cfg)), capture_output=True, text=True,
                          timeout=20)
