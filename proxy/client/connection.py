@@ -73,6 +73,8 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self.closed = False
+        # The client half-closed (eof_received): no more requests, the owed replies still go out.
+        self.eof = False
         self.pipeline_paused = False
         self.write_paused = False
         self.reading = True
@@ -106,6 +108,27 @@ class ClientConnection(asyncio.Protocol):
             self.subs.close()  # its backend subscriber connections go with it
         self.mode.leave(self)
 
+    def eof_received(self) -> bool:
+        """Called by the loop when the client half-closed (`shutdown(SHUT_WR)`, `nc -N`).
+
+        Like Redis and twemproxy: every complete request read before the EOF is answered
+        (backlog included), then the connection is closed. True keeps the transport open for
+        writing until then; False (nothing owed) lets the loop close it now.
+        """
+        self.eof = True
+        self.reading = False  # the transport reads no more after an EOF
+        if self._drained() and not self.out:
+            return False
+        if not self.dirty:
+            self.dirty = True
+            self.flusher.mark(self)
+        return True
+
+    def _drained(self) -> bool:
+        # Nothing owed and nothing left to dispatch (after QUIT or a protocol error the backlog
+        # is dropped, so only the FIFO counts then).
+        return not self.fifo and (self.closing or not (self.backlog or self.lane_barrier))
+
     def pause_writing(self) -> None:
         """Called by the transport when unsent replies pass its high-water mark."""
         self.write_paused = True
@@ -122,7 +145,7 @@ class ClientConnection(asyncio.Protocol):
         self._update_reading()
 
     def _update_reading(self) -> None:
-        want = not (self.write_paused or self.pipeline_paused or self.closing)
+        want = not (self.write_paused or self.pipeline_paused or self.closing or self.eof)
         if want != self.reading and self.transport is not None:
             self.reading = want
             if want:
@@ -342,7 +365,7 @@ class ClientConnection(asyncio.Protocol):
                 self.fifo.clear()
                 transport.abort()
                 return
-        if self.closing and not self.fifo:
+        if (self.closing or self.eof) and self._drained():
             transport.close()
 
     def close_after_replies(self) -> None:
