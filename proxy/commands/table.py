@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .hidden import CHECKED as HIDDEN_CHECKED
 from .keyspecs import KeySpec, is_key1, legacy_key_spec, native_getkeys, parse_key_spec
 from .policy import Route, route_for
 
@@ -234,7 +235,9 @@ class CommandTable:
 
 
 def _fast(spec: CommandSpec) -> bool:
-    return spec.key1 and spec.route is Route.KEYED and spec.subcommands is None
+    # SORT_RO has one key, but its BY/GET patterns must be checked (commands.hidden).
+    return (spec.key1 and spec.route is Route.KEYED and spec.subcommands is None
+            and spec.name not in HIDDEN_CHECKED)
 
 
 def _normalize_entry(entry: list[Any]) -> list[Any]:

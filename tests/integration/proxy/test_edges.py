@@ -107,3 +107,87 @@ def test_incomplete_inline_line_over_the_limit(proxy: ProxyProcess) -> None:
         assert c.closed_by_peer()
     finally:
         c.close()
+
+
+# ------------------------------------------------------------------------------ SORT BY / GET
+SORT_BY_DENIED = ("BY option of SORT denied in Cluster mode when keys formed by the pattern may "
+                  "be in different slots.")
+SORT_GET_DENIED = ("GET option of SORT denied in Cluster mode when keys formed by the pattern "
+                   "may be in different slots.")
+
+
+def _sort_data(c: redis.Redis, tag: str) -> None:
+    c.delete(f"{tag}list")
+    c.rpush(f"{tag}list", 3, 1, 2)
+    for i, w in ((1, 30), (2, 10), (3, 20)):
+        c.set(f"{tag}w_{i}", w)
+        c.hset(f"{tag}h_{i}", mapping={"w": -w, "name": f"n{i}"})
+        c.set(f"{tag}n_{i}", f"name{i}")
+
+
+@pytest.mark.parametrize("cmd", ["SORT", "SORT_RO"])
+def test_sort_pattern_pinned_by_hash_tag_matches_direct(
+        r: redis.Redis, direct: RedisServer, cmd: str) -> None:
+    d = redis.Redis(port=direct.port, protocol=r.get_connection_kwargs().get("protocol", 2))
+    for c in (r, d):
+        _sort_data(c, "{u}")
+    for args in (
+        ["{u}list", "BY", "{u}w_*"],
+        ["{u}list", "BY", "{u}w_*", "GET", "{u}n_*", "GET", "#"],
+        ["{u}list", "BY", "{u}h_*->w", "GET", "{u}h_*->name", "DESC", "LIMIT", "0", "2"],
+        ["{u}list", "BY", "nosort", "GET", "#"],
+        ["{u}list", "BY", "w_no_star"],  # no "*": no sort, no key read
+        ["{u}list", "GET", "#", "ALPHA"],
+        ["{u}list", "GET", "{u}missing_*"],
+    ):
+        assert r.execute_command(cmd, *args) == d.execute_command(cmd, *args), args
+    d.close()
+
+
+@pytest.mark.parametrize("cmd", ["SORT", "SORT_RO"])
+def test_sort_pattern_outside_the_slot_refused(r: redis.Redis, cmd: str) -> None:
+    _sort_data(r, "{u}")
+    r.rpush("plainlist", 3, 1, 2)
+    for args, err in (
+        (["plainlist", "BY", "w_*"], SORT_BY_DENIED),
+        (["{u}list", "BY", "w_*"], SORT_BY_DENIED),
+        (["{u}list", "BY", "{v}w_*"], SORT_BY_DENIED),
+        (["{u}list", "BY", "w_*{u}"], SORT_BY_DENIED),  # "*" before the tag: any slot
+        (["{u}list", "GET", "n_*"], SORT_GET_DENIED),
+        (["{u}list", "BY", "{u}w_*", "GET", "#", "GET", "{x}n_*"], SORT_GET_DENIED),
+        (["{u}list", "GET", "constant"], SORT_GET_DENIED),  # hashed whole, as Redis does
+        (["plainlist", "BY", "w_*", "BADOPTION"], SORT_BY_DENIED),  # fires as it is parsed
+    ):
+        with pytest.raises(redis.ResponseError) as e:
+            r.execute_command(cmd, *args)
+        assert str(e.value) == err, args
+    # A syntax error before the pattern is still Redis's own.
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        r.execute_command(cmd, "plainlist", "BADOPTION", "BY", "w_*")
+    assert r.execute_command(cmd, "plainlist") == [b"1", b"2", b"3"]
+    assert r.execute_command(cmd, "plainlist", "BY", "nosort") == [b"3", b"1", b"2"]
+
+
+def test_sort_store_and_transactions(r: redis.Redis) -> None:
+    _sort_data(r, "{u}")
+    assert r.sort("{u}list", by="{u}w_*", store="{u}dst") == 3
+    assert r.lrange("{u}dst", 0, -1) == [b"2", b"3", b"1"]
+    with pytest.raises(redis.ResponseError, match="hash to the same slot"):  # CROSSSLOT
+        r.sort("{u}list", store="{v}dst")
+    p = r.pipeline(transaction=True)
+    p.sort("{u}list", by="w_*")
+    with pytest.raises(redis.ResponseError) as e:
+        p.execute()
+    assert "EXECABORT" in str(e.value) or SORT_BY_DENIED in str(e.value)
+    p = r.pipeline(transaction=True)
+    p.sort("{u}list", by="{u}w_*", get="{u}n_*")
+    assert p.execute() == [[b"name2", b"name3", b"name1"]]
+
+
+def test_copy_to_another_db_refused(r: redis.Redis) -> None:
+    r.set("{c}a", "1")
+    with pytest.raises(redis.ResponseError) as e:
+        r.copy("{c}a", "{c}b", destination_db=1)
+    assert str(e.value) == "Copying to another database is not allowed in cluster mode"
+    assert r.copy("{c}a", "{c}b", destination_db=0)
+    assert r.get("{c}b") == b"1"
