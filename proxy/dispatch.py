@@ -37,6 +37,7 @@ def dispatch(client: Client, argv: list[bytes], packed: bytes) -> None:
         client.reply(unknown_command(argv))
         client.mode.rejected(client)
         return
+    client.state.cmd = spec.name  # CLIENT LIST's cmd=
     if client.mode.intercept(client, spec, argv, packed):
         return
     execute(client, spec, argv, packed)

@@ -75,6 +75,8 @@ class Client(Protocol):
 
     def barrier(self) -> None: ...
 
+    def reply_mode(self, mode: bytes) -> None: ...
+
 
 class ClientRegistry:
     """Every connected client, and the admission rule (max_clients, shutting down)."""

@@ -214,6 +214,16 @@ class CommandTable:
         """Top-level command names, sorted (subcommands are reached through their container)."""
         return sorted(self._by_name)
 
+    def all_names(self) -> list[str]:
+        """Every command and subcommand name ("config|get"), as COMMAND LIST reports them."""
+        out: list[str] = []
+        for name in sorted(self._by_name):
+            out.append(name)
+            subs = self._by_name[name].subcommands
+            if subs:
+                out.extend(sorted(f"{name}|{sub}" for sub in subs))
+        return out
+
     def count(self) -> int:
         """Number of top-level commands, as COMMAND COUNT reports it."""
         return len(self._by_name)

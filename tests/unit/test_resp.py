@@ -825,3 +825,30 @@ def test_pack_command_python_twin_matches_hiredis() -> None:
         if HAVE_HIREDIS:
             with pytest.raises(TypeError):
                 pack_command(*bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# encode(value, proto): replies built by the proxy, per the connection's protocol
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "resp2", "resp3"), [
+    (None, b"$-1\r\n", b"_\r\n"),
+    (b"x", b"$1\r\nx\r\n", b"$1\r\nx\r\n"),
+    (resp.Status("OK"), b"+OK\r\n", b"+OK\r\n"),
+    (resp.Verbatim(b"a=1\n"), b"$4\r\na=1\n\r\n", b"=8\r\ntxt:a=1\n\r\n"),
+    (True, b":1\r\n", b"#t\r\n"),
+    (False, b":0\r\n", b"#f\r\n"),
+    (7, b":7\r\n", b":7\r\n"),
+    (1.5, b"$3\r\n1.5\r\n", b",1.5\r\n"),
+    (2.0, b"$1\r\n2\r\n", b",2\r\n"),
+    ([b"a", None], b"*2\r\n$1\r\na\r\n$-1\r\n", b"*2\r\n$1\r\na\r\n_\r\n"),
+    ({"k": 1}, b"*2\r\n$1\r\nk\r\n:1\r\n", b"%1\r\n$1\r\nk\r\n:1\r\n"),
+    (resp.SetReply([resp.Status("RW"), resp.Status("access")]),
+     b"*2\r\n+RW\r\n+access\r\n", b"~2\r\n+RW\r\n+access\r\n"),
+    ({}, b"*0\r\n", b"%0\r\n"),
+])
+def test_encode_per_protocol(value: object, resp2: bytes, resp3: bytes) -> None:
+    assert resp.encode(value, 2) == resp2
+    assert resp.encode(value, 3) == resp3
+    assert resp.encode_null(2) == resp.NIL and resp.encode_null(3) == b"_\r\n"
