@@ -392,9 +392,10 @@ def test_client_reply_off_skip_on(pair: tuple[Conn, Conn]) -> None:
     for c in pair:
         for cmd in script:
             c.send(*cmd)
-        outs.append([c.read() for _ in range(6)])
+        outs.append([c.read() for _ in range(7)])
     assert outs[0] == outs[1]
-    assert outs[0][:4] == [b"+OK\r\n", b"$1\r\n1\r\n", b"+OK\r\n", b"$1\r\n2\r\n"]
+    assert outs[0] == [b"+OK\r\n", b"$1\r\n1\r\n", b"+OK\r\n", b"$1\r\n2\r\n",
+                       b"$1\r\nb\r\n", b"+RESET\r\n", b"$1\r\nc\r\n"]
 
 
 def test_client_no_touch_and_tracking(r: redis.Redis) -> None:
