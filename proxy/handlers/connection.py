@@ -118,6 +118,9 @@ def hello(c: Client, argv: list[bytes]) -> None:
             i += 3
         elif opt == b"SETNAME" and i + 1 < len(argv):
             new_name = argv[i + 1]
+            if not valid_name(new_name):  # checked while parsing, before AUTH (as Redis)
+                c.reply(BAD_CLIENT_NAME)
+                return
             i += 2
         else:
             c.reply(hello_syntax(opt))
@@ -129,9 +132,6 @@ def hello(c: Client, argv: list[bytes]) -> None:
         c.reply(HELLO_NOAUTH)
         return
     if new_name is not None:
-        if not valid_name(new_name):
-            c.reply(BAD_CLIENT_NAME)
-            return
         state.name = new_name
     c.switch_protocol(proto)
     c.reply(encode({

@@ -321,7 +321,9 @@ def test_client_info_fields_in_redis_order(pair: tuple[Conn, Conn], proxy: Proxy
 def test_hello_reply_shape(pair: tuple[Conn, Conn]) -> None:
     p, d = pair
     for cmd in (("HELLO",), ("HELLO", "3"), ("HELLO", "2"), ("HELLO", "3", "AUTH", "default", "x"),
-                ("HELLO", "3", "AUTH", "nosuchuser", "x"), ("HELLO", "4"), ("HELLO", "x")):
+                ("HELLO", "3", "AUTH", "nosuchuser", "x"), ("HELLO", "4"), ("HELLO", "x"),
+                ("HELLO", "3", "SETNAME", "bad name", "AUTH", "nosuchuser", "x"),
+                ("HELLO", "2", "SETNAME", "n2"), ("HELLO", "3", "BOGUS")):
         mine, theirs = p.call(*cmd), d.call(*cmd)
         if theirs[:1] == b"-":
             assert mine == theirs, cmd
