@@ -11,6 +11,8 @@ from __future__ import annotations
 from slotcore.keyslot import key_slot
 
 from .client.context import Client
+from .commands.hidden import CHECKED as HIDDEN_CHECKED
+from .commands.hidden import hidden_key_error
 from .commands.policy import Route, is_blocking_call
 from .commands.table import CommandSpec
 from .errors import (
@@ -36,6 +38,7 @@ def dispatch(client: Client, argv: list[bytes], packed: bytes) -> None:
         client.reply(unknown_command(argv))
         client.mode.rejected(client)
         return
+    client.state.cmd = spec.name  # CLIENT LIST's cmd=
     if client.mode.intercept(client, spec, argv, packed):
         return
     execute(client, spec, argv, packed)
@@ -101,6 +104,12 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
             if key_slot(k, nslots) != slot:
                 client.reply(CROSSSLOT)
                 return
+    if spec.name in HIDDEN_CHECKED:
+        # Keys formed at run time (SORT BY/GET patterns ...) must be in the same slot.
+        err = hidden_key_error(spec.name, argv, router.mask)
+        if err is not None:
+            client.reply(err)
+            return
     services.stats.slot_ops[slot] += 1
     # Owned, unassigned or in transit (migrating/locked): the router decides.
     router.forward(client, client.state.lane, slot, keys, packed, client.expect())

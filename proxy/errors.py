@@ -8,7 +8,7 @@ NOAUTH = encode_error("NOAUTH Authentication required.")
 WRONGPASS = encode_error("WRONGPASS invalid username-password pair or user is disabled.")
 CROSSSLOT = encode_error("CROSSSLOT Keys in request don't hash to the same slot")
 CLUSTERDOWN = encode_error("CLUSTERDOWN Hash slot not served")
-NOPROTO = encode_error("NOPROTO sorry, this protocol version is not supported.")
+NOPROTO = encode_error("NOPROTO unsupported protocol version")  # Redis 7
 NO_PASSWORD = encode_error(
     "ERR AUTH <password> called without any password configured for the default user. "
     "Are you sure your configuration is correct?"
@@ -31,6 +31,17 @@ NO_KEY_ARGS = encode_error("ERR The command has no key arguments")
 # What Redis answers a client unblocked by CLIENT UNBLOCK ... ERROR, and a bad reason.
 UNBLOCKED = encode_error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
 UNBLOCK_REASON = encode_error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+INVALID_KEY_ARGS = encode_error("ERR Invalid arguments specified for command")
+INVALID_CLIENT_ID = encode_error("ERR Invalid client ID")
+CLIENT_ID_RANGE = encode_error("ERR client-id should be greater than 0")
+
+
+def unknown_client_type(name: bytes) -> bytes:
+    return encode_error(f"ERR Unknown client type '{name.decode(errors='replace')}'")
+
+
+def no_such_user(name: bytes) -> bytes:
+    return encode_error(f"ERR No such user '{name.decode(errors='replace')}'")
 
 
 def protocol_error(message: str) -> bytes:

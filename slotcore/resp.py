@@ -26,15 +26,22 @@ HAVE_HIREDIS: Final[bool] = hiredis is not None
 __all__ = [
     "HAVE_HIREDIS",
     "NIL",
+    "NULL3",
     "OK",
     "PONG",
     "ProtocolError",
     "ReplyErrorValue",
     "ReplyReader",
+    "SetReply",
+    "Status",
+    "Verbatim",
+    "encode",
     "encode_array",
     "encode_bulk",
+    "encode_double",
     "encode_error",
     "encode_int",
+    "encode_null",
     "encode_raw_array",
     "encode_simple",
     "frame_reply",
@@ -382,6 +389,89 @@ def encode_array(items: list[ArrayItem] | None) -> bytes:
 def encode_raw_array(raw_items: list[bytes]) -> bytes:
     """Array of already-encoded replies."""
     return b"*%d\r\n%b" % (len(raw_items), b"".join(raw_items))
+
+
+# Encoding for the connection's protocol (`proto`: 2 or 3), as Redis's addReply* functions do:
+# RESP3 types degrade to their RESP2 forms (null -> $-1, map -> flat array, set -> array,
+# double -> bulk string, boolean -> integer 1/0, verbatim -> bulk string).
+
+NULL3: Final = b"_\r\n"
+
+
+class Status(str):
+    """A simple-string reply (``+text``) inside ``encode``'s values."""
+
+    __slots__ = ()
+
+
+class SetReply(list):  # type: ignore[type-arg]
+    """A set reply in the list's order (RESP3 ``~``; an array in RESP2)."""
+
+    __slots__ = ()
+
+
+class Verbatim(bytes):
+    """A verbatim string (RESP3 ``=len\r\ntxt:...``; a bulk string in RESP2)."""
+
+    __slots__ = ()
+
+
+def encode_null(proto: int) -> bytes:
+    """The null reply: ``$-1`` (RESP2 nil bulk) or ``_`` (RESP3)."""
+    return NIL if proto == 2 else NULL3
+
+
+def encode_double(x: float, proto: int) -> bytes:
+    if x != x:
+        text = b"nan"
+    elif x in (float("inf"), float("-inf")):
+        text = b"inf" if x > 0 else b"-inf"
+    else:
+        text = repr(x).encode() if x != int(x) or abs(x) >= 1e17 else b"%d" % int(x)
+    return b",%b\r\n" % text if proto == 3 else b"$%d\r\n%b\r\n" % (len(text), text)
+
+
+def encode(value: Any, proto: int) -> bytes:
+    """One reply value for a `proto` connection.
+
+    bytes/str -> bulk, Status -> simple string, Verbatim -> verbatim, bool -> boolean,
+    int -> integer, float -> double, None -> null, list/tuple -> array, dict -> map,
+    SetReply (ordered) and set/frozenset -> set, ReplyErrorValue -> error.
+    """
+    if isinstance(value, Verbatim):
+        if proto == 3:
+            return b"=%d\r\ntxt:%b\r\n" % (len(value) + 4, value)
+        return b"$%d\r\n%b\r\n" % (len(value), value)
+    if isinstance(value, bytes):
+        return b"$%d\r\n%b\r\n" % (len(value), value)
+    if isinstance(value, ReplyErrorValue):
+        return encode_error(value)
+    if isinstance(value, Status):
+        return encode_simple(value)
+    if isinstance(value, str):
+        return encode_bulk(value)
+    if isinstance(value, bool):
+        if proto == 3:
+            return b"#t\r\n" if value else b"#f\r\n"
+        return b":1\r\n" if value else b":0\r\n"
+    if isinstance(value, int):
+        return b":%d\r\n" % value
+    if isinstance(value, float):
+        return encode_double(value, proto)
+    if value is None:
+        return NIL if proto == 2 else NULL3
+    if isinstance(value, SetReply):
+        head = b"~%d\r\n" if proto == 3 else b"*%d\r\n"
+        return head % len(value) + b"".join(encode(v, proto) for v in value)
+    if isinstance(value, (list, tuple)):
+        return b"*%d\r\n" % len(value) + b"".join(encode(v, proto) for v in value)
+    if isinstance(value, dict):
+        head = b"%%%d\r\n" % len(value) if proto == 3 else b"*%d\r\n" % (2 * len(value))
+        return head + b"".join(encode(k, proto) + encode(v, proto) for k, v in value.items())
+    if isinstance(value, (set, frozenset)):
+        head = b"~%d\r\n" if proto == 3 else b"*%d\r\n"
+        return head % len(value) + b"".join(encode(v, proto) for v in value)
+    raise TypeError(f"cannot encode {type(value).__name__} as a reply")
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,18 @@ from .state import ClientState
 
 log = logging.getLogger("slotproxy.client")
 
+MUTED_OFF = 1
+MUTED_SKIP = 2
+
+
+class MutedSlot(ReplySlot):
+    """The place of a reply CLIENT REPLY OFF/SKIP drops: resolved like any, writes nothing."""
+
+    __slots__ = ()
+
+    def resolve(self, raw: bytes) -> None:
+        ReplySlot.resolve(self, b"")
+
 
 # `proxy.dispatch.dispatch`, handed in by the listener: the connection serves the fast path
 # itself and gives everything else to it (dispatch sits above the client package).
@@ -80,6 +92,15 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self.closed = False
+        # The client half-closed (eof_received): no more requests, the owed replies still go out.
+        self.eof = False
+        # CLIENT REPLY OFF|SKIP (see reply_mode): while `reply_ctl` is set the fast path is off
+        # and every command goes through _dispatch_muted, which sets `muted` for its replies.
+        self.reply_ctl = False
+        self.reply_off = False
+        self.skip_next = False
+        self.muted = 0  # the current command's replies are dropped: MUTED_OFF or MUTED_SKIP
+        self._time = services.loop.time
         self.pipeline_paused = False
         self.write_paused = False
         self.reading = True
@@ -91,6 +112,13 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.state.addr = f"{peer[0]}:{peer[1]}"
+        sock = transport.get_extra_info("sockname")
+        if isinstance(sock, tuple):
+            self.state.laddr = f"{sock[0]}:{sock[1]}"
+        s = transport.get_extra_info("socket")
+        if s is not None:
+            self.state.fd = s.fileno()
+        self.state.last_read = self._time()
         if not self.services.clients.admit(self):
             # Over max_clients: say why, then close, as Redis does.
             transport.write(MAX_CLIENTS)  # type: ignore[attr-defined]
@@ -114,6 +142,27 @@ class ClientConnection(asyncio.Protocol):
             self.subs.close()  # its backend subscriber connections go with it
         self.mode.leave(self)
 
+    def eof_received(self) -> bool:
+        """Called by the loop when the client half-closed (`shutdown(SHUT_WR)`, `nc -N`).
+
+        Like Redis and twemproxy: every complete request read before the EOF is answered
+        (backlog included), then the connection is closed. True keeps the transport open for
+        writing until then; False (nothing owed) lets the loop close it now.
+        """
+        self.eof = True
+        self.reading = False  # the transport reads no more after an EOF
+        if self._drained() and not self.out:
+            return False
+        if not self.dirty:
+            self.dirty = True
+            self.flusher.mark(self)
+        return True
+
+    def _drained(self) -> bool:
+        # Nothing owed and nothing left to dispatch (after QUIT or a protocol error the backlog
+        # is dropped, so only the FIFO counts then).
+        return not self.fifo and (self.closing or not (self.backlog or self.lane_barrier))
+
     def pause_writing(self) -> None:
         """Called by the transport when unsent replies pass its high-water mark."""
         self.write_paused = True
@@ -133,9 +182,10 @@ class ClientConnection(asyncio.Protocol):
     def _update_reading(self) -> None:
         # pipeline_paused behind a barrier (a blocked client) keeps reading, so a disconnect is
         # seen at once: the backlog stays bounded by max_pipeline (plus one read), bytes past
-        # it are kept unparsed up to max_query_buffer (see data_received).
+        # it are kept unparsed up to max_query_buffer (see data_received). After an EOF there
+        # is nothing more to read.
         held = self.pipeline_paused and not self.lane_barrier
-        want = not (self.write_paused or held or self.closing)
+        want = not (self.write_paused or held or self.closing or self.eof)
         if want != self.reading and self.transport is not None:
             self.reading = want
             if want:
@@ -148,6 +198,7 @@ class ClientConnection(asyncio.Protocol):
         """Called by the loop with request bytes."""
         state = self.state
         state.activity += 1
+        state.last_read = self._time()
         if self.closing:
             return
         if self.stash is not None:
@@ -208,8 +259,9 @@ class ClientConnection(asyncio.Protocol):
         fifo = self.fifo
         mark = self.flusher.mark
         lane = self.state.lane
-        fast_path = self.mode.fast_path
+        fast_path = self.mode.fast_path and not self.reply_ctl
         dispatch = self.dispatch
+        fast_last = False
         i = 0
         for argv in reqs:
             arity = fast.get(argv[0]) if fast_path else None
@@ -235,8 +287,13 @@ class ClientConnection(asyncio.Protocol):
                         else:
                             conn.send(packed[i], slot_reply)
                         i += 1
+                        fast_last = True
                         continue
-            dispatch(self, argv, packed[i])
+            if self.reply_ctl:
+                self._dispatch_muted(argv, packed[i])
+            else:
+                dispatch(self, argv, packed[i])
+            fast_last = False
             i += 1
             if self.closing:  # QUIT: nothing after it runs
                 break
@@ -247,9 +304,12 @@ class ClientConnection(asyncio.Protocol):
                     self.pipeline_progress()
                 self._update_reading()
                 break
-            # The command may have changed the mode or the lane (AUTH, HELLO, RESET).
-            fast_path = self.mode.fast_path
+            # The command may have changed the mode or the lane (AUTH, HELLO, RESET, CLIENT
+            # REPLY).
+            fast_path = self.mode.fast_path and not self.reply_ctl
             lane = self.state.lane
+        if fast_last:
+            self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)
         self.state.commands += i
         services.stats.commands += i
 
@@ -274,7 +334,10 @@ class ClientConnection(asyncio.Protocol):
                         break
                     self.lane_barrier = False
                 argv, packed = backlog.popleft()
-                self.dispatch(self, argv, packed)
+                if self.reply_ctl:
+                    self._dispatch_muted(argv, packed)
+                else:
+                    self.dispatch(self, argv, packed)
                 n += 1
         finally:
             self.in_backlog = False
@@ -292,6 +355,29 @@ class ClientConnection(asyncio.Protocol):
             self.pipeline_paused = True
             self._update_reading()
 
+    def _dispatch_muted(self, argv: list[bytes], packed: bytes) -> None:
+        # CLIENT REPLY OFF or SKIP in force: this command's replies are dropped (as Redis's
+        # resetClient turns SKIP_NEXT into SKIP for exactly the next command).
+        self.muted = MUTED_OFF if self.reply_off else MUTED_SKIP if self.skip_next else 0
+        self.skip_next = False
+        try:
+            self.dispatch(self, argv, packed)
+        finally:
+            self.muted = 0
+            self.reply_ctl = self.reply_off or self.skip_next
+
+    def reply_mode(self, mode: bytes) -> None:
+        """CLIENT REPLY ON|OFF|SKIP (lowercase), or b"reset" (RESET clears OFF and SKIP)."""
+        if mode in (b"on", b"reset"):
+            self.reply_off = self.skip_next = False
+            if self.muted == MUTED_OFF:
+                self.muted = 0  # ON's own +OK (and RESET's) is sent
+        elif mode == b"off":
+            self.reply_off = True
+        elif mode == b"skip" and not self.reply_off:
+            self.skip_next = True
+        self.reply_ctl = self.reply_off or self.skip_next
+
     def _protocol_error(self, message: str) -> None:
         self.reply(protocol_error(message))
         log.info("client %s: protocol error: %s", self.state.addr, message)
@@ -300,15 +386,23 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ the Client surface
     def reply(self, raw: bytes) -> None:
         """Answer the current request with `raw` (after any replies still owed)."""
+        if self.muted:
+            return  # CLIENT REPLY OFF/SKIP: nothing owed, nothing written
         replies.answer(self, raw)
 
     def expect(self) -> ReplySlot:
         """A placeholder for the current request's reply, resolved by whoever answers it."""
+        if self.muted:
+            # Keeps its place in the order (a muted reply still comes before later ones), and
+            # writes nothing when resolved.
+            slot = MutedSlot(self)
+            self.fifo.append(slot)
+            return slot
         return replies.expect(self)
 
     def send(self, group: RoutedGroup, packed: bytes) -> None:
         """Forward the current request unchanged to `group` on this client's lane."""
-        group.lanes[self.state.lane].send(packed, replies.expect(self))
+        group.lanes[self.state.lane].send(packed, self.expect())
 
     def set_mode(self, mode: Mode) -> None:
         self.mode = mode
@@ -329,6 +423,8 @@ class ClientConnection(asyncio.Protocol):
             return False
         self.backlog.appendleft((argv, pack_command(*argv)))
         self.lane_barrier = True
+        if self.muted == MUTED_SKIP:
+            self.skip_next = True  # the skip is for this command, when it runs again
         return True
 
     def barrier(self) -> None:
@@ -394,7 +490,7 @@ class ClientConnection(asyncio.Protocol):
                 self.fifo.clear()
                 transport.abort()
                 return
-        if self.closing and not self.fifo:
+        if (self.closing or self.eof) and self._drained():
             transport.close()
 
     def close_after_replies(self) -> None:

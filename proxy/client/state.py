@@ -14,6 +14,9 @@ class ClientState:
     id: int
     created: float  # loop time of accept
     addr: str = "?"
+    laddr: str = "?"  # the proxy's address as this client connected to it
+    fd: int = -1
+    user: str = "default"  # the user AUTH/HELLO authenticated as (CLIENT LIST's user=)
     name: bytes = b""
     lib_name: bytes = b""
     lib_ver: bytes = b""
@@ -22,3 +25,7 @@ class ClientState:
     db: int = 0
     commands: int = 0  # commands dispatched
     activity: int = 0  # reads seen: the idle sweep compares it between rounds
+    last_read: float = 0.0  # loop time of the last read (CLIENT LIST's idle=)
+    # The last command: its name (dispatch) or argv[0] (fast path, set once per read).
+    cmd: str | bytes = b"NULL"
+    no_evict: bool = False  # CLIENT NO-EVICT (shown as flag "e"; nothing to evict in the proxy)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .hidden import CHECKED as HIDDEN_CHECKED
 from .keyspecs import KeySpec, is_key1, legacy_key_spec, native_getkeys, parse_key_spec
 from .policy import Route, route_for
 
@@ -213,6 +214,16 @@ class CommandTable:
         """Top-level command names, sorted (subcommands are reached through their container)."""
         return sorted(self._by_name)
 
+    def all_names(self) -> list[str]:
+        """Every command and subcommand name ("config|get"), as COMMAND LIST reports them."""
+        out: list[str] = []
+        for name in sorted(self._by_name):
+            out.append(name)
+            subs = self._by_name[name].subcommands
+            if subs:
+                out.extend(sorted(f"{name}|{sub}" for sub in subs))
+        return out
+
     def count(self) -> int:
         """Number of top-level commands, as COMMAND COUNT reports it."""
         return len(self._by_name)
@@ -234,7 +245,9 @@ class CommandTable:
 
 
 def _fast(spec: CommandSpec) -> bool:
-    return spec.key1 and spec.route is Route.KEYED and spec.subcommands is None
+    # SORT_RO has one key, but its BY/GET patterns must be checked (commands.hidden).
+    return (spec.key1 and spec.route is Route.KEYED and spec.subcommands is None
+            and spec.name not in HIDDEN_CHECKED)
 
 
 def _normalize_entry(entry: list[Any]) -> list[Any]:

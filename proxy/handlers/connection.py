@@ -7,7 +7,16 @@ because backend connections are shared by all clients.
 
 from __future__ import annotations
 
-from slotcore.resp import OK, PONG, encode_array, encode_bulk, encode_int, encode_simple
+from slotcore.resp import (
+    OK,
+    PONG,
+    Status,
+    Verbatim,
+    encode,
+    encode_bulk,
+    encode_int,
+    encode_simple,
+)
 
 from ..auth import check_password
 from ..client.context import Client
@@ -15,8 +24,10 @@ from ..client.modes.auth import AUTH_REQUIRED
 from ..client.modes.normal import NORMAL
 from ..errors import (
     BAD_CLIENT_NAME,
+    CLIENT_ID_RANGE,
     DB_RANGE,
     HELLO_NOAUTH,
+    INVALID_CLIENT_ID,
     NO_PASSWORD,
     NO_SUCH_CLIENT,
     NOPROTO,
@@ -26,14 +37,18 @@ from ..errors import (
     UNBLOCK_REASON,
     WRONGPASS,
     hello_syntax,
+    no_such_user,
     not_supported,
     subcommand_syntax,
+    unknown_client_type,
+    unknown_subcommand,
     unrecognized_option,
     wrong_args,
 )
 
 
 def ping(c: Client, argv: list[bytes]) -> None:
+    # Subscribed RESP2 clients get ["pong", msg]: client.modes.subscribed.
     if len(argv) > 2:
         c.reply(wrong_args("ping"))
     else:
@@ -50,20 +65,35 @@ def quit_(c: Client, argv: list[bytes]) -> None:
 
 
 def auth(c: Client, argv: list[bytes]) -> None:
+    # As Redis 6+'s authCommand: `AUTH password` is user "default"; with no password
+    # configured the default user is `nopass`, so `AUTH default <anything>` succeeds and only
+    # the one-argument form gets the "without any password configured" error.
     if len(argv) > 3:
         c.reply(SYNTAX)
         return
     cfg = c.services.cfg
-    if not cfg.password:
-        c.reply(NO_PASSWORD)
-        return
-    user, password = (None, argv[1]) if len(argv) == 2 else (argv[1], argv[2])
-    if check_password(cfg, user, password):
-        if c.mode is AUTH_REQUIRED:
-            c.set_mode(NORMAL)
+    if len(argv) == 2:
+        if not cfg.password:
+            c.reply(NO_PASSWORD)
+            return
+        user, password = b"default", argv[1]
+    else:
+        user, password = argv[1], argv[2]
+    if _authenticate(c, user, password):
         c.reply(OK)
     else:
         c.reply(WRONGPASS)
+
+
+def _authenticate(c: Client, user: bytes, password: bytes) -> bool:
+    cfg = c.services.cfg
+    # Without a password the default user is nopass (any password) and no other user exists.
+    ok = check_password(cfg, user, password) if cfg.password else user == b"default"
+    if ok:
+        c.state.user = user.decode(errors="replace")
+        if c.mode is AUTH_REQUIRED:
+            c.set_mode(NORMAL)
+    return ok
 
 
 def hello(c: Client, argv: list[bytes]) -> None:
@@ -81,46 +111,35 @@ def hello(c: Client, argv: list[bytes]) -> None:
         i = 2
     else:
         proto = state.proto
-    cfg = c.services.cfg
-    authed = c.mode is not AUTH_REQUIRED
+    creds: tuple[bytes, bytes] | None = None
     new_name: bytes | None = None
     while i < len(argv):
         opt = argv[i].upper()
         if opt == b"AUTH" and i + 2 < len(argv):
-            if not cfg.password:
-                c.reply(NO_PASSWORD)
-                return
-            if not check_password(cfg, argv[i + 1], argv[i + 2]):
-                c.reply(WRONGPASS)
-                return
-            authed = True
+            creds = (argv[i + 1], argv[i + 2])
             i += 3
         elif opt == b"SETNAME" and i + 1 < len(argv):
             new_name = argv[i + 1]
+            if not valid_name(new_name):  # checked while parsing, before AUTH (as Redis)
+                c.reply(BAD_CLIENT_NAME)
+                return
             i += 2
         else:
             c.reply(hello_syntax(opt))
             return
-    if authed and c.mode is AUTH_REQUIRED:
-        c.set_mode(NORMAL)
-    if not authed:
+    if creds is not None and not _authenticate(c, *creds):
+        c.reply(WRONGPASS)
+        return
+    if c.mode is AUTH_REQUIRED:
         c.reply(HELLO_NOAUTH)
         return
     if new_name is not None:
-        if not valid_name(new_name):
-            c.reply(BAD_CLIENT_NAME)
-            return
         state.name = new_name
     c.switch_protocol(proto)
-    fields: list = [
-        "server", "redis", "version", c.services.backend_version, "proto", proto,
-        "id", state.id, "mode", "standalone", "role", "master", "modules", [],
-    ]
-    if proto == 3:
-        # RESP3 map: clients read HELLO's reply as a dict
-        c.reply(b"%%%d\r\n" % (len(fields) // 2) + encode_array(fields).split(b"\r\n", 1)[1])
-    else:
-        c.reply(encode_array(fields))
+    c.reply(encode({
+        "server": "redis", "version": c.services.backend_version, "proto": proto,
+        "id": state.id, "mode": "standalone", "role": "master", "modules": [],
+    }, proto))
 
 
 def select(c: Client, argv: list[bytes]) -> None:
@@ -137,15 +156,49 @@ def valid_name(name: bytes) -> bool:
     return all(33 <= ch <= 126 for ch in name)
 
 
+CLIENT_TYPES = {b"normal": "normal", b"pubsub": "pubsub", b"master": "master",
+                b"replica": "replica", b"slave": "replica"}
+
+
+def _client_type(c: Client) -> str:
+    subs = c.subs
+    return "pubsub" if subs is not None and subs.total() else "normal"
+
+
+def _flags(c: Client) -> str:
+    # Redis's catClientInfoString order: P (subscribed), x (MULTI), c (close after reply),
+    # e (no-evict); N when none.
+    f = ""
+    if _client_type(c) == "pubsub":
+        f += "P"
+    if c.mode.multi >= 0:
+        f += "x"
+    if c.closing:
+        f += "c"
+    if c.state.no_evict:
+        f += "e"
+    return f or "N"
+
+
+def _cmd_name(cmd: str | bytes) -> str:
+    return cmd.decode(errors="replace").lower() if isinstance(cmd, bytes) else cmd
+
+
 def client_line(c: Client) -> str:
+    """One CLIENT INFO / CLIENT LIST line: Redis 7.2's fields in its order (values the proxy
+    does not track, such as query-buffer sizes, are 0), then the proxy's own (pipeline=:
+    replies owed; commands=: commands run)."""
     s = c.state
     now = c.services.loop_time()
+    d = "replace"
     return (
-        f"id={s.id} addr={s.addr} name={s.name.decode(errors='replace')} "
-        f"age={int(now - s.created)} db={s.db} "
-        f"lib-name={s.lib_name.decode(errors='replace')} "
-        f"lib-ver={s.lib_ver.decode(errors='replace')} "
-        f"multi={c.mode.multi} pipeline={len(c.fifo)} commands={s.commands}{_sub_fields(c)}\n"
+        f"id={s.id} addr={s.addr} laddr={s.laddr} fd={s.fd} name={s.name.decode(errors=d)} "
+        f"age={int(now - s.created)} idle={int(now - s.last_read)} flags={_flags(c)} "
+        f"db={s.db}{_sub_fields(c)} multi={c.mode.multi} qbuf=0 qbuf-free=0 argv-mem=0 "
+        f"multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r "
+        f"cmd={_cmd_name(s.cmd)} user={s.user} redir=-1 resp={s.proto} "
+        f"lib-name={s.lib_name.decode(errors=d)} lib-ver={s.lib_ver.decode(errors=d)} "
+        f"pipeline={len(c.fifo)} commands={s.commands}\n"
     )
 
 
@@ -157,6 +210,27 @@ def _sub_fields(c: Client) -> str:
     return f" sub={len(n[0])} psub={len(n[1])} ssub={len(n[2])}"
 
 
+def _all_clients(c: Client) -> list[Client]:
+    return sorted(c.services.clients.clients, key=lambda x: x.state.id)  # Redis: by age
+
+
+CLIENT_HELP = [
+    "CLIENT <subcommand> [<arg> ...]. Subcommands (answered by the proxy):",
+    "SETNAME <name> | GETNAME | ID | INFO | SETINFO LIB-NAME|LIB-VER <value>",
+    "LIST [TYPE normal|pubsub|master|replica] [ID <id> [<id> ...]]",
+    "KILL <ip:port> | KILL [ID <id>] [ADDR <ip:port>] [LADDR <ip:port>] [TYPE <type>] "
+    "[USER <user>] [SKIPME yes|no]",
+    "UNBLOCK <id> [TIMEOUT|ERROR] | REPLY ON|OFF|SKIP | NO-EVICT ON|OFF | NO-TOUCH OFF | "
+    "GETREDIR",
+]
+
+# Arity of each subcommand the proxy answers (Redis's: > 0 exact, < 0 at least).
+CLIENT_ARITY = {b"setname": 3, b"getname": 2, b"id": 2, b"info": 2, b"list": -2,
+                b"setinfo": 4, b"kill": -3, b"reply": 3, b"no-evict": 3, b"no-touch": 3,
+                b"getredir": 2, b"help": 2, b"unblock": -3}
+_PER_CLIENT = "needs a backend connection of the client's own"
+
+
 def client(c: Client, argv: list[bytes]) -> None:
     if len(argv) < 2:
         c.reply(wrong_args("client"))
@@ -164,22 +238,35 @@ def client(c: Client, argv: list[bytes]) -> None:
     sub = argv[1].lower()
     n = len(argv)
     state = c.state
-    if sub == b"setname" and n == 3:
+    proto = state.proto
+    arity = CLIENT_ARITY.get(sub)
+    if arity is None:
+        name = "client|" + sub.decode(errors="replace")
+        if sub in (b"tracking", b"caching", b"trackinginfo"):
+            c.reply(not_supported(name, _PER_CLIENT))
+        elif name in c.services.table:
+            c.reply(not_supported(name))  # PAUSE, UNPAUSE, UNBLOCK ...
+        else:
+            c.reply(unknown_subcommand("client", argv[1]))
+        return
+    if (n != arity) if arity > 0 else (n < -arity):
+        c.reply(wrong_args("client|" + sub.decode()))
+        return
+    if sub == b"setname":
         if not valid_name(argv[2]):
             c.reply(BAD_CLIENT_NAME)
         else:
             state.name = argv[2]
             c.reply(OK)
-    elif sub == b"getname" and n == 2:
-        c.reply(encode_bulk(state.name or None))
-    elif sub == b"id" and n == 2:
+    elif sub == b"getname":
+        c.reply(encode(state.name or None, proto))
+    elif sub == b"id":
         c.reply(encode_int(state.id))
-    elif sub == b"info" and n == 2:
-        c.reply(encode_bulk(client_line(c).encode()))
+    elif sub == b"info":
+        c.reply(encode(Verbatim(client_line(c).encode()), proto))
     elif sub == b"list":
-        lines = "".join(client_line(x) for x in c.services.clients.clients)
-        c.reply(encode_bulk(lines.encode()))
-    elif sub == b"setinfo" and n == 4:
+        _client_list(c, argv)
+    elif sub == b"setinfo":
         attr = argv[2].lower()
         if attr == b"lib-name":
             state.lib_name = argv[3]
@@ -189,19 +276,62 @@ def client(c: Client, argv: list[bytes]) -> None:
             c.reply(unrecognized_option(argv[2]))
             return
         c.reply(OK)
-    elif sub == b"kill" and n == 4 and argv[2].lower() in (b"id", b"addr"):
-        _client_kill(c, argv[2].lower(), argv[3])
+    elif sub == b"kill":
+        _client_kill(c, argv)
     elif sub == b"unblock":
         _client_unblock(c, argv)
-    elif sub == b"help":
-        c.reply(encode_array([
-            "CLIENT <subcommand> (proxy): SETNAME name | GETNAME | ID | INFO | LIST | "
-            "SETINFO LIB-NAME|LIB-VER value | KILL ID id | KILL ADDR ip:port | "
-            "UNBLOCK id [TIMEOUT|ERROR]"]))
-    elif sub in (b"setname", b"getname", b"id", b"info", b"setinfo", b"kill"):
-        c.reply(wrong_args("client|" + sub.decode()))
+    elif sub == b"reply":
+        mode = argv[2].lower()
+        if mode not in (b"on", b"off", b"skip"):
+            c.reply(SYNTAX)
+            return
+        c.reply_mode(mode)
+        if mode == b"on":
+            c.reply(OK)
+    elif sub in (b"no-evict", b"no-touch"):
+        on = argv[2].lower()
+        if on not in (b"on", b"off"):
+            c.reply(SYNTAX)
+        elif sub == b"no-touch" and on == b"on":
+            # Would have to be set on the shared backend connections, for every client.
+            c.reply(not_supported("client|no-touch on", _PER_CLIENT))
+        else:
+            if sub == b"no-evict":
+                state.no_evict = on == b"on"
+            c.reply(OK)
+    elif sub == b"getredir":
+        c.reply(encode_int(-1))  # tracking is never on
+    else:  # help
+        c.reply(encode([Status(line) for line in CLIENT_HELP], proto))
+
+
+def _client_list(c: Client, argv: list[bytes]) -> None:
+    # As Redis's clientCommand: LIST, LIST TYPE <type>, LIST ID <id> [<id> ...].
+    n = len(argv)
+    if n == 2:
+        chosen = _all_clients(c)
+    elif n == 4 and argv[2].lower() == b"type":
+        kind = CLIENT_TYPES.get(argv[3].lower())
+        if kind is None:
+            c.reply(unknown_client_type(argv[3]))
+            return
+        chosen = [x for x in _all_clients(c) if _client_type(x) == kind]
+    elif n > 3 and argv[2].lower() == b"id":
+        by_id = {x.state.id: x for x in c.services.clients.clients}
+        chosen = []
+        for raw in argv[3:]:
+            try:
+                cid = int(raw)
+            except ValueError:
+                c.reply(INVALID_CLIENT_ID)
+                return
+            if cid in by_id:
+                chosen.append(by_id[cid])  # in the order asked, repeats included (as Redis)
     else:
-        c.reply(not_supported("client|" + sub.decode(errors="replace")))
+        c.reply(SYNTAX)
+        return
+    text = "".join(client_line(x) for x in chosen)
+    c.reply(encode(Verbatim(text.encode()), c.state.proto))
 
 
 def _client_unblock(c: Client, argv: list[bytes]) -> None:
@@ -231,19 +361,76 @@ def _client_unblock(c: Client, argv: list[bytes]) -> None:
         blocking.unblock(c, target, how)
 
 
-def _client_kill(c: Client, how: bytes, target: bytes) -> None:
-    killed = 0
-    for other in list(c.services.clients.clients):
-        s = other.state
-        if (how == b"id" and target == str(s.id).encode()) or (
-            how == b"addr" and target == s.addr.encode()
-        ):
-            if other is c:
-                c.close_after_replies()
+def _client_kill(c: Client, argv: list[bytes]) -> None:
+    # As Redis's clientCommand: the old form `KILL ip:port` (OK / "No such client", may kill
+    # the caller) and the filter form (the number killed, SKIPME yes by default).
+    addr = laddr = user = kind = None
+    cid = 0
+    skipme = True
+    if len(argv) == 3:
+        addr = argv[2].decode(errors="replace")
+        skipme = False
+    else:
+        users = {"default", c.services.cfg.username or "default"}
+        i = 2
+        while i < len(argv):
+            opt = argv[i].lower()
+            if i + 1 >= len(argv):
+                c.reply(SYNTAX)
+                return
+            val = argv[i + 1]
+            if opt == b"id":
+                try:
+                    cid = int(val)
+                except ValueError:
+                    cid = 0
+                if cid < 1:
+                    c.reply(CLIENT_ID_RANGE)
+                    return
+            elif opt == b"type":
+                kind = CLIENT_TYPES.get(val.lower())
+                if kind is None:
+                    c.reply(unknown_client_type(val))
+                    return
+            elif opt == b"addr":
+                addr = val.decode(errors="replace")
+            elif opt == b"laddr":
+                laddr = val.decode(errors="replace")
+            elif opt == b"user":
+                user = val.decode(errors="replace")
+                if user not in users:
+                    c.reply(no_such_user(val))
+                    return
+            elif opt == b"skipme":
+                yn = val.lower()
+                if yn not in (b"yes", b"no"):
+                    c.reply(SYNTAX)
+                    return
+                skipme = yn == b"yes"
             else:
-                other.close_now()
-            killed += 1
-    c.reply(OK if killed else NO_SUCH_CLIENT)
+                c.reply(SYNTAX)
+                return
+            i += 2
+    killed = 0
+    close_me = False
+    for other in _all_clients(c):
+        s = other.state
+        if ((addr is not None and s.addr != addr) or (laddr is not None and s.laddr != laddr)
+                or (kind is not None and _client_type(other) != kind)
+                or (cid and s.id != cid) or (user is not None and s.user != user)
+                or (other is c and skipme)):
+            continue
+        if other is c:
+            close_me = True
+        else:
+            other.close_now()
+        killed += 1
+    if len(argv) == 3:
+        c.reply(OK if killed else NO_SUCH_CLIENT)
+    else:
+        c.reply(encode_int(killed))
+    if close_me:
+        c.close_after_replies()
 
 
 def reset(c: Client, argv: list[bytes]) -> None:
@@ -251,6 +438,9 @@ def reset(c: Client, argv: list[bytes]) -> None:
         c.subs.reset()  # every subscription dropped, without confirmations (as Redis)
     c.mode.leave(c)  # out of MULTI, WATCHed keys forgotten
     c.state.name = b""
+    c.state.user = "default"
+    c.state.no_evict = False
+    c.reply_mode(b"reset")  # CLIENT REPLY OFF/SKIP cleared, as clearClientConnectionState
     c.set_mode(AUTH_REQUIRED if c.services.cfg.password else NORMAL)
     c.switch_protocol(2)
     c.reply(encode_simple("RESET"))

@@ -28,10 +28,18 @@ Deliberate deviations from redis-server, all about input no real client sends:
   inline requests the line is cut at the first NUL before splitting, as ``sdssplitargs`` (which
   sees a C string) does.
 * Redis checks the line-length limits only while a line is still incomplete, so its outcome for a
-  line longer than ``PROTO_INLINE_MAX_SIZE`` depends on how the bytes were split into reads (with
-  its 16 KiB reads, a line of 64-80 KiB may get "invalid multibulk length" instead of "too big
-  mbulk count string"). Here the limit applies to the line length itself (the bytes before the
-  "\r", or before the "\n" for inline requests), so the result never depends on chunking.
+  header line longer than ``PROTO_INLINE_MAX_SIZE`` depends on how the bytes were split into
+  reads (with its 16 KiB reads, a line of 64-80 KiB may get "invalid multibulk length" instead of
+  "too big mbulk count string"). Here the limit applies to a *header* line's length itself (the
+  bytes before the "\r"), so which error it gets never depends on chunking.
+
+Inline lines follow Redis exactly (not a deviation): like ``processInlineBuffer``, the limit
+applies only to an *incomplete* line, i.e. when a read ends and the bytes after the last request
+boundary hold no "\n" and are more than ``max_inline_len``; a complete line of any length is
+served. As in Redis, the outcome for a long line therefore depends on the read sizes: Redis
+reads at most 16 KiB at a time (a complete line of up to ~80 KiB is accepted however it
+arrives), the proxy whatever the event loop hands it (up to 256 KiB), so a line that arrives in
+one read is accepted by the proxy even where Redis, having read only part of it, refuses it.
 * Redis's auth-dependent limits (``unauthenticated multibulk length``...) are the caller's job.
 """
 
@@ -325,9 +333,8 @@ class _RequestParserBase:
                         self._fail("too big inline request")
                         return n
                     break
-                if nl - pos > max_inline:
-                    self._fail("too big inline request")
-                    return n
+                # No limit on a complete line: Redis checks PROTO_INLINE_MAX_SIZE only while
+                # the query buffer holds no "\n" (processInlineBuffer).
                 end = nl - 1 if nl > pos and buf[nl - 1] == 0x0D else nl
                 args = split_inline_args(buf[pos:end])
                 if args is None:

@@ -596,3 +596,27 @@ def test_specs_are_hashable_and_frozen(table: CommandTable) -> None:
     hash(table.get("object"))
     with pytest.raises(AttributeError):
         spec.name = "x"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------------------
+# Hidden keys (SORT BY/GET patterns, COPY DB): commands.hidden
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pattern", "slot"), [
+    (b"w_*", -1), (b"w_?", -1), (b"w_[ab]", -1), (b"w\\_x", -1), (b"{u}w_*", "u"),
+    (b"w_{u}*", "u"), (b"w_*{u}", -1), (b"{u*}x", -1), (b"{}{u}x", "{}{u}x"),
+    (b"{}x*", -1), (b"plain", "plain"), (b"{u}h_*->f", "u"), (b"{u", "{u"),
+])
+def test_pattern_slot_is_redis_pattern_hash_slot(pattern: bytes, slot: int | str) -> None:
+    from binascii import crc_hqx
+
+    from proxy.commands.hidden import pattern_slot
+    want = slot if isinstance(slot, int) else crc_hqx(slot.encode(), 0) & 16383
+    assert pattern_slot(pattern, 16383) == want
+
+
+def test_sort_ro_is_not_on_the_fast_path(table: CommandTable) -> None:
+    # SORT_RO has one key at argv[1], but its patterns are checked by dispatch.
+    assert b"SORT_RO" not in table.fast_arity and b"sort_ro" not in table.fast_arity
+    assert b"GET" in table.fast_arity

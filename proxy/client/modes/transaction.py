@@ -21,6 +21,8 @@ from binascii import crc_hqx
 from slotcore.keyslot import hash_tag
 
 from ...backend.leased import LeasedConn
+from ...commands.hidden import CHECKED as HIDDEN_CHECKED
+from ...commands.hidden import hidden_key_error
 from ...commands.policy import Route
 from ...commands.table import CommandSpec
 from ...errors import (
@@ -108,6 +110,12 @@ class TransactionMode(Mode):
                     return self._refuse(client, CROSSSLOT)
             self.slot = slot
             self.keys.extend(keys)
+            if name in HIDDEN_CHECKED:
+                # SORT BY/GET patterns outside the slot: refused at queue time (EXECABORT),
+                # where Redis Cluster fails the command inside EXEC's reply.
+                err = hidden_key_error(name, argv, mask)
+                if err is not None:
+                    return self._refuse(client, err)
         if len(self.queue) >= self.max_queued or (
                 self.queued_bytes + len(packed) > self.max_queued_bytes):
             # Past the bound the queue is dropped at once (memory), and EXEC aborts.

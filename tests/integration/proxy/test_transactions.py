@@ -19,7 +19,7 @@ import redis
 import redis.asyncio as aredis
 
 from slotcore.resp import frame_reply, pack_command
-from tests.harness import ProxyProcess, RedisServer, group_config
+from tests.harness import ProxyProcess, RedisServer, group_config, until
 
 pytestmark = pytest.mark.integration
 
@@ -392,15 +392,12 @@ def test_lease_bound(small_proxy: ProxyProcess) -> None:
     assert extra.call("SET", "{l}k", 1) == b"+OK\r\n"
     assert extra.many([("MULTI",), ("INCR", "{l}k"), ("EXEC",)])[-1] == b"*1\r\n:2\r\n"
     # A returned connection is reused.
-    holders[0].call("UNWATCH")
-    assert extra.call("WATCH", "{l}k") == b"+OK\r\n"
-    holders[1].close()  # disconnect returns it too
+    holders[0].call("UNWATCH")  # returned once the backend confirmed its own UNWATCH
+    until(lambda: extra.call("WATCH", "{l}k") == b"+OK\r\n", 10, "an UNWATCHed lease reused")
+    holders[1].close()  # disconnect returns it too (once the proxy has seen the close)
     other = Raw(small_proxy.port)
-    for _ in range(50):
-        if other.call("WATCH", "{l}k") == b"+OK\r\n":
-            break
-    else:
-        raise AssertionError("a disconnected client's lease was not returned")
+    until(lambda: other.call("WATCH", "{l}k") == b"+OK\r\n", 10,
+          "a disconnected client's lease returned")
     for c in (holders[0], extra, other):
         c.close()
 
