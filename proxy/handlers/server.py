@@ -20,6 +20,7 @@ from ..errors import (
 from ..fanout import merge
 from ..fanout.split import broadcast
 from ..report import proxy_section
+from .cluster import cluster_enabled
 
 
 def command(c: Client, argv: list[bytes]) -> None:
@@ -90,7 +91,8 @@ def info(c: Client, argv: list[bytes]) -> None:
     def merge_info(parts: list[bytes], gids: list[int]) -> bytes:
         # Built when the parts are in, so the proxy's own figures are as fresh as theirs.
         return merge.merge_info(parts, sections, proxy_section(services),
-                                len(services.clients), services.port, services.stats.commands)
+                                len(services.clients), services.port, services.stats.commands,
+                                cluster_enabled(services))
 
     broadcast(c, pack_command(*argv), merge_info)
 
