@@ -182,8 +182,9 @@ def test_countkeysinslot_and_getkeysinslot(masq: ProxyProcess, flushed: None) ->
 # --------------------------------------------------------------------------------- clients
 
 
-def test_redis_py_cluster_client(masq: ProxyProcess, flushed: None) -> None:
-    rc = RedisCluster(host="127.0.0.1", port=masq.port, socket_timeout=5)
+@pytest.mark.parametrize("proto", [2, 3])
+def test_redis_py_cluster_client(masq: ProxyProcess, flushed: None, proto: int) -> None:
+    rc = RedisCluster(host="127.0.0.1", port=masq.port, socket_timeout=5, protocol=proto)
     assert [n.name for n in rc.get_nodes()] == [f"127.0.0.1:{masq.port}"]
     for i in range(100):
         rc.set(f"key:{i}", i)
