@@ -71,7 +71,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(app[MIGRATOR].run(), name="migrator"),
              asyncio.create_task(app[HEALTH].run(), name="health"),
              asyncio.create_task(app[PROXIES].poll_stats(plane.leading), name="proxy-stats"),
-             asyncio.create_task(app[LIVE].run(), name="live")]
+             asyncio.create_task(app[LIVE].run(), name="live"),
+             asyncio.create_task(plane.watch_members(), name="members")]
     yield
     for task in tasks:
         task.cancel()

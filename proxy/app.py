@@ -136,7 +136,15 @@ class ProxyApp:
         )
 
     async def apply_slot_map(self, slotmap: SlotMap, wait_connect: float = 0.0) -> None:
-        await self.services.router.apply(slotmap, wait_connect=wait_connect)
+        router = self.services.router
+        current = router.slotmap
+        if current is not None and slotmap.epoch == current.epoch and slotmap == current:
+            # The same routing, pushed again because the proxies' list changed (CLUSTER SLOTS
+            # describes them): swap the map object only, nothing is re-routed or drained.
+            router.slotmap = slotmap
+            router.transit.touch_contact()
+            return
+        await router.apply(slotmap, wait_connect=wait_connect)
 
     async def _load_command_table(self) -> None:
         """Build the command table from a backend's COMMAND reply; fall back to the built-in."""

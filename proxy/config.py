@@ -79,6 +79,16 @@ class MigrationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    # Answer CLUSTER SLOTS/NODES/SHARDS/INFO... as a Redis Cluster whose nodes are the proxies
+    # (cluster clients work); off: as a non-cluster Redis ("cluster support disabled").
+    masquerade: bool = True
+    # CLUSTER COUNTKEYSINSLOT/GETKEYSINSLOT SCAN the slot's group: give up (with an error)
+    # after this many keys scanned on one group.
+    slot_scan_limit: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyConfig:
     listen: tuple[str, int] = ("127.0.0.1", 19000)
     slots: int = DEFAULT_SLOTS
@@ -93,6 +103,7 @@ class ProxyConfig:
     limits: LimitsConfig = LimitsConfig()
     migration: MigrationConfig = MigrationConfig()
     pubsub: PubSubConfig = PubSubConfig()
+    cluster: ClusterConfig = ClusterConfig()
     admin_listen: tuple[str, int] | None = None
     admin_token: str | None = None
     dashboard: str | None = None     # URL, or several comma-separated (leader + standbys)
@@ -245,7 +256,7 @@ _TOP_LEVEL = {
     "listen", "slots", "password", "username", "idle_timeout", "shutdown_timeout", "tcp_backlog",
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
-    "pubsub",
+    "pubsub", "cluster",
 }
 
 
@@ -268,6 +279,7 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         "limits": _sub(LimitsConfig, data.get("limits"), "limits"),
         "migration": _sub(MigrationConfig, data.get("migration"), "migration"),
         "pubsub": _sub(PubSubConfig, data.get("pubsub"), "pubsub"),
+        "cluster": _sub(ClusterConfig, data.get("cluster"), "cluster"),
     }
     if "listen" in data:
         kw["listen"] = parse_addr(data["listen"], "listen")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .keyslot import SLOT_COUNTS
+from .members import ProxyAddr
 
 # Per-slot migration states as pushed to proxies (see docs/migration.md):
 LOCKED = "locked"        # requests touching the slot are held until the next map
@@ -46,6 +47,10 @@ class SlotMap:
     transit: tuple[tuple[int, int, int, int, str], ...] = ()
     # Keys (big keys being copied in chunks) that no request may touch until released.
     fenced: frozenset[bytes] = frozenset()
+    # The live proxies (id, client address) as the dashboard knows them, for CLUSTER SLOTS and
+    # friends (see `slotcore.members`); () when unknown. Not part of routing: two maps that
+    # differ only here compare equal.
+    proxies: tuple[ProxyAddr, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.nslots not in SLOT_COUNTS:
@@ -133,6 +138,8 @@ class SlotMap:
             out["transit"] = [list(t) for t in self.transit]
         if self.fenced:
             out["fenced"] = sorted(k.hex() for k in self.fenced)
+        if self.proxies:
+            out["proxies"] = [p.to_json() for p in self.proxies]
         return out
 
     @classmethod
@@ -152,7 +159,8 @@ class SlotMap:
             for a, b, src, dst, state in data.get("transit", ())
         )
         fenced = frozenset(bytes.fromhex(k) for k in data.get("fenced", ()))
-        if not transit and not fenced:
+        proxies = tuple(ProxyAddr.from_json(p) for p in data.get("proxies") or ())
+        if not transit and not fenced and not proxies:
             return base
         return cls(nslots=base.nslots, owner=base.owner, groups=base.groups, epoch=base.epoch,
-                   transit=transit, fenced=fenced)
+                   transit=transit, fenced=fenced, proxies=proxies)

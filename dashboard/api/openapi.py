@@ -87,7 +87,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "\"locked\"|\"migrating\"]: slots being moved (listed in ranges under "
                     "to_gid)", "items": {"type": "array"}},
         "fenced": {"type": "array", "items": {"type": "string"},
-                   "description": "hex of big keys being copied: requests to them are held"}}},
+                   "description": "hex of big keys being copied: requests to them are held"},
+        "proxies": {"type": "array", "description": "the live proxies (leader only): what "
+                    "proxies describe as the cluster's nodes in CLUSTER SLOTS/NODES/SHARDS",
+                    "items": {"type": "object", "properties": {"id": {"type": "string"},
+                                                               "addr": _ADDR}}}}},
 }
 
 _ERRORS = {

@@ -146,8 +146,11 @@ async def assign_slots(request: web.Request) -> web.Response:
 
 
 async def get_slotmap(request: web.Request) -> web.Response:
-    topo = await _plane(request).topology()
-    return web.json_response(topo.slot_map().to_json())
+    plane = _plane(request)
+    topo = await plane.topology()
+    # The leader adds the live proxies (what it pushes); a standby does not know them.
+    return web.json_response(plane.slot_map_json(topo) if plane.leading.is_set()
+                             else topo.slot_map().to_json())
 
 
 async def list_proxies(request: web.Request) -> web.Response:
@@ -164,8 +167,9 @@ async def register_proxy(request: web.Request) -> web.Response:
                                       "slot maps there; configure admin_listen on the proxy)")
     addr = topo_ops.check_addr(body.get("addr"))
     admin = topo_ops.check_addr(body.get("admin"))
-    epoch = _plane(request).register(pid, addr, admin)
-    return web.json_response({"epoch": epoch})
+    plane = _plane(request)
+    epoch = plane.register(pid, addr, admin)
+    return web.json_response({"epoch": epoch, "members": plane.members_digest()})
 
 
 async def remove_proxy(request: web.Request) -> web.Response:

@@ -21,6 +21,11 @@ ahead of it anyway, `_reconcile` lifts the epoch above theirs.
 Proxy membership (registration, heartbeats, removal) changes under the same lock, because a
 proxy that joins mid-change must get the map the change ends with; the bookkeeping itself is
 the registry's (`proxies.py`).
+
+Every push also lists the live proxies (`slotcore.members`: proxies answer CLUSTER SLOTS
+describing all of them). When that list changes -- a proxy registers, is removed, goes stale --
+the same map (same epoch) is pushed again to the live proxies (`_announce`); heartbeat replies
+carry the list's digest, so a proxy that missed such a push fetches the map itself.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
+
+from slotcore.members import digest
 
 from ..errors import (
     ConcurrentChange,
@@ -68,6 +75,7 @@ class ControlPlane:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_leader: dict[str, Any] | None = None
         self._take_over_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._announced: str | None = None  # digest of the proxies' list last pushed to all
 
     def on_take_over(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run `hook` each time this dashboard becomes leader, before it starts leading."""
@@ -178,8 +186,50 @@ class ControlPlane:
             raise StoreFailure(f"store write failed, nothing changed: {e}") from None
         self._topo = topo
 
+    def slot_map_json(self, topo: Topology) -> dict[str, Any]:
+        """What proxies get: the topology's slot map, plus the live proxies (when any)."""
+        data = topo.slot_map().to_json()
+        members = self.proxies.members()
+        if members:
+            data["proxies"] = [m.to_json() for m in members]
+        return data
+
+    def members_digest(self) -> str:
+        """The digest of the live proxies' list (heartbeat replies carry it)."""
+        return digest(self.proxies.members())
+
     async def _push(self, proxies: list[ProxyRecord], topo: Topology) -> dict[str, PushResult]:
-        return await self.proxies.push(proxies, topo.slot_map().to_json())
+        return await self.proxies.push(proxies, self.slot_map_json(topo))
+
+    async def _announce(self) -> None:
+        """With the lock held: if the live proxies changed since last announced, push the map
+        in force again (same epoch) to every live proxy, so their CLUSTER SLOTS list them all.
+        A proxy the push fails for drops out of the list, and the next pass announces that."""
+        topo = self._topo
+        if topo is None or not self.leading.is_set():
+            return
+        members = self.proxies.members()
+        d = digest(members)
+        if d == self._announced:
+            return
+        self._announced = d
+        live = {m.id for m in members}
+        targets = [r for r in self.proxies.records() if r.id in live]
+        if targets:
+            await self._push(targets, topo)
+
+    async def watch_members(self, interval: float = 1.0) -> None:
+        """While leading: announce the live proxies whenever they change (a proxy going stale
+        changes nothing else, so this is what takes a dead proxy out of CLUSTER SLOTS)."""
+        while True:
+            await asyncio.sleep(interval)
+            if not self.leading.is_set() or self.members_digest() == self._announced:
+                continue
+            try:
+                async with self._lock:
+                    await self._announce()
+            except (DashboardError, StoreError) as e:
+                log.warning("announcing the proxies' list failed: %s", e)
 
     async def _reconcile(self, results: dict[str, PushResult]) -> None:
         """Proxies refusing our map as stale are ahead of the store: jump past their epoch."""
@@ -238,6 +288,7 @@ class ControlPlane:
                     log.info("proxy %s registered (clients %s, admin %s)", proxy_id, addr, admin)
                 results = await self._push([rec], topo)
                 await self._reconcile(results)
+                await self._announce()
         except DashboardError as e:
             log.warning("syncing proxy %s failed: %s", proxy_id, e)
         finally:
@@ -258,6 +309,8 @@ class ControlPlane:
                 self.proxies.mark_forced(proxy_id)
             await self.proxies.remove(proxy_id)
             log.info("proxy %s removed", proxy_id)
+            with contextlib.suppress(DashboardError, StoreError):
+                await self._announce()
             return rec
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

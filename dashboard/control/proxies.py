@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from slotcore.contract import PROXY_INFO, PROXY_SLOTS, PROXY_STATS
+from slotcore.members import ProxyAddr
 
 from ..errors import StandbyError, StoreFailure
 from ..model.records import ProxyRecord
@@ -144,6 +145,13 @@ class ProxyRegistry:
         rec = replace(rec, last_seen=max(rec.last_seen, self._last_seen.get(rec.id, 0.0)))
         with contextlib.suppress(StoreError):  # proxy records are advisory: never fail on them
             await self.store.put(self.keys.proxy(rec.id), rec.to_json())
+
+    def members(self) -> list[ProxyAddr]:
+        """The live proxies, as pushed to every proxy for CLUSTER SLOTS and friends: those
+        online (their last push succeeded) and heard from within stale_after."""
+        now = time.time()
+        return [ProxyAddr(r.id, r.addr) for r in sorted(self._records.values(), key=lambda r: r.id)
+                if r.state == "online" and now - self._seen(r) <= self.stale_after]
 
     # -- heartbeats ----------------------------------------------------------------------------
 

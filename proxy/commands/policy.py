@@ -34,13 +34,14 @@ def _policy(route: Route, reason: str, names: str) -> dict[str, tuple[Route, str
 # default rule: KEYED if they have keys, else UNSUPPORTED "no key to route by".
 POLICY: dict[str, tuple[Route, str]] = {
     **_policy(Route.SPLIT, "", "mget mset del unlink exists touch"),
-    # CLUSTER: the proxy answers KEYSLOT itself; SCRIPT: the proxy fans LOAD/EXISTS/FLUSH
+    # CLUSTER, READONLY, READWRITE, ASKING: the proxy answers as a Redis Cluster of proxies
+    # (handlers/cluster.py); SCRIPT: the proxy fans LOAD/EXISTS/FLUSH
     # out to every group itself, so EVALSHA works whichever group a key lands on.
     **_policy(
         Route.LOCAL,
         "",
         "ping echo quit auth hello select client command info dbsize time reset readonly "
-        "readwrite cluster script multi exec discard watch unwatch",
+        "readwrite cluster script multi exec discard watch unwatch asking",
     ),
     # XREAD/XREADGROUP are deliberately absent: they stay KEYED and take the blocking path
     # only when they carry a BLOCK argument (see `is_blocking_call`). WAIT has no key: it runs

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from slotcore.contract import DASHBOARD_REGISTER, DASHBOARD_SLOTMAP, HEARTBEAT_INTERVAL
+from slotcore.members import digest
 from slotcore.slotmap import SlotMap
 
 from ..routing.router import Router
@@ -78,7 +79,12 @@ class DashboardAgent:
         epoch = int(body.get("epoch", 0))
         router = self.router
         router.transit.touch_contact()
-        if epoch > router.epoch or not router.online:
+        # A dashboard that lists the proxies says which list it has; a proxy that missed a
+        # membership push (same epoch) fetches the map to catch up.
+        members = body.get("members")
+        stale_members = (members is not None and router.slotmap is not None
+                         and members != digest(router.slotmap.proxies))
+        if epoch > router.epoch or not router.online or stale_members:
             async with self.session.get(f"{base}{DASHBOARD_SLOTMAP}") as resp:
                 if resp.status == 200:
                     slotmap = SlotMap.from_json(await resp.json(content_type=None))

@@ -129,7 +129,8 @@ def _merge_keyspace(old: str | None, new: str) -> str:
 
 
 def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clients: int,
-               port: int, commands: int, blocked: int = 0) -> bytes:
+               port: int, commands: int, blocked: int = 0,
+               cluster_enabled: int = 0) -> bytes:
     """The backends' INFO replies as one: counters summed, the rest from the first group;
     figures about connections describe the proxy, not the backends' view of it."""
     infos: list[dict[str, dict[str, str]]] = []
@@ -172,6 +173,8 @@ def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clie
         srv["tcp_port"] = str(port)
     if "Stats" in merged:
         merged["Stats"]["total_commands_processed_proxy"] = str(commands)
+    if "Cluster" in merged:  # the proxy's own: 1 when it answers as a Redis Cluster
+        merged["Cluster"]["cluster_enabled"] = str(cluster_enabled)
     text = ""
     if not sections or any(x in ("all", "everything", "default", "proxy") for x in sections):
         text = proxy_section + "\r\n"

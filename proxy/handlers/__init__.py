@@ -9,5 +9,7 @@ from . import cluster, connection, pubsub, server, transaction
 
 Handler = Callable[[Client, list[bytes]], None]
 
+# Later entries win: cluster's READONLY/READWRITE (which depend on cluster.masquerade) replace
+# connection's.
 HANDLERS: dict[str, Handler] = {**connection.HANDLERS, **server.HANDLERS, **cluster.HANDLERS,
                                **pubsub.HANDLERS, **transaction.HANDLERS}

@@ -32,6 +32,7 @@ from ..errors import (
 from ..fanout import merge
 from ..fanout.split import broadcast
 from ..report import blocked_clients, proxy_section
+from .cluster import cluster_enabled
 
 # Answered by a backend (any group, on the client's lane): the backend's own command table,
 # encoded for the client's protocol (RESP3 sets and maps included). Without any group the
@@ -183,7 +184,7 @@ def info(c: Client, argv: list[bytes]) -> None:
         # Built when the parts are in, so the proxy's own figures are as fresh as theirs.
         return merge.merge_info(parts, sections, proxy_section(services),
                                 len(services.clients), services.port, services.stats.commands,
-                                blocked_clients(services))
+                                blocked_clients(services), cluster_enabled(services))
 
     broadcast(c, pack_command(*argv), merge_info)
 

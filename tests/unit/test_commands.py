@@ -537,7 +537,7 @@ def test_key1_consistent_with_key_positions(table: CommandTable) -> None:
         ("xinfo|stream", Route.KEYED, ""),
         ("xgroup|create", Route.KEYED, ""),
         ("migrate", Route.UNSUPPORTED, "use the keyed form"),
-        ("asking", Route.UNSUPPORTED, "no key to route by"),
+        ("asking", Route.LOCAL, ""),
         ("pfselftest", Route.UNSUPPORTED, "no key to route by"),
     ],
 )

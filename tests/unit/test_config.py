@@ -55,3 +55,14 @@ def test_sizes_and_env_token(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.admin_token == "from-env"
     assert cfg.dashboard == "http://a:1,http://b:2"
     assert cfg.slot_map is not None and cfg.slot_map.ranges() == [(0, 8191, 1), (8192, 16383, 2)]
+
+
+def test_cluster_masquerade_config() -> None:
+    base = {"groups": {1: "h:1"}}
+    assert config_from_dict(base).cluster.masquerade is True
+    cfg = config_from_dict({**base, "cluster": {"masquerade": False, "slot_scan_limit": 10}})
+    assert (cfg.cluster.masquerade, cfg.cluster.slot_scan_limit) == (False, 10)
+    with pytest.raises(ConfigError, match=r"cluster\.masquerad: unknown field"):
+        config_from_dict({**base, "cluster": {"masquerad": False}})
+    with pytest.raises(ConfigError, match=r"cluster\.masquerade: expected true/false"):
+        config_from_dict({**base, "cluster": {"masquerade": "no"}})
