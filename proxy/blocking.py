@@ -2,7 +2,8 @@
 XREADGROUP BLOCK, and WAIT.
 
 * A blocking command runs on a **dedicated** backend connection of its key's group, leased from
-  `backend.dedicated.DedicatedPool` (bounded per backend: `backend.max_dedicated`; over it the
+  `backend.dedicated.DedicatedPool` as kind `blocking` (not drained by a map swap, CLIENT ID
+  asked; bounded per backend: `backend.max_dedicated`; over it the
   client gets `BLOCKED_LIMIT`). Shared connections stay request/reply only, so their stall
   detection never sees a blocked command. The backend parses and validates the command and its
   timeout itself, so every reply and error is Redis's own.
@@ -251,9 +252,10 @@ class BlockedCall:
 
     def block_on(self, addr: str) -> None:
         reg = self.reg
-        conn = reg.dedicated.lease(addr, self.client.state.proto)
+        dedicated = reg.dedicated
+        conn = dedicated.lease(addr, self.client.state.proto, dedicated.blocking)
         if conn is None:
-            self.deliver(blocked_limit(addr, reg.dedicated.max_per_addr))
+            self.deliver(blocked_limit(addr, dedicated.blocking.limit))
             return
         self.state = BLOCKED
         self.conn = conn
@@ -299,7 +301,9 @@ class BlockedCall:
         conn = self.conn
         self.conn = None
         if conn is not None:
-            self.reg.dedicated.release(conn, reusable=not self.unblock_sent)
+            # After a CLIENT UNBLOCK it is closed: the unblock may still arrive and would
+            # unblock the next client leasing it.
+            self.reg.dedicated.release(conn, None if self.unblock_sent else b"")
         self.unblock_sent = False
         if self.moving:
             self.moving = False
@@ -354,7 +358,7 @@ class BlockedCall:
         self.reg.forget(self)
         conn, self.conn = self.conn, None
         if conn is not None:
-            self.reg.dedicated.release(conn, reusable=False)
+            self.reg.dedicated.release(conn, None)
 
     # ------------------------------------------------------------------ CLIENT UNBLOCK
     def unblock(self, requester: Client, how: bytes) -> None:
@@ -397,10 +401,11 @@ class WaitCall:
         if not groups:
             self.finish(CLUSTERDOWN)
             return
+        dedicated = reg.dedicated
         for g in groups:
-            conn = reg.dedicated.lease(g.master, 2)
+            conn = dedicated.lease(g.master, 2, dedicated.blocking)
             if conn is None:
-                self.finish(blocked_limit(g.master, reg.dedicated.max_per_addr))
+                self.finish(blocked_limit(g.master, dedicated.blocking.limit))
                 return
             self.conns.append(conn)
         self.parts = [None] * len(self.conns)
@@ -427,21 +432,21 @@ class WaitCall:
         if self.done:
             return
         self.done = True
-        self.release(not self.unblock_sent)
+        self.release(None if self.unblock_sent else b"")
         self.reg.forget(self)
         self.reply.resolve(raw)
 
-    def release(self, reusable: bool) -> None:
+    def release(self, clean: bytes | None) -> None:
         conns, self.conns = self.conns, []
         for conn in conns:
-            self.reg.dedicated.release(conn, reusable)
+            self.reg.dedicated.release(conn, clean)
 
     def abort(self) -> None:
         if self.done:
             return
         self.done = True
         self.reg.forget(self)
-        self.release(False)
+        self.release(None)
 
     def unblock(self, requester: Client, how: bytes) -> None:
         sent = 0
@@ -482,11 +487,11 @@ class Blocking:
     """Every blocked call of the process: by client id, and those held for a locked slot."""
 
     def __init__(self, cfg: ProxyConfig, router: Router, pool: BackendPool,
-                 dedicated: DedicatedPool, loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.cfg = cfg
         self.router = router
         self.pool = pool
-        self.dedicated = dedicated
+        self.dedicated: DedicatedPool = pool.dedicated
         self.loop = loop
         self.calls: dict[int, BlockedCall | WaitCall] = {}
         self.held: set[BlockedCall] = set()
@@ -574,7 +579,6 @@ class Blocking:
 
     def on_swap(self) -> None:
         """Called by the router after each slot-map swap (never on the request path)."""
-        self.dedicated.retire_idle({g.master for g in self.router.groups.values()})
         if not self.calls:
             return
         moved = 0

@@ -6,8 +6,8 @@ connection): the client gets only EXEC's reply, which passes through (per-comman
 it, or the backend's own EXECABORT when it refused a command at queue time).
 
 * Without WATCH the burst goes on the client's shared lane of the owning group.
-* WATCH leases a backend connection of the client's own (`backend.leased`, bounded by
-  `backend.max_leased` per address); the WATCH and later the burst run there, and the
+* WATCH leases a backend connection of the client's own (`backend.dedicated`, kind `watch`,
+  bounded by `backend.max_leased` per address); the WATCH and later the burst run there, and the
   connection is returned (UNWATCH) after EXEC/DISCARD/UNWATCH/RESET/disconnect. Other commands
   of a watching client keep using the shared lanes; to keep them in order with the leased
   connection, WATCH and a watched EXEC wait until every reply owed before them is in, and the
@@ -30,7 +30,7 @@ from slotcore.resp import OK, pack_command
 from ..backend.conn import BackendConn
 from ..client.context import Client
 from ..client.modes.normal import NORMAL
-from ..client.modes.transaction import TransactionMode
+from ..client.modes.transaction import UNWATCH, TransactionMode
 from ..client.reply import Gather, ReplySlot
 from ..errors import (
     CLUSTERDOWN,
@@ -118,15 +118,15 @@ def watch(c: Client, argv: list[bytes]) -> None:
     waiter = _WatchDone(c, mode, c.expect())
     packed = pack_command(*argv)
     proto = c.state.proto
-    leased = services.pool.leased
+    dedicated = services.pool.dedicated
 
     def run(g: RoutedGroup) -> None:
         if c.closed:
             return
         if mode.lease is None and not mode.watch_lost:
-            lease = leased.lease(g.master, proto)
+            lease = dedicated.lease(g.master, proto, dedicated.watch)
             if lease is None:
-                waiter.resolve(lease_limit(g.master, leased.in_use(g.master)))
+                waiter.resolve(lease_limit(g.master, dedicated.in_use(g.master, dedicated.watch)))
                 return
             mode.lease = lease
             mode.watch_gen = router.slot_gen[slot]
@@ -232,8 +232,8 @@ def exec_(c: Client, argv: list[bytes]) -> None:
         mode.end_multi()
         mode.take_lease()
         c.set_mode(NORMAL)
-        leased = services.pool.leased
-        done = _ExecDone(c.expect(), lambda: leased.release(lease, _UNWATCH))
+        dedicated = services.pool.dedicated
+        done = _ExecDone(c.expect(), lambda: dedicated.release(lease, UNWATCH))
         # The slot's route is the one the WATCH saw (same generation): owned by the leased
         # connection's group, or migrating to it (then the queued keys are pulled first).
         router.call(c, lane, slot, keys, done,
@@ -262,8 +262,6 @@ def _run(c: Client, done: _ExecDone, send: Callable[[], None]) -> None:
     else:
         send()
 
-
-_UNWATCH = pack_command(b"UNWATCH")
 
 HANDLERS = {
     "multi": multi,

@@ -20,7 +20,7 @@ from binascii import crc_hqx
 
 from slotcore.keyslot import hash_tag
 
-from ...backend.leased import LeasedConn
+from ...backend.dedicated import DedicatedConn
 from ...commands.policy import Route
 from ...commands.table import CommandSpec
 from ...errors import (
@@ -60,7 +60,7 @@ class TransactionMode(Mode):
         self.keys: list[bytes] = []  # every key of the queued commands (the migration pull)
         self.slot: int | None = None  # the one slot of the transaction's keys and watches
         self.dirty = False  # a command was refused while queuing: EXEC answers EXECABORT
-        self.lease: LeasedConn | None = None  # the WATCH connection
+        self.lease: DedicatedConn | None = None  # the WATCH connection
         self.watch_gen = 0  # Router.slot_gen[slot] when the first WATCH ran
         self.watch_lost = False  # the watch cannot be trusted any more: EXEC answers nil
 
@@ -141,7 +141,7 @@ class TransactionMode(Mode):
         if not self.watching:
             self.slot = None
 
-    def take_lease(self) -> LeasedConn | None:
+    def take_lease(self) -> DedicatedConn | None:
         """Detach the WATCH connection (its caller returns it to the pool)."""
         lease, self.lease = self.lease, None
         self.watch_lost = False
@@ -152,7 +152,7 @@ class TransactionMode(Mode):
     def unwatch(self, client: Client) -> None:
         lease = self.take_lease()
         if lease is not None:
-            client.services.pool.leased.release(lease, UNWATCH)
+            client.services.pool.dedicated.release(lease, UNWATCH)
         if not self.in_multi:
             client.set_mode(NORMAL)
 
@@ -167,7 +167,7 @@ class TransactionMode(Mode):
         self.end_multi()
         lease = self.take_lease()
         if lease is not None:
-            client.services.pool.leased.release(lease, UNWATCH)
+            client.services.pool.dedicated.release(lease, UNWATCH)
 
 
 UNWATCH = b"*1\r\n$7\r\nUNWATCH\r\n"
