@@ -37,18 +37,18 @@ import logging
 import math
 from collections.abc import Iterable
 
-from slotcore.keyslot import key_slot
 from slotcore.resp import ProtocolError, encode_int, pack_command, parse_reply
-from slotcore.slotmap import LOCKED
 
 from .backend.dedicated import DedicatedConn, DedicatedPool
 from .backend.pool import BackendPool
 from .client.context import Client
 from .client.modes.blocked import BlockedMode
 from .client.reply import ReplySlot
+from .commands.policy import block_option_at
 from .commands.table import CommandSpec
 from .config import ProxyConfig
-from .errors import CLUSTERDOWN, CROSSSLOT, UNBLOCKED, blocked_limit, tryagain
+from .dispatch import slot_of_keys
+from .errors import CLUSTERDOWN, UNBLOCKED, blocked_limit, tryagain
 from .routing.router import Router
 
 log = logging.getLogger("slotproxy.blocking")
@@ -61,7 +61,6 @@ SECONDS, MILLIS = 1, 2
 # Where the timeout is (BLOCK's value for XREAD/XREADGROUP is found by scanning).
 _TIMEOUT_AT = {"blpop": -1, "brpop": -1, "bzpopmin": -1, "bzpopmax": -1, "brpoplpush": -1,
                "blmove": -1, "blmpop": 1, "bzmpop": 1}
-_XREAD_OPTS_START = {"xread": 1, "xreadgroup": 4}
 
 # WAIT's no-op write: a key the proxy owns, set and deleted atomically (nobody ever sees it).
 _WAIT_KEY = b"__slotproxy:wait__"
@@ -76,18 +75,10 @@ def timeout_position(name: str, argv: list[bytes]) -> tuple[int, int] | None:
     i = _TIMEOUT_AT.get(name)
     if i is not None:
         return (i % len(argv), SECONDS) if len(argv) > 1 else None
-    start = _XREAD_OPTS_START.get(name)
-    if start is None:
+    j = block_option_at(name, argv)
+    if j is None or j + 1 >= len(argv):
         return None
-    j, argc = start, len(argv)
-    while j < argc:
-        opt = argv[j].lower()
-        if opt == b"streams":
-            return None
-        if opt == b"block":
-            return (j + 1, MILLIS) if j + 1 < argc else None
-        j += 2 if opt == b"count" else 1
-    return None
+    return (j + 1, MILLIS)
 
 
 def parse_timeout(raw: bytes, unit: int) -> float | None:
@@ -233,12 +224,10 @@ class BlockedCall:
             self.block_on(g.master)
             return
         transit = router.transit
-        ts = transit.slots.get(slot)
-        if ts is None:
-            self.deliver(CLUSTERDOWN)
-        elif transit.fenced_out:
-            self.deliver(tryagain(slot, "this proxy lost contact with the dashboard"))
-        elif ts.state == LOCKED or (transit.fenced and not transit.fenced.isdisjoint(self.keys)):
+        ts = transit.admit(slot, self.keys)
+        if isinstance(ts, bytes):
+            self.deliver(ts)
+        elif ts is None:  # locked (or a key fenced): re-issued under the next map
             if self.state != HELD:
                 self.state = HELD
                 self.held_since = reg.loop.time()
@@ -508,22 +497,11 @@ class Blocking:
         if name == "wait":
             self.start_wait(client, argv, packed)
             return
-        router = self.router
         keys = spec.keys(argv)
-        if not keys:
-            # Malformed (BLMPOP 0 0 ...): nothing can block without a key; the backend answers.
-            group = router.any_group()
-            if group is None:
-                client.reply(CLUSTERDOWN)
-            else:
-                client.send(group, packed)
+        # Without a key (malformed: BLMPOP 0 0 ...) nothing can block; the backend answers.
+        slot = slot_of_keys(client, keys, packed)
+        if slot is None:
             return
-        nslots = router.nslots
-        slot = key_slot(keys[0], nslots)
-        for k in keys[1:]:
-            if key_slot(k, nslots) != slot:
-                client.reply(CROSSSLOT)
-                return
         client.services.stats.slot_ops[slot] += 1
         self.total += 1
         call = BlockedCall(self, client, name, argv, packed, keys, slot, client.expect())
@@ -570,10 +548,8 @@ class Blocking:
         g = router.by_slot[slot]
         if g is not None:
             return g.master
-        transit = router.transit
-        ts = transit.slots.get(slot)
-        if ts is None or ts.state == LOCKED or transit.fenced_out or (
-                transit.fenced and not transit.fenced.isdisjoint(keys)):
+        ts = router.transit.admit(slot, keys)
+        if ts is None or isinstance(ts, bytes):
             return None
         return ts.dst.master  # migrating: writes go to the target once the keys are pulled
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from slotcore.keyslot import key_slot
 from slotcore.resp import OK, pack_command
 
 from ..backend.conn import BackendConn
@@ -46,6 +45,7 @@ from ..errors import (
 )
 from ..observe.stats import ProxyStats
 from ..routing.groups import RoutedGroup
+from ..routing.keys import common_slot
 
 MULTI_CMD = pack_command(b"MULTI")
 EXEC_CMD = pack_command(b"EXEC")
@@ -55,6 +55,15 @@ _NILS = frozenset(EXEC_NIL.values())
 def _mode(c: Client) -> TransactionMode | None:
     mode = c.mode
     return mode if isinstance(mode, TransactionMode) else None
+
+
+def _in_multi(c: Client, refusal: bytes) -> TransactionMode | None:
+    """The client's transaction if it is inside MULTI; else None, `refusal` answered."""
+    mode = _mode(c)
+    if mode is None or not mode.in_multi:
+        c.reply(refusal)
+        return None
+    return mode
 
 
 def _new_mode(c: Client) -> TransactionMode:
@@ -80,9 +89,8 @@ def multi(c: Client, argv: list[bytes]) -> None:
 
 
 def discard(c: Client, argv: list[bytes]) -> None:
-    mode = _mode(c)
-    if mode is None or not mode.in_multi:
-        c.reply(DISCARD_WITHOUT_MULTI)
+    mode = _in_multi(c, DISCARD_WITHOUT_MULTI)
+    if mode is None:
         return
     c.services.stats.txn_discarded += 1
     mode.finish(c)
@@ -105,9 +113,8 @@ def watch(c: Client, argv: list[bytes]) -> None:
     services = c.services
     router = services.router
     keys = argv[1:]
-    slot = key_slot(keys[0], router.nslots)
-    if any(key_slot(k, router.nslots) != slot for k in keys[1:]) or (
-            mode is not None and mode.slot is not None and mode.slot != slot):
+    slot = common_slot(keys, router.nslots)
+    if slot is None or (mode is not None and mode.slot is not None and mode.slot != slot):
         c.reply(CROSSSLOT)
         return
     if c.defer(argv):  # everything the client sent before must execute before the WATCH
@@ -205,9 +212,8 @@ def burst(conn: BackendConn, queue: list[bytes], waiter: _ExecDone, stats: Proxy
 
 
 def exec_(c: Client, argv: list[bytes]) -> None:
-    mode = _mode(c)
-    if mode is None or not mode.in_multi:
-        c.reply(EXEC_WITHOUT_MULTI)
+    mode = _in_multi(c, EXEC_WITHOUT_MULTI)
+    if mode is None:
         return
     services = c.services
     stats = services.stats

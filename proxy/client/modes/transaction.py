@@ -149,10 +149,14 @@ class TransactionMode(Mode):
             self.slot = None
         return lease
 
-    def unwatch(self, client: Client) -> None:
+    def give_back_lease(self, client: Client) -> None:
+        """Return the WATCH connection (if any) to the pool, cleaned with UNWATCH."""
         lease = self.take_lease()
         if lease is not None:
             client.services.pool.dedicated.release(lease, UNWATCH)
+
+    def unwatch(self, client: Client) -> None:
+        self.give_back_lease(client)
         if not self.in_multi:
             client.set_mode(NORMAL)
 
@@ -165,9 +169,7 @@ class TransactionMode(Mode):
         if self.in_multi:
             client.services.stats.txn_discarded += 1
         self.end_multi()
-        lease = self.take_lease()
-        if lease is not None:
-            client.services.pool.dedicated.release(lease, UNWATCH)
+        self.give_back_lease(client)
 
 
 UNWATCH = b"*1\r\n$7\r\nUNWATCH\r\n"
