@@ -25,7 +25,6 @@ from slotcore.slotmap import SlotMap
 
 from . import __version__
 from .backend.conn import Flusher
-from .backend.dedicated import DedicatedPool
 from .backend.pool import BackendPool
 from .blocking import Blocking
 from .client.context import ClientRegistry, Services
@@ -56,13 +55,12 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
         fence_enabled = bool(cfg.dashboard)
     transit = Transit(cfg.migration, pool.plain_lane, fence_enabled=fence_enabled, clock=clock)
     router = Router(cfg.slots, pool, transit)
-    dedicated = DedicatedPool(cfg.backend, flusher, stats, cfg.backend.max_dedicated)
-    blocking = Blocking(cfg, router, pool, dedicated, loop)
+    blocking = Blocking(cfg, router, pool, loop)
     router.on_drained(blocking.on_swap)
     return Services(
         cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
         flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
-        dedicated=dedicated, blocking=blocking, host=cfg.listen[0], port=cfg.listen[1],
+        blocking=blocking, host=cfg.listen[0], port=cfg.listen[1],
     )
 
 
@@ -216,8 +214,6 @@ class ProxyApp:
                 await t
         if self.admin is not None:
             await self.admin.stop()
-        if s.dedicated is not None:
-            await s.dedicated.close()
         await s.pool.close()
         await self.listener.wait_closed()
         log.info("stopped")

@@ -2,7 +2,8 @@
 XREADGROUP BLOCK, and WAIT.
 
 * A blocking command runs on a **dedicated** backend connection of its key's group, leased from
-  `backend.dedicated.DedicatedPool` (bounded per backend: `backend.max_dedicated`; over it the
+  `backend.dedicated.DedicatedPool` as kind `blocking` (not drained by a map swap, CLIENT ID
+  asked; bounded per backend: `backend.max_dedicated`; over it the
   client gets `BLOCKED_LIMIT`). Shared connections stay request/reply only, so their stall
   detection never sees a blocked command. The backend parses and validates the command and its
   timeout itself, so every reply and error is Redis's own.
@@ -36,18 +37,18 @@ import logging
 import math
 from collections.abc import Iterable
 
-from slotcore.keyslot import key_slot
 from slotcore.resp import ProtocolError, encode_int, pack_command, parse_reply
-from slotcore.slotmap import LOCKED
 
 from .backend.dedicated import DedicatedConn, DedicatedPool
 from .backend.pool import BackendPool
 from .client.context import Client
 from .client.modes.blocked import BlockedMode
 from .client.reply import ReplySlot
+from .commands.policy import block_option_at
 from .commands.table import CommandSpec
 from .config import ProxyConfig
-from .errors import CLUSTERDOWN, CROSSSLOT, UNBLOCKED, blocked_limit, tryagain
+from .dispatch import slot_of_keys
+from .errors import CLUSTERDOWN, UNBLOCKED, blocked_limit, tryagain
 from .routing.router import Router
 
 log = logging.getLogger("slotproxy.blocking")
@@ -60,7 +61,6 @@ SECONDS, MILLIS = 1, 2
 # Where the timeout is (BLOCK's value for XREAD/XREADGROUP is found by scanning).
 _TIMEOUT_AT = {"blpop": -1, "brpop": -1, "bzpopmin": -1, "bzpopmax": -1, "brpoplpush": -1,
                "blmove": -1, "blmpop": 1, "bzmpop": 1}
-_XREAD_OPTS_START = {"xread": 1, "xreadgroup": 4}
 
 # WAIT's no-op write: a key the proxy owns, set and deleted atomically (nobody ever sees it).
 _WAIT_KEY = b"__slotproxy:wait__"
@@ -75,18 +75,10 @@ def timeout_position(name: str, argv: list[bytes]) -> tuple[int, int] | None:
     i = _TIMEOUT_AT.get(name)
     if i is not None:
         return (i % len(argv), SECONDS) if len(argv) > 1 else None
-    start = _XREAD_OPTS_START.get(name)
-    if start is None:
+    j = block_option_at(name, argv)
+    if j is None or j + 1 >= len(argv):
         return None
-    j, argc = start, len(argv)
-    while j < argc:
-        opt = argv[j].lower()
-        if opt == b"streams":
-            return None
-        if opt == b"block":
-            return (j + 1, MILLIS) if j + 1 < argc else None
-        j += 2 if opt == b"count" else 1
-    return None
+    return (j + 1, MILLIS)
 
 
 def parse_timeout(raw: bytes, unit: int) -> float | None:
@@ -232,12 +224,10 @@ class BlockedCall:
             self.block_on(g.master)
             return
         transit = router.transit
-        ts = transit.slots.get(slot)
-        if ts is None:
-            self.deliver(CLUSTERDOWN)
-        elif transit.fenced_out:
-            self.deliver(tryagain(slot, "this proxy lost contact with the dashboard"))
-        elif ts.state == LOCKED or (transit.fenced and not transit.fenced.isdisjoint(self.keys)):
+        ts = transit.admit(slot, self.keys)
+        if isinstance(ts, bytes):
+            self.deliver(ts)
+        elif ts is None:  # locked (or a key fenced): re-issued under the next map
             if self.state != HELD:
                 self.state = HELD
                 self.held_since = reg.loop.time()
@@ -251,9 +241,10 @@ class BlockedCall:
 
     def block_on(self, addr: str) -> None:
         reg = self.reg
-        conn = reg.dedicated.lease(addr, self.client.state.proto)
+        dedicated = reg.dedicated
+        conn = dedicated.lease(addr, self.client.state.proto, dedicated.blocking)
         if conn is None:
-            self.deliver(blocked_limit(addr, reg.dedicated.max_per_addr))
+            self.deliver(blocked_limit(addr, dedicated.blocking.limit))
             return
         self.state = BLOCKED
         self.conn = conn
@@ -299,7 +290,9 @@ class BlockedCall:
         conn = self.conn
         self.conn = None
         if conn is not None:
-            self.reg.dedicated.release(conn, reusable=not self.unblock_sent)
+            # After a CLIENT UNBLOCK it is closed: the unblock may still arrive and would
+            # unblock the next client leasing it.
+            self.reg.dedicated.release(conn, None if self.unblock_sent else b"")
         self.unblock_sent = False
         if self.moving:
             self.moving = False
@@ -354,7 +347,7 @@ class BlockedCall:
         self.reg.forget(self)
         conn, self.conn = self.conn, None
         if conn is not None:
-            self.reg.dedicated.release(conn, reusable=False)
+            self.reg.dedicated.release(conn, None)
 
     # ------------------------------------------------------------------ CLIENT UNBLOCK
     def unblock(self, requester: Client, how: bytes) -> None:
@@ -397,10 +390,11 @@ class WaitCall:
         if not groups:
             self.finish(CLUSTERDOWN)
             return
+        dedicated = reg.dedicated
         for g in groups:
-            conn = reg.dedicated.lease(g.master, 2)
+            conn = dedicated.lease(g.master, 2, dedicated.blocking)
             if conn is None:
-                self.finish(blocked_limit(g.master, reg.dedicated.max_per_addr))
+                self.finish(blocked_limit(g.master, dedicated.blocking.limit))
                 return
             self.conns.append(conn)
         self.parts = [None] * len(self.conns)
@@ -427,21 +421,21 @@ class WaitCall:
         if self.done:
             return
         self.done = True
-        self.release(not self.unblock_sent)
+        self.release(None if self.unblock_sent else b"")
         self.reg.forget(self)
         self.reply.resolve(raw)
 
-    def release(self, reusable: bool) -> None:
+    def release(self, clean: bytes | None) -> None:
         conns, self.conns = self.conns, []
         for conn in conns:
-            self.reg.dedicated.release(conn, reusable)
+            self.reg.dedicated.release(conn, clean)
 
     def abort(self) -> None:
         if self.done:
             return
         self.done = True
         self.reg.forget(self)
-        self.release(False)
+        self.release(None)
 
     def unblock(self, requester: Client, how: bytes) -> None:
         sent = 0
@@ -482,11 +476,11 @@ class Blocking:
     """Every blocked call of the process: by client id, and those held for a locked slot."""
 
     def __init__(self, cfg: ProxyConfig, router: Router, pool: BackendPool,
-                 dedicated: DedicatedPool, loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.cfg = cfg
         self.router = router
         self.pool = pool
-        self.dedicated = dedicated
+        self.dedicated: DedicatedPool = pool.dedicated
         self.loop = loop
         self.calls: dict[int, BlockedCall | WaitCall] = {}
         self.held: set[BlockedCall] = set()
@@ -503,22 +497,11 @@ class Blocking:
         if name == "wait":
             self.start_wait(client, argv, packed)
             return
-        router = self.router
         keys = spec.keys(argv)
-        if not keys:
-            # Malformed (BLMPOP 0 0 ...): nothing can block without a key; the backend answers.
-            group = router.any_group()
-            if group is None:
-                client.reply(CLUSTERDOWN)
-            else:
-                client.send(group, packed)
+        # Without a key (malformed: BLMPOP 0 0 ...) nothing can block; the backend answers.
+        slot = slot_of_keys(client, keys, packed)
+        if slot is None:
             return
-        nslots = router.nslots
-        slot = key_slot(keys[0], nslots)
-        for k in keys[1:]:
-            if key_slot(k, nslots) != slot:
-                client.reply(CROSSSLOT)
-                return
         client.services.stats.slot_ops[slot] += 1
         self.total += 1
         call = BlockedCall(self, client, name, argv, packed, keys, slot, client.expect())
@@ -565,16 +548,13 @@ class Blocking:
         g = router.by_slot[slot]
         if g is not None:
             return g.master
-        transit = router.transit
-        ts = transit.slots.get(slot)
-        if ts is None or ts.state == LOCKED or transit.fenced_out or (
-                transit.fenced and not transit.fenced.isdisjoint(keys)):
+        ts = router.transit.admit(slot, keys)
+        if ts is None or isinstance(ts, bytes):
             return None
         return ts.dst.master  # migrating: writes go to the target once the keys are pulled
 
     def on_swap(self) -> None:
         """Called by the router after each slot-map swap (never on the request path)."""
-        self.dedicated.retire_idle({g.master for g in self.router.groups.values()})
         if not self.calls:
             return
         moved = 0

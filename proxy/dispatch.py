@@ -25,6 +25,7 @@ from .errors import (
 )
 from .fanout.split import split
 from .handlers import HANDLERS
+from .routing.keys import common_slot
 
 KEYED = Route.KEYED
 SPLIT = Route.SPLIT
@@ -90,20 +91,10 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
             blocking(client, spec, argv, packed)
             return
         keys = spec.keys(argv)
-        if not keys:
-            # EVAL/FCALL with numkeys 0 and the like: any group can run it.
-            group = router.any_group()
-            if group is None:
-                client.reply(CLUSTERDOWN)
-            else:
-                client.send(group, packed)
+        found = slot_of_keys(client, keys, packed)
+        if found is None:
             return
-        nslots = router.nslots
-        slot = key_slot(keys[0], nslots)
-        for k in keys[1:]:
-            if key_slot(k, nslots) != slot:
-                client.reply(CROSSSLOT)
-                return
+        slot = found
     if spec.name in HIDDEN_CHECKED:
         # Keys formed at run time (SORT BY/GET patterns ...) must be in the same slot.
         err = hidden_key_error(spec.name, argv, router.mask)
@@ -113,6 +104,24 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
     services.stats.slot_ops[slot] += 1
     # Owned, unassigned or in transit (migrating/locked): the router decides.
     router.forward(client, client.state.lane, slot, keys, packed, client.expect())
+
+
+def slot_of_keys(client: Client, keys: list[bytes], packed: bytes) -> int | None:
+    """The one slot of a command's `keys`, or None once the command is served here: with no
+    key (EVAL/FCALL with numkeys 0, a malformed BLMPOP ...) any group runs it and the backend
+    answers; keys in different slots get -CROSSSLOT."""
+    router = client.services.router
+    if not keys:
+        group = router.any_group()
+        if group is None:
+            client.reply(CLUSTERDOWN)
+        else:
+            client.send(group, packed)
+        return None
+    slot = common_slot(keys, router.nslots)
+    if slot is None:
+        client.reply(CROSSSLOT)
+    return slot
 
 
 def blocking(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -> None:

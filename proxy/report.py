@@ -35,7 +35,7 @@ def proxy_section(services: Services) -> str:
     stats = services.stats
     router = services.router
     groups = group_summaries(services)
-    dedicated = services.dedicated
+    dedicated = services.pool.dedicated
     lines = [
         "# Proxy",
         f"proxy_version:{__version__}",
@@ -47,9 +47,9 @@ def proxy_section(services: Services) -> str:
         f"maxclients:{cfg.limits.max_clients}",
         f"blocked_clients:{blocked_clients(services)}",
         f"total_blocking_commands:{getattr(services.blocking, 'total', 0)}",
-        f"dedicated_connections:{dedicated.total_leased() if dedicated else 0}",
+        f"dedicated_connections:{dedicated.blocking.leased}",
         f"max_dedicated_per_backend:{cfg.backend.max_dedicated}",
-        f"dedicated_refused:{dedicated.refused if dedicated else 0}",
+        f"dedicated_refused:{dedicated.blocking.refused}",
         f"total_connections_received:{stats.connections_received}",
         f"rejected_connections:{stats.rejected_connections}",
         f"total_commands_processed:{stats.commands}",
@@ -71,8 +71,8 @@ def proxy_section(services: Services) -> str:
         f"transactions_watch_failed:{stats.txn_watch_failed}",
         f"transactions_discarded:{stats.txn_discarded}",
         f"transactions_queued_commands:{stats.txn_queued}",
-        f"leased_connections:{stats.leased}",
-        f"leased_refused:{stats.lease_refused}",
+        f"leased_connections:{dedicated.watch.leased}",
+        f"leased_refused:{dedicated.watch.refused}",
     ]
     for g in groups:
         lines.append(

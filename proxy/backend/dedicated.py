@@ -1,15 +1,36 @@
-"""Dedicated backend connections: one client's own connection while it blocks.
+"""Dedicated backend connections: one client at a time, never shared (WATCH, blocking commands).
 
-Shared connections (`backend.conn.BackendConn` via `backend.pool`) are request/reply only: a
-reply that takes longer than `backend.request_timeout` drops the connection for every client on
-it. A blocking command (BLPOP ... XREAD BLOCK, WAIT) therefore runs on a connection of its own,
-leased from this pool, bounded per backend address (`backend.max_dedicated`), with no stall
-detection and no reconnect: if it breaks, the one command on it gets an error reply, exactly as
-a client whose own connection to Redis broke.
+Shared lanes (`backend.pool`) carry request/reply traffic of many clients, so they must never
+hold per-client server state nor wait on a reply for long: a reply older than
+`backend.request_timeout` drops a lane for every client on it. Whatever does either takes a
+connection of its own from this pool:
 
-After a normal reply the connection is clean (nothing in flight, same protocol, same db) and
-goes back to an idle list for the next lease; a connection whose owner went away while it was
-blocked is closed, so the backend stops holding the pop for nobody.
+* **WATCH** (`handlers.transaction`): the watched keys live on the connection until UNWATCH.
+* **Blocking commands** (`proxy.blocking`: BLPOP ... XREAD BLOCK, WAIT): a reply may take as long
+  as the command's timeout, or forever.
+
+One pool, one connection class, one idle list per (address, protocol); what differs per use is
+a `LeaseKind`, passed to `lease`:
+
+* its bound: at most `limit` connections per address in use for that kind (`backend.max_leased`
+  for WATCH, `backend.max_dedicated` for blocking); over it `lease` returns None and the caller
+  answers a clear error, so the proxy never opens an unbounded number of sockets. A connection
+  counts as in use from `lease` until it is back in the idle list or closed (a WATCH one still
+  being cleaned with UNWATCH counts). Idle connections are shared by both kinds; the sockets
+  open to one address stay within the sum of the bounds (an idle one is closed to make room).
+* `drained`: whether requests on it take part in `BackendPool.drain()`. A watched EXEC in
+  flight must delay the map swap's acknowledgement like any shared-lane request; a blocked call
+  must not, since it may wait forever.
+* `backend_id`: ask `CLIENT ID` (once per connection, ahead of the first command) because
+  `CLIENT UNBLOCK` needs the backend's id of the connection.
+
+A dedicated connection is initialised like a shared one (AUTH, SELECT, HELLO 3), is not subject
+to stall detection (it is not a lane), and never reconnects: a lost connection has lost its
+server state (the WATCH, the blocked pop), so what is pending on it fails and it is closed for
+good. `release(conn, clean)` gives it back: `clean` is the command that resets its per-client
+state (UNWATCH; on +OK it is reused), b"" when there is none (reused at once if nothing is in
+flight), None to close it (e.g. a blocked call whose owner went away: the backend then stops
+holding the pop for nobody).
 """
 
 from __future__ import annotations
@@ -25,15 +46,31 @@ from slotcore.resp import pack_command
 from ..config import BackendConfig
 from ..errors import backend_error
 from ..observe.stats import ProxyStats
-from .conn import CLOSED, CONNECTING, UP, BackendConn, Flusher
+from .conn import CLOSED, CONNECTING, DOWN, UP, BackendConn, Flusher
 
 log = logging.getLogger("slotproxy.dedicated")
 
+_PING = pack_command(b"PING")
 _CLIENT_ID = pack_command(b"CLIENT", b"ID")
 
 
+class LeaseKind:
+    """What a lease is for: its per-address bound, its options, and its counters (INFO)."""
+
+    __slots__ = ("backend_id", "drained", "in_use", "leased", "limit", "refused", "setting")
+
+    def __init__(self, setting: str, limit: int, *, drained: bool, backend_id: bool) -> None:
+        self.setting = setting  # the config key of the bound (for messages)
+        self.limit = limit
+        self.drained = drained
+        self.backend_id = backend_id
+        self.in_use: dict[str, int] = {}  # per address: leased + being cleaned
+        self.leased = 0  # held by clients now, over every address
+        self.refused = 0  # leases refused over the bound
+
+
 class _IdWaiter:
-    """Reads the reply to CLIENT ID, sent on connect ahead of everything queued."""
+    """Reads the reply to CLIENT ID."""
 
     __slots__ = ("conn",)
 
@@ -45,26 +82,42 @@ class _IdWaiter:
         if raw[:1] == b":":
             with contextlib.suppress(ValueError):
                 conn.backend_id = int(raw[1:].strip())
-        hook, conn.on_id = conn.on_id, None
-        if hook is not None:
-            hook()
+        conn._id_known()
+
+
+class _Cleaned:
+    """Waiter for the clean-up command of a returned connection."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: DedicatedConn) -> None:
+        self.conn = conn
+
+    def resolve(self, raw: bytes) -> None:
+        self.conn.pool._cleaned(self.conn, raw)
 
 
 class DedicatedConn(BackendConn):
-    """One client's own connection: no stall detection, no reconnect."""
+    """One client's own connection: connects once, no stall detection, no reconnect."""
 
-    def __init__(self, host: str, port: int, flusher: Flusher, **kw: object) -> None:
-        kw["request_timeout"] = 0.0  # never "stalled": blocking is what it is for
+    def __init__(self, host: str, port: int, flusher: Flusher, *, pool: DedicatedPool,
+                 **kw: object) -> None:
+        kw["request_timeout"] = 0.0  # never "stalled": waiting is what it is for
         super().__init__(host, port, flusher, **kw)  # type: ignore[arg-type]
-        # The backend's CLIENT ID of this connection (asked once on connect; CLIENT UNBLOCK
-        # needs it). None until the reply to CLIENT ID is in.
+        self.pool = pool
+        self.kind: LeaseKind | None = None  # of the current (or last) lease
+        self.leased = False  # held by a client
+        self.counted = False  # counts against kind.in_use[addr]
+        # The backend's CLIENT ID of this connection (CLIENT UNBLOCK needs it): None until
+        # the reply to CLIENT ID is in, or if no lease asked for it.
         self.backend_id: int | None = None
+        self.id_asked = False
         # Called once backend_id is known (or the connection failed before it was).
         self.on_id: Callable[[], None] | None = None
 
     def start(self) -> None:
         if self._task is None and self.state != CLOSED:
-            self.state = CONNECTING
+            self.state = CONNECTING  # requests queue until it is up
             self._task = asyncio.get_running_loop().create_task(self._connect_once())
 
     async def _connect_once(self) -> None:
@@ -80,114 +133,180 @@ class DedicatedConn(BackendConn):
             self.out.clear()
             self._fail_all(self.unavailable)
             self._id_known()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # CLIENT ID first (after AUTH/SELECT/HELLO, which the base class puts in front), so
-        # its reply does not wait behind a blocked command.
-        self.fifo.appendleft(_IdWaiter(self))
-        self.out.insert(0, _CLIENT_ID)
-        super().connection_made(transport)
+            self.pool._gone(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state = CLOSED  # no reconnect: the command on it gets the error below
+        """Called by the loop: the server state (WATCH, a blocked pop) is gone with the socket;
+        the command pending on it gets the error reply."""
+        self.state = CLOSED
         super().connection_lost(exc)
         self._id_known()
+        self.pool._gone(self)
+
+    def ask_id(self) -> None:
+        """Send CLIENT ID, ahead of whatever the lessee sends next (on a new connection AUTH,
+        SELECT and HELLO still go in front of it, on connect)."""
+        if not self.id_asked:
+            self.id_asked = True
+            self.send(_CLIENT_ID, _IdWaiter(self))
 
     def _id_known(self) -> None:
         hook, self.on_id = self.on_id, None
         if hook is not None:
             hook()
 
-    def discard(self) -> None:
-        """Close now (the owner went away, or the connection is not clean)."""
+    def abort(self) -> None:
+        """Close now; the backend frees whatever it held for this connection at once."""
         self.state = CLOSED
         self.out.clear()
         if self.transport is not None:
-            self.transport.abort()  # the backend frees its blocked client at once
+            self.transport.abort()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._fail_all(backend_error(self.addr, "closed"))
 
     def check_stall(self, now: float) -> None:
-        return  # blocking for as long as the command says is the point
+        return  # a dedicated connection may wait as long as its command says
+
+    @property
+    def broken(self) -> bool:
+        return self.state in (CLOSED, DOWN)
+
+    @property
+    def idle_ready(self) -> bool:
+        """Up with nothing in flight: fit for the next lease."""
+        return self.state == UP and not self.fifo and not self.out
 
 
 class DedicatedPool:
-    """Dedicated connections per backend address: at most `max_per_addr` open (leased or idle)
-    per address; over the bound `lease` returns None and the caller answers an error."""
+    """Dedicated connections per backend address, bounded per `LeaseKind`, idle ones reused."""
 
-    def __init__(self, cfg: BackendConfig, flusher: Flusher, stats: ProxyStats,
-                 max_per_addr: int) -> None:
+    def __init__(self, cfg: BackendConfig, flusher: Flusher, stats: ProxyStats) -> None:
         self.cfg = cfg
         self.flusher = flusher
         self.stats = stats
-        self.max_per_addr = max_per_addr
-        self._idle: dict[tuple[str, int], list[DedicatedConn]] = {}
-        self._leased: dict[str, int] = {}
-        self._conns: set[DedicatedConn] = set()  # every open one, for close()
-        self.refused = 0  # leases refused over the bound (INFO)
+        self.watch = LeaseKind("backend.max_leased", cfg.max_leased,
+                               drained=True, backend_id=False)
+        self.blocking = LeaseKind("backend.max_dedicated", cfg.max_dedicated,
+                                  drained=False, backend_id=True)
+        # Open sockets per address stay within the sum of the bounds (idle ones are closed).
+        self.max_open = cfg.max_leased + cfg.max_dedicated
+        self.idle: dict[tuple[str, int], list[DedicatedConn]] = {}
+        self.count: dict[str, int] = {}  # open sockets per address: in use + idle
+        self.conns: set[DedicatedConn] = set()
 
-    def lease(self, addr: str, proto: int) -> DedicatedConn | None:
-        """A connection of protocol `proto` to `addr`, or None over the bound."""
-        leased = self._leased.get(addr, 0)
-        if leased >= self.max_per_addr:
-            self.refused += 1
+    def lease(self, addr: str, proto: int, kind: LeaseKind) -> DedicatedConn | None:
+        """A connection to `addr` speaking `proto` for one client, or None when `kind` is at
+        its bound for `addr`."""
+        in_use = kind.in_use.get(addr, 0)
+        if in_use >= kind.limit:
+            kind.refused += 1
             return None
-        idle = self._idle.get((addr, proto))
+        conn: DedicatedConn | None = None
+        idle = self.idle.get((addr, proto))
         while idle:
-            conn = idle.pop()
-            if conn.state == UP and not conn.fifo:
-                self._leased[addr] = leased + 1
-                return conn
-            self._drop(conn)
-        # A new socket: keep open ≤ max_per_addr by closing an idle one of the other protocol.
-        if leased + self._idle_count(addr) >= self.max_per_addr:
-            other = self._idle.get((addr, 5 - proto))
-            if other:
-                self._drop(other.pop())
-        host, port = split_addr(addr)
-        c = self.cfg
-        conn = DedicatedConn(host, port, self.flusher, password=c.password, username=c.username,
-                             db=c.db, proto=proto, connect_timeout=c.connect_timeout,
-                             counters=self.stats.backend(addr))
-        self._conns.add(conn)
-        conn.start()
-        self._leased[addr] = leased + 1
+            c = idle.pop()
+            if c.idle_ready:
+                conn = c
+                break
+            self._close(c)
+        if conn is None:
+            conn = self._open(addr, proto)
+        kind.in_use[addr] = in_use + 1
+        kind.leased += 1
+        conn.kind = kind
+        conn.leased = True
+        conn.counted = True
+        if kind.backend_id:
+            conn.ask_id()
         return conn
 
-    def release(self, conn: DedicatedConn, reusable: bool) -> None:
-        """Back to an idle list (clean, up) or closed."""
-        addr = conn.addr
-        self._leased[addr] = max(0, self._leased.get(addr, 0) - 1)
+    def release(self, conn: DedicatedConn, clean: bytes | None) -> None:
+        """Give `conn` back: `clean` (e.g. UNWATCH) is sent and on +OK it is kept for reuse;
+        b"": nothing to reset, kept if nothing is in flight; None: closed."""
+        kind = conn.kind
+        if not conn.leased or kind is None:
+            return
+        conn.leased = False
         conn.on_id = None
-        if reusable and conn.state == UP and not conn.fifo and not conn.out:
-            self._idle.setdefault((addr, conn.proto), []).append(conn)
+        kind.leased -= 1
+        if clean is None or conn.broken:
+            self._close(conn)
+        elif clean:
+            conn.send(clean, _Cleaned(conn))
         else:
-            self._drop(conn)
+            self._cleaned(conn, b"+")
 
-    def leased(self, addr: str) -> int:
-        return self._leased.get(addr, 0)
-
-    def total_leased(self) -> int:
-        return sum(self._leased.values())
+    def in_use(self, addr: str, kind: LeaseKind) -> int:
+        return kind.in_use.get(addr, 0)
 
     def retire_idle(self, live: set[str]) -> None:
         """Close idle connections to addresses no group uses any more (after a map swap)."""
-        for key in [k for k in self._idle if k[0] not in live]:
-            for conn in self._idle.pop(key):
-                self._drop(conn)
+        for key in [k for k in self.idle if k[0] not in live]:
+            for conn in self.idle.pop(key):
+                self._close(conn)
 
-    def _idle_count(self, addr: str) -> int:
-        return sum(len(v) for (a, _), v in self._idle.items() if a == addr)
+    # ------------------------------------------------------------------ internals
+    def _open(self, addr: str, proto: int) -> DedicatedConn:
+        if self.count.get(addr, 0) >= self.max_open:
+            # Room for a new socket: the idle ones left are of the other protocol.
+            for (a, _), conns in self.idle.items():
+                if a == addr and conns:
+                    self._close(conns.pop())
+                    break
+        host, port = split_addr(addr)
+        c = self.cfg
+        conn = DedicatedConn(
+            host, port, self.flusher, pool=self,
+            password=c.password, username=c.username, db=c.db, proto=proto,
+            connect_timeout=c.connect_timeout, counters=self.stats.backend(addr),
+        )
+        self.count[addr] = self.count.get(addr, 0) + 1
+        self.conns.add(conn)
+        conn.start()
+        return conn
 
-    def _drop(self, conn: DedicatedConn) -> None:
-        self._conns.discard(conn)
-        conn.discard()
+    def _uncount(self, conn: DedicatedConn) -> None:
+        kind = conn.kind
+        if conn.counted and kind is not None:
+            conn.counted = False
+            kind.in_use[conn.addr] = kind.in_use.get(conn.addr, 1) - 1
+
+    def _cleaned(self, conn: DedicatedConn, raw: bytes) -> None:
+        if raw[:1] == b"+" and conn.idle_ready and not conn.leased and conn in self.conns:
+            self._uncount(conn)
+            self.idle.setdefault((conn.addr, conn.proto), []).append(conn)
+        else:
+            self._close(conn)
+
+    def _close(self, conn: DedicatedConn) -> None:
+        if conn.state != CLOSED:
+            conn.abort()
+        self._gone(conn)
+
+    def _gone(self, conn: DedicatedConn) -> None:
+        if conn in self.conns:
+            self.conns.discard(conn)
+            self.count[conn.addr] = self.count.get(conn.addr, 1) - 1
+            self._uncount(conn)
+            idle = self.idle.get((conn.addr, conn.proto))
+            if idle and conn in idle:
+                idle.remove(conn)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until every request sent on a leased `drained` connection before now is
+        answered (the router's map swap acknowledges only then, as for the shared lanes)."""
+        conns = [c for c in self.conns
+                 if c.leased and c.kind is not None and c.kind.drained and c.up and c.fifo]
+        if conns:
+            await asyncio.gather(*(c.probe(_PING, timeout) for c in conns),
+                                 return_exceptions=True)
 
     async def close(self) -> None:
-        conns = list(self._conns)
-        self._conns.clear()
-        self._idle.clear()
+        conns = list(self.conns)
+        self.conns.clear()
+        self.idle.clear()
+        self.count.clear()
         for conn in conns:
-            conn.discard()
+            conn.abort()
         await asyncio.sleep(0)

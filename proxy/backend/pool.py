@@ -17,7 +17,7 @@ from slotcore.resp import pack_command
 from ..config import BackendConfig
 from ..observe.stats import ProxyStats
 from .conn import BackendConn, Flusher
-from .leased import LeasedPool
+from .dedicated import DedicatedPool
 
 _PING = pack_command(b"PING")
 
@@ -31,8 +31,9 @@ class BackendPool:
         self.resp3 = False
         self._conns: dict[str, list[BackendConn]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
-        # Dedicated connections (WATCH): not lanes, never shared, no stall detection.
-        self.leased = LeasedPool(cfg, flusher, stats)
+        # Dedicated connections (WATCH, blocking commands): not lanes, never shared, no stall
+        # detection. Owned here because the drain below must cover the WATCH ones.
+        self.dedicated = DedicatedPool(cfg, flusher, stats)
 
     # ------------------------------------------------------------------ lanes
     def lane_for(self, client_id: int, proto: int) -> int:
@@ -85,7 +86,9 @@ class BackendPool:
 
     def retire_unused(self, live: set[str]) -> None:
         """Close the lanes of addresses no group uses any more, once their in-flight requests
-        are answered (FIFO: a PING queued now is answered after every earlier request)."""
+        are answered (FIFO: a PING queued now is answered after every earlier request), and
+        the idle dedicated connections to them (leased ones go when their lessee is done)."""
+        self.dedicated.retire_idle(live)
         loop = asyncio.get_running_loop()
         for addr in [a for a in self._conns if a not in live]:
             task = loop.create_task(self._retire(self._conns.pop(addr)))
@@ -111,7 +114,7 @@ class BackendPool:
         for _ in range(2):
             conns = [c for c in self.all_conns() if c.up]
             await asyncio.gather(*(c.probe(_PING, timeout) for c in conns),
-                                 self.leased.drain(timeout), return_exceptions=True)
+                                 self.dedicated.drain(timeout), return_exceptions=True)
 
     def all_conns(self) -> list[BackendConn]:
         return [c for conns in self._conns.values() for c in conns]
@@ -125,7 +128,7 @@ class BackendPool:
         for task in retiring:
             task.cancel()
         await asyncio.gather(*retiring, return_exceptions=True)
-        await self.leased.close()
+        await self.dedicated.close()
         conns = self.all_conns()
         self._conns.clear()
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)

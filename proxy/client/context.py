@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..backend.conn import Flusher
 from ..backend.pool import BackendPool
@@ -23,9 +23,6 @@ from ..routing.groups import RoutedGroup
 from ..routing.router import Router
 from .reply import ReplySlot
 from .state import ClientState
-
-if TYPE_CHECKING:
-    from ..backend.dedicated import DedicatedPool
 
 
 class Mode:
@@ -142,8 +139,8 @@ class Services:
     flusher: Flusher
     clients: ClientRegistry
     loop: asyncio.AbstractEventLoop
-    # Dedicated connections and the blocked calls on them (proxy.blocking); set by proxy.app.
-    dedicated: DedicatedPool | None = None
+    # The blocked calls (proxy.blocking; their connections are `pool.dedicated`); set by
+    # proxy.app.
     blocking: BlockingEngine | None = None
     backend_version: str = "7.0.0"
     table_source: str = "builtin"

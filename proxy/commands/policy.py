@@ -99,19 +99,28 @@ _XREAD_OPTS_START = {"xread": 1, "xreadgroup": 4}  # XREADGROUP GROUP g c [optio
 
 def is_blocking_call(spec: _Named, argv: list[bytes]) -> bool:
     """Whether this call would block: a "blocking" command, except that XREAD/XREADGROUP block
-    only when given a BLOCK option (a stream or group named "block" doesn't count)."""
+    only when given a BLOCK option."""
     if "blocking" not in spec.flags:
         return False
-    start = _XREAD_OPTS_START.get(spec.name)
-    if start is None:
+    if spec.name not in _XREAD_OPTS_START:
         return True
-    i, argc = start, len(argv)
+    return block_option_at(spec.name, argv) is not None
+
+
+def block_option_at(name: str, argv: list[bytes]) -> int | None:
+    """XREAD/XREADGROUP: the index of the BLOCK option (its value follows, if given), found
+    among the options before STREAMS so that a stream or group named "block" doesn't count;
+    None without one, or for another command."""
+    i = _XREAD_OPTS_START.get(name)
+    if i is None:
+        return None
+    argc = len(argv)
     while i < argc:
         opt = argv[i].lower()
         if opt == b"streams":
-            return False
+            return None
         if opt == b"block":
-            return True
+            return i
         i += 2 if opt == b"count" else 1  # skip COUNT's value; NOACK has none
-    return False
+    return None
 

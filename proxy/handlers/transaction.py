@@ -6,8 +6,8 @@ connection): the client gets only EXEC's reply, which passes through (per-comman
 it, or the backend's own EXECABORT when it refused a command at queue time).
 
 * Without WATCH the burst goes on the client's shared lane of the owning group.
-* WATCH leases a backend connection of the client's own (`backend.leased`, bounded by
-  `backend.max_leased` per address); the WATCH and later the burst run there, and the
+* WATCH leases a backend connection of the client's own (`backend.dedicated`, kind `watch`,
+  bounded by `backend.max_leased` per address); the WATCH and later the burst run there, and the
   connection is returned (UNWATCH) after EXEC/DISCARD/UNWATCH/RESET/disconnect. Other commands
   of a watching client keep using the shared lanes; to keep them in order with the leased
   connection, WATCH and a watched EXEC wait until every reply owed before them is in, and the
@@ -24,13 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from slotcore.keyslot import key_slot
 from slotcore.resp import OK, pack_command
 
 from ..backend.conn import BackendConn
 from ..client.context import Client
 from ..client.modes.normal import NORMAL
-from ..client.modes.transaction import TransactionMode
+from ..client.modes.transaction import UNWATCH, TransactionMode
 from ..client.reply import Gather, ReplySlot
 from ..errors import (
     CLUSTERDOWN,
@@ -46,6 +45,7 @@ from ..errors import (
 )
 from ..observe.stats import ProxyStats
 from ..routing.groups import RoutedGroup
+from ..routing.keys import common_slot
 
 MULTI_CMD = pack_command(b"MULTI")
 EXEC_CMD = pack_command(b"EXEC")
@@ -55,6 +55,15 @@ _NILS = frozenset(EXEC_NIL.values())
 def _mode(c: Client) -> TransactionMode | None:
     mode = c.mode
     return mode if isinstance(mode, TransactionMode) else None
+
+
+def _in_multi(c: Client, refusal: bytes) -> TransactionMode | None:
+    """The client's transaction if it is inside MULTI; else None, `refusal` answered."""
+    mode = _mode(c)
+    if mode is None or not mode.in_multi:
+        c.reply(refusal)
+        return None
+    return mode
 
 
 def _new_mode(c: Client) -> TransactionMode:
@@ -80,9 +89,8 @@ def multi(c: Client, argv: list[bytes]) -> None:
 
 
 def discard(c: Client, argv: list[bytes]) -> None:
-    mode = _mode(c)
-    if mode is None or not mode.in_multi:
-        c.reply(DISCARD_WITHOUT_MULTI)
+    mode = _in_multi(c, DISCARD_WITHOUT_MULTI)
+    if mode is None:
         return
     c.services.stats.txn_discarded += 1
     mode.finish(c)
@@ -105,9 +113,8 @@ def watch(c: Client, argv: list[bytes]) -> None:
     services = c.services
     router = services.router
     keys = argv[1:]
-    slot = key_slot(keys[0], router.nslots)
-    if any(key_slot(k, router.nslots) != slot for k in keys[1:]) or (
-            mode is not None and mode.slot is not None and mode.slot != slot):
+    slot = common_slot(keys, router.nslots)
+    if slot is None or (mode is not None and mode.slot is not None and mode.slot != slot):
         c.reply(CROSSSLOT)
         return
     if c.defer(argv):  # everything the client sent before must execute before the WATCH
@@ -118,15 +125,15 @@ def watch(c: Client, argv: list[bytes]) -> None:
     waiter = _WatchDone(c, mode, c.expect())
     packed = pack_command(*argv)
     proto = c.state.proto
-    leased = services.pool.leased
+    dedicated = services.pool.dedicated
 
     def run(g: RoutedGroup) -> None:
         if c.closed:
             return
         if mode.lease is None and not mode.watch_lost:
-            lease = leased.lease(g.master, proto)
+            lease = dedicated.lease(g.master, proto, dedicated.watch)
             if lease is None:
-                waiter.resolve(lease_limit(g.master, leased.in_use(g.master)))
+                waiter.resolve(lease_limit(g.master, dedicated.in_use(g.master, dedicated.watch)))
                 return
             mode.lease = lease
             mode.watch_gen = router.slot_gen[slot]
@@ -205,9 +212,8 @@ def burst(conn: BackendConn, queue: list[bytes], waiter: _ExecDone, stats: Proxy
 
 
 def exec_(c: Client, argv: list[bytes]) -> None:
-    mode = _mode(c)
-    if mode is None or not mode.in_multi:
-        c.reply(EXEC_WITHOUT_MULTI)
+    mode = _in_multi(c, EXEC_WITHOUT_MULTI)
+    if mode is None:
         return
     services = c.services
     stats = services.stats
@@ -232,8 +238,8 @@ def exec_(c: Client, argv: list[bytes]) -> None:
         mode.end_multi()
         mode.take_lease()
         c.set_mode(NORMAL)
-        leased = services.pool.leased
-        done = _ExecDone(c.expect(), lambda: leased.release(lease, _UNWATCH))
+        dedicated = services.pool.dedicated
+        done = _ExecDone(c.expect(), lambda: dedicated.release(lease, UNWATCH))
         # The slot's route is the one the WATCH saw (same generation): owned by the leased
         # connection's group, or migrating to it (then the queued keys are pulled first).
         router.call(c, lane, slot, keys, done,
@@ -262,8 +268,6 @@ def _run(c: Client, done: _ExecDone, send: Callable[[], None]) -> None:
     else:
         send()
 
-
-_UNWATCH = pack_command(b"UNWATCH")
 
 HANDLERS = {
     "multi": multi,

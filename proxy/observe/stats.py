@@ -42,15 +42,14 @@ class ProxyStats:
     pubsub_dropped: int = 0
     slot_ops: list[int] = field(default_factory=list)
     backends: dict[str, BackendCounters] = field(default_factory=dict)
-    # Transactions (MULTI/EXEC/WATCH) and leased connections.
+    # Transactions (MULTI/EXEC/WATCH); their dedicated connections count in
+    # `backend.dedicated.DedicatedPool.watch`.
     txn_multi: int = 0  # MULTI commands that opened a transaction
     txn_exec: int = 0  # EXECs sent to a backend
     txn_aborted: int = 0  # EXECs answered EXECABORT (queue-time errors, proxy or backend)
     txn_watch_failed: int = 0  # EXECs answered nil (a WATCHed key changed or its slot moved)
     txn_discarded: int = 0  # DISCARD, RESET or disconnect inside MULTI
     txn_queued: int = 0  # commands queued inside MULTI
-    leased: int = 0  # leased backend connections in use now
-    lease_refused: int = 0  # leases refused at backend.max_leased
 
     def __post_init__(self) -> None:
         if not self.slot_ops:

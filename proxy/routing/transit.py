@@ -146,18 +146,30 @@ class Transit:
         self.fenced = fenced
         self.touch_contact()
 
+    def admit(self, slot: int, keys: Iterable[bytes]) -> TransitSlot | bytes | None:
+        """How a request for a slot with no owner in the route table is served: the error
+        reply for it (unassigned, or this proxy fenced off), None when it must be held (the
+        slot is locked or a key fenced), or the slot's transit entry (migrating: pull the
+        keys from `src`, then serve on `dst`). One rule for requests, calls and blocking
+        commands alike."""
+        ts = self.slots.get(slot)
+        if ts is None:
+            return CLUSTERDOWN
+        if self.fenced_out:
+            return tryagain(slot, "this proxy lost contact with the dashboard")
+        if ts.state == LOCKED or (self.fenced and not self.fenced.isdisjoint(keys)):
+            return None
+        return ts
+
     def forward(self, owner: Owner, lane: int, slot: int, keys: list[bytes], packed: bytes,
                 waiter: Waiter, now: float) -> None:
         """Serve a request for a slot with no owner in the route table."""
-        ts = self.slots.get(slot)
+        ts = self.admit(slot, keys)
         if ts is None:
-            waiter.resolve(CLUSTERDOWN)
-            return
-        if self.fenced_out:
-            waiter.resolve(tryagain(slot, "this proxy lost contact with the dashboard"))
-            return
-        if ts.state == LOCKED or (self.fenced and not self.fenced.isdisjoint(keys)):
             self.held.append(Held(owner, lane, slot, keys, packed, waiter, now))
+            return
+        if isinstance(ts, bytes):
+            waiter.resolve(ts)
             return
         # The MIGRATE goes on a RESP2 lane: its reply is read by PullThenForward, not a client.
         src = ts.src.lanes[self._plain_lane(lane)]
@@ -168,15 +180,12 @@ class Transit:
              run: Callable[[RoutedGroup], None], retry: Callable[[], None], now: float) -> None:
         """Like `forward`, for an action run on a group (see `Router.call`): held while the
         slot is locked (`retry` on release), run on the target once `keys` are pulled."""
-        ts = self.slots.get(slot)
+        ts = self.admit(slot, keys)
         if ts is None:
-            waiter.resolve(CLUSTERDOWN)
-            return
-        if self.fenced_out:
-            waiter.resolve(tryagain(slot, "this proxy lost contact with the dashboard"))
-            return
-        if ts.state == LOCKED or (self.fenced and not self.fenced.isdisjoint(keys)):
             self.held.append(HeldCall(owner, slot, keys, waiter, now, retry))
+            return
+        if isinstance(ts, bytes):
+            waiter.resolve(ts)
             return
         dst = ts.dst
         if not keys:

@@ -20,7 +20,7 @@ from binascii import crc_hqx
 
 from slotcore.keyslot import hash_tag
 
-from ...backend.leased import LeasedConn
+from ...backend.dedicated import DedicatedConn
 from ...commands.hidden import CHECKED as HIDDEN_CHECKED
 from ...commands.hidden import hidden_key_error
 from ...commands.policy import Route
@@ -62,7 +62,7 @@ class TransactionMode(Mode):
         self.keys: list[bytes] = []  # every key of the queued commands (the migration pull)
         self.slot: int | None = None  # the one slot of the transaction's keys and watches
         self.dirty = False  # a command was refused while queuing: EXEC answers EXECABORT
-        self.lease: LeasedConn | None = None  # the WATCH connection
+        self.lease: DedicatedConn | None = None  # the WATCH connection
         self.watch_gen = 0  # Router.slot_gen[slot] when the first WATCH ran
         self.watch_lost = False  # the watch cannot be trusted any more: EXEC answers nil
 
@@ -149,7 +149,7 @@ class TransactionMode(Mode):
         if not self.watching:
             self.slot = None
 
-    def take_lease(self) -> LeasedConn | None:
+    def take_lease(self) -> DedicatedConn | None:
         """Detach the WATCH connection (its caller returns it to the pool)."""
         lease, self.lease = self.lease, None
         self.watch_lost = False
@@ -157,10 +157,14 @@ class TransactionMode(Mode):
             self.slot = None
         return lease
 
-    def unwatch(self, client: Client) -> None:
+    def give_back_lease(self, client: Client) -> None:
+        """Return the WATCH connection (if any) to the pool, cleaned with UNWATCH."""
         lease = self.take_lease()
         if lease is not None:
-            client.services.pool.leased.release(lease, UNWATCH)
+            client.services.pool.dedicated.release(lease, UNWATCH)
+
+    def unwatch(self, client: Client) -> None:
+        self.give_back_lease(client)
         if not self.in_multi:
             client.set_mode(NORMAL)
 
@@ -173,9 +177,7 @@ class TransactionMode(Mode):
         if self.in_multi:
             client.services.stats.txn_discarded += 1
         self.end_multi()
-        lease = self.take_lease()
-        if lease is not None:
-            client.services.pool.leased.release(lease, UNWATCH)
+        self.give_back_lease(client)
 
 
 UNWATCH = b"*1\r\n$7\r\nUNWATCH\r\n"
