@@ -114,7 +114,10 @@ class Live:
             self._conns[addr] = conn
         t0 = time.perf_counter()
         try:
-            await asyncio.wait_for(conn.ping(), self.timeout * 2)
+            # asyncio.timeout, not wait_for: on 3.11 a wait_for cancelled (dashboard stopping)
+            # just as its inner task fails leaves that task's exception never retrieved.
+            async with asyncio.timeout(self.timeout * 2):
+                await conn.ping()
         except (TimeoutError, RedisError, OSError):
             return None
         return round((time.perf_counter() - t0) * 1000, 3)
