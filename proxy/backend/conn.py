@@ -170,10 +170,10 @@ class BackendConn(asyncio.Protocol):
                 continue
             self.state = CONNECTING
             try:
-                await asyncio.wait_for(
-                    loop.create_connection(lambda: self, self.host, self.port),
-                    self._connect_timeout,
-                )
+                # asyncio.timeout, not wait_for: on 3.11 a wait_for cancelled (close()) just
+                # as the connect fails leaves that failure "never retrieved".
+                async with asyncio.timeout(self._connect_timeout):
+                    await loop.create_connection(lambda: self, self.host, self.port)
                 if self.state != UP:  # connected but dropped at once (e.g. AUTH refused)
                     raise OSError("connection dropped during set-up")
             except (OSError, TimeoutError) as e:

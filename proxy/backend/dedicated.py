@@ -123,8 +123,8 @@ class DedicatedConn(BackendConn):
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: self, self.host, self.port),
-                                   self._connect_timeout)
+            async with asyncio.timeout(self._connect_timeout):  # not wait_for: see conn.py
+                await loop.create_connection(lambda: self, self.host, self.port)
             if self.state != UP:
                 raise OSError("connection dropped during set-up")
         except (OSError, TimeoutError) as e:

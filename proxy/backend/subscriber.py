@@ -105,8 +105,8 @@ class SubscriberConn(asyncio.Protocol):
                 continue
             self.state = CONNECTING
             try:
-                await asyncio.wait_for(loop.create_connection(lambda: self, host, port),
-                                       cfg.connect_timeout)
+                async with asyncio.timeout(cfg.connect_timeout):  # not wait_for: see conn.py
+                    await loop.create_connection(lambda: self, host, port)
             except (OSError, TimeoutError) as e:
                 if self.state == CLOSED:
                     return
