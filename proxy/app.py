@@ -31,6 +31,7 @@ from .commands.table import CommandTable
 from .config import ProxyConfig
 from .control.admin import AdminServer
 from .control.agent import DashboardAgent
+from .fanout.scan import MoveLog
 from .observe.stats import OpsSampler, ProxyStats
 from .routing.router import Router
 from .routing.transit import Transit
@@ -54,10 +55,19 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
         fence_enabled = bool(cfg.dashboard)
     transit = Transit(cfg.migration, pool.plain_lane, fence_enabled=fence_enabled, clock=clock)
     router = Router(cfg.slots, pool, transit)
+    moves = MoveLog()
+
+    def record_moves() -> None:  # SCAN's guarantee across migrations (fanout/scan.py)
+        sm = router.slotmap
+        if sm is not None:
+            moves.record(sm.epoch, sm.owner, {g: s.master for g, s in sm.groups.items()},
+                         sm.transit)
+
+    router.listeners.append(record_moves)
     return Services(
         cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
         flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
-        host=cfg.listen[0], port=cfg.listen[1],
+        host=cfg.listen[0], port=cfg.listen[1], moves=moves,
     )
 
 

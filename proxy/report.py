@@ -62,6 +62,7 @@ def proxy_section(services: Services) -> str:
         f"transactions_queued_commands:{stats.txn_queued}",
         f"leased_connections:{stats.leased}",
         f"leased_refused:{stats.lease_refused}",
+        f"scan_restarts:{stats.scan_restarts}",
     ]
     for g in groups:
         lines.append(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..client.context import Client
-from . import cluster, connection, pubsub, server, transaction
+from . import cluster, connection, keyspace, pubsub, server, transaction
 
 Handler = Callable[[Client, list[bytes]], None]
 
 HANDLERS: dict[str, Handler] = {**connection.HANDLERS, **server.HANDLERS, **cluster.HANDLERS,
-                               **pubsub.HANDLERS, **transaction.HANDLERS}
+                               **pubsub.HANDLERS, **transaction.HANDLERS, **keyspace.HANDLERS}

@@ -76,6 +76,9 @@ def script(c: Client, argv: list[bytes]) -> None:
         broadcast(c, packed, merge.merge_and_arrays)
     elif sub == b"flush" and len(argv) <= 3:
         broadcast(c, packed, merge.merge_all_ok)
+    elif sub == b"kill" and len(argv) == 2:
+        from .keyspace import merge_kill
+        broadcast(c, packed, merge_kill)
     else:
         c.reply(not_supported("script|" + sub.decode(errors="replace")))
 
@@ -89,8 +92,10 @@ def info(c: Client, argv: list[bytes]) -> None:
 
     def merge_info(parts: list[bytes], gids: list[int]) -> bytes:
         # Built when the parts are in, so the proxy's own figures are as fresh as theirs.
+        blocked = sum(1 for x in services.clients.clients if x.mode.name == "blocked")
         return merge.merge_info(parts, sections, proxy_section(services),
-                                len(services.clients), services.port, services.stats.commands)
+                                len(services.clients), services.port, services.stats.commands,
+                                blocked, services.info_overrides)
 
     broadcast(c, pack_command(*argv), merge_info)
 

@@ -51,6 +51,7 @@ class ProxyStats:
     txn_queued: int = 0  # commands queued inside MULTI
     leased: int = 0  # leased backend connections in use now
     lease_refused: int = 0  # leases refused at backend.max_leased
+    scan_restarts: int = 0  # SCAN passes restarted because a slot move could hide a key
 
     def __post_init__(self) -> None:
         if not self.slot_ops:
