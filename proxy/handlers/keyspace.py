@@ -398,14 +398,27 @@ def merge_kill(parts: list[bytes], gids: list[int]) -> bytes:
     return parts[0]
 
 
+def _canon(v: object) -> object:
+    """A reply with the order of every array ignored: servers list a library's functions in
+    their own hash order."""
+    if isinstance(v, dict):
+        return _canon(list(v.items()))
+    if isinstance(v, list | tuple):
+        return tuple(sorted((_canon(x) for x in v), key=repr))
+    return v
+
+
 def merge_agree(what: str) -> Callable[[list[bytes], list[int]], bytes]:
-    """FUNCTION LIST/DUMP: the groups are kept uniform, so the answer is the first group's
-    if every group gives the same; otherwise an error naming the groups that differ."""
+    """FUNCTION LIST: the groups are kept uniform, so the answer is the first group's if
+    every group lists the same libraries (in any order); otherwise an error naming the groups
+    that differ from the first."""
     def merge(parts: list[bytes], gids: list[int]) -> bytes:
         err = first_error(parts, gids)
         if err is not None:
             return err
-        differ = [gids[i] for i, p in enumerate(parts) if p != parts[0]]
+        first = _canon(parse_reply(parts[0]))
+        differ = [gids[i] for i, p in enumerate(parts[1:], 1)
+                  if p != parts[0] and _canon(parse_reply(p)) != first]
         return groups_disagree(what, differ) if differ else parts[0]
     return merge
 
@@ -419,12 +432,14 @@ def function(c: Client, argv: list[bytes]) -> None:
         _broadcast(c, packed, merge_all_ok)
     elif sub == b"kill" and len(argv) == 2:
         _broadcast(c, packed, merge_kill)
-    elif sub in (b"list", b"dump"):
-        # On the client's own lane: compared raw, returned as is (RESP3 maps included).
-        _broadcast(c, packed, merge_agree("FUNCTION " + sub.decode().upper()), own_lane=True)
-    elif sub == b"stats" and len(argv) == 2:
-        # The first group's figures (libraries/functions are uniform); a script running
-        # elsewhere shows in that group's FUNCTION STATS.
+    elif sub == b"list":
+        # On the client's own lane: compared, returned as is (RESP3 maps included).
+        _broadcast(c, packed, merge_agree("FUNCTION LIST"), own_lane=True)
+    elif sub in (b"stats", b"dump") and len(argv) == 2:
+        # DUMP: the first group's payload (its bytes follow each server's hash order, so they
+        # are not compared; LOAD/DELETE/RESTORE/FLUSH keep the groups' libraries the same).
+        # STATS: the first group's figures (libraries/functions are uniform); a script
+        # running on another group shows in that group's own FUNCTION STATS only.
         _broadcast(c, packed, lambda parts, gids: first_error(parts, gids) or parts[0],
                    own_lane=True)
     elif sub == b"help":
@@ -433,7 +448,7 @@ def function(c: Client, argv: list[bytes]) -> None:
             c.reply(CLUSTERDOWN)
         else:
             c.send(group, packed)
-    elif sub in (b"load", b"flush", b"delete", b"restore", b"kill", b"stats"):
+    elif sub in (b"load", b"flush", b"delete", b"restore", b"kill", b"stats", b"dump"):
         c.reply(wrong_args("function|" + sub.decode()))
     else:
         c.reply(not_supported("function|" + sub.decode(errors="replace")))
