@@ -117,21 +117,21 @@ def scan(c: Client, argv: list[bytes]) -> None:
         cur = _restart(moves, gids, epoch)
     else:
         pairs = moves.since(cur.epoch, epoch)
-        if pairs is None or sc.dangerous(pairs, cur.gid, cur.backend != 0, cur.descending):
+        if pairs is None or sc.dangerous(pairs, cur.gid, cur.backend != 0, cur.order):
             services.stats.scan_restarts += 1
             cur = _restart(moves, gids, epoch)
         elif cur.gid not in router.groups:  # the group left the map: on to the next one
-            nxt = sc.next_gid(gids, cur.gid, cur.descending)
+            nxt = sc.next_gid(gids, cur.gid, cur.order)
             if nxt is None:
                 c.reply(b"*2\r\n$1\r\n0\r\n*0\r\n")
                 return
-            cur = sc.Cursor(0, nxt, cur.descending, epoch)
+            cur = sc.Cursor(0, nxt, cur.order, epoch)
     _scan_step(c, cur, argv[2:], epoch)
 
 
 def _restart(moves: sc.MoveLog, gids: list[int], epoch: int) -> sc.Cursor:
-    desc = sc.choose_descending(moves.current)
-    return sc.Cursor(0, sc.order(gids, desc)[0], desc, epoch)
+    order = sc.choose_order(moves.current, gids)
+    return sc.Cursor(0, order.groups(gids)[0], order, epoch)
 
 
 def _scan_step(c: Client, cur: sc.Cursor, opts: list[bytes], sent_epoch: int) -> None:
@@ -160,14 +160,14 @@ def _scan_step(c: Client, cur: sc.Cursor, opts: list[bytes], sent_epoch: int) ->
         nxt: sc.Cursor | None
         if not gids:
             nxt = None
-        elif pairs is None or sc.dangerous(pairs, cur.gid, True, cur.descending):
+        elif pairs is None or sc.dangerous(pairs, cur.gid, True, cur.order):
             services.stats.scan_restarts += 1
             nxt = _restart(services.moves, gids, now)
         elif backend != 0:
-            nxt = sc.Cursor(backend, cur.gid, cur.descending, now)
+            nxt = sc.Cursor(backend, cur.gid, cur.order, now)
         else:
-            g = sc.next_gid(gids, cur.gid, cur.descending)
-            nxt = None if g is None else sc.Cursor(0, g, cur.descending, now)
+            g = sc.next_gid(gids, cur.gid, cur.order)
+            nxt = None if g is None else sc.Cursor(0, g, cur.order, now)
         text = b"0" if nxt is None else str(sc.encode_cursor(nxt)).encode()
         slot.resolve(b"*2\r\n" + encode_bulk(text) + keys)
 

@@ -7,12 +7,14 @@ import random
 import pytest
 
 from proxy.fanout.scan import (
+    ASCENDING,
     MAX_BACKEND,
     MAX_GID,
     Cursor,
     InvalidCursor,
     MoveLog,
-    choose_descending,
+    Order,
+    choose_order,
     dangerous,
     decode_cursor,
     encode_cursor,
@@ -25,23 +27,23 @@ def test_zero_starts():
 
 
 @pytest.mark.parametrize("c", [
-    Cursor(0, 1, False, 0), Cursor(MAX_BACKEND, MAX_GID, True, 255), Cursor(12345, 3, False, 7),
-    Cursor(1 << 20, 2, True, 300),
+    Cursor(0, 1, ASCENDING, 0), Cursor(MAX_BACKEND, MAX_GID, Order(MAX_GID, True), 255),
+    Cursor(12345, 3, Order(2), 7), Cursor(1 << 20, 2, Order(1, True), 300),
 ])
 def test_round_trip(c):
     n = encode_cursor(c)
     assert 0 < n < 1 << 63  # fits a signed 64-bit integer, never 0
     got = decode_cursor(str(n).encode())
-    assert got == Cursor(c.backend, c.gid, c.descending, c.epoch & 0xFF)
+    assert got == Cursor(c.backend, c.gid, c.order, c.epoch & 0xFF)
 
 
 def test_does_not_fit():
     with pytest.raises(ValueError):
-        encode_cursor(Cursor(MAX_BACKEND + 1, 1, False, 0))
+        encode_cursor(Cursor(MAX_BACKEND + 1, 1, ASCENDING, 0))
     with pytest.raises(ValueError):
-        encode_cursor(Cursor(0, MAX_GID + 1, False, 0))
+        encode_cursor(Cursor(0, MAX_GID + 1, ASCENDING, 0))
     with pytest.raises(ValueError):
-        encode_cursor(Cursor(0, 0, False, 0))
+        encode_cursor(Cursor(0, 0, ASCENDING, 0))
 
 
 @pytest.mark.parametrize("raw", [b"-1", b"abc", b"1.5", b"", b"99999999999999999999999",
@@ -53,7 +55,7 @@ def test_garbage_is_invalid(raw):
 
 def test_forged_cursors_mostly_rejected():
     rnd = random.Random(1)
-    good = encode_cursor(Cursor(777, 2, False, 9))
+    good = encode_cursor(Cursor(777, 2, ASCENDING, 9))
     accepted = 0
     for _ in range(2000):
         forged = good ^ (1 << rnd.randrange(63))  # one bit flipped
@@ -62,7 +64,15 @@ def test_forged_cursors_mostly_rejected():
             accepted += 1
         except InvalidCursor:
             pass
-    assert accepted < 2000 / 50  # the check byte catches ~255/256
+    assert accepted < 2000 / 20  # the check bits catch ~62/63
+    randoms = 0
+    for _ in range(2000):
+        try:
+            decode_cursor(str(rnd.randrange(1, 1 << 63)).encode())
+            randoms += 1
+        except InvalidCursor:
+            pass
+    assert randoms < 2000 / 20
 
 
 def test_move_log_since():
@@ -82,26 +92,43 @@ def test_move_log_since():
 
 
 def test_dangerous_rules():
-    # Ascending pass at group 2, scanning: a move 3 -> 1 (backward, into a scanned group).
-    assert dangerous(frozenset({(3, 1)}), 2, True, False)
-    assert dangerous(frozenset({(3, 2)}), 2, True, False)  # into the group being scanned
-    assert not dangerous(frozenset({(3, 2)}), 2, False, False)  # not started yet
-    assert not dangerous(frozenset({(1, 3)}), 2, True, False)  # forward
-    assert not dangerous(frozenset({(3, 4)}), 2, True, False)  # both ahead: backward, unstarted
-    assert not dangerous(frozenset({(1, 2)}), 2, True, False)  # forward into current
-    # Descending: 1 -> 3 is backward.
-    assert dangerous(frozenset({(1, 3)}), 2, True, True)
-    assert not dangerous(frozenset({(3, 1)}), 2, True, True)
-    assert dangerous(frozenset({(2, 2)}), 2, True, False)  # master changed mid-scan
-    assert not dangerous(frozenset({(3, 3)}), 2, True, False)
+    asc = ASCENDING
+    # Ascending pass at group 2, scanning it: 3 -> 1 goes back into a scanned group from an
+    # unscanned one.
+    assert dangerous(frozenset({(3, 1)}), 2, True, asc)
+    assert dangerous(frozenset({(3, 2)}), 2, True, asc)  # into the group being scanned
+    assert not dangerous(frozenset({(3, 2)}), 2, False, asc)  # its scan has not begun
+    assert dangerous(frozenset({(2, 1)}), 2, False, asc)  # from the group about to be scanned
+    assert not dangerous(frozenset({(2, 1)}), 3, False, asc)  # from a fully scanned group
+    assert not dangerous(frozenset({(1, 3)}), 2, True, asc)  # forward
+    assert not dangerous(frozenset({(4, 3)}), 2, True, asc)  # both ahead
+    assert not dangerous(frozenset({(1, 2)}), 2, True, asc)  # forward into current
+    assert dangerous(frozenset({(2, 2)}), 2, True, asc)  # master changed mid-scan
+    assert dangerous(frozenset({(1, 1)}), 2, False, asc)  # a new group behind the pass
+    assert not dangerous(frozenset({(3, 3)}), 2, True, asc)  # a new group ahead
+    # Group 3 first (3, 1, 2): 3 -> 1 is forward.
+    assert not dangerous(frozenset({(3, 1)}), 2, True, Order(3))
+    # Group 1 last (2, 3, 1): 2 -> 1 and 3 -> 1 are forward.
+    assert not dangerous(frozenset({(2, 1), (3, 1)}), 3, True, Order(1, True))
 
 
-def test_direction_and_order():
-    assert not choose_descending(frozenset())
-    assert choose_descending(frozenset({(3, 1), (2, 1)}))
-    assert not choose_descending(frozenset({(1, 3), (3, 1)}))
-    assert next_gid([1, 2, 5], 2, False) == 5
-    assert next_gid([1, 2, 5], 3, False) == 5  # gid 3 left the map
-    assert next_gid([1, 2, 5], 5, False) is None
-    assert next_gid([1, 2, 5], 5, True) == 2
-    assert next_gid([1, 2, 5], 1, True) is None
+def test_choose_order():
+    gids = [1, 2, 3]
+    assert choose_order(frozenset(), gids) == ASCENDING
+    assert choose_order(frozenset({(1, 3)}), gids) == ASCENDING
+    for moves in ({(2, 1), (2, 3)},  # group 2 drained
+                  {(2, 1), (3, 1)},  # group 1 filled
+                  {(3, 1)}, {(2, 1)}, {(3, 2), (3, 1)}):
+        o = choose_order(frozenset(moves), gids)
+        assert not any(o.before(b, a) for a, b in moves), (moves, o)  # all forward
+    assert choose_order(frozenset({(2, 1), (2, 3)}), [1, 2, 3, 4]).groups([1, 2, 3, 4])[0] == 2
+
+
+def test_next_gid():
+    assert next_gid([1, 2, 5], 2, ASCENDING) == 5
+    assert next_gid([1, 2, 5], 3, ASCENDING) == 5  # gid 3 left the map
+    assert next_gid([1, 2, 5], 5, ASCENDING) is None
+    assert next_gid([1, 2, 5], 5, Order(5)) == 1
+    assert next_gid([1, 2, 5], 2, Order(1, True)) == 5
+    assert next_gid([1, 2, 5], 5, Order(1, True)) == 1
+    assert next_gid([1, 2, 5], 1, Order(1, True)) is None
