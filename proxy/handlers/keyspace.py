@@ -146,8 +146,16 @@ def _scan_step(c: Client, cur: sc.Cursor, opts: list[bytes], sent_epoch: int) ->
             slot.resolve(raw)
             return
         try:
-            head, keys = split_array(raw)
-            backend = int(parse_reply(head))  # type: ignore[arg-type]
+            # *2\r\n$<n>\r\n<cursor>\r\n<keys array>: only the head is parsed, the keys
+            # array is passed on as it came.
+            if raw[:5] != b"*2\r\n$":
+                raise ValueError(raw[:20])
+            nl = raw.index(b"\r\n", 5)
+            end = nl + 2 + int(raw[5:nl])
+            backend = int(raw[nl + 2:end])
+            keys = raw[end + 2:]
+            if raw[end:end + 2] != b"\r\n" or keys[:1] != b"*":
+                raise ValueError(raw[:40])
         except Exception as e:  # a malformed reply must not kill the loop
             slot.resolve(encode_error(f"ERR group {cur.gid}: bad SCAN reply ({e})"))
             return
