@@ -14,6 +14,7 @@ import redis
 
 from proxy.fanout.scan import ASCENDING, Cursor, encode_cursor
 from slotcore.keyslot import key_slot
+from tests.harness import until
 from tests.harness.cluster import NSLOTS, cluster
 
 pytestmark = pytest.mark.integration
@@ -114,3 +115,23 @@ def test_stale_cursors_restart_or_fail(tmp_path: Path) -> None:
         assert r.scan(ghost)[0] == 0
         with pytest.raises(redis.ResponseError, match="invalid cursor"):
             r.scan(ghost ^ 1 << 60)
+
+
+def test_flush_refused_while_slots_in_transit(tmp_path: Path) -> None:
+    with cluster(tmp_path, ngroups=2, nproxies=1) as c:
+        proxy = c.proxies[0]
+        r = redis.Redis(port=proxy.port)
+        r.mset({f"f{i}": i for i in range(400)})
+        status, body = c.dash.call("PUT", "/api/v1/migrations/settings", {"keys_per_sec": 5})
+        assert status == 200, body
+        c.migrate("0-511", 2)
+        until(lambda: proxy.slotmap().get("transit"), 20, "slots in transit")
+        for args in (("FLUSHALL",), ("FLUSHDB", "ASYNC")):
+            with pytest.raises(redis.ResponseError,
+                               match=r"refused while a slot migration runs \(\d+ slots"):
+                r.execute_command(*args)
+        assert r.dbsize() == 400
+        status, body = c.dash.call("PUT", "/api/v1/migrations/settings", {"keys_per_sec": 0})
+        assert status == 200, body
+        c.wait_idle(60)
+        assert r.flushall() is True and r.dbsize() == 0
