@@ -169,12 +169,6 @@ def config_set_not_allowed(param: str) -> bytes:
         f"ERR CONFIG SET '{param}' is not allowed by the proxy (add it to config.set_allowed)")
 
 
-def config_unknown_option(param: str) -> bytes:
-    # Redis's own text for an unknown CONFIG SET parameter.
-    return encode_error(
-        f"ERR Unknown option or number of arguments for CONFIG SET - '{param}'")
-
-
 def servers_failed(what: str, failures: list[str], total: int) -> bytes:
     return encode_error(
         f"ERR {what} failed on {len(failures)} of {total} servers: " + "; ".join(failures))

@@ -335,7 +335,9 @@ def _config_set(c: Client, argv: list[bytes]) -> None:
         results = await asyncio.gather(*(_one_shot(c, addr, packed) for _, addr in servers))
         failures = [f"group {gid} {addr}: {r[1:-2].decode(errors='replace')}"
                     for (gid, addr), r in zip(servers, results, strict=True) if r[:1] != b"+"]
-        if failures:
+        if len(failures) == len(servers) and all(r == results[0] for r in results):
+            slot.resolve(results[0])  # refused alike everywhere (a bad value): Redis's text
+        elif failures:
             slot.resolve(servers_failed("CONFIG SET", failures, len(servers)))
         else:
             slot.resolve(OK)
