@@ -31,7 +31,9 @@ its scan began. Any other move is harmless:
   order makes harmless (several sources to several destinations crossing each other) can
   delay the end of an iteration until its moving batch is over; SCAN keeps answering.
 * A group that disappears is skipped (its keys left through transits); a cursor whose epoch
-  this process has no record of (another proxy process, older than 256 maps) restarts.
+  this process has no record of (another proxy process that started later) restarts. The
+  epoch is kept modulo 256: a cursor left unused while 256 or more maps were applied may be
+  read against too few of them (5 maps per migration batch: ~50 batches during one pause).
 
 The check runs at the start of each SCAN call (the moves possible since the previous call, at
 the cursor's position) and again when the backend's reply arrives (the moves possible during

@@ -36,6 +36,7 @@ from ..errors import (
     config_set_not_allowed,
     group_error,
     groups_disagree,
+    merge_failed,
     not_supported,
     refused_in_transit,
     reply_too_big,
@@ -164,11 +165,13 @@ def _scan_step(c: Client, cur: sc.Cursor, opts: list[bytes], sent_epoch: int) ->
             return
         now = router.epoch
         gids = sorted(router.groups)
+        if not gids or gids[-1] > sc.MAX_GID:  # the map changed under the call
+            slot.resolve(CLUSTERDOWN if not gids else encode_error(
+                f"ERR SCAN needs group ids up to {sc.MAX_GID}, not {gids[-1]}"))
+            return
         pairs = services.moves.since(sent_epoch & 0xFF, now)
         nxt: sc.Cursor | None
-        if not gids:
-            nxt = None
-        elif pairs is None or sc.dangerous(pairs, cur.gid, True, cur.order):
+        if pairs is None or sc.dangerous(pairs, cur.gid, True, cur.order):
             services.stats.scan_restarts += 1
             nxt = _restart(services.moves, gids, now)
         elif backend != 0:
@@ -297,7 +300,11 @@ def _config_get(c: Client, argv: list[bytes]) -> None:
         if raw[:1] == b"-":
             slot.resolve(group_error(group.gid, raw))
             return
-        items = split_array(raw)
+        try:
+            items = split_array(raw)
+        except Exception as e:  # a malformed reply must not kill the loop
+            slot.resolve(merge_failed(e))
+            return
         out: list[bytes] = []
         for i in range(0, len(items) - 1, 2):
             name = parse_reply(items[i])
