@@ -95,10 +95,21 @@ def test_scan_complete_while_slots_move_back_and_forth(tmp_path: Path) -> None:
 
 
 def test_stale_cursors_restart_or_fail(tmp_path: Path) -> None:
-    with cluster(tmp_path, ngroups=2, nproxies=1) as c:
-        r = redis.Redis(port=c.proxies[0].port)
+    with cluster(tmp_path, ngroups=2, nproxies=2) as c:
+        r, r2 = (redis.Redis(port=p.port) for p in c.proxies)
         r.mset({f"k{i}": i for i in range(500)})
         want = {f"k{i}".encode() for i in range(500)}
+        # One iteration whose calls alternate between the two proxies (same maps, same
+        # epochs): one cursor for both, every key once.
+        seen_both: Counter = Counter()
+        cursor, calls = 0, 0
+        while True:
+            cursor, page = (r, r2)[calls % 2].scan(cursor, count=10)
+            seen_both.update(page)
+            calls += 1
+            if cursor == 0:
+                break
+        assert set(seen_both) == want and max(seen_both.values()) == 1 and calls > 20
         # A cursor of a pass begun before a migration, continued after it finished.
         cursor, page = r.scan(0, count=10)
         seen = set(page)
