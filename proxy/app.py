@@ -32,6 +32,7 @@ from .commands.table import CommandTable
 from .config import ProxyConfig
 from .control.admin import AdminServer
 from .control.agent import DashboardAgent
+from .fanout.scan import MoveLog
 from .observe.stats import OpsSampler, ProxyStats
 from .routing.router import Router
 from .routing.transit import Transit
@@ -57,10 +58,19 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
     router = Router(cfg.slots, pool, transit)
     blocking = Blocking(cfg, router, pool, loop)
     router.on_drained(blocking.on_swap)
+    moves = MoveLog()
+
+    def record_moves() -> None:  # SCAN's guarantee across migrations (fanout/scan.py)
+        sm = router.slotmap
+        if sm is not None:
+            moves.record(sm.epoch, sm.owner, {g: s.master for g, s in sm.groups.items()},
+                         sm.transit)
+
+    router.on_swap(record_moves)
     return Services(
         cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
         flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
-        blocking=blocking, host=cfg.listen[0], port=cfg.listen[1],
+        blocking=blocking, host=cfg.listen[0], port=cfg.listen[1], moves=moves,
     )
 
 

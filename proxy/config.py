@@ -78,6 +78,33 @@ class MigrationConfig:
     migrate_timeout: float = 5.0    # timeout of the on-access MIGRATE
 
 
+# CONFIG SET through the proxy: only these parameters (fnmatch patterns, lowercase), applied to
+# every server of every group. Never `HARD_DENIED_CONFIG`, whatever the operator lists.
+DEFAULT_SET_ALLOWED: tuple[str, ...] = (
+    "maxmemory-policy", "maxmemory-samples", "notify-keyspace-events",
+    "slowlog-log-slower-than", "slowlog-max-len", "latency-monitor-threshold",
+    "hash-max-listpack-*", "hash-max-ziplist-*", "list-max-listpack-size",
+    "list-max-ziplist-size", "list-compress-depth", "set-max-intset-entries",
+    "set-max-listpack-*", "zset-max-listpack-*", "zset-max-ziplist-*",
+    "stream-node-max-*", "lazyfree-lazy-*", "activedefrag", "active-defrag-*",
+    "hz", "busy-reply-threshold", "lua-time-limit",
+)
+# Files, paths, secrets, replication and anything that executes or exposes the host.
+HARD_DENIED_CONFIG: tuple[str, ...] = (
+    "dir", "dbfilename", "logfile", "pidfile", "aclfile", "appendfilename", "appenddirname",
+    "cluster-config-file", "unixsocket*", "requirepass", "masterauth", "masteruser",
+    "replicaof", "slaveof", "tls-*", "bind*", "port", "protected-mode", "enable-*-command",
+    "rename-command", "include", "loadmodule", "daemonize", "supervised", "syslog-*",
+    "always-show-logo", "cluster-*", "save", "appendonly", "dynamic-hz", "oom-score-adj*",
+    "shutdown-*", "repl-*", "replica-*", "slave-*", "min-replicas-*", "min-slaves-*",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigCommandConfig:
+    set_allowed: tuple[str, ...] = DEFAULT_SET_ALLOWED
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
     # Answer CLUSTER SLOTS/NODES/SHARDS/INFO... as a Redis Cluster whose nodes are the proxies
@@ -104,6 +131,7 @@ class ProxyConfig:
     migration: MigrationConfig = MigrationConfig()
     pubsub: PubSubConfig = PubSubConfig()
     cluster: ClusterConfig = ClusterConfig()
+    config: ConfigCommandConfig = ConfigCommandConfig()  # the CONFIG command (YAML `config:`)
     admin_listen: tuple[str, int] | None = None
     admin_token: str | None = None
     dashboard: str | None = None     # URL, or several comma-separated (leader + standbys)
@@ -256,8 +284,26 @@ _TOP_LEVEL = {
     "listen", "slots", "password", "username", "idle_timeout", "shutdown_timeout", "tcp_backlog",
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
-    "pubsub", "cluster",
+    "pubsub", "cluster", "config",
 }
+
+
+def _parse_config_command(data: Any) -> ConfigCommandConfig:
+    if data is None:
+        return ConfigCommandConfig()
+    if not isinstance(data, dict):
+        raise ConfigError("config: expected a mapping")
+    for key in data:
+        if key != "set_allowed":
+            raise ConfigError(f"config.{key}: unknown field (known: set_allowed)")
+    allowed = data.get("set_allowed")
+    if allowed is None:
+        return ConfigCommandConfig()
+    if isinstance(allowed, str):
+        allowed = allowed.replace(",", " ").split()
+    if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
+        raise ConfigError("config.set_allowed: expected a list of parameter names")
+    return ConfigCommandConfig(tuple(a.strip().lower() for a in allowed if a.strip()))
 
 
 def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
@@ -280,6 +326,7 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         "migration": _sub(MigrationConfig, data.get("migration"), "migration"),
         "pubsub": _sub(PubSubConfig, data.get("pubsub"), "pubsub"),
         "cluster": _sub(ClusterConfig, data.get("cluster"), "cluster"),
+        "config": _parse_config_command(data.get("config")),
     }
     if "listen" in data:
         kw["listen"] = parse_addr(data["listen"], "listen")

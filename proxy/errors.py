@@ -166,3 +166,41 @@ def lease_limit(addr: str, n: int) -> bytes:
     return encode_error(
         f"ERR proxy has {n} dedicated connections to backend {addr} in use "
         "(backend.max_leased); try again later")
+
+
+# Keyspace-wide commands (SCAN KEYS FLUSH* CONFIG FUNCTION).
+INVALID_CURSOR = encode_error("ERR invalid cursor")
+
+
+def reply_too_big(name: str, size: int, limit: int) -> bytes:
+    return encode_error(
+        f"ERR {name} reply would be {size} bytes, over the client output limit of {limit} "
+        "(limits.client_output_buffer): use SCAN")
+
+
+def refused_in_transit(name: str, nslots: int) -> bytes:
+    return encode_error(
+        f"ERR {name} refused while a slot migration runs ({nslots} slots in transit): "
+        "retry when it is over")
+
+
+def config_set_denied(param: str) -> bytes:
+    return encode_error(
+        f"ERR CONFIG SET '{param}' is never allowed through the proxy (files, secrets, "
+        "replication and network settings are configured on each server)")
+
+
+def config_set_not_allowed(param: str) -> bytes:
+    return encode_error(
+        f"ERR CONFIG SET '{param}' is not allowed by the proxy (add it to config.set_allowed)")
+
+
+def servers_failed(what: str, failures: list[str], total: int) -> bytes:
+    return encode_error(
+        f"ERR {what} failed on {len(failures)} of {total} servers: " + "; ".join(failures))
+
+
+def groups_disagree(what: str, gids: list[int]) -> bytes:
+    return encode_error(
+        f"ERR {what} differs between groups ({', '.join(map(str, gids))} differ from the "
+        "first): make them uniform with FUNCTION DUMP/RESTORE or LOAD REPLACE")

@@ -73,6 +73,7 @@ def proxy_section(services: Services) -> str:
         f"transactions_queued_commands:{stats.txn_queued}",
         f"leased_connections:{dedicated.watch.leased}",
         f"leased_refused:{dedicated.watch.refused}",
+        f"scan_restarts:{stats.scan_restarts}",
     ]
     for g in groups:
         lines.append(

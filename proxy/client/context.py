@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..backend.conn import Flusher
@@ -149,6 +149,12 @@ class Services:
     port: int = 0
     # The Pub/Sub hub (`routing.channels.ChannelHub`), made by the first subscriber.
     pubsub: Any = None
+    # SCAN's record of the slot moves of each applied map (`fanout.scan.MoveLog`), fed by a
+    # router listener (proxy.app).
+    moves: Any = None
+    # INFO fields the proxy states itself, by section title: {"Cluster": {"cluster_enabled":
+    # "1"}} (the Redis Cluster masquerade fills this).
+    info_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def loop_time(self) -> float:
         return self.loop.time()

@@ -63,16 +63,26 @@ POLICY: dict[str, tuple[Route, str]] = {
         "pubsub",
     ),
     **_policy(Route.UNSUPPORTED, _ADMIN, "monitor"),
-    **_policy(Route.UNSUPPORTED, _KEYSPACE, "keys scan randomkey flushall flushdb swapdb move"),
+    # Keyspace-wide commands, CONFIG and FUNCTION: across every group (handlers/keyspace.py).
+    **_policy(Route.LOCAL, "", "keys scan randomkey flushall flushdb lastsave config function"),
+    **_policy(Route.UNSUPPORTED, "the proxy serves DB 0 only", "swapdb move"),
     # MEMORY USAGE and OBJECT ENCODING/FREQ/IDLETIME/REFCOUNT are not listed: they have a key and
     # fall through to KEYED.
     **_policy(
         Route.UNSUPPORTED,
         _ADMIN,
-        "config debug save bgsave bgrewriteaof lastsave shutdown slaveof replicaof sync psync "
-        "replconf slowlog latency acl module function failover lolwut role memory|doctor "
+        "debug sync psync replconf slowlog latency lolwut role memory|doctor "
         "memory|stats memory|malloc-stats memory|purge object|help",
     ),
+    **_policy(Route.UNSUPPORTED, "it would stop one backend; stop the proxy with SIGTERM",
+              "shutdown"),
+    **_policy(Route.UNSUPPORTED, "persistence is configured on each backend",
+              "save bgsave bgrewriteaof"),
+    **_policy(Route.UNSUPPORTED, "replication and failover are run by the dashboard/Sentinel",
+              "slaveof replicaof failover"),
+    **_policy(Route.UNSUPPORTED, "proxy users are set in its config (password, username)",
+              "acl"),
+    **_policy(Route.UNSUPPORTED, "modules are loaded on each backend", "module"),
     # The proxy migrates slots itself; a client-driven MIGRATE would bypass the slot map.
     **_policy(Route.UNSUPPORTED, "use the keyed form", "migrate"),
 }

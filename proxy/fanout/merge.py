@@ -128,9 +128,31 @@ def _merge_keyspace(old: str | None, new: str) -> str:
     return f"keys={keys},expires={expires},avg_ttl={ttl}"
 
 
+def _merge_kv_stats(old: str | None, new: str) -> str:
+    """commandstats/errorstats/latency-free "a=1,b=2.5" fields: numbers summed, usec_per_call
+    recomputed from the sums."""
+    if old is None:
+        return new
+    o = dict(f.partition("=")[::2] for f in old.split(","))
+    n = dict(f.partition("=")[::2] for f in new.split(","))
+    for k, v in n.items():
+        a, b = _num(o.get(k, "0")), _num(v)
+        if k == "usec_per_call" or a is None or b is None:
+            o.setdefault(k, v)
+        else:
+            o[k] = str(a + b)
+    if "usec_per_call" in o and (calls := _num(o.get("calls", ""))) and \
+            (usec := _num(o.get("usec", ""))) is not None:
+        o["usec_per_call"] = f"{usec / calls:.2f}"
+    return ",".join(f"{k}={v}" for k, v in o.items())
+
+
+_KV_SECTIONS = {"commandstats", "errorstats"}
+
+
 def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clients: int,
                port: int, commands: int, blocked: int = 0,
-               cluster_enabled: int = 0) -> bytes:
+               overrides: dict[str, dict[str, str]] | None = None) -> bytes:
     """The backends' INFO replies as one: counters summed, the rest from the first group;
     figures about connections describe the proxy, not the backends' view of it."""
     infos: list[dict[str, dict[str, str]]] = []
@@ -151,6 +173,8 @@ def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clie
             for k, v in fields.items():
                 if sec.lower() == "keyspace":
                     target[k] = _merge_keyspace(target.get(k), v)
+                elif sec.lower() in _KV_SECTIONS:
+                    target[k] = _merge_kv_stats(target.get(k), v)
                 elif summed and k in target and (a := _num(target[k])) is not None \
                         and (b := _num(v)) is not None and not k.endswith(("_ratio", "_perc")):
                     total = a + b
@@ -166,6 +190,9 @@ def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clie
         merged["Clients"]["connected_clients"] = str(clients)
         # The backends count the proxy's dedicated connections; the clients are the proxy's.
         merged["Clients"]["blocked_clients"] = str(blocked)
+    for sec, fields in (overrides or {}).items():
+        if sec in merged:
+            merged[sec].update(fields)
     if "Server" in merged:
         srv = merged["Server"]
         srv["redis_mode"] = "proxy"
@@ -173,8 +200,6 @@ def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clie
         srv["tcp_port"] = str(port)
     if "Stats" in merged:
         merged["Stats"]["total_commands_processed_proxy"] = str(commands)
-    if "Cluster" in merged:  # the proxy's own: 1 when it answers as a Redis Cluster
-        merged["Cluster"]["cluster_enabled"] = str(cluster_enabled)
     text = ""
     if not sections or any(x in ("all", "everything", "default", "proxy") for x in sections):
         text = proxy_section + "\r\n"

@@ -169,6 +169,9 @@ def script(c: Client, argv: list[bytes]) -> None:
         broadcast(c, packed, merge.merge_and_arrays)
     elif sub == b"flush" and len(argv) <= 3:
         broadcast(c, packed, merge.merge_all_ok)
+    elif sub == b"kill" and len(argv) == 2:
+        from .keyspace import merge_kill
+        broadcast(c, packed, merge_kill)
     else:
         c.reply(not_supported("script|" + sub.decode(errors="replace")))
 
@@ -182,9 +185,13 @@ def info(c: Client, argv: list[bytes]) -> None:
 
     def merge_info(parts: list[bytes], gids: list[int]) -> bytes:
         # Built when the parts are in, so the proxy's own figures are as fresh as theirs.
+        # The proxy's own figures win over the backends': cluster_enabled is 1 when it
+        # answers as a Redis Cluster (handlers/cluster.py).
+        overrides = {sec: dict(fields) for sec, fields in services.info_overrides.items()}
+        overrides.setdefault("Cluster", {})["cluster_enabled"] = str(cluster_enabled(services))
         return merge.merge_info(parts, sections, proxy_section(services),
                                 len(services.clients), services.port, services.stats.commands,
-                                blocked_clients(services), cluster_enabled(services))
+                                blocked_clients(services), overrides)
 
     broadcast(c, pack_command(*argv), merge_info)
 

@@ -50,6 +50,7 @@ class ProxyStats:
     txn_watch_failed: int = 0  # EXECs answered nil (a WATCHed key changed or its slot moved)
     txn_discarded: int = 0  # DISCARD, RESET or disconnect inside MULTI
     txn_queued: int = 0  # commands queued inside MULTI
+    scan_restarts: int = 0  # SCAN passes restarted because a slot move could hide a key
 
     def __post_init__(self) -> None:
         if not self.slot_ops:

@@ -19,7 +19,8 @@ CASES = [
     # unknown subcommand of a container
     ((b"OBJECT", b"FOO", b"k"), "ERR unknown subcommand 'FOO'. Try OBJECT HELP."),
     # refused by the proxy, with the reason
-    ((b"KEYS", b"*"), "ERR command 'KEYS' is not supported by the proxy (keyspace-wide)"),
+    ((b"SWAPDB", b"0", b"1"),
+     "ERR command 'SWAPDB' is not supported by the proxy (the proxy serves DB 0 only)"),
     ((b"DEBUG", b"SLEEP", b"0"),
      "ERR command 'DEBUG' is not supported by the proxy (administrative)"),
     ((b"MONITOR",), "ERR command 'MONITOR' is not supported by the proxy (administrative)"),
