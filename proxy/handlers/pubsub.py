@@ -14,14 +14,22 @@ from slotcore.keyslot import key_slot
 from slotcore.resp import encode_int, pack_tuple, split_array
 
 from ..backend.subscriber import CHANNELS, PATTERNS, SHARDS
-from ..client.context import Client
+from ..client.context import Client, Services
 from ..client.modes.subscribed import Subscriptions
 from ..client.reply import Gather
 from ..errors import CLUSTERDOWN, CROSSSLOT, unknown_subcommand
 from ..fanout.merge import first_error
 from ..fanout.split import broadcast
-from ..routing.channels import channel_slot, hub_of
+from ..routing.channels import ChannelHub, channel_slot
 from ..routing.groups import RoutedGroup
+
+
+def hub_of(services: Services) -> ChannelHub:
+    """The process's Pub/Sub hub, made by the first subscriber."""
+    hub = services.pubsub
+    if hub is None:
+        hub = services.pubsub = ChannelHub(services.router, services.cfg, services.stats)
+    return hub
 
 
 def _subs(c: Client) -> Subscriptions:

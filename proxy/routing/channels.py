@@ -20,15 +20,15 @@ follow the slot when the proxy applies that map (`ChannelHub.on_map`).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from slotcore.keyslot import key_slot
 
 from ..backend.subscriber import CHANNELS, PATTERNS, SubscriberPool
+from ..config import ProxyConfig
+from ..observe.stats import ProxyStats
 from .groups import RoutedGroup
-
-if TYPE_CHECKING:
-    from ..client.context import Services
+from .router import Router
 
 KEYSPACE = b"__keyspace@"
 KEYEVENT = b"__keyevent@"
@@ -51,12 +51,10 @@ class ChannelHub:
     """Placement of channels on groups, the subscriber connection pool, and the subscribed
     clients (re-placed whenever a new slot map is applied)."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.router = services.router
-        cfg = services.cfg
+    def __init__(self, router: Router, cfg: ProxyConfig, stats: ProxyStats) -> None:
+        self.router = router
         self.cfg = cfg.pubsub
-        self.pool = SubscriberPool(cfg.backend, cfg.pubsub, services.stats)
+        self.pool = SubscriberPool(cfg.backend, cfg.pubsub, stats)
         self.clients: set[Reconcilable] = set()
         self.router.on_swap(self.on_map)
 
@@ -96,10 +94,3 @@ class ChannelHub:
     def _prune(self) -> None:
         for c in list(self.clients):
             c.reconcile(True)
-
-
-def hub_of(services: Services) -> ChannelHub:
-    hub = services.pubsub
-    if hub is None:
-        hub = services.pubsub = ChannelHub(services)
-    return hub
