@@ -86,9 +86,10 @@ def test_real_cluster_file_store(tmp_path: Path, redis_servers) -> None:
         assert code == 0
         assert "0-5460" in out and "proxy-1" in out and "proxy-2" in out and "online" in out
         # per-proxy stats come from the proxies' own admin API
-        stats = until(lambda: all(p["stats"] for p in dash.get("/api/v1/proxies")["proxies"])
-                      and dash.get("/api/v1/proxies")["proxies"], what="proxy stats")
-        assert all(p["stats"]["commands"] > 0 for p in stats)
+        # (polled every few seconds: the first poll may predate the commands above)
+        until(lambda: all(p["stats"] and p["stats"]["commands"] > 0
+                          for p in dash.get("/api/v1/proxies")["proxies"]),
+              what="proxy stats counting the commands sent")
 
         # a change is pushed to both proxies before the API call returns
         code, out = proxyctl(dash, "slots", "assign", "0-100", "2", "--force")
