@@ -39,9 +39,11 @@ def owner_of(slotmap: dict, key: bytes) -> int:
 def check_routing(dash: DashboardProcess, proxies: list[ProxyProcess], backends: dict[int, int],
                   prefix: str, n: int = 200) -> None:
     """Write through one proxy, read through the other, find each key on the right backend."""
+    # every proxy routes by the dashboard's map. The live proxies' list in it follows a proxy
+    # coming back online by one more push (the announce), so wait for that push to land too.
+    until(lambda: all(p.slotmap() == dash.get("/api/v1/slotmap") for p in proxies), 10,
+          "every proxy to hold the dashboard's map")
     slotmap = dash.get("/api/v1/slotmap")
-    for p in proxies:
-        assert p.slotmap() == slotmap  # every proxy routes by the dashboard's map
     writer = client(proxies[0].port)
     readers = [client(p.port) for p in proxies[1:]]
     direct = {gid: redis.Redis(port=port) for gid, port in backends.items()}
@@ -217,8 +219,11 @@ def test_etcd_leader_failover_with_real_proxies(tmp_path: Path, etcd_url: str, k
         until(lambda: first.get("/api/v1/topology")["dashboard"]["role"] == "leader", 10,
               "dash-a to take over")
         assert proxyctl(first, "slots", "assign", "0-100", "3", "--force")[0] == 0
+        assert proxy.slotmap()["epoch"] > epoch
+        # the live proxies' list in the map follows the take-over's heartbeats by one announce
+        until(lambda: proxy.slotmap() == first.get("/api/v1/slotmap"), 10,
+              "the proxy to hold the new leader's map")
         slotmap = first.get("/api/v1/slotmap")
-        assert slotmap["epoch"] > epoch and proxy.slotmap() == slotmap
         r = client(proxy.port)
         for key in (b"after-failover", b"{x}1", b"zzz"):
             r.set(key, b"1")
