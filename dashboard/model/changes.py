@@ -31,6 +31,7 @@ __all__ = [  # the errors are re-exported: callers of the rules catch what the r
     "parse_assignments",
     "remove_group",
     "remove_server",
+    "switch_master",
     "unassign_slots",
 ]
 
@@ -130,6 +131,22 @@ def add_server(topo: Topology, gid: int, addr: str, role: str | None = None) -> 
             raise Conflict(f"group {gid} has no master yet; add the master first")
         return _with_group(topo, replace(group, replicas=(*group.replicas, addr)))
     raise InvalidRequest(f"role must be 'master' or 'replica', not {role!r}")
+
+
+def switch_master(topo: Topology, gid: int, addr: str) -> Topology:
+    """Record `addr` as group `gid`'s master (a failover or a promotion that already happened
+    on the servers): it leaves the replicas, the old master stays in the group as a replica.
+    `addr` must already be a server of the group: a master from nowhere is refused."""
+    group = _group(topo, gid)
+    addr = check_addr(addr)
+    if addr == group.master:
+        return topo
+    if addr not in group.replicas:
+        raise Conflict(f"server {addr} is not a replica of group {gid}")
+    replicas = [r for r in group.replicas if r != addr]
+    if group.master:
+        replicas.insert(0, group.master)
+    return _with_group(topo, replace(group, master=addr, replicas=tuple(replicas)))
 
 
 def remove_server(topo: Topology, gid: int, addr: str) -> Topology:

@@ -117,3 +117,16 @@ def test_remove_group_rules() -> None:
     assert 1 not in t.remove_group(topo, 1).groups
     with pytest.raises(t.NotFound):
         t.remove_group(topo, 77)
+
+
+def test_switch_master_swaps_roles_within_the_group() -> None:
+    topo = three_groups(1024)
+    topo = t.add_server(topo, 2, "10.9.9.9:1")
+    topo = t.add_server(topo, 2, "10.9.9.8:1")
+    new = t.switch_master(topo, 2, "10.9.9.8:1")
+    assert new.groups[2].master == "10.9.9.8:1"
+    assert new.groups[2].replicas == ("10.0.0.2:6379", "10.9.9.9:1")
+    assert new.slots_of(2) == topo.slots_of(2)
+    assert t.switch_master(new, 2, "10.9.9.8:1") == new  # already master: no change
+    with pytest.raises(t.Conflict, match="not a replica of group 2"):
+        t.switch_master(topo, 2, "10.0.0.1:6379")
