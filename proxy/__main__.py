@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--no-hiredis", action="store_true",
                    help="use the pure-Python request parser")
+    p.add_argument("--no-accelerator", action="store_true",
+                   help="use the pure-Python hot path even when the compiled one is built")
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
     p.add_argument("--version", action="version", version=f"slotproxy {__version__}")
     return p.parse_args(argv)
@@ -53,6 +55,8 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         overrides["log_level"] = ns.log_level
     if ns.no_hiredis:
         overrides["use_hiredis"] = False
+    if ns.no_accelerator:
+        overrides["use_accelerator"] = False
     return cfg.with_overrides(**overrides) if overrides else cfg
 
 

@@ -27,6 +27,7 @@ from . import __version__
 from .backend.conn import Flusher
 from .backend.pool import BackendPool
 from .blocking import Blocking
+from .client.connection import select_hot_path
 from .client.context import ClientRegistry, Services
 from .commands.table import CommandTable
 from .config import ProxyConfig
@@ -49,6 +50,8 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
     running loop; nothing is bound or connected yet. `fence_enabled` defaults to "has a dashboard";
     `clock` is the transit fence's clock (in-process tests pass their own)."""
     loop = asyncio.get_running_loop()
+    # Compiled or pure-Python hot path, before any connection exists (proxy._accel).
+    select_hot_path(cfg.use_accelerator)
     stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time())
     flusher = Flusher(loop)
     pool = BackendPool(cfg.backend, flusher, stats)

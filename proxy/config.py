@@ -140,6 +140,8 @@ class ProxyConfig:
     command_table: str = "backend"       # "backend": COMMAND from a backend, else builtin
     log_level: str = "info"
     use_hiredis: bool = True
+    # The compiled hot path (proxy._accel) when it is built; False: the pure-Python twins.
+    use_accelerator: bool = True
 
     def with_overrides(self, **kw: Any) -> ProxyConfig:
         return replace(self, **kw)
@@ -284,7 +286,7 @@ _TOP_LEVEL = {
     "listen", "slots", "password", "username", "idle_timeout", "shutdown_timeout", "tcp_backlog",
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
-    "pubsub", "cluster", "config",
+    "pubsub", "cluster", "config", "use_accelerator",
 }
 
 
@@ -358,6 +360,8 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         kw["log_level"] = level
     if "use_hiredis" in data:
         kw["use_hiredis"] = _coerce(data["use_hiredis"], True, "use_hiredis")
+    if "use_accelerator" in data:
+        kw["use_accelerator"] = _coerce(data["use_accelerator"], True, "use_accelerator")
     lim: LimitsConfig = kw["limits"]
     if lim.max_pipeline < 1:
         raise ConfigError("limits.max_pipeline: must be at least 1")

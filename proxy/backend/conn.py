@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from slotcore.resp import ProtocolError, ReplyReader, pack_command
 
+from .. import _accel
 from ..errors import backend_error
 from ..observe.stats import BackendCounters
 
@@ -92,6 +93,13 @@ class _ProbeWaiter:
 DOWN, CONNECTING, UP, CLOSED = 0, 1, 2, 3
 
 
+def _deliver(fifo: deque[Waiter], replies: list[bytes]) -> None:
+    """Each reply to the waiter at the head, in order (compiled twin: `_speedups.deliver`)."""
+    popleft = fifo.popleft
+    for raw in replies:
+        popleft().resolve(raw)
+
+
 class BackendConn(asyncio.Protocol):
     """One pipelined connection to a redis-server, reconnecting with backoff."""
 
@@ -128,8 +136,11 @@ class BackendConn(asyncio.Protocol):
         self.fifo: deque[Waiter] = deque()
         self.out: list[bytes] = []
         self.dirty = False
-        # Frames replies across reads; resumable, so a big aggregate is scanned once.
-        self.reader = ReplyReader()
+        # Frames replies across reads; resumable, so a big aggregate is scanned once. With the
+        # compiled hot path, its twin frames them, and `_deliver` hands them to the waiters.
+        sp = _accel.speedups
+        self.reader = ReplyReader() if sp is None else sp.ReplyReader()
+        self._deliver = _deliver if sp is None else sp.deliver
         self._task: asyncio.Task[None] | None = None
         self._up_event = asyncio.Event()
         self._lost = asyncio.Event()
@@ -303,9 +314,7 @@ class BackendConn(asyncio.Protocol):
                       self.addr)
             self.fail("protocol error: reply with no request waiting for it")
             return
-        popleft = fifo.popleft
-        for raw in replies:
-            popleft().resolve(raw)
+        self._deliver(fifo, replies)
 
     # ------------------------------------------------------------------ health
     def check_stall(self, now: float) -> None:

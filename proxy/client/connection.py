@@ -4,7 +4,12 @@ This is the request hot path. While the connection's mode allows it (`mode.fast_
 single-key command costs: one dict lookup for its arity (`CommandTable.fast_arity`), one CRC16
 (`crc_hqx`, C), one list index for the group, one `ReplySlot`, and an append to a backend
 buffer that is written once per loop iteration (see `backend.conn.Flusher`). Everything else
-goes through `proxy.dispatch`.
+goes through `proxy.dispatch`. With the compiled hot path (`proxy._accel`) the parser and that
+loop are its compiled twins (`RequestParser`, `fast_run`); everything else is the same code.
+
+The seam for features that must see fast-path requests (sampling, replica reads): a callable
+`services.fast_hook(conn, argv, slot)` is called for every request the fast path would serve,
+in both implementations; a true result sends that request through `dispatch` instead.
 
 Flow control: at most `max_pipeline` replies are owed at once; the surplus stays parsed in
 `backlog` and reading pauses (backpressure, not buffering). Reading also pauses while the
@@ -25,6 +30,7 @@ from collections.abc import Callable
 from slotcore.keyslot import hash_tag
 from slotcore.resp import pack_command
 
+from .. import _accel
 from ..backend.conn import UP
 from ..errors import MAX_CLIENTS, protocol_error
 from ..protocol.request import make_request_parser
@@ -51,6 +57,29 @@ class MutedSlot(ReplySlot):
         ReplySlot.resolve(self, b"")
 
 
+if _accel.built is not None:
+    _CReplySlot = _accel.built.ReplySlot
+
+    class CompiledMutedSlot(_CReplySlot):  # type: ignore[misc, valid-type]
+        """MutedSlot over the compiled ReplySlot (its twin)."""
+
+        __slots__ = ()
+
+        def resolve(self, raw: bytes) -> None:
+            _CReplySlot.resolve(self, b"")
+else:
+    CompiledMutedSlot = None  # type: ignore[assignment, misc]
+
+
+def select_hot_path(use_accelerator: bool, *, quiet: bool = False) -> str:
+    """Pick the compiled hot path (when built and wanted) or the Python one for connections
+    made from now on, and the ReplySlot class replies are queued with; returns its name."""
+    name = _accel.select(use_accelerator, quiet=quiet)
+    sp = _accel.speedups
+    replies.use_slot_class(ReplySlot if sp is None else sp.ReplySlot)
+    return name
+
+
 # `proxy.dispatch.dispatch`, handed in by the listener: the connection serves the fast path
 # itself and gives everything else to it (dispatch sits above the client package).
 Dispatch = Callable[["ClientConnection", list[bytes], bytes], None]
@@ -63,7 +92,14 @@ class ClientConnection(asyncio.Protocol):
         self.flusher = services.flusher
         cfg = services.cfg
         limits = cfg.limits
-        self.parser = make_request_parser(limits.resp_limits(), prefer_hiredis=cfg.use_hiredis)
+        sp = _accel.speedups
+        if sp is None:
+            self.parser = make_request_parser(limits.resp_limits(),
+                                              prefer_hiredis=cfg.use_hiredis)
+            self._fast_run = None
+        else:
+            self.parser = sp.RequestParser(limits.resp_limits())
+            self._fast_run = sp.fast_run
         self.max_pipeline = limits.max_pipeline
         self.resume_at = max(1, limits.max_pipeline // 2)
         self.output_limit = limits.client_output_buffer  # pubsub.output_buffer while subscribed
@@ -250,17 +286,20 @@ class ClientConnection(asyncio.Protocol):
         # has an owner, while the mode allows it. It is `dispatch.keyed` for exactly the
         # commands `CommandTable.fast_arity` lists, with `reply.expect` and
         # `BackendConn.send` written out; everything else goes through dispatch().
+        if self._fast_run is not None:
+            self._dispatch_chunk_compiled(reqs, packed)
+            return
         services = self.services
         fast = services.table.fast_arity
         router = services.router
         by_slot = router.by_slot
         mask = router.mask
         slot_ops = services.stats.slot_ops
+        hook = services.fast_hook
         fifo = self.fifo
         mark = self.flusher.mark
         lane = self.state.lane
         fast_path = self.mode.fast_path and not self.reply_ctl
-        dispatch = self.dispatch
         fast_last = False
         i = 0
         for argv in reqs:
@@ -272,9 +311,12 @@ class ClientConnection(asyncio.Protocol):
                     if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
                         key = hash_tag(key)
                     slot = crc_hqx(key, 0) & mask
-                    slot_ops[slot] += 1
                     group = by_slot[slot]
+                    if group is not None and hook is not None:
+                        # True: dispatch() serves it; else the hook may have moved the slot.
+                        group = None if hook(self, argv, slot) else by_slot[slot]
                     if group is not None:
+                        slot_ops[slot] += 1
                         slot_reply = ReplySlot(self)
                         fifo.append(slot_reply)
                         conn = group.lanes[lane]
@@ -289,20 +331,9 @@ class ClientConnection(asyncio.Protocol):
                         i += 1
                         fast_last = True
                         continue
-            if self.reply_ctl:
-                self._dispatch_muted(argv, packed[i])
-            else:
-                dispatch(self, argv, packed[i])
             fast_last = False
             i += 1
-            if self.closing:  # QUIT: nothing after it runs
-                break
-            if self.lane_barrier:  # protocol or connection switch, blocked: the rest waits
-                self.backlog.extend(zip(reqs[i:], packed[i:], strict=True))
-                self.pipeline_paused = True
-                if not self.fifo:  # already answered (e.g. refused at once): go on now
-                    self.pipeline_progress()
-                self._update_reading()
+            if self._dispatch_slow(reqs, packed, i - 1):
                 break
             # The command may have changed the mode or the lane (AUTH, HELLO, RESET, CLIENT
             # REPLY).
@@ -312,6 +343,60 @@ class ClientConnection(asyncio.Protocol):
             self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)
         self.state.commands += i
         services.stats.commands += i
+
+    def _dispatch_chunk_compiled(self, reqs: list[list[bytes]], packed: list[bytes]) -> None:
+        # The same loop with the fast path compiled (`_speedups.fast_run`: the loop above,
+        # request for request): it serves reqs[i:] until a request it does not serve, which
+        # goes through dispatch() here, and so on.
+        services = self.services
+        fast = services.table.fast_arity
+        router = services.router
+        by_slot = router.by_slot
+        mask = router.mask
+        slot_ops = services.stats.slot_ops
+        hook = services.fast_hook
+        mark = self.flusher.mark
+        fast_run = self._fast_run
+        assert fast_run is not None
+        n = len(reqs)
+        fast_path = self.mode.fast_path and not self.reply_ctl
+        fast_last = False
+        i = 0
+        while i < n:
+            if fast_path:
+                j = fast_run(self, reqs, packed, i, fast, by_slot, mask, slot_ops,
+                             self.state.lane, mark, UP, hook)
+                if j > i:
+                    fast_last = True
+                    i = j
+                    if i == n:
+                        break
+            fast_last = False
+            i += 1
+            if self._dispatch_slow(reqs, packed, i - 1):
+                break
+            fast_path = self.mode.fast_path and not self.reply_ctl
+        if fast_last:
+            self.state.cmd = reqs[i - 1][0]
+        self.state.commands += i
+        services.stats.commands += i
+
+    def _dispatch_slow(self, reqs: list[list[bytes]], packed: list[bytes], i: int) -> bool:
+        """reqs[i] through dispatch(); True when the rest of the chunk must not run now."""
+        if self.reply_ctl:
+            self._dispatch_muted(reqs[i], packed[i])
+        else:
+            self.dispatch(self, reqs[i], packed[i])
+        if self.closing:  # QUIT: nothing after it runs
+            return True
+        if self.lane_barrier:  # protocol or connection switch, blocked: the rest waits
+            self.backlog.extend(zip(reqs[i + 1:], packed[i + 1:], strict=True))
+            self.pipeline_paused = True
+            if not self.fifo:  # already answered (e.g. refused at once): go on now
+                self.pipeline_progress()
+            self._update_reading()
+            return True
+        return False
 
     def _run_backlog(self) -> None:
         # Re-entry guard: dispatching can resolve replies synchronously (backend down, local
@@ -395,7 +480,7 @@ class ClientConnection(asyncio.Protocol):
         if self.muted:
             # Keeps its place in the order (a muted reply still comes before later ones), and
             # writes nothing when resolved.
-            slot = MutedSlot(self)
+            slot = MutedSlot(self) if self._fast_run is None else CompiledMutedSlot(self)
             self.fifo.append(slot)
             return slot
         return replies.expect(self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -155,6 +156,10 @@ class Services:
     # INFO fields the proxy states itself, by section title: {"Cluster": {"cluster_enabled":
     # "1"}} (the Redis Cluster masquerade fills this).
     info_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Called as fast_hook(conn, argv, slot) for each request the single-key fast path would
+    # serve (compiled or not); a true result sends it through dispatch instead. For features
+    # that must see those requests (sampling, replica reads); None costs nothing.
+    fast_hook: Callable[[Any, list[bytes], int], bool] | None = None
 
     def loop_time(self) -> float:
         return self.loop.time()

@@ -63,9 +63,19 @@ class ReplySlot:
                 s.pipeline_progress()
 
 
+# The ReplySlot class `expect` and `answer` make: this one, or its compiled twin
+# (proxy._accel, which calls use_slot_class when the process picks its hot path).
+_Slot: type[ReplySlot] = ReplySlot
+
+
+def use_slot_class(cls: type) -> None:
+    global _Slot
+    _Slot = cls
+
+
 def expect(sink: ReplySink) -> ReplySlot:
     """A placeholder for the reply to the request being dispatched, in order."""
-    slot = ReplySlot(sink)
+    slot = _Slot(sink)
     sink.fifo.append(slot)
     return slot
 
@@ -73,7 +83,7 @@ def expect(sink: ReplySink) -> ReplySlot:
 def answer(sink: ReplySink, raw: bytes) -> None:
     """Answer the request being dispatched with `raw` (after any replies still owed)."""
     if sink.fifo:
-        sink.fifo.append(ReplySlot(sink, raw))
+        sink.fifo.append(_Slot(sink, raw))
     else:
         sink.out.append(raw)
         if not sink.dirty:
