@@ -25,6 +25,7 @@ rarer paths, when it runs (split). Tests call `select` to run the same cases ove
 from __future__ import annotations
 
 import logging
+import os
 from types import ModuleType
 
 log = logging.getLogger("slotproxy")
@@ -54,8 +55,14 @@ def name() -> str:
 
 
 def select(use_accelerator: bool = True, *, quiet: bool = False) -> str:
-    """Select the compiled hot path (if wanted and built) or the Python one; its name."""
+    """Select the compiled hot path (if wanted and built) or the Python one; its name.
+
+    SLOTPROXY_ACCELERATOR=0 in the environment forces the Python one (whatever the config
+    says): to run a whole test suite or a fleet on the fallback.
+    """
     global speedups
+    if os.environ.get("SLOTPROXY_ACCELERATOR", "1").strip() in ("0", "false", "no", "off"):
+        use_accelerator = False
     speedups = built if use_accelerator else None
     if use_accelerator and built is None and not quiet:
         log.warning("compiled hot path not available (%s): using the pure-Python one",
