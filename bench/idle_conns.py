@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import ProxyProcess, RedisServer, group_config  # noqa: E402
+from tests.harness import ProxyProcess, RedisServer, group_config
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 
