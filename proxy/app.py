@@ -25,7 +25,7 @@ from slotcore.resp import pack_command
 from slotcore.slotmap import SlotMap
 
 from . import __version__
-from .backend.conn import Flusher
+from .backend.conn import new_flusher
 from .backend.pool import BackendPool
 from .blocking import Blocking
 from .client.connection import select_hot_path
@@ -56,7 +56,7 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
     # Compiled or pure-Python hot path, before any connection exists (proxy._accel).
     select_hot_path(cfg.use_accelerator)
     stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time())
-    flusher = Flusher(loop)
+    flusher = new_flusher(loop)
     pool = BackendPool(cfg.backend, flusher, stats)
     if fence_enabled is None:
         fence_enabled = bool(cfg.dashboard)

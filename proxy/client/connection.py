@@ -260,6 +260,8 @@ class ClientConnection(asyncio.Protocol):
                 # undispatched, so replies in flight (and memory) stay bounded.
                 self._backlog_q().extend(zip(reqs, parser.packed, strict=True))
                 self._run_backlog()
+            elif self._fast_run is not None:
+                self._dispatch_chunk_compiled(reqs, parser.packed)
             else:
                 self._dispatch_chunk(reqs, parser.packed)
         if parser.error is not None and not self.closing:

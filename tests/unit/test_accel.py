@@ -354,3 +354,47 @@ def test_reply_slot_subclass_and_foreign_waiters(sp: Any) -> None:
     assert a.data == b"+3\r\n" and a.sink is sink
     with pytest.raises(IndexError):
         sp.deliver(deque(), [b"+OK\r\n"])
+
+
+# ------------------------------------------------------------------------------ flusher
+class Loop:
+    """call_soon recorded, run by hand."""
+
+    def __init__(self) -> None:
+        self.soon: list[Any] = []
+
+    def call_soon(self, fn: Any) -> object:
+        self.soon.append(fn)
+        return object()
+
+
+def flush_trace(flusher_cls: type, seed: int) -> list[Any]:
+    rng = random.Random(seed)
+    trace: list[Any] = []
+
+    class Conn:
+        def __init__(self, name: int) -> None:
+            self.name = name
+
+        def flush(self) -> None:
+            trace.append(("flush", self.name))
+            if rng.random() < 0.2:  # a flush that marks again (a write that made more output)
+                fl.mark(self)
+
+    loop = Loop()
+    fl = flusher_cls(loop)
+    conns = [Conn(i) for i in range(5)]
+    for _ in range(30):
+        for _ in range(rng.randint(0, 4)):
+            fl.mark(rng.choice(conns))
+        trace.append(("scheduled", len(loop.soon)))
+        if loop.soon and rng.random() < 0.7:
+            loop.soon.pop(0)()
+    return trace
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_flusher_agrees(sp: Any, seed: int) -> None:
+    from proxy.backend.conn import Flusher
+
+    assert flush_trace(sp.Flusher, seed) == flush_trace(Flusher, seed)
