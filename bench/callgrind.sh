@@ -80,7 +80,7 @@ for mode in ${MODES//,/ }; do
       -q > /dev/null 2>&1   # warm-up (caches, table spellings)
     callgrind_control -z "$vpid" > /dev/null 2>&1
     redis-benchmark -p "$SP" -c "$CLIENTS" -n "$n" -r 100000 -P "$pipe" -d "$SIZE" -t "$test" \
-      -q > /dev/null 2>&1
+      -q > /dev/null 2>&1 || echo "# redis-benchmark failed: $case ($mode)" >&2
     rm -f "$TMP"/cg."$mode".*.[0-9]*
     callgrind_control -d "case-$test-P$pipe" "$vpid" > /dev/null 2>&1
     f=$(ls -t "$TMP"/cg."$mode".* | grep -v "\.$vpid$" | head -1 || true)

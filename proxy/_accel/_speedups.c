@@ -1203,6 +1203,347 @@ static PyTypeObject ReplySlotType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------------------------------
+ * Gather (twin: proxy.client.reply.Gather + fanout.merge's merge_ok / merge_sum / merge_mget)
+ *
+ * The sub-replies of a split MSET / DEL-like / MGET are merged here when they have the shape
+ * a redis-server sends (+OK, :n, an array of the expected length); anything else (an error is
+ * not "anything else": the first error part wins, as in Python) is merged by the Python merge
+ * function through client.reply.merge_safely, so every odd case keeps the Python behaviour.
+ * ---------------------------------------------------------------------------------------- */
+
+enum { MERGE_OK = 0, MERGE_SUM = 1, MERGE_MGET = 2 };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *slot;       /* the client's ReplySlot (or anything with resolve) */
+    PyObject *parts;      /* list of n bytes */
+    PyObject *positions;  /* MGET: list of lists of key indices per part; else None */
+    PyObject *merge;      /* the Python merge function (fallback) */
+    Py_ssize_t left, nkeys;
+    int kind;
+} Gather;
+
+typedef struct {
+    PyObject_HEAD
+    Gather *gather;
+    Py_ssize_t index;
+} GatherPart;
+
+static PyTypeObject GatherType, GatherPartType;
+static PyObject *merge_safely;  /* proxy.client.reply.merge_safely, imported on first use */
+static PyObject *merge_parts;   /* proxy.fanout.split.merge_parts, likewise */
+static PyObject *OK_BYTES;
+
+static int g_traverse(Gather *self, visitproc visit, void *arg) {
+    Py_VISIT(self->slot);
+    Py_VISIT(self->parts);
+    Py_VISIT(self->positions);
+    Py_VISIT(self->merge);
+    return 0;
+}
+
+static int g_clear(Gather *self) {
+    Py_CLEAR(self->slot);
+    Py_CLEAR(self->parts);
+    Py_CLEAR(self->positions);
+    Py_CLEAR(self->merge);
+    return 0;
+}
+
+static void g_dealloc(Gather *self) {
+    PyObject_GC_UnTrack(self);
+    g_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Gather *gather_new(PyObject *slot, Py_ssize_t n, int kind, PyObject *positions,
+                          Py_ssize_t nkeys, PyObject *merge) {
+    Gather *g = PyObject_GC_New(Gather, &GatherType);
+    if (g == NULL) return NULL;
+    g->parts = PyList_New(n);
+    if (g->parts == NULL) {
+        g->slot = g->positions = g->merge = NULL;
+        Py_DECREF(g);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(g->parts, i, Py_None);
+    }
+    Py_INCREF(slot);
+    g->slot = slot;
+    Py_INCREF(positions);
+    g->positions = positions;
+    Py_INCREF(merge);
+    g->merge = merge;
+    g->left = n;
+    g->nkeys = nkeys;
+    g->kind = kind;
+    PyObject_GC_Track(g);
+    return g;
+}
+
+static PyObject *g_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *slot, *positions, *merge;
+    Py_ssize_t n, nkeys;
+    int kind;
+    if (!PyArg_ParseTuple(args, "OniOnO:Gather", &slot, &n, &kind, &positions, &nkeys, &merge))
+        return NULL;
+    if (n < 1 || kind < MERGE_OK || kind > MERGE_MGET
+        || (kind == MERGE_MGET && (!PyList_Check(positions) || PyList_GET_SIZE(positions) != n))) {
+        PyErr_SetString(PyExc_ValueError, "Gather(slot, n, kind, positions, nkeys, merge)");
+        return NULL;
+    }
+    return (PyObject *)gather_new(slot, n, kind, positions, nkeys, merge);
+}
+
+static PyObject *part_new(Gather *g, Py_ssize_t index) {
+    GatherPart *p = PyObject_GC_New(GatherPart, &GatherPartType);
+    if (p == NULL) return NULL;
+    Py_INCREF(g);
+    p->gather = g;
+    p->index = index;
+    PyObject_GC_Track(p);
+    return (PyObject *)p;
+}
+
+static PyObject *g_part(Gather *self, PyObject *arg) {
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    if (i < 0 || i >= PyList_GET_SIZE(self->parts)) {
+        PyErr_SetString(PyExc_IndexError, "part index out of range");
+        return NULL;
+    }
+    return part_new(self, i);
+}
+
+/* ":<int>\r\n" exactly (no sign but '-', digits only, small): 1 and *v, else 0. */
+static int int_reply(PyObject *b, long long *v) {
+    const char *p = PyBytes_AS_STRING(b);
+    Py_ssize_t n = PyBytes_GET_SIZE(b);
+    if (n < 4 || p[0] != ':' || p[n - 2] != '\r' || p[n - 1] != '\n') return 0;
+    Py_ssize_t i = 1, e = n - 2;
+    int neg = 0;
+    if (p[i] == '-') { neg = 1; i++; }
+    if (i >= e || e - i > 15) return 0;
+    long long x = 0;
+    for (; i < e; i++) {
+        if (p[i] < '0' || p[i] > '9') return 0;
+        x = x * 10 + (p[i] - '0');
+    }
+    *v = neg ? -x : x;
+    return 1;
+}
+
+/* The merged reply (new ref), NULL with an error, or NULL without one: "ask Python". */
+static PyObject *g_merge_fast(Gather *g) {
+    PyObject *parts = g->parts;
+    Py_ssize_t n = PyList_GET_SIZE(parts);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyList_GET_ITEM(parts, i);
+        if (!PyBytes_CheckExact(p)) return NULL;
+        if (PyBytes_GET_SIZE(p) >= 1 && PyBytes_AS_STRING(p)[0] == '-') {
+            Py_INCREF(p);  /* the first error part wins */
+            return p;
+        }
+    }
+    if (g->kind == MERGE_OK) {
+        Py_INCREF(OK_BYTES);
+        return OK_BYTES;
+    }
+    if (g->kind == MERGE_SUM) {
+        long long sum = 0, v;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!int_reply(PyList_GET_ITEM(parts, i), &v)) return NULL;
+            sum += v;
+        }
+        return PyBytes_FromFormat(":%zd\r\n", (Py_ssize_t)sum);
+    }
+    /* MGET: every part an array of exactly its keys' count; elements back in key order. */
+    Py_ssize_t nkeys = g->nkeys;
+    Py_ssize_t size = 1 + ndigits(nkeys) + 2;
+    const char **start = PyMem_Malloc((size_t)(nkeys ? nkeys : 1) * sizeof(char *));
+    Py_ssize_t *len = PyMem_Malloc((size_t)(nkeys ? nkeys : 1) * sizeof(Py_ssize_t));
+    stack_t st = {NULL, 0, 0};
+    PyObject *res = NULL;
+    if (start == NULL || len == NULL) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t k = 0; k < nkeys; k++) start[k] = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyList_GET_ITEM(parts, i);
+        PyObject *idxs = PyList_GET_ITEM(g->positions, i);
+        const char *b = PyBytes_AS_STRING(p);
+        Py_ssize_t bn = PyBytes_GET_SIZE(p);
+        if (!PyList_Check(idxs) || bn < 4 || b[0] != '*') goto done;
+        Py_ssize_t nl = find_crlf(b, 0, bn);
+        if (nl < 0) goto done;
+        Py_ssize_t m = 0;
+        for (Py_ssize_t j = 1; j < nl; j++) {
+            if (b[j] < '0' || b[j] > '9' || j > 12) goto done;
+            m = m * 10 + (b[j] - '0');
+        }
+        if (nl == 1 || m != PyList_GET_SIZE(idxs)) goto done;
+        Py_ssize_t pos = nl + 2;
+        for (Py_ssize_t q = 0; q < m; q++) {
+            Py_ssize_t end = frame_one(b, bn, pos, &st);
+            if (end == -2) { PyErr_Clear(); goto done; }
+            if (end < 0) goto done;
+            Py_ssize_t k = PyLong_AsSsize_t(PyList_GET_ITEM(idxs, q));
+            if (k < 0 || k >= nkeys) { PyErr_Clear(); goto done; }
+            start[k] = b + pos;
+            len[k] = end - pos;
+            pos = end;
+        }
+        if (pos != bn) goto done;
+    }
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        if (start[k] == NULL) goto done;
+        size += len[k];
+    }
+    res = PyBytes_FromStringAndSize(NULL, size);
+    if (res == NULL) goto done;
+    char *w = put_header(PyBytes_AS_STRING(res), '*', nkeys);
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        memcpy(w, start[k], (size_t)len[k]);
+        w += len[k];
+    }
+done:
+    PyMem_Free(start);
+    PyMem_Free(len);
+    PyMem_Free(st.a);
+    return res;
+}
+
+static int gather_done(Gather *g, Py_ssize_t index, PyObject *raw) {
+    Py_INCREF(raw);
+    PyObject *old = PyList_GET_ITEM(g->parts, index);
+    PyList_SET_ITEM(g->parts, index, raw);
+    Py_DECREF(old);
+    g->left -= 1;
+    if (g->left != 0) return 0;
+    PyObject *merged = g_merge_fast(g);
+    if (merged == NULL) {
+        if (PyErr_Occurred()) return -1;
+        if (merge_safely == NULL) {
+            PyObject *mod = PyImport_ImportModule("proxy.client.reply");
+            if (mod == NULL) return -1;
+            merge_safely = PyObject_GetAttrString(mod, "merge_safely");
+            Py_DECREF(mod);
+            if (merge_safely == NULL) return -1;
+        }
+        if (g->merge == Py_None) {
+            /* Made by fast_split: the Python merge by kind (fanout.split.merge_parts). */
+            if (merge_parts == NULL) {
+                PyObject *mod = PyImport_ImportModule("proxy.fanout.split");
+                if (mod == NULL) return -1;
+                merge_parts = PyObject_GetAttrString(mod, "merge_parts");
+                Py_DECREF(mod);
+                if (merge_parts == NULL) return -1;
+            }
+            PyObject *kind = PyLong_FromLong(g->kind), *nk = PyLong_FromSsize_t(g->nkeys);
+            merged = (kind && nk) ? PyObject_CallFunctionObjArgs(merge_parts, kind, g->positions,
+                                                                 nk, g->parts, NULL) : NULL;
+            Py_XDECREF(kind);
+            Py_XDECREF(nk);
+        } else {
+            merged = PyObject_CallFunctionObjArgs(merge_safely, g->merge, g->parts, NULL);
+        }
+        if (merged == NULL) return -1;
+    }
+    int r;
+    if (Py_IS_TYPE(g->slot, &ReplySlotType)) {
+        r = rs_resolve_impl((ReplySlot *)g->slot, merged);
+    } else {
+        PyObject *x = PyObject_CallMethodOneArg(g->slot, s_resolve, merged);
+        r = x == NULL ? -1 : 0;
+        Py_XDECREF(x);
+    }
+    Py_DECREF(merged);
+    return r;
+}
+
+static PyObject *g_done(Gather *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "done(index, raw)");
+        return NULL;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(args[0]);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    if (i < 0 || i >= PyList_GET_SIZE(self->parts)) {
+        PyErr_SetString(PyExc_IndexError, "part index out of range");
+        return NULL;
+    }
+    if (gather_done(self, i, args[1]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef g_methods[] = {
+    {"part", (PyCFunction)g_part, METH_O, "The waiter of sub-request `index`."},
+    {"done", (PyCFunction)(void (*)(void))g_done, METH_FASTCALL, "done(index, raw)"},
+    {NULL}
+};
+
+static PyMemberDef g_members[] = {
+    {"slot", T_OBJECT, offsetof(Gather, slot), READONLY, NULL},
+    {"parts", T_OBJECT, offsetof(Gather, parts), READONLY, NULL},
+    {"left", T_PYSSIZET, offsetof(Gather, left), READONLY, NULL},
+    {"merge", T_OBJECT, offsetof(Gather, merge), READONLY, NULL},
+    {NULL}
+};
+
+static PyTypeObject GatherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "proxy._accel._speedups.Gather",
+    .tp_basicsize = sizeof(Gather),
+    .tp_dealloc = (destructor)g_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Gather(slot, n, kind, positions, nkeys, merge): sub-replies merged (twin).",
+    .tp_traverse = (traverseproc)g_traverse,
+    .tp_clear = (inquiry)g_clear,
+    .tp_methods = g_methods,
+    .tp_members = g_members,
+    .tp_new = g_new,
+};
+
+static int gp_traverse(GatherPart *self, visitproc visit, void *arg) {
+    Py_VISIT(self->gather);
+    return 0;
+}
+
+static int gp_clear(GatherPart *self) {
+    Py_CLEAR(self->gather);
+    return 0;
+}
+
+static void gp_dealloc(GatherPart *self) {
+    PyObject_GC_UnTrack(self);
+    gp_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *gp_resolve(GatherPart *self, PyObject *raw) {
+    if (self->gather == NULL) Py_RETURN_NONE;
+    if (gather_done(self->gather, self->index, raw) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef gp_methods[] = {
+    {"resolve", (PyCFunction)gp_resolve, METH_O, "The sub-request's reply."},
+    {NULL}
+};
+
+static PyTypeObject GatherPartType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "proxy._accel._speedups.GatherPart",
+    .tp_basicsize = sizeof(GatherPart),
+    .tp_dealloc = (destructor)gp_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The waiter of one sub-request of a Gather.",
+    .tp_traverse = (traverseproc)gp_traverse,
+    .tp_clear = (inquiry)gp_clear,
+    .tp_methods = gp_methods,
+};
+
 /* deliver(fifo, replies): for raw in replies: fifo.popleft().resolve(raw) */
 static PyObject *py_deliver(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyList_Check(args[1])) {
@@ -1221,6 +1562,9 @@ static PyObject *py_deliver(PyObject *self, PyObject *const *args, Py_ssize_t na
         int r;
         if (Py_IS_TYPE(w, &ReplySlotType)) {
             r = rs_resolve_impl((ReplySlot *)w, raw);
+        } else if (Py_IS_TYPE(w, &GatherPartType)) {
+            GatherPart *gp = (GatherPart *)w;
+            r = gp->gather != NULL ? gather_done(gp->gather, gp->index, raw) : 0;
         } else {
             PyObject *x = PyObject_CallMethodOneArg(w, s_resolve, raw);
             r = x == NULL ? -1 : 0;
@@ -1281,19 +1625,179 @@ static inline int slot_ops_incr(PyObject *slot_ops, Py_ssize_t slot) {
     return 0;
 }
 
+/* Queue packed request `pk` on group.lanes[lane] for `waiter`: what BackendConn.send does,
+ * written out for a connection that is UP (its fifo, its output, mark it dirty once). */
+static int route_req(PyObject *group, Py_ssize_t lane, PyObject *pk, PyObject *waiter,
+                     PyObject *mark, PyObject *up) {
+    PyObject *lanes = PyObject_GetAttr(group, s_lanes);
+    if (lanes == NULL) return -1;
+    PyObject *bconn = PySequence_GetItem(lanes, lane);
+    Py_DECREF(lanes);
+    if (bconn == NULL) return -1;
+    int r = -1;
+    PyObject *x;
+    PyObject *st = PyObject_GetAttr(bconn, s_state);
+    if (st == NULL) goto end;
+    int isup = PyObject_RichCompareBool(st, up, Py_EQ);
+    Py_DECREF(st);
+    if (isup < 0) goto end;
+    if (!isup) {
+        PyObject *sargs[3] = {bconn, pk, waiter};
+        x = PyObject_VectorcallMethod(s_send, sargs, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (x == NULL) goto end;
+        Py_DECREF(x);
+        r = 0;
+        goto end;
+    }
+    PyObject *bf = PyObject_GetAttr(bconn, s_fifo);
+    if (bf == NULL) goto end;
+    x = PyObject_CallMethodOneArg(bf, s_append, waiter);
+    Py_DECREF(bf);
+    if (x == NULL) goto end;
+    Py_DECREF(x);
+    PyObject *bout = PyObject_GetAttr(bconn, s_out);
+    if (bout == NULL) goto end;
+    if (PyList_CheckExact(bout)) {
+        int e = PyList_Append(bout, pk);
+        Py_DECREF(bout);
+        if (e < 0) goto end;
+    } else {
+        x = PyObject_CallMethodOneArg(bout, s_append, pk);
+        Py_DECREF(bout);
+        if (x == NULL) goto end;
+        Py_DECREF(x);
+    }
+    PyObject *d = PyObject_GetAttr(bconn, s_dirty);
+    if (d == NULL) goto end;
+    int isd = PyObject_IsTrue(d);
+    Py_DECREF(d);
+    if (isd < 0) goto end;
+    if (!isd) {
+        if (PyObject_SetAttr(bconn, s_dirty, Py_True) < 0) goto end;
+        x = PyObject_CallOneArg(mark, bconn);
+        if (x == NULL) goto end;
+        Py_DECREF(x);
+    }
+    r = 0;
+end:
+    Py_DECREF(bconn);
+    return r;
+}
+
+/* A new ReplySlot for `conn` appended to its fifo (`cappend`: the fifo's bound append). */
+static PyObject *expect_slot(PyObject *conn, PyObject *cappend) {
+    PyObject *rs = rs_new(conn);
+    if (rs == NULL) return NULL;
+    PyObject *x = PyObject_CallOneArg(cappend, rs);
+    if (x == NULL) { Py_DECREF(rs); return NULL; }
+    Py_DECREF(x);
+    return rs;
+}
+
+static PyObject *build_frame(PyObject *argv, Py_ssize_t step, PyObject *ix);
+
 /*
- * fast_run(conn, reqs, packed, i, fast_arity, by_slot, mask, slot_ops, lane, mark, up, hook)
- *   -> index of the first request from i on that the fast path does not serve.
+ * A SPLIT command (MSET, MGET, DEL, UNLINK, EXISTS, TOUCH) whose keys all have an owner:
+ * served as fanout.split.split does (one request unchanged when every key is on one group,
+ * else one sub-request per group and a Gather). 1 served, 0 not (no side effect: the Python
+ * path serves it), -1 error.
+ */
+static int fast_split(PyObject *conn, PyObject *argv, PyObject *pk, long kind,
+                      PyObject *by_slot, long mask, PyObject *slot_ops, Py_ssize_t lane,
+                      PyObject *mark, PyObject *up, PyObject *cappend) {
+    Py_ssize_t argc = PyList_GET_SIZE(argv);
+    Py_ssize_t step = kind == MERGE_OK ? 2 : 1;
+    if (kind == MERGE_OK && argc % 2 == 0) return 0;  /* wrong args: the Python path says so */
+    Py_ssize_t nkeys = (argc - 1) / step;
+    if (nkeys < 1) return 0;
+    Py_ssize_t nslots = PyList_GET_SIZE(by_slot);
+    Py_ssize_t small[64];
+    Py_ssize_t *slots = nkeys <= 64 ? small : PyMem_Malloc((size_t)nkeys * sizeof(Py_ssize_t));
+    if (slots == NULL) { PyErr_NoMemory(); return -1; }
+    int rc = 0;
+    PyObject *dests = NULL, *idxs = NULL, *rs = NULL;
+    Gather *g = NULL;
+    for (Py_ssize_t j = 0; j < nkeys; j++) {
+        PyObject *key = PyList_GET_ITEM(argv, 1 + j * step);
+        if (!PyBytes_Check(key)) goto done;
+        Py_ssize_t slot = (Py_ssize_t)(key_hash((const unsigned char *)PyBytes_AS_STRING(key),
+                                                PyBytes_GET_SIZE(key)) & (unsigned long)mask);
+        if (slot >= nslots || PyList_GET_ITEM(by_slot, slot) == Py_None) goto done;
+        slots[j] = slot;
+    }
+    dests = PyList_New(0);
+    idxs = PyList_New(0);
+    if (dests == NULL || idxs == NULL) { rc = -1; goto done; }
+    for (Py_ssize_t j = 0; j < nkeys; j++) {
+        if (slot_ops_incr(slot_ops, slots[j]) < 0) { rc = -1; goto done; }
+        PyObject *grp = PyList_GET_ITEM(by_slot, slots[j]);
+        Py_ssize_t nd = PyList_GET_SIZE(dests), k;
+        for (k = 0; k < nd; k++)
+            if (PyList_GET_ITEM(dests, k) == grp) break;
+        PyObject *jj = PyLong_FromSsize_t(j);
+        if (jj == NULL) { rc = -1; goto done; }
+        if (k == nd) {
+            PyObject *l = PyList_New(1);
+            if (l == NULL || PyList_Append(dests, grp) < 0 || PyList_Append(idxs, l) < 0) {
+                Py_XDECREF(l);
+                Py_DECREF(jj);
+                rc = -1;
+                goto done;
+            }
+            PyList_SET_ITEM(l, 0, jj);
+            Py_DECREF(l);
+        } else {
+            int e = PyList_Append(PyList_GET_ITEM(idxs, k), jj);
+            Py_DECREF(jj);
+            if (e < 0) { rc = -1; goto done; }
+        }
+    }
+    rs = expect_slot(conn, cappend);
+    if (rs == NULL) { rc = -1; goto done; }
+    Py_ssize_t nd = PyList_GET_SIZE(dests);
+    if (nd == 1) {
+        /* Every key on one group: the request goes unchanged, its reply needs no merge. */
+        rc = route_req(PyList_GET_ITEM(dests, 0), lane, pk, rs, mark, up) < 0 ? -1 : 1;
+        goto done;
+    }
+    g = gather_new(rs, nd, (int)kind, kind == MERGE_MGET ? idxs : Py_None, nkeys, Py_None);
+    if (g == NULL) { rc = -1; goto done; }
+    for (Py_ssize_t k = 0; k < nd; k++) {
+        PyObject *frame = build_frame(argv, step, PyList_GET_ITEM(idxs, k));
+        if (frame == NULL) { rc = -1; goto done; }
+        PyObject *part = part_new(g, k);
+        if (part == NULL) { Py_DECREF(frame); rc = -1; goto done; }
+        int e = route_req(PyList_GET_ITEM(dests, k), lane, frame, part, mark, up);
+        Py_DECREF(frame);
+        Py_DECREF(part);
+        if (e < 0) { rc = -1; goto done; }
+    }
+    rc = 1;
+done:
+    if (slots != small) PyMem_Free(slots);
+    Py_XDECREF(dests);
+    Py_XDECREF(idxs);
+    Py_XDECREF(rs);
+    Py_XDECREF((PyObject *)g);
+    return rc;
+}
+
+/*
+ * fast_run(conn, reqs, packed, i, fast_arity, by_slot, mask, slot_ops, lane, mark, up, hook,
+ *          split_kinds) -> index of the first request from i on that the fast path does not
+ *          serve.
  *
- * A request is served here iff fast_arity has its argv[0], its argc fits that arity, its
- * slot has an owner (by_slot[slot] is not None) and hook (if not None) returns a false value
- * for (conn, argv, slot). Served means exactly what the Python loop does: a ReplySlot on the
- * client's fifo and on the owner's lane, the packed request on that lane's output (or
- * lane.send() when the lane is not UP), slot_ops[slot] += 1.
+ * A single-key request is served here iff fast_arity has its argv[0], its argc fits that
+ * arity, its slot has an owner (by_slot[slot] is not None) and hook (if not None) returns a
+ * false value for (conn, argv, slot). Served means exactly what the Python loop does: a
+ * ReplySlot on the client's fifo and on the owner's lane, the packed request on that lane's
+ * output (or lane.send() when the lane is not UP), slot_ops[slot] += 1.
+ * With split_kinds (argv[0] -> (merge kind, arity)) and no hook, a SPLIT command whose keys
+ * all have an owner is served as fanout.split.split serves it (see fast_split).
  */
 static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "fast_run() takes 12 arguments");
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "fast_run() takes 13 arguments");
         return NULL;
     }
     PyObject *conn = args[0], *reqs = args[1], *packed = args[2];
@@ -1302,27 +1806,50 @@ static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t n
     long mask = PyLong_AsLong(args[6]);
     PyObject *slot_ops = args[7];
     Py_ssize_t lane = PyLong_AsSsize_t(args[8]);
-    PyObject *mark = args[9], *up = args[10], *hook = args[11];
+    PyObject *mark = args[9], *up = args[10], *hook = args[11], *split = args[12];
     if (PyErr_Occurred()) return NULL;
     if (!PyList_CheckExact(reqs) || !PyList_CheckExact(packed) || !PyDict_Check(fast)
-        || !PyList_CheckExact(by_slot)) {
-        PyErr_SetString(PyExc_TypeError, "fast_run(): reqs, packed, by_slot lists; fast_arity dict");
+        || !PyList_CheckExact(by_slot) || (split != Py_None && !PyDict_Check(split))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fast_run(): reqs, packed, by_slot lists; fast_arity, split_kinds dicts");
         return NULL;
     }
+    if (hook != Py_None) split = Py_None;  /* a hook sees SPLIT commands in dispatch */
     Py_ssize_t n = PyList_GET_SIZE(reqs);
     if (PyList_GET_SIZE(packed) < n) n = PyList_GET_SIZE(packed);
     PyObject *cfifo = NULL, *cappend = NULL;
     for (; i < n; i++) {
         PyObject *argv = PyList_GET_ITEM(reqs, i);
         if (!PyList_CheckExact(argv) || PyList_GET_SIZE(argv) < 2) break;
+        if (cappend == NULL) {
+            cfifo = PyObject_GetAttr(conn, s_fifo);
+            if (cfifo == NULL) goto error;
+            cappend = PyObject_GetAttr(cfifo, s_append);
+            if (cappend == NULL) goto error;
+        }
         PyObject *ar = PyDict_GetItemWithError(fast, PyList_GET_ITEM(argv, 0));
+        Py_ssize_t argc = PyList_GET_SIZE(argv);
         if (ar == NULL) {
             if (PyErr_Occurred()) goto error;
-            break;
+            if (split == Py_None) break;
+            PyObject *sk = PyDict_GetItemWithError(split, PyList_GET_ITEM(argv, 0));
+            if (sk == NULL) {
+                if (PyErr_Occurred()) goto error;
+                break;
+            }
+            if (!PyTuple_Check(sk) || PyTuple_GET_SIZE(sk) != 2) break;
+            long kind = PyLong_AsLong(PyTuple_GET_ITEM(sk, 0));
+            long sarity = PyLong_AsLong(PyTuple_GET_ITEM(sk, 1));
+            if (PyErr_Occurred()) goto error;
+            if (sarity > 0 ? argc != sarity : argc < -sarity) break;
+            int r = fast_split(conn, argv, PyList_GET_ITEM(packed, i), kind, by_slot, mask,
+                               slot_ops, lane, mark, up, cappend);
+            if (r < 0) goto error;
+            if (r == 0) break;
+            continue;
         }
         long arity = PyLong_AsLong(ar);
         if (arity == -1 && PyErr_Occurred()) goto error;
-        Py_ssize_t argc = PyList_GET_SIZE(argv);
         if (arity > 0 ? argc != arity : argc < -arity) break;
         PyObject *key = PyList_GET_ITEM(argv, 1);
         if (!PyBytes_Check(key)) break;
@@ -1348,71 +1875,11 @@ static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t n
         }
         Py_INCREF(group);
         if (slot_ops_incr(slot_ops, slot) < 0) { Py_DECREF(group); goto error; }
-        PyObject *lanes = PyObject_GetAttr(group, s_lanes);
-        Py_DECREF(group);
-        if (lanes == NULL) goto error;
-        PyObject *bconn = PySequence_GetItem(lanes, lane);
-        Py_DECREF(lanes);
-        if (bconn == NULL) goto error;
-        PyObject *rs = rs_new(conn);
-        if (rs == NULL) { Py_DECREF(bconn); goto error; }
-        if (cappend == NULL) {
-            cfifo = PyObject_GetAttr(conn, s_fifo);
-            if (cfifo == NULL) { Py_DECREF(rs); Py_DECREF(bconn); goto error; }
-            cappend = PyObject_GetAttr(cfifo, s_append);
-            if (cappend == NULL) { Py_DECREF(rs); Py_DECREF(bconn); goto error; }
-        }
-        PyObject *x = PyObject_CallOneArg(cappend, rs);
-        if (x == NULL) { Py_DECREF(rs); Py_DECREF(bconn); goto error; }
-        Py_DECREF(x);
-        PyObject *pk = PyList_GET_ITEM(packed, i);
-        PyObject *st = PyObject_GetAttr(bconn, s_state);
-        if (st == NULL) { Py_DECREF(rs); Py_DECREF(bconn); goto error; }
-        int isup = PyObject_RichCompareBool(st, up, Py_EQ);
-        Py_DECREF(st);
-        if (isup < 0) { Py_DECREF(rs); Py_DECREF(bconn); goto error; }
-        int r = 0;
-        if (isup) {
-            PyObject *bf = PyObject_GetAttr(bconn, s_fifo);
-            x = bf ? PyObject_CallMethodOneArg(bf, s_append, rs) : NULL;
-            Py_XDECREF(bf);
-            if (x == NULL) r = -1;
-            Py_XDECREF(x);
-            if (r == 0) {
-                PyObject *bout = PyObject_GetAttr(bconn, s_out);
-                if (bout == NULL) r = -1;
-                else {
-                    r = PyList_CheckExact(bout) ? PyList_Append(bout, pk) : -1;
-                    if (!PyList_CheckExact(bout)) {
-                        x = PyObject_CallMethodOneArg(bout, s_append, pk);
-                        r = x ? 0 : -1;
-                        Py_XDECREF(x);
-                    }
-                    Py_DECREF(bout);
-                }
-            }
-            if (r == 0) {
-                PyObject *d = PyObject_GetAttr(bconn, s_dirty);
-                int isd = d ? PyObject_IsTrue(d) : -1;
-                Py_XDECREF(d);
-                if (isd < 0) r = -1;
-                else if (!isd) {
-                    if (PyObject_SetAttr(bconn, s_dirty, Py_True) < 0) r = -1;
-                    else {
-                        x = PyObject_CallOneArg(mark, bconn);
-                        if (x == NULL) r = -1;
-                        Py_XDECREF(x);
-                    }
-                }
-            }
-        } else {
-            PyObject *sargs[3] = {bconn, pk, rs};
-            x = PyObject_VectorcallMethod(s_send, sargs, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-            if (x == NULL) r = -1;
-            Py_XDECREF(x);
-        }
+        PyObject *rs = expect_slot(conn, cappend);
+        if (rs == NULL) { Py_DECREF(group); goto error; }
+        int r = route_req(group, lane, PyList_GET_ITEM(packed, i), rs, mark, up);
         Py_DECREF(rs);
-        Py_DECREF(bconn);
+        Py_DECREF(group);
         if (r < 0) goto error;
     }
     Py_XDECREF(cappend);
@@ -1530,6 +1997,40 @@ static PyTypeObject FlusherType = {
  * MSET/MGET/DEL split (twin: proxy.fanout.split.plan_split)
  * ---------------------------------------------------------------------------------------- */
 
+/* The packed sub-request argv[0] + the keys (with their values for step 2) at `ix`. */
+static PyObject *build_frame(PyObject *argv, Py_ssize_t step, PyObject *ix) {
+    Py_ssize_t argc = PyList_GET_SIZE(argv);
+    PyObject *head = PyList_GET_ITEM(argv, 0);
+    if (!PyBytes_Check(head)) {
+        PyErr_SetString(PyExc_TypeError, "split: argv[0] must be bytes");
+        return NULL;
+    }
+    Py_ssize_t m = PyList_GET_SIZE(ix);
+    Py_ssize_t nargs2 = 1 + m * step;
+    Py_ssize_t size = 1 + ndigits(nargs2) + 2 + bulk_size(head);
+    for (Py_ssize_t q = 0; q < m; q++) {
+        Py_ssize_t j = PyLong_AsSsize_t(PyList_GET_ITEM(ix, q));
+        for (Py_ssize_t e = 0; e < step; e++) {
+            Py_ssize_t a = 1 + j * step + e;
+            PyObject *b = (j >= 0 && a < argc) ? PyList_GET_ITEM(argv, a) : NULL;
+            if (b == NULL || !PyBytes_Check(b)) {
+                PyErr_SetString(PyExc_TypeError, "split: incomplete key/value pair");
+                return NULL;
+            }
+            size += bulk_size(b);
+        }
+    }
+    PyObject *f = PyBytes_FromStringAndSize(NULL, size);
+    if (f == NULL) return NULL;
+    char *w = put_header(PyBytes_AS_STRING(f), '*', nargs2);
+    w = put_bulk(w, head);
+    for (Py_ssize_t q = 0; q < m; q++) {
+        Py_ssize_t j = PyLong_AsSsize_t(PyList_GET_ITEM(ix, q));
+        for (Py_ssize_t e = 0; e < step; e++) w = put_bulk(w, PyList_GET_ITEM(argv, 1 + j * step + e));
+    }
+    return f;
+}
+
 /*
  * split_plan(argv, step, by_slot, mask, slot_ops) -> (dests, idxs, frames)
  *   keys are argv[1::step] (step 2: MSET, each key followed by its value). dests: one entry
@@ -1618,30 +2119,8 @@ static PyObject *py_split_plan(PyObject *self, PyObject *const *args, Py_ssize_t
             goto error;
         }
         for (Py_ssize_t k = 0; k < nd; k++) {
-            PyObject *ix = PyList_GET_ITEM(idxs, k);
-            Py_ssize_t m = PyList_GET_SIZE(ix);
-            Py_ssize_t nargs2 = 1 + m * step;
-            Py_ssize_t size = 1 + ndigits(nargs2) + 2 + bulk_size(head);
-            for (Py_ssize_t q = 0; q < m; q++) {
-                Py_ssize_t j = PyLong_AsSsize_t(PyList_GET_ITEM(ix, q));
-                for (Py_ssize_t e = 0; e < step; e++) {
-                    Py_ssize_t a = 1 + j * step + e;
-                    PyObject *b = a < argc ? PyList_GET_ITEM(argv, a) : NULL;
-                    if (b == NULL || !PyBytes_Check(b)) {
-                        PyErr_SetString(PyExc_TypeError, "split_plan(): incomplete key/value pair");
-                        goto error;
-                    }
-                    size += bulk_size(b);
-                }
-            }
-            PyObject *f = PyBytes_FromStringAndSize(NULL, size);
+            PyObject *f = build_frame(argv, step, PyList_GET_ITEM(idxs, k));
             if (f == NULL) goto error;
-            char *w = put_header(PyBytes_AS_STRING(f), '*', nargs2);
-            w = put_bulk(w, head);
-            for (Py_ssize_t q = 0; q < m; q++) {
-                Py_ssize_t j = PyLong_AsSsize_t(PyList_GET_ITEM(ix, q));
-                for (Py_ssize_t e = 0; e < step; e++) w = put_bulk(w, PyList_GET_ITEM(argv, 1 + j * step + e));
-            }
             PyList_SET_ITEM(frames, k, f);
         }
     }
@@ -1722,13 +2201,15 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     INTERN(s_call_soon, "call_soon");
     INTERN(s_flush, "flush");
     INTERN(s__run, "_run");
+    if ((OK_BYTES = PyBytes_FromString("+OK\r\n")) == NULL) return NULL;
     PyObject *resp = PyImport_ImportModule("slotcore.resp");
     if (resp == NULL) return NULL;
     ProtocolError = PyObject_GetAttrString(resp, "ProtocolError");
     Py_DECREF(resp);
     if (ProtocolError == NULL) return NULL;
     if (PyType_Ready(&RequestParserType) < 0 || PyType_Ready(&ReplyReaderType) < 0
-        || PyType_Ready(&ReplySlotType) < 0 || PyType_Ready(&FlusherType) < 0)
+        || PyType_Ready(&ReplySlotType) < 0 || PyType_Ready(&FlusherType) < 0
+        || PyType_Ready(&GatherType) < 0 || PyType_Ready(&GatherPartType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&speedups_module);
     if (m == NULL) return NULL;
@@ -1736,7 +2217,11 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     Py_INCREF(&ReplyReaderType);
     Py_INCREF(&ReplySlotType);
     Py_INCREF(&FlusherType);
+    Py_INCREF(&GatherType);
+    Py_INCREF(&GatherPartType);
     if (PyModule_AddObject(m, "Flusher", (PyObject *)&FlusherType) < 0 ||
+        PyModule_AddObject(m, "Gather", (PyObject *)&GatherType) < 0 ||
+        PyModule_AddObject(m, "GatherPart", (PyObject *)&GatherPartType) < 0 ||
         PyModule_AddObject(m, "RequestParser", (PyObject *)&RequestParserType) < 0
         || PyModule_AddObject(m, "ReplyReader", (PyObject *)&ReplyReaderType) < 0
         || PyModule_AddObject(m, "ReplySlot", (PyObject *)&ReplySlotType) < 0) {

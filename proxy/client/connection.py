@@ -359,8 +359,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _dispatch_chunk_compiled(self, reqs: list[list[bytes]], packed: list[bytes]) -> None:
         # The same loop with the fast path compiled (`_speedups.fast_run`: the loop above,
-        # request for request): it serves reqs[i:] until a request it does not serve, which
-        # goes through dispatch() here, and so on.
+        # request for request, plus MSET/MGET/DEL... whose keys all have an owner, served as
+        # fanout.split.split serves them): it serves reqs[i:] until a request it does not
+        # serve, which goes through dispatch() here, and so on.
         services = self.services
         fast = services.table.fast_arity
         router = services.router
@@ -371,6 +372,7 @@ class ClientConnection(asyncio.Protocol):
         mark = self.flusher.mark
         fast_run = self._fast_run
         assert fast_run is not None
+        split_kinds = services.table.split_kinds
         n = len(reqs)
         fast_path = self.mode.fast_path and not self.reply_ctl
         fast_last = False
@@ -378,7 +380,7 @@ class ClientConnection(asyncio.Protocol):
         while i < n:
             if fast_path:
                 j = fast_run(self, reqs, packed, i, fast, by_slot, mask, slot_ops,
-                             self.state.lane, mark, UP, hook)
+                             self.state.lane, mark, UP, hook, split_kinds)
                 if j > i:
                     fast_last = True
                     i = j

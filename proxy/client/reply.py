@@ -109,11 +109,15 @@ class Gather:
         self.parts[index] = raw
         self.left -= 1
         if self.left == 0:
-            try:
-                merged = self.merge(self.parts)
-            except Exception as e:  # a malformed part must not kill the event loop callback
-                merged = merge_failed(e)
-            self.slot.resolve(merged)
+            self.slot.resolve(merge_safely(self.merge, self.parts))
+
+
+def merge_safely(merge: Callable[[list[bytes]], bytes], parts: list[bytes]) -> bytes:
+    """merge(parts), or an error reply saying why not (the compiled Gather falls back here)."""
+    try:
+        return merge(parts)
+    except Exception as e:  # a malformed part must not kill the event loop callback
+        return merge_failed(e)
 
 
 class Part:

@@ -17,11 +17,22 @@ from slotcore.resp import pack_tuple
 
 from .. import _accel
 from ..client.context import Client
-from ..client.reply import Gather
-from ..commands.table import CommandSpec
+from ..client.reply import Gather, merge_safely
+from ..commands.table import MERGE_MGET, MERGE_OK, MERGE_SUM, SPLIT_MERGE, CommandSpec
 from ..errors import CLUSTERDOWN, wrong_args
 from ..routing.groups import RoutedGroup
 from .merge import merge_mget, merge_ok, merge_sum
+
+
+def merge_parts(kind: int, positions: list[list[int]] | None, nkeys: int,
+                parts: list[bytes]) -> bytes:
+    """The Python merge of a compiled Gather's parts (replies it does not merge itself)."""
+    if kind == MERGE_MGET:
+        assert positions is not None
+        merge = merge_mget(positions, nkeys)
+    else:
+        merge = merge_ok if kind == MERGE_OK else merge_sum
+    return merge_safely(merge, parts)
 
 
 def plan_split(argv: list[bytes], step: int, by_slot: list[RoutedGroup | None], mask: int,
@@ -102,13 +113,20 @@ def split(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
     if frames is None:  # one slot in transit holds every key
         router.forward(client, lane, first, keys, packed, slot_reply)  # type: ignore[arg-type]
         return
-    if name == "mget":
-        merge = merge_mget(parts, len(keys))
-    elif mset:
-        merge = merge_ok
+    gather: Gather
+    if sp is not None:
+        # The compiled twin merges well-formed parts itself, the rest through merge_parts.
+        kind = SPLIT_MERGE.get(name, MERGE_SUM)
+        gather = sp.Gather(slot_reply, len(dests), kind, parts if kind == MERGE_MGET else None,
+                           len(keys), None)
     else:
-        merge = merge_sum
-    gather = Gather(slot_reply, len(dests), merge)
+        if name == "mget":
+            merge = merge_mget(parts, len(keys))
+        elif mset:
+            merge = merge_ok
+        else:
+            merge = merge_sum
+        gather = Gather(slot_reply, len(dests), merge)
     for part, dest in enumerate(dests):
         if isinstance(dest, int):
             router.forward(client, lane, dest, [keys[j] for j in parts[part]], frames[part],

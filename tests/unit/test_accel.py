@@ -398,3 +398,55 @@ def test_flusher_agrees(sp: Any, seed: int) -> None:
     from proxy.backend.conn import Flusher
 
     assert flush_trace(sp.Flusher, seed) == flush_trace(Flusher, seed)
+
+
+# ------------------------------------------------------------------------------ gather / merge
+class Slot:
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+
+    def resolve(self, raw: bytes) -> None:
+        self.got.append(raw)
+
+
+def random_part(rng: random.Random, kind: int, nkeys: int) -> bytes:
+    r = rng.random()
+    if r < 0.1:
+        return b"-ERR part %d\r\n" % rng.randrange(5)
+    if r < 0.2:  # odd shapes: the Python merge decides (and its error texts)
+        return rng.choice([b"+OK\r\n", b":x\r\n", b":1\r\n", b"*1\r\n$1\r\na\r\n", b"_\r\n",
+                           b"~1\r\n:1\r\n", b"*-1\r\n", b"$-1\r\n", b":99999999999999999999\r\n"])
+    if kind == 0:
+        return b"+OK\r\n"
+    if kind == 1:
+        return b":%d\r\n" % rng.randint(-3, 50)
+    items: list[Any] = [rng.choice([b"v%d" % rng.randrange(99), None, b"", [b"x"]])
+                        for _ in range(nkeys)]
+    return encode_array(items)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_gather_merges_agree(sp: Any, seed: int) -> None:
+    from proxy.client.reply import Gather
+    from proxy.fanout.merge import merge_mget, merge_ok, merge_sum
+
+    rng = random.Random(seed)
+    for _ in range(300):
+        kind = rng.randrange(3)
+        nparts = rng.randint(2, 4)
+        nkeys = rng.randint(nparts, 12)
+        keys = list(range(nkeys))
+        rng.shuffle(keys)
+        cut = sorted(rng.sample(range(1, nkeys), nparts - 1))
+        positions = [sorted(keys[a:b]) for a, b in zip([0, *cut], [*cut, nkeys], strict=True)]
+        parts = [random_part(rng, kind, len(p)) for p in positions]
+        merge = (merge_ok, merge_sum, merge_mget(positions, nkeys))[kind]
+        ref_slot, got_slot = Slot(), Slot()
+        ref = Gather(ref_slot, nparts, merge)
+        got = sp.Gather(got_slot, nparts, kind, positions if kind == 2 else None, nkeys, None)
+        order = list(range(nparts))
+        rng.shuffle(order)
+        for i in order:
+            ref.part(i).resolve(parts[i])
+            got.part(i).resolve(parts[i])
+        assert got_slot.got == ref_slot.got, (kind, positions, parts)
