@@ -47,7 +47,7 @@ trap 'exit 143' TERM
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 wait_ping() {
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 3000); do  # valgrind starts a Python slowly on a busy machine
     [[ "$(redis-cli -p "$1" ping 2>/dev/null)" == PONG ]] && return 0
     sleep 0.1
   done

@@ -27,6 +27,7 @@ from proxy.fanout.split import plan_split
 from proxy.protocol.request import Limits, PyRequestParser
 from slotcore.keyslot import key_slot
 from slotcore.resp import ProtocolError, ReplyReader, encode_array, pack_command
+from tests.unit.test_resp import mutate
 
 
 @pytest.fixture(scope="module")
@@ -80,20 +81,7 @@ def random_stream(rng: random.Random, big: int) -> bytes:
         else:
             parts.append(rng.choice([b"*0\r\n", b"*-1\r\n", b"\r\n", b"PING\r\n", b"\n",
                                      b"*1\r\n$4\r\nPING\r\n"]))
-    s = bytearray(b"".join(parts))
-    for _ in range(rng.randint(0, 3)):
-        if not s:
-            break
-        j = rng.randrange(len(s))
-        ch = rng.choice(b"*$:+-0123456789\r\n aX\x00")
-        op = rng.random()
-        if op < 0.4:
-            s[j] = ch
-        elif op < 0.7:
-            s.insert(j, ch)
-        else:
-            del s[j]
-    return bytes(s)
+    return mutate(rng, b"".join(parts), rng.randint(0, 3), b"*$:+-0123456789\r\n aX\x00")
 
 
 LIMITS = [

@@ -494,18 +494,25 @@ def mutated_streams(n: int, seed: int) -> Iterator[bytes]:
                 parts.append(rng.choice([b"\r\n", b"\n"]))
             else:
                 parts.append(rng.choice([b"*0\r\n", b"*-1\r\n", b"\r\n", b"PING\r\n"]))
-        s = bytearray(b"".join(parts))
-        for _ in range(rng.randint(0, 2)):
-            j = rng.randrange(len(s))
-            ch = rng.choice(b"*$:+-0123456789\r\n aX")
-            op = rng.random()
-            if op < 0.4:
-                s[j] = ch
-            elif op < 0.7:
-                s.insert(j, ch)
-            else:
-                del s[j]
-        yield bytes(s)
+        yield mutate(rng, b"".join(parts), rng.randint(0, 2), b"*$:+-0123456789\r\n aX")
+
+
+def mutate(rng: random.Random, data: bytes, n: int, alphabet: bytes) -> bytes:
+    """`data` with up to n random one-byte edits (replace, insert or delete)."""
+    s = bytearray(data)
+    for _ in range(n):
+        if not s:
+            break
+        j = rng.randrange(len(s))
+        ch = rng.choice(alphabet)
+        op = rng.random()
+        if op < 0.4:
+            s[j] = ch
+        elif op < 0.7:
+            s.insert(j, ch)
+        else:
+            del s[j]
+    return bytes(s)
 
 
 def test_parsers_agree_on_mutated_streams() -> None:
