@@ -69,7 +69,7 @@ def load_cpu(path: str | None) -> dict[tuple[Cell, str], float]:
                 continue
             if reqs <= 0:
                 continue
-            for t in r["tests"].split():
+            for t in r["tests"].replace("+", " ").split():
                 cell = (int(r["size"]), int(r["pipe"]), t)
                 runs[(cell, r["endpoint"])].append(cpu / reqs * 1e6)
     return {k: statistics.median(v) for k, v in runs.items() if v}

@@ -347,7 +347,7 @@ for round in $(seq 1 "$ROUNDS"); do
           BENCH_PID=
           c1=$(cpu_ticks "$epid")
           ntests=$(( $(tr -cd ',' <<< "$grp" | wc -c) + 1 ))
-          echo "$round,$name,$size,$pipe,${grp//,/ },$(( gn * ntests ))," \
+          echo "$round,$name,$size,$pipe,${grp//,/+},$(( gn * ntests ))," \
                "$(echo "scale=4; ($c1 - $c0) / $CLK_TCK" | bc)" | tr -d ' ' >> "$CPU"
           awk -F'","' -v r="$round" -v e="$name" -v s="$size" -v p="$pipe" '
               /^"/ && !/^"test"/ {
