@@ -33,6 +33,8 @@ from .config import ProxyConfig
 from .control.admin import AdminServer
 from .control.agent import DashboardAgent
 from .fanout.scan import MoveLog
+from .observe.meter import Meter
+from .observe.slowlog import SlowLog
 from .observe.stats import OpsSampler, ProxyStats
 from .routing.router import Router
 from .routing.transit import Transit
@@ -49,7 +51,9 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
     running loop; nothing is bound or connected yet. `fence_enabled` defaults to "has a dashboard";
     `clock` is the transit fence's clock (in-process tests pass their own)."""
     loop = asyncio.get_running_loop()
-    stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time())
+    stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time(),
+                       meter=Meter(cfg.metrics, cfg.latency_sample_every,
+                                   SlowLog(cfg.slowlog_log_slower_than, cfg.slowlog_max_len)))
     flusher = Flusher(loop)
     pool = BackendPool(cfg.backend, flusher, stats)
     if fence_enabled is None:

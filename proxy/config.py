@@ -140,6 +140,13 @@ class ProxyConfig:
     command_table: str = "backend"       # "backend": COMMAND from a backend, else builtin
     log_level: str = "info"
     use_hiredis: bool = True
+    # Observability (proxy.observe.meter): per-command counts, latency histograms and the
+    # slow log. `metrics: false` turns the request-path part off (no call counts, no timing);
+    # one request in `latency_sample_every` is timed (1 = all: exact latency and slow log).
+    metrics: bool = True
+    latency_sample_every: int = 1
+    slowlog_log_slower_than: int = 10_000  # µs, as Redis's slowlog-log-slower-than (<0: off)
+    slowlog_max_len: int = 128             # entries kept, as Redis's slowlog-max-len
 
     def with_overrides(self, **kw: Any) -> ProxyConfig:
         return replace(self, **kw)
@@ -285,6 +292,7 @@ _TOP_LEVEL = {
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
     "pubsub", "cluster", "config",
+    "metrics", "latency_sample_every", "slowlog_log_slower_than", "slowlog_max_len",
 }
 
 
@@ -358,6 +366,7 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         kw["log_level"] = level
     if "use_hiredis" in data:
         kw["use_hiredis"] = _coerce(data["use_hiredis"], True, "use_hiredis")
+    _parse_observe(data, defaults, kw)
     lim: LimitsConfig = kw["limits"]
     if lim.max_pipeline < 1:
         raise ConfigError("limits.max_pipeline: must be at least 1")
@@ -374,6 +383,27 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         raise ConfigError(
             "groups: no backend groups configured (and no dashboard to get them from)")
     return cfg
+
+
+def _parse_observe(data: dict[str, Any], defaults: ProxyConfig, kw: dict[str, Any]) -> None:
+    """The metrics and slow-log settings (top level, as Redis's slowlog-* are)."""
+    for name in ("metrics", "latency_sample_every", "slowlog_max_len"):
+        if name in data:
+            kw[name] = _coerce(data[name], getattr(defaults, name), name)
+    if "slowlog_log_slower_than" in data:  # negative is allowed: it turns the log off
+        v = data["slowlog_log_slower_than"]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"slowlog_log_slower_than: expected an integer (µs), got {v!r}")
+        kw["slowlog_log_slower_than"] = v
+    if kw.get("latency_sample_every", 1) < 1:
+        raise ConfigError("latency_sample_every: must be at least 1 (1 = time every request)")
+    if not 0 <= kw.get("slowlog_max_len", 0) <= SLOWLOG_MAX_LEN_LIMIT:
+        raise ConfigError(f"slowlog_max_len: must be 0..{SLOWLOG_MAX_LEN_LIMIT}")
+
+
+# The slow log's entries are kept in memory: bounded (Redis takes any long; a proxy fleet's
+# operator is better served by an error than by a log that eats the heap).
+SLOWLOG_MAX_LEN_LIMIT = 100_000
 
 
 def load_config(path: str | os.PathLike[str]) -> ProxyConfig:

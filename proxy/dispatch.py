@@ -11,6 +11,7 @@ from __future__ import annotations
 from slotcore.keyslot import key_slot
 
 from .client.context import Client
+from .client.timed import Timing
 from .commands.hidden import CHECKED as HIDDEN_CHECKED
 from .commands.hidden import hidden_key_error
 from .commands.policy import Route, is_blocking_call
@@ -40,9 +41,21 @@ def dispatch(client: Client, argv: list[bytes], packed: bytes) -> None:
         client.mode.rejected(client)
         return
     client.state.cmd = spec.name  # CLIENT LIST's cmd=
-    if client.mode.intercept(client, spec, argv, packed):
-        return
-    execute(client, spec, argv, packed)
+    # ---- metrics hook (proxy.observe.meter): the exact call count, and 1 request in N is
+    # timed until its reply is queued (client.timed). Blocking calls are counted, not timed:
+    # their time is the client's wait, not the proxy's (Redis leaves it out too).
+    meter = client.services.stats.meter
+    if meter.enabled:
+        meter.calls[spec.name] += 1
+        if meter.tick() and spec.route is not BLOCKING and not is_blocking_call(spec, argv):
+            client.timing = Timing(spec.name, argv, "*" if spec.route is SPLIT else "")
+    # ---- end of metrics hook
+    try:
+        if client.mode.intercept(client, spec, argv, packed):
+            return
+        execute(client, spec, argv, packed)
+    finally:
+        client.timing = None  # a handler that answered neither now nor with a slot
 
 
 def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -> None:
@@ -50,20 +63,17 @@ def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes)
     if spec.subcommands is not None and route is not LOCAL:
         # The table resolved the container itself: its subcommand is missing or unknown
         # (local containers such as CLIENT parse their own subcommands).
-        client.reply(wrong_args(spec.name) if len(argv) < 2
-                     else unknown_subcommand(spec.name, argv[1]))
-        client.mode.rejected(client)
+        refuse(client, spec, wrong_args(spec.name) if len(argv) < 2
+               else unknown_subcommand(spec.name, argv[1]))
         return
     if (route is not KEYED and route is not SPLIT and route is not LOCAL
             and route is not BLOCKING):
-        client.reply(not_supported(spec.name, spec.reason))
-        client.mode.rejected(client)
+        refuse(client, spec, not_supported(spec.name, spec.reason))
         return
     n = len(argv)
     arity = spec.arity
     if (n != arity) if arity > 0 else (n < -arity):
-        client.reply(wrong_args(spec.name))
-        client.mode.rejected(client)
+        refuse(client, spec, wrong_args(spec.name))
         return
     if route is KEYED:
         keyed(client, spec, argv, packed)
@@ -77,6 +87,14 @@ def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes)
             client.reply(not_supported(spec.name))
         else:
             handler(client, argv)
+
+
+def refuse(client: Client, spec: CommandSpec, error: bytes) -> None:
+    """The command is refused before it runs (Redis's rejected_calls, not a failed call)."""
+    client.timing = None
+    client.services.stats.meter.reject(spec.name)
+    client.reply(error)
+    client.mode.rejected(client)
 
 
 def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -> None:
@@ -102,6 +120,9 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
             client.reply(err)
             return
     services.stats.slot_ops[slot] += 1
+    if client.timing is not None:  # metrics: a timed request names the group it went to
+        owner = router.by_slot[slot]
+        client.timing.group = str(owner.gid) if owner is not None else "?"
     # Owned, unassigned or in transit (migrating/locked): the router decides.
     router.forward(client, client.state.lane, slot, keys, packed, client.expect())
 

@@ -18,6 +18,8 @@ HEARTBEAT_INTERVAL = 2.0
 PROXY_INFO = "/api/info"
 PROXY_STATS = "/api/stats"
 PROXY_SLOTS = "/api/slots"  # GET the map in force, PUT a new one
+PROXY_SLOWLOG = "/api/slowlog"  # GET the proxy's slow log (?count=N), newest first
+PROXY_METRICS = "/metrics"  # Prometheus text format
 
 # The dashboard's API, as proxies call it.
 DASHBOARD_REGISTER = "/api/v1/proxies/register"

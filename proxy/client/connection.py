@@ -35,6 +35,7 @@ from .modes.auth import AUTH_REQUIRED
 from .modes.normal import NORMAL
 from .reply import ReplySlot
 from .state import ClientState
+from .timed import MutedTimedSlot, TimedSlot, Timing
 
 log = logging.getLogger("slotproxy.client")
 
@@ -101,6 +102,9 @@ class ClientConnection(asyncio.Protocol):
         self.skip_next = False
         self.muted = 0  # the current command's replies are dropped: MUTED_OFF or MUTED_SKIP
         self._time = services.loop.time
+        self.stats = services.stats
+        # Metrics: the dispatch path's timed request until its reply is queued (client.timed).
+        self.timing: Timing | None = None
         self.pipeline_paused = False
         self.write_paused = False
         self.reading = True
@@ -199,6 +203,7 @@ class ClientConnection(asyncio.Protocol):
         state = self.state
         state.activity += 1
         state.last_read = self._time()
+        self.stats.bytes_in += len(data)  # metrics: per read, not per request
         if self.closing:
             return
         if self.stash is not None:
@@ -261,6 +266,11 @@ class ClientConnection(asyncio.Protocol):
         lane = self.state.lane
         fast_path = self.mode.fast_path and not self.reply_ctl
         dispatch = self.dispatch
+        meter = services.stats.meter  # metrics hook: see below
+        metered = meter.enabled
+        raw_calls = meter.raw_calls
+        countdown = meter.countdown
+        every = meter.every
         fast_last = False
         i = 0
         for argv in reqs:
@@ -275,7 +285,21 @@ class ClientConnection(asyncio.Protocol):
                     slot_ops[slot] += 1
                     group = by_slot[slot]
                     if group is not None:
-                        slot_reply = ReplySlot(self)
+                        # ---- metrics hook (proxy.observe.meter), the fast path's only one:
+                        # an exact call count, and 1 request in `every` gets a TimedSlot
+                        # (clock read now and when its reply is queued). Off: metrics: false.
+                        if metered:
+                            raw_calls[argv[0]] += 1
+                            countdown -= 1
+                            if countdown:
+                                slot_reply = ReplySlot(self)
+                            else:
+                                countdown = every
+                                slot_reply = TimedSlot(self, argv, meter.name_of(argv[0]),
+                                                       str(group.gid))
+                        else:
+                            slot_reply = ReplySlot(self)
+                        # ---- end of metrics hook
                         fifo.append(slot_reply)
                         conn = group.lanes[lane]
                         if conn.state == UP:
@@ -308,6 +332,7 @@ class ClientConnection(asyncio.Protocol):
             # REPLY).
             fast_path = self.mode.fast_path and not self.reply_ctl
             lane = self.state.lane
+        meter.countdown = countdown  # metrics hook: the sampler's place, for the next read
         if fast_last:
             self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)
         self.state.commands += i
@@ -386,12 +411,25 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ the Client surface
     def reply(self, raw: bytes) -> None:
         """Answer the current request with `raw` (after any replies still owed)."""
+        timing = self.timing
+        if timing is not None:  # metrics: a timed request answered here and now
+            self.timing = None
+            self.stats.meter.finish(timing.name, timing.group, timing.t0, raw, timing.argv,
+                                    self.state)
         if self.muted:
             return  # CLIENT REPLY OFF/SKIP: nothing owed, nothing written
         replies.answer(self, raw)
 
     def expect(self) -> ReplySlot:
         """A placeholder for the current request's reply, resolved by whoever answers it."""
+        timing = self.timing
+        if timing is not None:  # metrics: a timed request, answered when this slot is
+            self.timing = None
+            timed = (MutedTimedSlot if self.muted else TimedSlot)(
+                self, timing.argv, timing.name, timing.group)
+            timed.t0 = timing.t0
+            self.fifo.append(timed)
+            return timed
         if self.muted:
             # Keeps its place in the order (a muted reply still comes before later ones), and
             # writes nothing when resolved.
@@ -479,6 +517,7 @@ class ClientConnection(asyncio.Protocol):
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             transport.write(data)
+            self.stats.bytes_out += len(data)  # metrics: per write, not per reply
             # Only a client over the high-water mark (pause_writing was called) can be over the
             # output limit, so the size is asked only then.
             if self.write_paused and transport.get_write_buffer_size() > self.output_limit:

@@ -55,6 +55,8 @@ class Client(Protocol):
     subs: Any
     output_limit: int
     reading: bool
+    # Metrics: the timed request being dispatched (client.timed.Timing), or None.
+    timing: Any
 
     def reply(self, raw: bytes) -> None: ...
 

@@ -4,6 +4,8 @@ GET  /api/info    identity, addresses, epoch, whether it has a slot map
 GET  /api/stats   clients, commands, ops/s, per-group backend counters (?slots=1: ops per slot)
 GET  /api/slots   the slot map in force (slotcore.slotmap.SlotMap JSON)
 PUT  /api/slots   switch to a new slot map (token required when one is configured)
+GET  /api/slowlog the proxy's slow log, newest first (?count=N, default all)
+GET  /metrics     Prometheus text format (proxy.observe.metrics)
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from slotcore.contract import PROXY_INFO, PROXY_SLOTS, PROXY_STATS
+from slotcore.contract import PROXY_INFO, PROXY_METRICS, PROXY_SLOTS, PROXY_SLOWLOG, PROXY_STATS
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
+from .. import __version__
 from ..client.context import Services
+from ..observe.metrics import CONTENT_TYPE, exposition
 from ..report import stats_json
 
 ApplySlotMap = Callable[[SlotMap], Awaitable[None]]
@@ -48,6 +52,25 @@ class AdminServer:
             # Cumulative ops per slot since start: the dashboard's load-aware rebalance input.
             stats["slot_ops"] = list(self.services.stats.slot_ops)
         return web.json_response(stats)
+
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        body = exposition(self.services, __version__)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = CONTENT_TYPE  # with its version= parameter
+        return resp
+
+    async def get_slowlog(self, request: web.Request) -> web.Response:
+        raw = request.query.get("count", "-1")
+        try:
+            count = int(raw)
+        except ValueError:
+            return _error(400, f"count: expected an integer, got {raw!r}")
+        log = self.services.stats.meter.slowlog
+        return web.json_response({
+            "proxy_id": self.services.cfg.resolved_proxy_id(),
+            "slower_than_us": log.slower_than, "max_len": log.max_len, "length": len(log),
+            "entries": [e.to_json() for e in log.get(count)],
+        })
 
     async def get_slots(self, request: web.Request) -> web.Response:
         sm = self.services.router.slotmap
@@ -82,6 +105,8 @@ class AdminServer:
         app.router.add_get(PROXY_STATS, self.get_stats)
         app.router.add_get(PROXY_SLOTS, self.get_slots)
         app.router.add_put(PROXY_SLOTS, self.put_slots)
+        app.router.add_get(PROXY_SLOWLOG, self.get_slowlog)
+        app.router.add_get(PROXY_METRICS, self.get_metrics)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, reuse_address=True)

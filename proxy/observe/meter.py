@@ -1,0 +1,137 @@
+"""Per-command and per-group request figures: calls, rejections, errors, latency histograms
+and the slow log, as plain counters and arrays (the exposition is built at scrape time).
+
+What the request path pays (see `client.timed` and the marked hook in client.connection):
+* every request: one dict increment for its command's call count (exact);
+* one request in `every` (a counter, not a random draw): a `TimedSlot` that reads a monotonic
+  nanosecond clock when the request is parsed and again when its reply is queued, then
+  `finish` below records the latency in its command's and its group's histograms, counts an
+  error reply, and feeds the slow log. With `every == 1` (the default) every request is timed,
+  so latency sums, error counts and the slow log are exact; with a larger `every` they describe
+  the sampled requests only (calls and rejections stay exact).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import histogram
+from .slowlog import SlowLog
+
+clock_ns = time.perf_counter_ns  # CLOCK_MONOTONIC on Linux, ~50 ns, no allocation
+
+
+@dataclass(slots=True)
+class Timings:
+    """The timed requests of one command (or one group): a fixed-bucket histogram."""
+
+    count: int = 0
+    failed: int = 0  # error replies among them
+    sum_ns: int = 0
+    buckets: list[int] = field(default_factory=histogram.new)
+
+    def add(self, other: Timings) -> None:
+        self.count += other.count
+        self.failed += other.failed
+        self.sum_ns += other.sum_ns
+        histogram.merge_into(self.buckets, other.buckets)
+
+
+@dataclass(slots=True)
+class CommandRow:
+    """One command's figures for INFO commandstats / latencystats and the metrics."""
+
+    name: str
+    calls: int
+    rejected: int
+    timings: Timings
+
+
+class Meter:
+    def __init__(self, enabled: bool = True, every: int = 1, slowlog: SlowLog | None = None,
+                 ) -> None:
+        self.enabled = enabled
+        self.every = max(1, every)
+        self.countdown = self.every  # requests until the next timed one (the hook decrements)
+        # Exact call counts: by the raw name as sent on the fast path (GET, get, Get ...),
+        # by the table's name elsewhere; merged by `rows`.
+        self.raw_calls: defaultdict[bytes, int] = defaultdict(int)
+        self.calls: defaultdict[str, int] = defaultdict(int)
+        self.rejected: defaultdict[str, int] = defaultdict(int)
+        self.commands: dict[str, Timings] = {}
+        self.groups: dict[str, Timings] = {}
+        self.slowlog = slowlog if slowlog is not None else SlowLog()
+        self._names: dict[bytes, str] = {}
+
+    def tick(self) -> bool:
+        """Whether the request being dispatched is timed (the dispatch path's sampler; the
+        fast path keeps the same countdown inline)."""
+        self.countdown -= 1
+        if self.countdown > 0:
+            return False
+        self.countdown = self.every
+        return True
+
+    def reject(self, name: str) -> None:
+        """`name` was counted as a call, then refused before running (arity, unknown
+        subcommand, unsupported): Redis counts that as rejected_calls, not calls."""
+        if self.enabled:
+            self.calls[name] -= 1
+            self.rejected[name] += 1
+
+    def name_of(self, raw: bytes) -> str:
+        name = self._names.get(raw)
+        if name is None:
+            if len(self._names) > 4096:  # bounded: names come from clients
+                self._names.clear()
+            name = self._names[raw] = raw.decode(errors="replace").lower()
+        return name
+
+    def finish(self, name: str, group: str, t0: int, raw: bytes, argv: list[bytes],
+               client: Any) -> None:
+        """A timed request's reply was queued: record it (one bucket index, a few adds)."""
+        dt = clock_ns() - t0
+        usec = dt // 1000
+        b = histogram.bucket_of(usec)
+        failed = raw[:1] in (b"-", b"!")  # RESP2 error, RESP3 blob error
+        t = self.commands.get(name)
+        if t is None:
+            t = self.commands[name] = Timings()
+        t.count += 1
+        t.sum_ns += dt
+        t.buckets[b] += 1
+        if group:
+            g = self.groups.get(group)
+            if g is None:
+                g = self.groups[group] = Timings()
+            g.count += 1
+            g.sum_ns += dt
+            g.buckets[b] += 1
+            if failed:
+                g.failed += 1
+        if failed:
+            t.failed += 1
+        slow = self.slowlog
+        if 0 <= slow.slower_than <= usec:
+            # `client` is the connection's ClientState (address, CLIENT SETNAME's name).
+            slow.add(argv, usec, client.addr, client.name.decode(errors="replace"), group)
+
+    def rows(self) -> list[CommandRow]:
+        """Every command seen, by name: calls merged over the names it was sent as."""
+        calls: defaultdict[str, int] = defaultdict(int, self.calls)
+        for raw, n in list(self.raw_calls.items()):
+            calls[self.name_of(raw)] += n
+        names = sorted(set(calls) | set(self.rejected) | set(self.commands))
+        return [CommandRow(n, calls.get(n, 0), self.rejected.get(n, 0),
+                           self.commands.get(n) or Timings()) for n in names]
+
+    def reset(self) -> None:
+        """CONFIG RESETSTAT: every figure, not the slow log (Redis keeps it too)."""
+        self.raw_calls.clear()
+        self.calls.clear()
+        self.rejected.clear()
+        self.commands.clear()
+        self.groups.clear()
