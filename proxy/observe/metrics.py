@@ -29,12 +29,14 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from . import histogram
 from .meter import Timings
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format (0.0.4): what every Prometheus 2.x (Debian's is 2.42) asks for;
+# generate_latest writes exactly that format.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LE = [f"{b / 1e6:.6g}" for b in histogram.BOUNDS_US] + ["+Inf"]
 _CONN_STATES = ("down", "connecting", "up", "closed")  # backend.conn's DOWN..CLOSED
 
