@@ -28,6 +28,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--no-hiredis", action="store_true",
                    help="use the pure-Python request parser")
+    p.add_argument("--no-metrics", action="store_true",
+                   help="no per-command counts, latency timing or slow log (metrics: false)")
+    p.add_argument("--latency-sample-every", type=int, metavar="N",
+                   help="time one request in N (latency_sample_every)")
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
     p.add_argument("--version", action="version", version=f"slotproxy {__version__}")
     return p.parse_args(argv)
@@ -53,6 +57,12 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         overrides["log_level"] = ns.log_level
     if ns.no_hiredis:
         overrides["use_hiredis"] = False
+    if ns.no_metrics:
+        overrides["metrics"] = False
+    if ns.latency_sample_every is not None:
+        if ns.latency_sample_every < 1:
+            raise ConfigError("--latency-sample-every: must be at least 1")
+        overrides["latency_sample_every"] = ns.latency_sample_every
     return cfg.with_overrides(**overrides) if overrides else cfg
 
 
