@@ -23,11 +23,14 @@ from ..control.plane import ControlPlane
 from ..errors import InvalidRequest, NotFound
 from ..model import changes as topo_ops
 from ..model.records import Topology
+from ..observe import metrics as prom
 from ..observe.health import group_health
+from ..observe.latency import latency_view
 from ..observe.overview import overview
+from ..observe.slowlog import merged_slowlog
 from ..ui import STATIC
 from . import openapi
-from .services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, REBALANCER
+from .services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, PROXIES, REBALANCER, STORE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -276,6 +279,43 @@ async def get_metrics(request: web.Request) -> web.Response:
     return web.json_response({"interval": live.interval, "points": live.history(seconds)})
 
 
+async def get_prometheus(request: web.Request) -> web.Response:
+    """Prometheus text format (dashboard.observe.metrics), built at scrape time."""
+    app = request.app
+    snap = await prom.snapshot(app[PLANE], app[PROXIES], app[HEALTH], app[MIGRATOR], app[STORE])
+    resp = web.Response(body=prom.exposition(snap))
+    resp.headers["Content-Type"] = prom.CONTENT_TYPE
+    return resp
+
+
+def _is_admin(request: web.Request) -> bool:
+    token = request.app[CONFIG].admin_token
+    given = request.headers.get("Authorization", "").encode()
+    return not token or hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
+async def get_slowlog(request: web.Request) -> web.Response:
+    # Entries carry clients' arguments (values included): admin token, as Redis's SLOWLOG.
+    if not _is_admin(request):
+        return web.json_response(
+            {"error": "missing or wrong admin token (Authorization: Bearer <token>)"},
+            status=401)
+    raw = request.query.get("count", "10")
+    try:
+        count = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"count: expected an integer, got {raw!r}") from None
+    if count < 1:
+        raise InvalidRequest("count: must be at least 1")
+    topo = await _plane(request).topology()
+    return web.json_response(await merged_slowlog(topo, request.app[PROXIES],
+                                                  request.app[HEALTH].password, count))
+
+
+async def get_latency(request: web.Request) -> web.Response:
+    return web.json_response(await latency_view(request.app[PROXIES]))
+
+
 async def get_slot_stats(request: web.Request) -> web.Response:
     sample = _seconds(request, "sample_seconds", 1.0, 5.0)
     return web.json_response(await request.app[LIVE].slot_stats(max(sample, 0.2)))
@@ -344,10 +384,11 @@ class Endpoint:
     handler: Handler
     summary: str
     body: str | None = None  # name of the request schema in openapi.SCHEMAS
+    token: bool = False  # a read that still needs the admin token (it shows clients' data)
 
     @property
     def needs_token(self) -> bool:
-        return self.method != "GET"
+        return self.method != "GET" or self.token
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -401,6 +442,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/v1/slots/stats", get_slot_stats,
           "Keys, memory and ops/s per slot (SCAN or sampling of every group, plus proxy slot "
           "counters over ?sample_seconds=1); cached for 5 s"),
+    Endpoint("GET", "/metrics", get_prometheus,
+          "Prometheus text format: groups, slots, proxies online/stale, migration progress, "
+          "failovers, store latency, leader"),
+    Endpoint("GET", "/api/v1/slowlog", get_slowlog,
+          "Every proxy's slow log and every group master's SLOWLOG, merged newest first "
+          "(?count=10), each entry with its source", token=True),
+    Endpoint("GET", "/api/v1/latency", get_latency,
+          "Latency percentiles (p50/p99/p99.9, bucket-approximate) per proxy and per group, "
+          "from the proxies' histograms"),
     Endpoint("GET", "/api/v1/events", events,
           "Server-sent events: a `snapshot` about once a second with {overview, migrations, "
           "point} (the bodies of /topology, /migrations and one /metrics point)"),

@@ -31,7 +31,14 @@ from typing import Any
 from slotcore.contract import TOKEN_ENV, resolve_token
 
 from .client import DASHBOARD_ENV, DEFAULT_DASHBOARD, EXIT_USAGE, ApiClient, CliError
-from .render import render_migrations, render_plan, render_proxies, render_status, table
+from .render import (
+    render_migrations,
+    render_plan,
+    render_proxies,
+    render_slowlog,
+    render_status,
+    table,
+)
 
 # -- commands ----------------------------------------------------------------------------------
 
@@ -201,6 +208,13 @@ def cmd_group_weight(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     return data, f"group {a.gid} weight {a.weight} (epoch {data['epoch']})"
 
 
+def cmd_slowlog(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    if a.n < 1:
+        raise CliError("-n: must be at least 1", EXIT_USAGE)
+    data = c.call("GET", f"/api/v1/slowlog?count={a.n}", auth=True)
+    return data, render_slowlog(data)
+
+
 def cmd_up(c: ApiClient, a: argparse.Namespace) -> int:
     """Runs in the foreground until Ctrl-C; prints its own output."""
     from .up import run_up  # imported only here: `up` pulls in yaml and the process helpers
@@ -309,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight", action="append", metavar="GID=W",
                    help="weight override for this plan (repeatable)")
     p.add_argument("--watch", action="store_true", help="draw progress until done")
+
+    p = add(sub, "slowlog", cmd_slowlog,
+            "every proxy's slow log (end to end, with the group) and every group master's "
+            "own SLOWLOG, merged newest first")
+    p.add_argument("-n", type=int, default=10, metavar="N", help="entries (default 10)")
 
     p = add(sub, "up", cmd_up, "run a complete local cluster in the foreground until Ctrl-C")
     p.add_argument("--groups", type=int, default=3, help="redis groups (default 3)")

@@ -171,3 +171,18 @@ def render_cluster(info: dict[str, Any]) -> str:
               f"  export {DASHBOARD_ENV}={info['dashboard']} {TOKEN_ENV}={info['token']}",
               "  proxyctl status", "", "Ctrl-C stops everything."]
     return "\n".join(lines)
+
+
+def render_slowlog(data: dict[str, Any]) -> str:
+    """The merged slow log: newest first, one row per entry, with its source."""
+    rows = []
+    for e in data["entries"]:
+        cmd = " ".join(e["argv"])
+        rows.append([time.strftime("%H:%M:%S", time.localtime(e["time"])), e["duration_us"],
+                     e["source"], e.get("group") or "-", e.get("client_addr") or "-",
+                     cmd if len(cmd) <= 60 else cmd[:57] + "..."])
+    text = table(["TIME", "µs", "SOURCE", "GROUP", "CLIENT", "COMMAND"], rows) if rows \
+        else "no slow log entries"
+    for err in data.get("errors", []):
+        text += f"\nunreachable: {err['source']}: {err['error']}"
+    return text

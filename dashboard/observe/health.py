@@ -38,9 +38,12 @@ def summarize(info: dict[str, Any]) -> dict[str, Any]:
         "version": info.get("redis_version"),
         "uptime": int(info.get("uptime_in_seconds", 0)),
     }
+    # Replication offsets: a replica's lag in bytes is its master's offset minus its own.
+    out["repl_offset"] = int(info.get("master_repl_offset", 0) or 0)
     if out["role"] == "replica":
         out["master_link"] = info.get("master_link_status")
         out["replica_of"] = f"{info.get('master_host')}:{info.get('master_port')}"
+        out["repl_offset"] = int(info.get("slave_repl_offset", out["repl_offset"]) or 0)
     return out
 
 

@@ -5,6 +5,7 @@ GET  /api/stats   clients, commands, ops/s, per-group backend counters (?slots=1
 GET  /api/slots   the slot map in force (slotcore.slotmap.SlotMap JSON)
 PUT  /api/slots   switch to a new slot map (token required when one is configured)
 GET  /api/slowlog the proxy's slow log, newest first (?count=N, default all)
+GET  /api/latency the latency histograms by command and by group (fixed power-of-two buckets)
 GET  /metrics     Prometheus text format (proxy.observe.metrics)
 """
 
@@ -16,11 +17,20 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from slotcore.contract import PROXY_INFO, PROXY_METRICS, PROXY_SLOTS, PROXY_SLOWLOG, PROXY_STATS
+from slotcore.contract import (
+    PROXY_INFO,
+    PROXY_LATENCY,
+    PROXY_METRICS,
+    PROXY_SLOTS,
+    PROXY_SLOWLOG,
+    PROXY_STATS,
+)
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
 from .. import __version__
 from ..client.context import Services
+from ..observe import histogram
+from ..observe.meter import Timings
 from ..observe.metrics import CONTENT_TYPE, exposition
 from ..report import stats_json
 
@@ -59,7 +69,26 @@ class AdminServer:
         resp.headers["Content-Type"] = CONTENT_TYPE  # with its version= parameter
         return resp
 
+    async def get_latency(self, request: web.Request) -> web.Response:
+        meter = self.services.stats.meter
+
+        def one(t: Timings) -> dict:
+            return {"count": t.count, "failed": t.failed, "sum_us": t.sum_ns // 1000,
+                    "buckets": list(t.buckets)}
+
+        return web.json_response({
+            "proxy_id": self.services.cfg.resolved_proxy_id(),
+            "bounds_us": list(histogram.BOUNDS_US),
+            "sample_every": meter.every if meter.enabled else 0,
+            "commands": {name: one(t) for name, t in meter.commands.items()},
+            "groups": {gid: one(t) for gid, t in meter.groups.items()},
+        })
+
     async def get_slowlog(self, request: web.Request) -> web.Response:
+        # The arguments of clients' commands (values included): admin token, as Redis's
+        # SLOWLOG is an admin command.
+        if not self._authorized(request):
+            return _error(401, "missing or wrong admin token")
         raw = request.query.get("count", "-1")
         try:
             count = int(raw)
@@ -106,6 +135,7 @@ class AdminServer:
         app.router.add_get(PROXY_SLOTS, self.get_slots)
         app.router.add_put(PROXY_SLOTS, self.put_slots)
         app.router.add_get(PROXY_SLOWLOG, self.get_slowlog)
+        app.router.add_get(PROXY_LATENCY, self.get_latency)
         app.router.add_get(PROXY_METRICS, self.get_metrics)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
