@@ -127,7 +127,8 @@ def test_slowlog_through_redis_py(metered: ProxyProcess, backends: list[RedisSer
     newest = entries[0]
     assert newest["command"].startswith(b"MSET m0 m1")
     assert newest["command"].endswith(b"... (50 more arguments)")
-    assert len(newest["command"].split(b" ")) == 31 + 4  # 31 args + "... (50 more arguments)", as Redis
+    # 31 arguments, then "... (50 more arguments)", as Redis
+    assert len(newest["command"].split(b" ")) == 31 + 4
     setter = next(e for e in entries if e["command"].startswith(b"SET {a}key"))
     assert setter["command"].endswith(b"... (172 more bytes)")
     assert setter["client_name"].startswith(b"probe group=")
