@@ -63,8 +63,10 @@ class SlowLog:
         return self.entries.maxlen or 0
 
     def set_max_len(self, n: int) -> None:
-        # As Redis: shrinking drops the oldest entries; growing keeps every one.
-        self.entries = deque(self.entries, maxlen=max(n, 0))
+        # As Redis: shrinking drops the oldest entries (the right end: newest are at the
+        # left); growing keeps every one.
+        n = max(n, 0)
+        self.entries = deque(list(self.entries)[:n], maxlen=n)
 
     def add(self, argv: list[bytes], usec: int, addr: str, name: str, group: str) -> None:
         if self.entries.maxlen == 0:
