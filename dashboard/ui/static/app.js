@@ -709,3 +709,54 @@ $("#chart-window").addEventListener("change", renderCharts);
 checkAuth();
 connect();
 loadHistory();
+
+
+// ---- request latency and slow log (GET /api/v1/latency, /api/v1/slowlog) --------------------
+
+function latencyRows(tbody, entries, label) {
+  const rows = entries.map(([name, v]) => el("tr", {},
+    el("td", {}, label(name)), el("td", { class: "num" }, fmtNum(v.count)),
+    el("td", { class: "num" }, fmtNum(v.mean_us, 1)), el("td", { class: "num" }, fmtNum(v.p50, 1)),
+    el("td", { class: "num" }, fmtNum(v.p99, 1)), el("td", { class: "num" }, fmtNum(v["p99.9"], 1))));
+  tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "no timed requests yet"))]));
+}
+
+async function loadLatency() {
+  try {
+    const data = await api("GET", "/api/v1/latency");
+    latencyRows($("#lat-groups tbody"), Object.entries(data.groups),
+      (g) => (g === "*" ? "split (several)" : `group ${g}`));
+    latencyRows($("#lat-proxies tbody"), Object.entries(data.proxies), (p) => p);
+  } catch { /* the next poll tries again */ }
+}
+
+async function loadSlowlog() {
+  const note = $("#slowlog-note");
+  if (!state.admin) {
+    note.classList.remove("hidden");
+    $("#slowlog-table tbody").replaceChildren();
+    return;
+  }
+  try {
+    const data = await api("GET", `/api/v1/slowlog?count=${$("#slowlog-count").value}`);
+    const rows = data.entries.map((e) => el("tr", {},
+      el("td", {}, new Date(e.time * 1000).toLocaleTimeString()),
+      el("td", { class: "num" }, fmtNum(e.duration_us)), el("td", {}, e.source),
+      el("td", {}, e.group || "-"), el("td", {}, e.client_addr || "-"),
+      el("td", {}, el("code", {}, e.argv.join(" ").slice(0, 120)))));
+    $("#slowlog-table tbody").replaceChildren(...rows);
+    const errs = data.errors.map((x) => `${x.source}: ${x.error}`).join("; ");
+    note.textContent = errs ? `unreachable: ${errs}` : (rows.length ? "" : "no slow log entries");
+    note.classList.toggle("hidden", !note.textContent);
+  } catch (e) {
+    note.textContent = e.message;
+    note.classList.remove("hidden");
+  }
+}
+
+$("#slowlog-refresh").addEventListener("click", loadSlowlog);
+$("#slowlog-count").addEventListener("change", loadSlowlog);
+loadLatency();
+setInterval(loadLatency, 5000);
+setInterval(() => { if (state.admin) loadSlowlog(); }, 10000);
+checkAuth().then(loadSlowlog);
