@@ -33,6 +33,13 @@ class Timings:
     sum_ns: int = 0
     buckets: list[int] = field(default_factory=histogram.new)
 
+    def record(self, dt_ns: int, bucket: int, failed: bool) -> None:
+        self.count += 1
+        self.sum_ns += dt_ns
+        self.buckets[bucket] += 1
+        if failed:
+            self.failed += 1
+
     def add(self, other: Timings) -> None:
         self.count += other.count
         self.failed += other.failed
@@ -100,20 +107,12 @@ class Meter:
         t = self.commands.get(name)
         if t is None:
             t = self.commands[name] = Timings()
-        t.count += 1
-        t.sum_ns += dt
-        t.buckets[b] += 1
+        t.record(dt, b, failed)
         if group:
             g = self.groups.get(group)
             if g is None:
                 g = self.groups[group] = Timings()
-            g.count += 1
-            g.sum_ns += dt
-            g.buckets[b] += 1
-            if failed:
-                g.failed += 1
-        if failed:
-            t.failed += 1
+            g.record(dt, b, failed)
         slow = self.slowlog
         if 0 <= slow.slower_than <= usec:
             # `client` is the connection's ClientState (address, CLIENT SETNAME's name).

@@ -147,38 +147,31 @@ class ProxyCollector:
         yield ded
 
         blocked = s.blocking.blocked_clients if s.blocking is not None else 0
-        yield GaugeMetricFamily(p + "connected_clients", "Client connections open now",
-                                value=len(s.clients))
-        yield GaugeMetricFamily(p + "blocked_clients", "Clients in a blocking call now",
-                                value=blocked)
-        yield CounterMetricFamily(p + "connections_received", "Client connections accepted",
-                                  value=stats.connections_received)
-        yield CounterMetricFamily(p + "rejected_connections", "Client connections refused "
-                                  "(max_clients, shutting down)", value=stats.rejected_connections)
-        yield CounterMetricFamily(p + "client_received_bytes", "Bytes read from clients",
-                                  value=stats.bytes_in)
-        yield CounterMetricFamily(p + "client_sent_bytes", "Bytes written to clients",
-                                  value=stats.bytes_out)
-
         transit = router.transit
-        yield GaugeMetricFamily(p + "requests_held", "Requests held now for a locked slot",
-                                value=len(transit.held))
-        yield CounterMetricFamily(p + "held_requests", "Requests held for a locked slot or "
-                                  "fenced key", value=transit.held_total)
-        yield CounterMetricFamily(p + "tryagain", "Requests answered -TRYAGAIN (held too long, "
-                                  "dashboard lost, pull failed)", value=transit.tryagain_total)
-        yield CounterMetricFamily(p + "migrate_pulls", "On-access MIGRATEs of a migrating "
-                                  "slot's keys", value=transit.pulls)
-        yield CounterMetricFamily(p + "migrate_pull_failures", "On-access MIGRATEs that failed",
-                                  value=transit.pull_failures)
-        yield GaugeMetricFamily(p + "slotmap_epoch", "Epoch of the slot map in force",
-                                value=router.epoch)
-        yield GaugeMetricFamily(p + "slowlog_length", "Entries in the proxy's slow log",
-                                value=len(meter.slowlog))
-        yield GaugeMetricFamily(p + "latency_sample_every", "One request in this many is "
-                                "timed (0: metrics off)",
-                                value=meter.every if meter.enabled else 0)
-
+        g, c = GaugeMetricFamily, CounterMetricFamily
+        for kind, name, doc, value in (
+            (g, "connected_clients", "Client connections open now", len(s.clients)),
+            (g, "blocked_clients", "Clients in a blocking call now", blocked),
+            (c, "connections_received", "Client connections accepted",
+             stats.connections_received),
+            (c, "rejected_connections", "Client connections refused (max_clients, shutting "
+             "down)", stats.rejected_connections),
+            (c, "client_received_bytes", "Bytes read from clients", stats.bytes_in),
+            (c, "client_sent_bytes", "Bytes written to clients", stats.bytes_out),
+            (g, "requests_held", "Requests held now for a locked slot", len(transit.held)),
+            (c, "held_requests", "Requests held for a locked slot or fenced key",
+             transit.held_total),
+            (c, "tryagain", "Requests answered -TRYAGAIN (held too long, dashboard lost, pull "
+             "failed)", transit.tryagain_total),
+            (c, "migrate_pulls", "On-access MIGRATEs of a migrating slot's keys", transit.pulls),
+            (c, "migrate_pull_failures", "On-access MIGRATEs that failed",
+             transit.pull_failures),
+            (g, "slotmap_epoch", "Epoch of the slot map in force", router.epoch),
+            (g, "slowlog_length", "Entries in the proxy's slow log", len(meter.slowlog)),
+            (g, "latency_sample_every", "One request in this many is timed (0: metrics off)",
+             meter.every if meter.enabled else 0),
+        ):
+            yield kind(p + name, doc, value=value)
 
 def exposition(services: Any, version: str) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
