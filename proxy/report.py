@@ -74,6 +74,14 @@ def proxy_section(services: Services) -> str:
         f"leased_connections:{dedicated.watch.leased}",
         f"leased_refused:{dedicated.watch.refused}",
         f"scan_restarts:{stats.scan_restarts}",
+        f"client_net_input_bytes:{stats.bytes_in}",
+        f"client_net_output_bytes:{stats.bytes_out}",
+        f"requests_held:{len(router.transit.held)}",
+        f"held_requests_total:{router.transit.held_total}",
+        f"tryagain_total:{router.transit.tryagain_total}",
+        f"migrate_pulls:{router.transit.pulls}",
+        f"latency_sample_every:{stats.meter.every if stats.meter.enabled else 0}",
+        f"slowlog_len:{len(stats.meter.slowlog)}",
     ]
     for g in groups:
         lines.append(
