@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="no per-command counts, latency timing or slow log (metrics: false)")
     p.add_argument("--latency-sample-every", type=int, metavar="N",
                    help="time one request in N (latency_sample_every)")
+    p.add_argument("--slowlog-log-slower-than", type=int, metavar="US",
+                   help="µs for the proxy's slow log (slowlog_log_slower_than; <0: off)")
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
     p.add_argument("--version", action="version", version=f"slotproxy {__version__}")
     return p.parse_args(argv)
@@ -59,6 +61,8 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         overrides["use_hiredis"] = False
     if ns.no_metrics:
         overrides["metrics"] = False
+    if ns.slowlog_log_slower_than is not None:
+        overrides["slowlog_log_slower_than"] = ns.slowlog_log_slower_than
     if ns.latency_sample_every is not None:
         if ns.latency_sample_every < 1:
             raise ConfigError("--latency-sample-every: must be at least 1")
