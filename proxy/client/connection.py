@@ -295,8 +295,9 @@ class ClientConnection(asyncio.Protocol):
                                 slot_reply = ReplySlot(self)
                             else:
                                 countdown = every
-                                slot_reply = TimedSlot(self, argv, meter.name_of(argv[0]),
-                                                       str(group.gid))
+                                slot_reply = TimedSlot(self, argv, meter,
+                                                       meter.raw_named(argv[0]),
+                                                       meter.gid(group.gid))
                         else:
                             slot_reply = ReplySlot(self)
                         # ---- end of metrics hook
@@ -425,8 +426,9 @@ class ClientConnection(asyncio.Protocol):
         timing = self.timing
         if timing is not None:  # metrics: a timed request, answered when this slot is
             self.timing = None
+            meter = self.stats.meter
             timed = (MutedTimedSlot if self.muted else TimedSlot)(
-                self, timing.argv, timing.name, timing.group)
+                self, timing.argv, meter, meter.named(timing.name), meter.group(timing.group))
             timed.t0 = timing.t0
             self.fifo.append(timed)
             return timed

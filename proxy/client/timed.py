@@ -8,25 +8,26 @@ figure is the proxy-side total, the backend round trip included, writing exclude
 
 from __future__ import annotations
 
-from ..observe.meter import clock_ns
+from ..observe.meter import Meter, Timings, clock_ns, record
 from .reply import ReplySink, ReplySlot
 
 
 class TimedSlot(ReplySlot):
-    __slots__ = ("argv", "group", "name", "t0")
+    __slots__ = ("argv", "group", "meter", "t0", "timings")
 
-    def __init__(self, sink: ReplySink, argv: list[bytes], name: str, group: str) -> None:
+    def __init__(self, sink: ReplySink, argv: list[bytes], meter: Meter, timings: Timings,
+                 group: Timings | None) -> None:
         self.data = None
         self.sink = sink
         self.argv = argv
-        self.name = name
+        self.meter = meter
+        self.timings = timings
         self.group = group
         self.t0 = clock_ns()
 
     def resolve(self, raw: bytes) -> None:
-        sink = self.sink
-        sink.services.stats.meter.finish(  # type: ignore[attr-defined]
-            self.name, self.group, self.t0, raw, self.argv, sink.state)  # type: ignore[attr-defined]
+        record(self.meter, self.timings, self.group, self.t0, raw, self.argv,
+               self.sink.state)  # type: ignore[attr-defined]
         ReplySlot.resolve(self, raw)
 
 
@@ -36,9 +37,8 @@ class MutedTimedSlot(TimedSlot):
     __slots__ = ()
 
     def resolve(self, raw: bytes) -> None:
-        sink = self.sink
-        sink.services.stats.meter.finish(  # type: ignore[attr-defined]
-            self.name, self.group, self.t0, raw, self.argv, sink.state)  # type: ignore[attr-defined]
+        record(self.meter, self.timings, self.group, self.t0, raw, self.argv,
+               self.sink.state)  # type: ignore[attr-defined]
         ReplySlot.resolve(self, b"")
 
 

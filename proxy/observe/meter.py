@@ -32,13 +32,7 @@ class Timings:
     failed: int = 0  # error replies among them
     sum_ns: int = 0
     buckets: list[int] = field(default_factory=histogram.new)
-
-    def record(self, dt_ns: int, bucket: int, failed: bool) -> None:
-        self.count += 1
-        self.sum_ns += dt_ns
-        self.buckets[bucket] += 1
-        if failed:
-            self.failed += 1
+    label: str = ""  # the command's or the group's name (the slow log's group field)
 
     def add(self, other: Timings) -> None:
         self.count += other.count
@@ -72,6 +66,8 @@ class Meter:
         self.groups: dict[str, Timings] = {}
         self.slowlog = slowlog if slowlog is not None else SlowLog()
         self._names: dict[bytes, str] = {}
+        self._by_raw: dict[bytes, Timings] = {}
+        self._by_gid: dict[int, Timings] = {}
 
     def tick(self) -> bool:
         """Whether the request being dispatched is timed (the dispatch path's sampler; the
@@ -97,26 +93,41 @@ class Meter:
             name = self._names[raw] = raw.decode(errors="replace").lower()
         return name
 
-    def finish(self, name: str, group: str, t0: int, raw: bytes, argv: list[bytes],
-               client: Any) -> None:
-        """A timed request's reply was queued: record it (one bucket index, a few adds)."""
-        dt = clock_ns() - t0
-        usec = dt // 1000
-        b = histogram.bucket_of(usec)
-        failed = raw[:1] in (b"-", b"!")  # RESP2 error, RESP3 blob error
+    # -- the Timings a timed request records into (looked up once, when it is timed) -----------
+    def named(self, name: str) -> Timings:
         t = self.commands.get(name)
         if t is None:
-            t = self.commands[name] = Timings()
-        t.record(dt, b, failed)
-        if group:
-            g = self.groups.get(group)
-            if g is None:
-                g = self.groups[group] = Timings()
-            g.record(dt, b, failed)
-        slow = self.slowlog
-        if 0 <= slow.slower_than <= usec:
-            # `client` is the connection's ClientState (address, CLIENT SETNAME's name).
-            slow.add(argv, usec, client.addr, client.name.decode(errors="replace"), group)
+            t = self.commands[name] = Timings(label=name)
+        return t
+
+    def raw_named(self, raw: bytes) -> Timings:
+        """By the command name as a client sent it (GET, get ...): bounded by the table's
+        fast-path spellings, which are the only raw names the fast path times."""
+        t = self._by_raw.get(raw)
+        if t is None:
+            t = self._by_raw[raw] = self.named(self.name_of(raw))
+        return t
+
+    def group(self, label: str) -> Timings | None:
+        """A group's Timings by its label ("2", "*" for several); None for "" (answered by
+        the proxy: no group)."""
+        if not label:
+            return None
+        t = self.groups.get(label)
+        if t is None:
+            t = self.groups[label] = Timings(label=label)
+        return t
+
+    def gid(self, gid: int) -> Timings:
+        t = self._by_gid.get(gid)
+        if t is None:
+            t = self._by_gid[gid] = self.group(str(gid))  # type: ignore[assignment]
+        return t  # type: ignore[return-value]
+
+    def finish(self, name: str, group: str, t0: int, raw: bytes, argv: list[bytes],
+               client: Any) -> None:
+        """A timed request answered at once (a local reply): record it."""
+        record(self, self.named(name), self.group(group), t0, raw, argv, client)
 
     def rows(self) -> list[CommandRow]:
         """Every command seen, by name: calls merged over the names it was sent as."""
@@ -134,3 +145,42 @@ class Meter:
         self.rejected.clear()
         self.commands.clear()
         self.groups.clear()
+        self._by_raw.clear()
+        self._by_gid.clear()
+
+
+_LAST = histogram.NBUCKETS - 1
+_FIRST = histogram.FIRST_POW
+
+
+def record(meter: Meter, t: Timings, g: Timings | None, t0: int, raw: bytes,
+           argv: list[bytes], client: Any) -> None:
+    """A timed request's reply was queued: one clock read, one bucket index (histogram.
+    bucket_of, inlined), a few adds into its command's and its group's arrays, and the slow
+    log's threshold check. `client` is the connection's ClientState (address, name)."""
+    dt = clock_ns() - t0
+    usec = dt // 1000
+    k = (usec - 1).bit_length() - _FIRST
+    if k < 0:
+        k = 0
+    elif k > _LAST:
+        k = _LAST
+    failed = raw[:1] in _ERRORS
+    t.count += 1
+    t.sum_ns += dt
+    t.buckets[k] += 1
+    if g is not None:
+        g.count += 1
+        g.sum_ns += dt
+        g.buckets[k] += 1
+    if failed:
+        t.failed += 1
+        if g is not None:
+            g.failed += 1
+    slow = meter.slowlog
+    if 0 <= slow.slower_than <= usec:
+        slow.add(argv, usec, client.addr, client.name.decode(errors="replace"),
+                 g.label if g is not None else "")
+
+
+_ERRORS = (b"-", b"!")  # RESP2 error, RESP3 blob error
