@@ -166,3 +166,41 @@ async def test_collector_exposition_parses_and_passes_promtool() -> None:
     res = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=text.encode(),
                          capture_output=True, timeout=60)
     assert res.returncode == 0, (res.stdout + res.stderr).decode()
+
+
+def test_dashboard_latency_merge_and_slowlog_table() -> None:
+    from dashboard.cli.render import render_slowlog
+    from dashboard.observe.latency import percentile, summary
+
+    bounds = list(h.BOUNDS_US)
+    counts = h.new()
+    counts[h.bucket_of(100)] = 90
+    counts[h.bucket_of(5000)] = 10
+    # The dashboard's percentile (no proxy import) agrees with the proxy's.
+    for q in (50, 90, 99, 99.9):
+        assert percentile(bounds, counts, q) == pytest.approx(h.percentile(counts, q))
+    s = summary(bounds, counts, 90 * 100 + 10 * 5000)
+    assert s["count"] == 100 and s["mean_us"] == 590.0 and s["p50"] < s["p99"]
+    text = render_slowlog({"entries": [
+        {"time": 1_700_000_000, "duration_us": 12000, "source": "proxy p1", "group": "2",
+         "client_addr": "127.0.0.1:1", "argv": ["GET", "k"]},
+        {"time": 1_700_000_000, "duration_us": 900, "source": "group 2 127.0.0.1:7000",
+         "group": "2", "client_addr": "", "argv": ["GET", "k"]}],
+        "errors": [{"source": "proxy p2", "error": "no answer"}]})
+    lines = text.splitlines()
+    assert "SOURCE" in lines[0] and "proxy p1" in lines[1] and "GET k" in lines[1]
+    assert lines[-1] == "unreachable: proxy p2: no answer"
+
+
+def test_config_observe_fields() -> None:
+    from proxy.config import ConfigError, config_from_dict
+
+    base = {"groups": {1: {"master": "127.0.0.1:7000"}}}
+    cfg = config_from_dict({**base, "metrics": False, "latency_sample_every": 8,
+                            "slowlog_log_slower_than": -1, "slowlog_max_len": 5})
+    assert (cfg.metrics, cfg.latency_sample_every, cfg.slowlog_log_slower_than,
+            cfg.slowlog_max_len) == (False, 8, -1, 5)
+    for bad in ({"latency_sample_every": 0}, {"slowlog_max_len": 10**9},
+                {"slowlog_log_slower_than": "soon"}, {"metrics": "yes"}):
+        with pytest.raises(ConfigError):
+            config_from_dict({**base, **bad})
