@@ -28,7 +28,6 @@ from prometheus_client.exposition import generate_latest
 
 from ..control.plane import ControlPlane
 from ..control.proxies import ProxyRegistry
-from ..migrate.migrator import Migrator
 from ..model.records import Topology
 from ..observe.health import HealthMonitor
 from ..store.base import Store, StoreError
@@ -38,7 +37,8 @@ P = "slotproxy_dashboard_"
 
 
 async def snapshot(plane: ControlPlane, proxies: ProxyRegistry, health: HealthMonitor,
-                   migrator: Migrator, store: Store) -> dict[str, Any]:
+                   migrator: Any, store: Store) -> dict[str, Any]:
+    # `migrator`: dashboard.migrate.migrator.Migrator (duck-typed: migrate sits above observe).
     """What one scrape reports, gathered from the running parts."""
     topo = await plane.topology()
     t0 = time.perf_counter()
