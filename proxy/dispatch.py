@@ -36,20 +36,23 @@ BLOCKING = Route.BLOCKING
 
 def dispatch(client: Client, argv: list[bytes], packed: bytes) -> None:
     spec = client.services.table.lookup(argv)
+    meter = client.services.stats.meter
+    if meter.enabled:
+        # ---- metrics hook (proxy.observe.meter): the call counted by its raw name when read
+        # moves to the table's name ("config|get"); an unknown command is no call. 1 request
+        # in N is timed until its reply is queued (client.timed). Blocking calls are counted,
+        # not timed: their time is the client's wait, not the proxy's (Redis leaves it out too).
+        meter.dispatched(argv[0], spec.name if spec is not None else None)
+        if (spec is not None and meter.tick() and spec.route is not BLOCKING
+                and not is_blocking_call(spec, argv)):
+            client.timing = Timing(spec.name, argv, "*" if spec.route is SPLIT else "")
+        # ---- end of metrics hook
     if spec is None:
+        client.timing = None
         client.reply(unknown_command(argv))
         client.mode.rejected(client)
         return
     client.state.cmd = spec.name  # CLIENT LIST's cmd=
-    # ---- metrics hook (proxy.observe.meter): the exact call count, and 1 request in N is
-    # timed until its reply is queued (client.timed). Blocking calls are counted, not timed:
-    # their time is the client's wait, not the proxy's (Redis leaves it out too).
-    meter = client.services.stats.meter
-    if meter.enabled:
-        meter.calls[spec.name] += 1
-        if meter.tick() and spec.route is not BLOCKING and not is_blocking_call(spec, argv):
-            client.timing = Timing(spec.name, argv, "*" if spec.route is SPLIT else "")
-    # ---- end of metrics hook
     try:
         if client.mode.intercept(client, spec, argv, packed):
             return

@@ -19,8 +19,9 @@ import contextlib
 import logging
 import socket
 from binascii import crc_hqx
-from collections import deque
+from collections import _count_elements, deque  # type: ignore[attr-defined]
 from collections.abc import Callable
+from operator import itemgetter
 
 from slotcore.keyslot import hash_tag
 from slotcore.resp import pack_command
@@ -38,6 +39,9 @@ from .state import ClientState
 from .timed import MutedTimedSlot, TimedSlot, Timing
 
 log = logging.getLogger("slotproxy.client")
+# Metrics: calls counted per read by C code (Counter's helper), not per request in Python.
+count_calls = _count_elements
+first_arg = itemgetter(0)
 
 MUTED_OFF = 1
 MUTED_SKIP = 2
@@ -212,6 +216,9 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         reqs = parser.feed(data)
         if reqs:
+            meter = self.stats.meter
+            if meter.enabled:  # metrics hook: every parsed request's call, counted in C
+                count_calls(meter.raw_calls, map(first_arg, reqs))
             if (self.backlog or self.lane_barrier
                     or len(reqs) + len(self.fifo) > self.max_pipeline):
                 # More than the pipeline bound arrived at once: keep the surplus parsed but
@@ -268,7 +275,6 @@ class ClientConnection(asyncio.Protocol):
         dispatch = self.dispatch
         meter = services.stats.meter  # metrics hook: see below
         metered = meter.enabled
-        raw_calls = meter.raw_calls
         countdown = meter.countdown
         every = meter.every
         fast_last = False
@@ -286,10 +292,9 @@ class ClientConnection(asyncio.Protocol):
                     group = by_slot[slot]
                     if group is not None:
                         # ---- metrics hook (proxy.observe.meter), the fast path's only one:
-                        # an exact call count, and 1 request in `every` gets a TimedSlot
-                        # (clock read now and when its reply is queued). Off: metrics: false.
+                        # 1 request in `every` gets a TimedSlot (clock read now and when its
+                        # reply is queued). Calls are counted per read (data_received).
                         if metered:
-                            raw_calls[argv[0]] += 1
                             countdown -= 1
                             if countdown:
                                 slot_reply = ReplySlot(self)
@@ -462,6 +467,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.fifo:
             return False
         self.backlog.appendleft((argv, pack_command(*argv)))
+        self.stats.meter.redispatched(argv[0], self.state.cmd)  # counted once, run twice
         self.lane_barrier = True
         if self.muted == MUTED_SKIP:
             self.skip_next = True  # the skip is for this command, when it runs again
@@ -481,6 +487,7 @@ class ClientConnection(asyncio.Protocol):
     def run_after_replies(self, argv: list[bytes], packed: bytes) -> None:
         """Dispatch the current command again once every earlier reply is written (WAIT)."""
         self.backlog.appendleft((argv, packed))
+        self.stats.meter.redispatched(argv[0], self.state.cmd)  # counted once, run twice
         self.hold_later_commands()
 
     def switch_protocol(self, proto: int) -> None:

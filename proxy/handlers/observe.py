@@ -79,8 +79,13 @@ def slowlog(c: Client, argv: list[bytes]) -> None:
 
 # ---------------------------------------------------------------------- proxy CONFIG params
 # The proxy's own settings under CONFIG GET/SET, named apart from the backends' (plain
-# `slowlog-*` still goes to every server): proxy-slowlog-log-slower-than, proxy-slowlog-max-len.
-PROXY_PARAMS = ("proxy-slowlog-log-slower-than", "proxy-slowlog-max-len")
+# `slowlog-*` still goes to every server): name -> (lowest, highest) value.
+PROXY_PARAMS: dict[str, tuple[int, int]] = {
+    "proxy-slowlog-log-slower-than": (-(1 << 62), 1 << 62),
+    "proxy-slowlog-max-len": (0, SLOWLOG_MAX_LEN_LIMIT),
+    # 1 = time every request (exact latency and slow log, at a CPU cost; README "Metrics")
+    "proxy-latency-sample-every": (1, 1 << 30),
+}
 
 
 def is_proxy_param(name: bytes) -> bool:
@@ -88,9 +93,10 @@ def is_proxy_param(name: bytes) -> bool:
 
 
 def _param_values(c: Client) -> dict[str, int]:
-    log = c.services.stats.meter.slowlog
-    return {"proxy-slowlog-log-slower-than": log.slower_than,
-            "proxy-slowlog-max-len": log.max_len}
+    meter = c.services.stats.meter
+    return {"proxy-slowlog-log-slower-than": meter.slowlog.slower_than,
+            "proxy-slowlog-max-len": meter.slowlog.max_len,
+            "proxy-latency-sample-every": meter.every}
 
 
 def proxy_config_get(c: Client, patterns: list[bytes]) -> None:
@@ -108,7 +114,6 @@ def proxy_config_get(c: Client, patterns: list[bytes]) -> None:
 
 def proxy_config_set(c: Client, pairs: list[bytes]) -> None:
     """All or nothing, as Redis 7's multi-parameter CONFIG SET."""
-    log = c.services.stats.meter.slowlog
     updates: list[tuple[str, int]] = []
     for i in range(0, len(pairs), 2):
         name = pairs[i].decode(errors="replace").lower()
@@ -117,22 +122,24 @@ def proxy_config_set(c: Client, pairs: list[bytes]) -> None:
                                  f"'{name}'"))
             return
         try:
-            value = int(pairs[i + 1])
+            value: int | None = int(pairs[i + 1])
         except ValueError:
             value = None
-        if value is None or (name == "proxy-slowlog-max-len"
-                             and not 0 <= value <= SLOWLOG_MAX_LEN_LIMIT):
-            want = (f"0..{SLOWLOG_MAX_LEN_LIMIT}" if name == "proxy-slowlog-max-len"
-                    else "an integer")
+        low, high = PROXY_PARAMS[name]
+        if value is None or not low <= value <= high:
+            want = "an integer" if name.endswith("slower-than") else f"{low}..{high}"
             c.reply(encode_error(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - argument must be {want}"))
             return
         updates.append((name, value))
+    meter = c.services.stats.meter
     for name, value in updates:
         if name == "proxy-slowlog-max-len":
-            log.set_max_len(value)
+            meter.slowlog.set_max_len(value)
+        elif name == "proxy-latency-sample-every":
+            meter.set_every(value)
         else:
-            log.slower_than = value
+            meter.slowlog.slower_than = value
     c.reply(OK)
 
 

@@ -1,8 +1,10 @@
 """Per-command and per-group request figures: calls, rejections, errors, latency histograms
 and the slow log, as plain counters and arrays (the exposition is built at scrape time).
 
-What the request path pays (see `client.timed` and the marked hook in client.connection):
-* every request: one dict increment for its command's call count (exact);
+What the request path pays (see `client.timed` and the marked hooks in client.connection):
+* every read: the call count of every request in it, by its name as sent, in one C call
+  (`collections._count_elements`): no Python bytecode per request (dispatch moves a count
+  to the table's name, "config|get");
 * one request in `every` (a counter, not a random draw): a `TimedSlot` that reads a monotonic
   nanosecond clock when the request is parsed and again when its reply is queued, then
   `finish` below records the latency in its command's and its group's histograms, counts an
@@ -56,10 +58,14 @@ class Meter:
                  ) -> None:
         self.enabled = enabled
         self.every = max(1, every)
-        self.countdown = self.every  # requests until the next timed one (the hook decrements)
+        # Requests until the next timed one: the fast path's (its hook keeps it in a local
+        # while it runs) and the dispatch path's.
+        self.countdown = self.every
+        self.slow_countdown = self.every
         # Exact call counts: by the raw name as sent on the fast path (GET, get, Get ...),
         # by the table's name elsewhere; merged by `rows`.
-        self.raw_calls: defaultdict[bytes, int] = defaultdict(int)
+        # Counted per read, by C code: every parsed request under its name as sent.
+        self.raw_calls: dict[bytes, int] = {}
         self.calls: defaultdict[str, int] = defaultdict(int)
         self.rejected: defaultdict[str, int] = defaultdict(int)
         self.commands: dict[str, Timings] = {}
@@ -69,14 +75,36 @@ class Meter:
         self._by_raw: dict[bytes, Timings] = {}
         self._by_gid: dict[int, Timings] = {}
 
+    def set_every(self, every: int) -> None:
+        """At run time (CONFIG SET proxy-latency-sample-every): the next timed request comes
+        at most `every` requests from now."""
+        self.every = max(1, every)
+        self.countdown = min(self.countdown, self.every)
+        self.slow_countdown = min(self.slow_countdown, self.every)
+
     def tick(self) -> bool:
         """Whether the request being dispatched is timed (the dispatch path's sampler; the
-        fast path keeps the same countdown inline)."""
-        self.countdown -= 1
-        if self.countdown > 0:
+        fast path keeps its own countdown, inline)."""
+        self.slow_countdown -= 1
+        if self.slow_countdown > 0:
             return False
-        self.countdown = self.every
+        self.slow_countdown = self.every
         return True
+
+    def dispatched(self, raw: bytes, name: str | None) -> None:
+        """A request read (and counted by its raw name) goes through dispatch: its call is
+        the table's name's (a container's subcommand: "config|get"), or none (unknown)."""
+        raw_calls = self.raw_calls
+        raw_calls[raw] = raw_calls.get(raw, 0) - 1
+        if name is not None:
+            self.calls[name] += 1
+
+    def redispatched(self, raw: bytes, name: str | bytes) -> None:
+        """A dispatched request goes back to the backlog to run again (WATCH/EXEC deferred,
+        WAIT): undo `dispatched`, so it counts once."""
+        self.raw_calls[raw] = self.raw_calls.get(raw, 0) + 1
+        if isinstance(name, str) and self.calls.get(name):
+            self.calls[name] -= 1
 
     def reject(self, name: str) -> None:
         """`name` was counted as a call, then refused before running (arity, unknown
@@ -133,7 +161,9 @@ class Meter:
         """Every command seen, by name: calls merged over the names it was sent as."""
         calls: defaultdict[str, int] = defaultdict(int, self.calls)
         for raw, n in list(self.raw_calls.items()):
-            calls[self.name_of(raw)] += n
+            # Never below 0: a CONFIG RESETSTAT between a request's read and its dispatch.
+            if n > 0:
+                calls[self.name_of(raw)] += n
         names = sorted(set(calls) | set(self.rejected) | set(self.commands))
         return [CommandRow(n, calls.get(n, 0), self.rejected.get(n, 0),
                            self.commands.get(n) or Timings()) for n in names]

@@ -64,17 +64,20 @@ def test_meter_samples_one_in_n_by_counter() -> None:
 
 def test_meter_accounts_calls_errors_latency_and_rejects() -> None:
     m = Meter(slowlog=SlowLog(slower_than=-1))
-    m.raw_calls[b"GET"] += 2
-    m.raw_calls[b"get"] += 1
-    m.calls["get"] += 1
-    m.calls["set"] += 1
-    m.reject("set")
+    m.raw_calls.update({b"GET": 2, b"get": 1, b"SET": 1})  # as counted per read
+    m.dispatched(b"SET", "set")  # the dispatch path moves it to the table's name ...
+    m.reject("set")  # ... and a refusal to rejected_calls
+    m.raw_calls[b"GET"] += 1
+    m.dispatched(b"GET", "get")
+    m.raw_calls[b"FOO"] = 1
+    m.dispatched(b"FOO", None)  # unknown: no call
     t0 = clock_ns()
     m.finish("get", "1", t0, b"$1\r\nx\r\n", [b"GET", b"k"], CLIENT)
     m.finish("get", "1", t0, b"-WRONGTYPE x\r\n", [b"GET", b"k"], CLIENT)
     m.finish("get", "2", t0, b"!5\r\nERR x\r\n", [b"GET", b"k"], CLIENT)
     rows = {r.name: r for r in m.rows()}
     assert rows["get"].calls == 4 and rows["get"].timings.count == 3
+    assert "foo" not in rows
     assert rows["get"].timings.failed == 2
     assert rows["set"].calls == 0 and rows["set"].rejected == 1
     assert m.groups["1"].count == 2 and m.groups["2"].failed == 1
@@ -146,7 +149,7 @@ async def test_collector_exposition_parses_and_passes_promtool() -> None:
     services = build_services(ProxyConfig())
     try:
         m = services.stats.meter
-        m.raw_calls[b"SET"] += 5
+        m.raw_calls[b"SET"] = 5
         for _ in range(5):
             m.finish("set", "1", clock_ns() - 200_000, b"+OK\r\n", [b"SET", b"k", b"v"], CLIENT)
         services.stats.bytes_in = 123

@@ -159,9 +159,21 @@ def test_slowlog_config_get_set(metered: ProxyProcess) -> None:
         assert r.slowlog_len() == 0
         with pytest.raises(redis.ResponseError, match="proxy-slowlog-max-len"):
             r.config_set("proxy-slowlog-max-len", "lots")
+        # The sampler at run time: 1 in 4 timed, calls stay exact.
+        r.config_resetstat()
+        assert r.config_set("proxy-latency-sample-every", 4)
+        assert r.config_get("proxy-latency-sample-every") == {"proxy-latency-sample-every": "4"}
+        for i in range(40):
+            r.get(f"s{i}")
+        text = scrape(metered.admin_port)
+        assert samples(text, "slotproxy_commands_total")['{command="get"}'] == 40
+        assert samples(text, "slotproxy_command_duration_seconds_count")['{command="get"}'] == 10
+        with pytest.raises(redis.ResponseError, match="proxy-latency-sample-every"):
+            r.config_set("proxy-latency-sample-every", 0)
     finally:
         r.config_set("proxy-slowlog-log-slower-than", 0)
         r.config_set("proxy-slowlog-max-len", 1000)
+        r.config_set("proxy-latency-sample-every", 1)
 
 
 def test_metrics_off_counts_nothing(backends: list[RedisServer], tmp_path: Path) -> None:
