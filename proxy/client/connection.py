@@ -338,7 +338,10 @@ class ClientConnection(asyncio.Protocol):
             # REPLY).
             fast_path = self.mode.fast_path and not self.reply_ctl
             lane = self.state.lane
-        meter.countdown = countdown  # metrics hook: the sampler's place, for the next read
+        # Metrics hook: the sampler's place, for the next read (unless this read changed the
+        # rate: CONFIG SET proxy-latency-sample-every has set it then).
+        if meter.every == every:
+            meter.countdown = countdown
         if fast_last:
             self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)
         self.state.commands += i
