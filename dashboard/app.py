@@ -15,10 +15,22 @@ from aiohttp import web
 
 from .api.middleware import auth_middleware, errors_middleware
 from .api.routes import ENDPOINTS
-from .api.services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, PROXIES, REBALANCER, STORE
+from .api.services import (
+    CONFIG,
+    HEALTH,
+    LIVE,
+    MIGRATOR,
+    PLANE,
+    PROXIES,
+    REBALANCER,
+    SENTINEL,
+    STORE,
+)
 from .config import DashboardConfig
 from .control.plane import ControlPlane
 from .control.proxies import ProxyClient, ProxyRegistry
+from .control.sentinel import SentinelWatcher
+from .control.sentinel import Settings as SentinelSettings
 from .migrate.migrator import Migrator
 from .migrate.rebalancer import Rebalancer
 from .observe.health import HealthMonitor
@@ -43,6 +55,7 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     # A new leader reads the settings an operator last stored (before it starts leading).
     plane.on_take_over(migrator.load_settings)
     health = HealthMonitor(plane.current, cfg.health_interval, cfg.health_timeout)
+    app[SENTINEL] = sentinel_watcher(cfg, plane, migrator)
     app[CONFIG] = cfg
     app[STORE] = store
     app[PROXIES] = proxies
@@ -59,6 +72,23 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     return app
 
 
+def sentinel_watcher(cfg: DashboardConfig, plane: ControlPlane,
+                     migrator: Migrator) -> SentinelWatcher:
+    """Automatic failover (idle without `sentinels:`): a failover's change also relocks the
+    migrating slots leaving that group, and the migrator restarts its passes once it is in."""
+    sc = cfg.sentinel
+    plane.failover_log = type(plane.failover_log)(maxlen=sc.history)
+    plane.on_take_over(migrator.after_take_over)
+    settings = SentinelSettings(quorum=sc.quorum, down_after_ms=sc.down_after_ms,
+                                failover_timeout_ms=sc.failover_timeout_ms,
+                                auth_pass=sc.auth_pass, auth_user=sc.auth_user,
+                                prefix=sc.master_prefix)
+    return SentinelWatcher(plane, cfg.sentinels, settings, password=sc.password,
+                           username=sc.username, backend_password=sc.auth_pass,
+                           backend_user=sc.auth_user, poll_interval=sc.poll_interval,
+                           timeout=sc.timeout, adjust=migrator.relock, after=migrator.failed_over)
+
+
 async def _end_streams(app: web.Application) -> None:
     # on_shutdown runs before aiohttp waits for open requests: without this an open page's
     # event stream would hold the dashboard's exit for the whole shutdown timeout.
@@ -72,7 +102,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(app[HEALTH].run(), name="health"),
              asyncio.create_task(app[PROXIES].poll_stats(plane.leading), name="proxy-stats"),
              asyncio.create_task(app[LIVE].run(), name="live"),
-             asyncio.create_task(plane.watch_members(), name="members")]
+             asyncio.create_task(plane.watch_members(), name="members"),
+             asyncio.create_task(app[SENTINEL].run(), name="sentinel")]
     yield
     for task in tasks:
         task.cancel()
@@ -83,4 +114,5 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await plane.close()
     await app[PROXIES].close()
     await app[HEALTH].close()
+    await app[SENTINEL].close()
     await app[STORE].close()  # resigns: a standby takes over at once

@@ -47,6 +47,26 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SentinelConfig:
+    """Automatic failover with Redis Sentinel (`control/sentinel.py`); off while `addrs` is empty.
+
+    The leader dashboard makes every sentinel monitor every group's master under the name
+    `master_prefix + gid` with these settings, and follows the failovers they perform."""
+
+    quorum: int = 2                      # sentinels that must agree the master is down
+    down_after_ms: int = 5000            # unreachable this long = subjectively down
+    failover_timeout_ms: int = 60000     # sentinel's failover-timeout
+    password: str | None = None          # the sentinels' own requirepass
+    username: str | None = None          # ... and ACL user
+    auth_pass: str | None = None         # the backends' password (sentinel auth-pass)
+    auth_user: str | None = None         # the backends' ACL user (sentinel auth-user)
+    master_prefix: str = ""              # default: "slotproxy-<cluster>-g"
+    poll_interval: float = 1.0           # get-master-addr-by-name poll (events make it faster)
+    timeout: float = 1.0                 # per sentinel command
+    history: int = 50                    # failovers kept for the API
+
+
+@dataclass(frozen=True, slots=True)
 class DashboardConfig:
     listen: tuple[str, int] = ("127.0.0.1", 18080)
     cluster: str = "default"                 # one topology per name (the store key prefix)
@@ -64,6 +84,8 @@ class DashboardConfig:
     # refuse slots in transit after the same time without contact; keep the two equal).
     fence_timeout: float = 10.0
     migration: dict[str, Any] = field(default_factory=dict)  # initial migrate Settings values
+    sentinels: tuple[str, ...] = ()          # "host:port" of each Redis Sentinel (failover)
+    sentinel: SentinelConfig = field(default_factory=SentinelConfig)
     log_level: str = "info"
 
     @property
@@ -131,11 +153,62 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
                  "fence_timeout"):
         if name in data:
             kw[name] = float(data.pop(name))
+    kw["sentinels"], kw["sentinel"] = _sentinels(data.pop("sentinels", None),
+                                                 data.pop("sentinel", None),
+                                                 str(data.get("cluster") or "default"))
     kw.update({k: v for k, v in data.items() if v is not None})
     cfg = DashboardConfig(**kw)
     if cfg.slots not in SLOT_COUNTS:
         raise ConfigError(f"slots: expected one of {SLOT_COUNTS}, got {cfg.slots}")
     return replace(cfg, admin_token=resolve_token(configured=cfg.admin_token, env=env))
+
+
+def _sentinels(addrs: object, section: object, cluster: str
+               ) -> tuple[tuple[str, ...], SentinelConfig]:
+    """The `sentinels:` list and the `sentinel:` knobs, validated (names say which field)."""
+    if addrs is None:
+        addrs = []
+    if isinstance(addrs, str):
+        addrs = [a for a in addrs.split(",") if a.strip()]
+    if not isinstance(addrs, list | tuple):
+        raise ConfigError(f"sentinels: expected a list of 'host:port', got {addrs!r}")
+    out = tuple(join_addr(*parse_hostport(str(a).strip(), "sentinels")) for a in addrs)
+    if len(set(out)) != len(out):
+        raise ConfigError("sentinels: an address is listed twice")
+    data = dict(section or {}) if isinstance(section, dict | type(None)) else None
+    if data is None:
+        raise ConfigError(f"sentinel: expected a mapping, got {section!r}")
+    known = {f.name for f in fields(SentinelConfig)}
+    bad = sorted(set(data) - known)
+    if bad:
+        raise ConfigError(f"unknown sentinel key(s): {', '.join(bad)}")
+    for name in ("quorum", "down_after_ms", "failover_timeout_ms", "history"):
+        if name in data:
+            try:
+                data[name] = int(data[name])
+            except (TypeError, ValueError):
+                raise ConfigError(f"sentinel.{name}: expected an integer, "
+                                  f"got {data[name]!r}") from None
+            if data[name] < 1:
+                raise ConfigError(f"sentinel.{name}: must be >= 1")
+    for name in ("poll_interval", "timeout"):
+        if name in data:
+            try:
+                data[name] = float(data[name])
+            except (TypeError, ValueError):
+                raise ConfigError(f"sentinel.{name}: expected seconds, "
+                                  f"got {data[name]!r}") from None
+            if data[name] <= 0:
+                raise ConfigError(f"sentinel.{name}: must be > 0")
+    prefix = str(data.get("master_prefix") or f"slotproxy-{cluster}-g")
+    if not prefix or any(c.isspace() for c in prefix):
+        raise ConfigError(f"sentinel.master_prefix: no spaces allowed, got {prefix!r}")
+    data["master_prefix"] = prefix
+    cfg = SentinelConfig(**data)
+    if out and cfg.quorum > len(out):
+        raise ConfigError(f"sentinel.quorum {cfg.quorum} is more than the {len(out)} "
+                          "sentinels listed: no failover could ever be agreed")
+    return out, cfg
 
 
 def load(path: str | os.PathLike[str] | None, env: dict[str, str] | None = None,

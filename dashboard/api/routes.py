@@ -27,7 +27,7 @@ from ..observe.health import group_health
 from ..observe.overview import overview
 from ..ui import STATIC
 from . import openapi
-from .services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, REBALANCER
+from .services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, REBALANCER, SENTINEL
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,7 +60,16 @@ def _changed(topo: Topology, **extra: Any) -> dict[str, Any]:
 
 
 async def get_topology(request: web.Request) -> web.Response:
-    return web.json_response(await overview(request.app[PLANE], request.app[HEALTH]))
+    doc = await overview(request.app[PLANE], request.app[HEALTH])
+    watcher = request.app[SENTINEL]
+    if watcher.enabled:
+        doc["sentinel"] = watcher.view(_plane(request).current())
+    return web.json_response(doc)
+
+
+async def get_sentinels(request: web.Request) -> web.Response:
+    topo = await _plane(request).topology()
+    return web.json_response(request.app[SENTINEL].view(topo))
 
 
 async def list_groups(request: web.Request) -> web.Response:
@@ -393,6 +402,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("PUT", "/api/v1/groups/{gid}/weight", set_weight,
           "Set a group's rebalance weight (0 = drain)", "GroupWeight"),
     Endpoint("GET", "/api/v1/health", get_health, "Per-group server health and stats"),
+    Endpoint("GET", "/api/v1/sentinels", get_sentinels,
+             "Automatic failover: each sentinel's reachability and view of every group's "
+             "master, what they agree on, failovers followed"),
     Endpoint("GET", "/api/v1/auth", check_auth,
           "Whether the request's bearer token is the admin token (the web page's login)"),
     Endpoint("GET", "/api/v1/metrics", get_metrics,

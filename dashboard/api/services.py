@@ -7,6 +7,7 @@ from aiohttp import web
 from ..config import DashboardConfig
 from ..control.plane import ControlPlane
 from ..control.proxies import ProxyRegistry
+from ..control.sentinel import SentinelWatcher
 from ..migrate.migrator import Migrator
 from ..migrate.rebalancer import Rebalancer
 from ..observe.health import HealthMonitor
@@ -21,3 +22,4 @@ REBALANCER = web.AppKey("rebalancer", Rebalancer)
 LIVE = web.AppKey("live", Live)
 PROXIES = web.AppKey("proxies", ProxyRegistry)
 STORE = web.AppKey("store", Store)
+SENTINEL = web.AppKey("sentinel", SentinelWatcher)

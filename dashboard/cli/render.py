@@ -67,6 +67,29 @@ def render_status(topo: dict[str, Any]) -> str:
         lines.append("(!) replica unreachable or not replicating")
     lines.append("")
     lines.append(render_proxies(topo["proxies"]))
+    if topo.get("sentinel"):
+        lines.append("")
+        lines.append(render_sentinels(topo["sentinel"]))
+    return "\n".join(lines)
+
+
+def render_sentinels(s: dict[str, Any]) -> str:
+    """Each sentinel's reachability and the master it names per group, then the failovers."""
+    gids = sorted(s.get("groups", {}), key=int)
+    rows = []
+    for sen in s.get("sentinels", []):
+        masters = sen.get("masters", {})
+        says = [(masters.get(s["groups"][g]["name"]) or {}).get("addr") or "-" for g in gids]
+        state = ("up" if sen["reachable"] else "DOWN") + ("" if sen.get("subscribed") or
+                                                          not sen["reachable"] else " (no events)")
+        rows.append([sen["addr"], state, *says])
+    lines = [table(["SENTINEL", "STATE", *(f"G{g} MASTER" for g in gids)], rows)]
+    notes = [f"group {g}: {s['groups'][g]['note']}" for g in gids if s["groups"][g].get("note")]
+    lines += notes
+    history = s.get("history", [])
+    lines.append(f"failovers followed: {s.get('failovers', 0)}" + (
+        "; last: " + ", ".join(f"group {h['group']} {h['old']} -> {h['new']} "
+                               f"({ago(h['time'])})" for h in history[-3:]) if history else ""))
     return "\n".join(lines)
 
 
