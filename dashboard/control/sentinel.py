@@ -143,6 +143,12 @@ def _pairs(flat: Iterable[Any]) -> dict[str, str]:
     return dict(zip(items[0::2], items[1::2], strict=False))
 
 
+def _entry(entry: Any) -> dict[str, str]:
+    """One SENTINEL MASTERS entry: a flat field/value list, or the dict redis-py makes of it."""
+    d = entry if isinstance(entry, dict) else _pairs(entry)
+    return {_text(k): _text(v) for k, v in d.items()}
+
+
 def _int(d: dict[str, str], key: str) -> int:
     try:
         return int(d.get(key, 0))
@@ -155,8 +161,7 @@ def parse_masters(reply: Any, addrs: dict[str, Any], prefix: str) -> dict[str, M
     answer per name (`addrs`: name -> [ip, port] or None) -> our masters' views."""
     out: dict[str, MasterView] = {}
     for entry in reply or ():
-        d = entry if isinstance(entry, dict) else _pairs(entry)
-        d = {_text(k): _text(v) for k, v in d.items()}
+        d = _entry(entry)
         name = d.get("name", "")
         if gid_of(prefix, name) is None:
             continue
@@ -448,7 +453,7 @@ class SentinelWatcher:
         try:
             async with asyncio.timeout(self.timeout * 3):
                 masters = await c.execute_command("SENTINEL", "MASTERS")
-                ours = [n for n in (_pairs(e).get("name", "") for e in masters or ())
+                ours = [n for n in (_entry(e).get("name", "") for e in masters or ())
                         if gid_of(self.settings.prefix, n) is not None]
                 pipe = c.pipeline(transaction=False)
                 for n in ours:
