@@ -319,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first proxy port (default: free ports)")
     p.add_argument("--dashboard-port", type=int, default=0,
                    help="dashboard port (default: free port)")
+    p.add_argument("--sentinels", type=int, default=0,
+                   help="redis-sentinels for automatic failover (default 0; 3 for a quorum)")
+    p.add_argument("--down-after-ms", type=int, default=5000,
+                   help="sentinel down-after-milliseconds (default 5000)")
     return parser
 
 

@@ -190,6 +190,7 @@ def render_cluster(info: dict[str, Any]) -> str:
     lines += [f"  proxy      {addr}   (redis-cli -p {split_addr(addr)[1]})"
               for addr in info["proxies"]]
     lines += [f"  group {gid}    {addr}" for gid, addr in info["groups"].items()]
+    lines += [f"  sentinel   {addr}" for addr in info.get("sentinels", [])]
     lines += ["", "Operate it with:",
               f"  export {DASHBOARD_ENV}={info['dashboard']} {TOKEN_ENV}={info['token']}",
               "  proxyctl status", "", "Ctrl-C stops everything."]

@@ -7,6 +7,10 @@ Ctrl-C (SIGINT) or SIGTERM stops everything this command started, by PID, in rev
 
 Every run starts a fresh cluster: the redis servers get new free ports and empty data, so the
 store from a previous run (which names the old ports) is cleared.
+
+With `--sentinels N`, N redis-sentinel processes (each with its own config file and directory)
+start first and the dashboard is configured with them: it makes them monitor every group's
+master and follows the failovers they perform (a group fails over once it has a replica).
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ from slotcore.contract import resolve_token
 
 from ..model.changes import even_assignment
 from .client import ApiClient, CliError
-from .procs import Process, RedisServer, free_port, port_free, python_module, wait_port
+from .procs import (
+    Process,
+    RedisServer,
+    SentinelServer,
+    free_port,
+    port_free,
+    python_module,
+    wait_port,
+)
 from .render import render_cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -38,9 +50,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 class LocalCluster:
     def __init__(self, workdir: Path, groups: int = 3, proxies: int = 1, nslots: int = 16384,
-                 token: str | None = None, proxy_port: int = 0, dashboard_port: int = 0) -> None:
+                 token: str | None = None, proxy_port: int = 0, dashboard_port: int = 0,
+                 sentinels: int = 0, down_after_ms: int = 5000) -> None:
         if groups < 1 or proxies < 0:
             raise CliError("need at least one group and zero or more proxies", 2)
+        if sentinels < 0 or sentinels == 2:
+            # Two sentinels can elect a leader only while both are up: no failover survives
+            # losing one, which is what they are for.
+            raise CliError("--sentinels: use 1 (no redundancy) or 3 or more, not 2", 2)
+        self.nsentinels = sentinels
+        self.down_after_ms = down_after_ms
+        self.sentinels: list[SentinelServer] = []
         self.dir = workdir.resolve()
         self.ngroups = groups
         self.nproxies = proxies
@@ -82,6 +102,12 @@ class LocalCluster:
 
         cfg = {"listen": join_addr("127.0.0.1", self.dashboard_port), "admin_token": self.token,
                "slots": self.nslots, "store": {"kind": "file", "path": str(self.dir / "store")}}
+        if self.nsentinels:
+            self._start_sentinels(check)
+            cfg["sentinels"] = [s.addr for s in self.sentinels]
+            cfg["sentinel"] = {"quorum": self.nsentinels // 2 + 1,
+                               "down_after_ms": self.down_after_ms,
+                               "failover_timeout_ms": max(10000, self.down_after_ms * 6)}
         (self.dir / "dashboard.yaml").write_text(yaml.safe_dump(cfg))
         dash = self._spawn("dashboard",
                            python_module("dashboard", "-c", str(self.dir / "dashboard.yaml")))
@@ -116,6 +142,13 @@ class LocalCluster:
         self._wait(all_online, "the proxies to come online", dash)
         (self.dir / "pids.json").write_text(json.dumps(self.pids()))
 
+    def _start_sentinels(self, check: Any) -> None:
+        for i in range(1, self.nsentinels + 1):
+            # A sentinel remembers what it monitored in its config: start each one fresh.
+            shutil.rmtree(self.dir / f"sentinel-{i}", ignore_errors=True)
+            self.sentinels.append(SentinelServer(self.dir / f"sentinel-{i}").start())
+            check()
+
     @staticmethod
     def _wait(cond: Any, what: str, proc: Process, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -135,6 +168,8 @@ class LocalCluster:
     def pids(self) -> dict[str, int]:
         out = {f"redis-{i}": s.process.pid for i, s in enumerate(self.redis, start=1)
                if s.process is not None}
+        out.update({f"sentinel-{i}": s.process.pid for i, s in enumerate(self.sentinels, start=1)
+                    if s.process is not None})
         out.update({name: p.pid for name, p in self.processes})
         return out
 
@@ -144,20 +179,24 @@ class LocalCluster:
             "token": self.token,
             "proxies": self.proxy_addrs,
             "groups": {str(i): s.addr for i, s in enumerate(self.redis, start=1)},
+            "sentinels": [s.addr for s in self.sentinels],
             "dir": str(self.dir),
             "pids": self.pids(),
         }
 
     def dead(self) -> list[str]:
         return [name for name, p in self.processes if not p.alive()] + [
-            s.addr for s in self.redis if not s.alive()]
+            s.addr for s in self.redis if not s.alive()] + [
+            f"sentinel {s.addr}" for s in self.sentinels if not s.alive()]
 
     def stop(self) -> None:
-        """Everything we started, newest first (proxies, dashboard, then redis), by PID."""
+        """Everything we started, newest first (proxies, dashboard, redis, sentinels), by PID."""
         for _, proc in reversed(self.processes):
             proc.stop()
         for srv in reversed(self.redis):
             srv.stop()
+        for sen in reversed(self.sentinels):
+            sen.stop()
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -169,7 +208,9 @@ def run_up(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     cluster = LocalCluster(Path(args.dir), args.groups, args.proxies, args.slots,
                            token=resolve_token(explicit=getattr(args, "token", None)),
-                           proxy_port=args.port, dashboard_port=args.dashboard_port)
+                           proxy_port=args.port, dashboard_port=args.dashboard_port,
+                           sentinels=getattr(args, "sentinels", 0),
+                           down_after_ms=getattr(args, "down_after_ms", 5000))
     try:
         try:
             cluster.start(stopping)
