@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from slotcore.addr import join_addr, split_addr
@@ -314,6 +316,16 @@ def decide(topo: Topology, reports: list[SentinelReport], settings: Settings,
 # -- the driver ----------------------------------------------------------------------------------
 
 
+def _redis(addr: str, password: str | None, username: str | None, timeout: float | None,
+           connect_timeout: float, **kw: Any) -> aioredis.Redis:
+    """A client that fails at once: redis-py's default retries a refused connection ten times
+    with backoff (seconds), and a dead master is exactly what a failover is about."""
+    host, port = split_addr(addr)
+    return aioredis.Redis(host=host, port=port, password=password, username=username,
+                          socket_timeout=timeout, socket_connect_timeout=connect_timeout,
+                          retry=Retry(NoBackoff(), 0), **kw)
+
+
 def _role(info: dict[str, Any]) -> str | None:
     role = info.get("role")
     return str(role) if role else None
@@ -363,10 +375,7 @@ class SentinelWatcher:
     def _client(self, addr: str) -> aioredis.Redis:
         c = self._clients.get(addr)
         if c is None:
-            host, port = split_addr(addr)
-            c = aioredis.Redis(host=host, port=port, password=self.password,
-                               username=self.username, socket_timeout=self.timeout,
-                               socket_connect_timeout=self.timeout)
+            c = _redis(addr, self.password, self.username, self.timeout, self.timeout)
             self._clients[addr] = c
         return c
 
@@ -402,11 +411,9 @@ class SentinelWatcher:
         """+switch-master on one sentinel; every (re)connect and every event wakes a poll."""
         backoff = 0.2
         while True:
-            host, port = split_addr(addr)
             # socket_timeout None: a subscription is quiet for as long as nothing fails over.
-            conn = aioredis.Redis(host=host, port=port, password=self.password,
-                                  username=self.username, socket_connect_timeout=self.timeout,
-                                  socket_timeout=None, health_check_interval=5)
+            conn = _redis(addr, self.password, self.username, None, self.timeout,
+                          health_check_interval=5)
             pubsub = conn.pubsub()
             try:
                 await pubsub.subscribe("+switch-master")
@@ -490,10 +497,8 @@ class SentinelWatcher:
 
     async def _roles(self, addrs: set[str]) -> dict[str, str | None]:
         async def one(addr: str) -> str | None:
-            host, port = split_addr(addr)
-            c = aioredis.Redis(host=host, port=port, password=self.backend_password,
-                               username=self.backend_user, socket_timeout=self.timeout,
-                               socket_connect_timeout=self.timeout)
+            c = _redis(addr, self.backend_password, self.backend_user, self.timeout,
+                       self.timeout)
             try:
                 async with asyncio.timeout(self.timeout * 2):
                     return _role(await c.info("replication"))
