@@ -35,7 +35,7 @@ import redis  # noqa: E402
 from redis.cluster import ClusterNode, RedisCluster  # noqa: E402
 
 from slotcore.keyslot import key_slot  # noqa: E402
-from tests.harness import RedisServer, until  # noqa: E402
+from tests.harness import RedisServer, free_port, until  # noqa: E402
 from tests.harness.failover import HACluster, in_sync, info  # noqa: E402
 
 
@@ -48,8 +48,10 @@ class Probe(threading.Thread):
         self.stop = threading.Event()
         self.ok = 0
         self.first_fail: float | None = None
-        self.windows: list[tuple[float, float]] = []
+        self.windows: list[tuple[float, float, int]] = []
         self.successes: list[float] = []
+        self.acked: dict[str, int] = dict.fromkeys(keys, 0)
+        self.lost_before = 0
 
     def run(self) -> None:
         c = self.make()
@@ -68,6 +70,7 @@ class Probe(threading.Thread):
                 continue
             now = time.monotonic()
             self.ok += 1
+            self.acked[k] += 1
             if self.first_fail is not None:
                 self.windows.append((self.first_fail, now))
                 self.first_fail = None
@@ -75,6 +78,17 @@ class Probe(threading.Thread):
             if len(self.successes) > 1000:
                 del self.successes[:500]
             time.sleep(0.001)
+
+    def lost(self, client: Any) -> int:
+        """Acknowledged INCRs the counters lost since the last call (what this failover lost;
+        a write whose reply never came counts as not acknowledged)."""
+        acked = dict(self.acked)  # before the read: writes acked meanwhile are not missing
+        values = client.mget(self.keys) if not isinstance(client, RedisCluster) else [
+            client.get(k) for k in self.keys]
+        total = sum(max(0, acked[k] - int(v or 0))
+                    for k, v in zip(self.keys, values, strict=True))
+        lost, self.lost_before = total - self.lost_before, total
+        return lost
 
     def after(self, t: float, timeout: float = 120) -> tuple[float, float]:
         """(window, kill-to-success) of the first outage that ends after time `t`."""
@@ -87,7 +101,7 @@ class Probe(threading.Thread):
         raise TimeoutError("writes did not resume")
 
 
-def bench_slotproxy(runs: int, down_after: int, tmp: Path) -> list[tuple[float, float]]:
+def bench_slotproxy(runs: int, down_after: int, tmp: Path) -> list[tuple[float, float, int]]:
     c = HACluster(tmp / "slotproxy", ngroups=3, nproxies=1, down_after_ms=down_after)
     out = []
     try:
@@ -103,10 +117,13 @@ def bench_slotproxy(runs: int, down_after: int, tmp: Path) -> list[tuple[float, 
             t = time.monotonic()
             old.kill()
             window, total = probe.after(t)
-            out.append((window, total))
+            out.append((window, total, 0))
             print(f"  slotproxy run {run + 1}: window {window:.2f} s, kill to first write "
                   f"{total:.2f} s", flush=True)
             c.wait_master(1, new.addr)
+            lost = probe.lost(redis.Redis(port=new.port))
+            out[-1] = (window, total, lost)
+            print(f"    acked INCRs lost: {lost} of {probe.ok}", flush=True)
             old.start()
             until(lambda old=old, new=new: in_sync(old.port, new.port), 90, "old master back")
         probe.stop.set()
@@ -116,10 +133,13 @@ def bench_slotproxy(runs: int, down_after: int, tmp: Path) -> list[tuple[float, 
     return out
 
 
-def bench_cluster(runs: int, node_timeout: int, tmp: Path) -> list[tuple[float, float]]:
+def bench_cluster(runs: int, node_timeout: int, tmp: Path) -> list[tuple[float, float, int]]:
     extra = ("--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout),
              "--repl-diskless-sync-delay", "0")
-    nodes = [RedisServer(tmp / f"cluster{i}", extra=extra).start() for i in range(6)]
+    # The bus port defaults to port + 10000, which may be taken: give each node a free one.
+    nodes = [RedisServer(tmp / f"cluster{i}",
+                         extra=(*extra, "--cluster-port", str(free_port()))).start()
+             for i in range(6)]
     out = []
     try:
         subprocess.run(["redis-cli", "--cluster", "create", *(n.addr for n in nodes),
@@ -157,9 +177,12 @@ def bench_cluster(runs: int, node_timeout: int, tmp: Path) -> list[tuple[float, 
             t = time.monotonic()
             victim.kill()
             window, total = probe.after(t)
-            out.append((window, total))
+            out.append((window, total, 0))
             print(f"  cluster   run {run + 1}: window {window:.2f} s, kill to first write "
                   f"{total:.2f} s", flush=True)
+            lost = probe.lost(RedisCluster(startup_nodes=startup))
+            out[-1] = (window, total, lost)
+            print(f"    acked INCRs lost: {lost} of {probe.ok}", flush=True)
             victim.start()
             until(lambda v=victim, r=replica: in_sync(v.port, r.port), 90, "old master back")
             until(state_ok, 60, "cluster ok")
@@ -177,7 +200,7 @@ def main() -> int:
     ap.add_argument("--down-after-ms", type=int, default=1000)
     ap.add_argument("--only", choices=["slotproxy", "cluster"])
     args = ap.parse_args()
-    results: dict[str, list[tuple[float, float]]] = {}
+    results: dict[str, list[tuple[float, float, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="failover-bench-") as d:
         tmp = Path(d)
         if args.only in (None, "slotproxy"):
@@ -187,12 +210,13 @@ def main() -> int:
     print(f"\nunavailability after kill -9 of a master (down-after / node-timeout "
           f"{args.down_after_ms} ms), median of {args.runs}:")
     print("| setup | window: first failed -> first ok write (s) | kill -> first ok write (s) "
-          "| runs (window) |")
-    print("| --- | --- | --- | --- |")
+          "| runs (window) | acked writes lost (total) |")
+    print("| --- | --- | --- | --- | --- |")
     for name, rs in results.items():
         w = statistics.median(r[0] for r in rs)
         k = statistics.median(r[1] for r in rs)
-        print(f"| {name} | {w:.2f} | {k:.2f} | {', '.join(f'{r[0]:.2f}' for r in rs)} |")
+        print(f"| {name} | {w:.2f} | {k:.2f} | {', '.join(f'{r[0]:.2f}' for r in rs)} "
+              f"| {sum(r[2] for r in rs)} |")
     return 0
 
 

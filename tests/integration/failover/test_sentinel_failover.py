@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from slotcore.keyslot import key_slot
-from tests.harness import REPO, env, until
+from tests.harness import REPO, RedisServer, env, until
 from tests.harness.failover import (
     HACluster,
     Writer,
@@ -86,6 +86,22 @@ def test_status_shows_the_sentinels(ha: HACluster) -> None:
     assert "SENTINEL" in out.stdout and "failovers followed" in out.stdout
     for s in ha.sentinels:
         assert s.addr in out.stdout
+
+
+def test_groups_added_later_are_monitored_and_removed_ones_unmonitored(
+        ha: HACluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    srv = RedisServer(tmp_path_factory.mktemp("g9")).start()
+    try:
+        status, body = ha.dash.call("POST", "/api/v1/groups", {"id": 9, "master": srv.addr})
+        assert status == 201, body
+        until(lambda: all(ha.sentinel_master(s, 9) == srv.addr for s in ha.sentinels), 20,
+              "every sentinel to monitor group 9")
+        status, body = ha.dash.call("DELETE", "/api/v1/groups/9")
+        assert status == 200, body
+        until(lambda: all(ha.sentinel_master(s, 9) is None for s in ha.sentinels), 20,
+              "every sentinel to forget group 9")
+    finally:
+        srv.stop()
 
 
 def test_kill_master_under_load(ha: HACluster) -> None:
