@@ -101,6 +101,16 @@ class Probe(threading.Thread):
         raise TimeoutError("writes did not resume")
 
 
+def measure(name: str, run: int, probe: Probe, killed: float, reader: Any
+            ) -> tuple[float, float, int]:
+    """One kill's (window, kill to first write, acked writes lost), printed as it comes."""
+    window, total = probe.after(killed)
+    lost = probe.lost(reader)
+    print(f"  {name:9} run {run + 1}: window {window:.2f} s, kill to first write {total:.2f} s"
+          f", acked INCRs lost {lost} (of {probe.ok} so far)", flush=True)
+    return window, total, lost
+
+
 def bench_slotproxy(runs: int, down_after: int, tmp: Path) -> list[tuple[float, float, int]]:
     c = HACluster(tmp / "slotproxy", ngroups=3, nproxies=1, down_after_ms=down_after)
     out = []
@@ -116,14 +126,8 @@ def bench_slotproxy(runs: int, down_after: int, tmp: Path) -> list[tuple[float, 
             until(lambda: probe.ok > 100, 30, "writes")
             t = time.monotonic()
             old.kill()
-            window, total = probe.after(t)
-            out.append((window, total, 0))
-            print(f"  slotproxy run {run + 1}: window {window:.2f} s, kill to first write "
-                  f"{total:.2f} s", flush=True)
             c.wait_master(1, new.addr)
-            lost = probe.lost(redis.Redis(port=new.port))
-            out[-1] = (window, total, lost)
-            print(f"    acked INCRs lost: {lost} of {probe.ok}", flush=True)
+            out.append(measure("slotproxy", run, probe, t, redis.Redis(port=new.port)))
             old.start()
             until(lambda old=old, new=new: in_sync(old.port, new.port), 90, "old master back")
         probe.stop.set()
@@ -176,13 +180,7 @@ def bench_cluster(runs: int, node_timeout: int, tmp: Path) -> list[tuple[float, 
             until(lambda r=replica, v=victim: in_sync(r.port, v.port), 30, "replica in sync")
             t = time.monotonic()
             victim.kill()
-            window, total = probe.after(t)
-            out.append((window, total, 0))
-            print(f"  cluster   run {run + 1}: window {window:.2f} s, kill to first write "
-                  f"{total:.2f} s", flush=True)
-            lost = probe.lost(RedisCluster(startup_nodes=startup))
-            out[-1] = (window, total, lost)
-            print(f"    acked INCRs lost: {lost} of {probe.ok}", flush=True)
+            out.append(measure("cluster", run, probe, t, RedisCluster(startup_nodes=startup)))
             victim.start()
             until(lambda v=victim, r=replica: in_sync(v.port, r.port), 90, "old master back")
             until(state_ok, 60, "cluster ok")

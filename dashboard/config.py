@@ -163,6 +163,16 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
     return replace(cfg, admin_token=resolve_token(configured=cfg.admin_token, env=env))
 
 
+def _positive(value: object, conv: type, what: str, expected: str) -> Any:
+    try:
+        out = conv(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: expected {expected}, got {value!r}") from None
+    if out <= 0:
+        raise ConfigError(f"{what}: must be > 0, got {value!r}")
+    return out
+
+
 def _sentinels(addrs: object, section: object, cluster: str
                ) -> tuple[tuple[str, ...], SentinelConfig]:
     """The `sentinels:` list and the `sentinel:` knobs, validated (names say which field)."""
@@ -184,22 +194,10 @@ def _sentinels(addrs: object, section: object, cluster: str
         raise ConfigError(f"unknown sentinel key(s): {', '.join(bad)}")
     for name in ("quorum", "down_after_ms", "failover_timeout_ms", "history"):
         if name in data:
-            try:
-                data[name] = int(data[name])
-            except (TypeError, ValueError):
-                raise ConfigError(f"sentinel.{name}: expected an integer, "
-                                  f"got {data[name]!r}") from None
-            if data[name] < 1:
-                raise ConfigError(f"sentinel.{name}: must be >= 1")
+            data[name] = _positive(data[name], int, f"sentinel.{name}", "an integer")
     for name in ("poll_interval", "timeout"):
         if name in data:
-            try:
-                data[name] = float(data[name])
-            except (TypeError, ValueError):
-                raise ConfigError(f"sentinel.{name}: expected seconds, "
-                                  f"got {data[name]!r}") from None
-            if data[name] <= 0:
-                raise ConfigError(f"sentinel.{name}: must be > 0")
+            data[name] = _positive(data[name], float, f"sentinel.{name}", "seconds")
     prefix = str(data.get("master_prefix") or f"slotproxy-{cluster}-g")
     if not prefix or any(c.isspace() for c in prefix):
         raise ConfigError(f"sentinel.master_prefix: no spaces allowed, got {prefix!r}")

@@ -124,7 +124,32 @@ def redis_server_binary() -> str:
     return path
 
 
-class RedisServer:
+class _Daemon:
+    """A server process on a loopback port (stopped, killed and checked by PID)."""
+
+    host = "127.0.0.1"
+    port: int
+    process: Process | None
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+
+class RedisServer(_Daemon):
     """One stock redis-server on a loopback port, no persistence, in its own directory."""
 
     def __init__(self, workdir: Path | None = None, port: int | None = None,
@@ -136,10 +161,6 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.extra = list(extra)
         self.process: Process | None = None
-
-    @property
-    def addr(self) -> str:
-        return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         argv = [
@@ -154,18 +175,6 @@ class RedisServer:
         wait_port(self.host, self.port, timeout, self.process.proc)
         return self
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process = None
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive()
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -225,7 +234,7 @@ def redis_sentinel_binary() -> str:
     return path
 
 
-class SentinelServer:
+class SentinelServer(_Daemon):
     """One stock redis-sentinel on a loopback port, with its own config file in its own
     directory (a sentinel rewrites its config: what it monitors survives its restart).
 
@@ -239,10 +248,6 @@ class SentinelServer:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="slotproxy-sentinel-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process: Process | None = None
-
-    @property
-    def addr(self) -> str:
-        return f"{self.host}:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -260,15 +265,3 @@ class SentinelServer:
         wait_port(self.host, self.port, timeout, self.process.proc)
         return self
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process = None
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive()

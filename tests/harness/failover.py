@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from dashboard.model.changes import even_assignment
 from slotcore.keyslot import key_slot
 
 from .procs import DashboardProcess, ProxyProcess, RedisServer, SentinelServer, until
@@ -90,9 +91,7 @@ class HACluster:
             status, body = self.dash.call("POST", f"/api/v1/groups/{gid}/servers",
                                           {"addr": r.addr, "role": "replica"})
             assert status == 201, body
-        n = NSLOTS // ngroups
-        assign = [{"slots": f"{i * n}-{(i + 1) * n - 1}", "group": i + 1}
-                  for i in range(ngroups)]
+        assign = even_assignment(NSLOTS, list(range(1, ngroups + 1)))
         status, body = self.dash.call("POST", "/api/v1/slots/assign", {"assign": assign})
         assert status == 200, body
         for i in range(nproxies):

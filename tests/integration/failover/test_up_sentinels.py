@@ -16,17 +16,7 @@ from slotcore.keyslot import key_slot
 from slotcore.slotmap import SlotMap
 from tests.harness import REPO, TOKEN, RedisServer, env, http, until
 from tests.harness.failover import REPL, in_sync
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+from tests.integration.dashboard.test_up import pid_alive
 
 
 def sentinel_says(addr: str, name: str) -> str | None:
