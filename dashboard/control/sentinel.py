@@ -24,8 +24,10 @@ Safety rules of the core (why each exists):
   replica -- that is a promotion the dashboard made -- and only when every configured sentinel
   answers: a re-monitored sentinel restarts at config-epoch 0, and one left behind with the
   old, higher epoch would talk the others back to the old master through its hello messages;
-* nothing is done for a group while a sentinel reports a failover in progress for it, or while
-  the group is in state "promoting" (a manual promotion owns it).
+* the sentinel leading a failover (elected by a majority in its epoch) is followed before it
+  finishes, as soon as the replica it selected (flag "promoted") itself says it is a master;
+  otherwise nothing is done for a group while a sentinel reports a failover in progress for it,
+  nor while the group is in state "promoting" (a manual promotion owns it).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class MasterView:
     failover_timeout_ms: int = 0
     replicas: int = 0
     other_sentinels: int = 0
+    # During a failover this sentinel leads: the replica it selected (flag "promoted").
+    promoted: str | None = None
 
     @property
     def failing_over(self) -> bool:
@@ -89,7 +93,7 @@ class MasterView:
         return {"addr": self.addr, "config_epoch": self.config_epoch, "flags": list(self.flags),
                 "quorum": self.quorum, "down_after_ms": self.down_after_ms,
                 "failover_timeout_ms": self.failover_timeout_ms, "replicas": self.replicas,
-                "other_sentinels": self.other_sentinels}
+                "other_sentinels": self.other_sentinels, "promoted": self.promoted}
 
 
 @dataclass(slots=True)
@@ -158,9 +162,20 @@ def _int(d: dict[str, str], key: str) -> int:
         return 0
 
 
-def parse_masters(reply: Any, addrs: dict[str, Any], prefix: str) -> dict[str, MasterView]:
+def promoted_of(replicas: Any) -> str | None:
+    """The replica a SENTINEL REPLICAS reply flags "promoted" (selected by a leader), if any."""
+    for entry in replicas or ():
+        d = _entry(entry)
+        if "promoted" in d.get("flags", "").split(","):
+            return join_addr(d.get("ip", ""), _int(d, "port"))
+    return None
+
+
+def parse_masters(reply: Any, addrs: dict[str, Any], prefix: str,
+                  promoted: dict[str, str | None] | None = None) -> dict[str, MasterView]:
     """SENTINEL MASTERS (a list of flat field/value lists) plus the get-master-addr-by-name
-    answer per name (`addrs`: name -> [ip, port] or None) -> our masters' views."""
+    answer per name (`addrs`: name -> [ip, port] or None) -> our masters' views; `promoted`:
+    name -> the replica a failover this sentinel leads selected."""
     out: dict[str, MasterView] = {}
     for entry in reply or ():
         d = _entry(entry)
@@ -177,7 +192,8 @@ def parse_masters(reply: Any, addrs: dict[str, Any], prefix: str) -> dict[str, M
             flags=tuple(f for f in d.get("flags", "").split(",") if f),
             quorum=_int(d, "quorum"), down_after_ms=_int(d, "down-after-milliseconds"),
             failover_timeout_ms=_int(d, "failover-timeout"), replicas=_int(d, "num-slaves"),
-            other_sentinels=_int(d, "num-other-sentinels"))
+            other_sentinels=_int(d, "num-other-sentinels"),
+            promoted=(promoted or {}).get(name))
     return out
 
 
@@ -213,6 +229,8 @@ def needs_roles(topo: Topology, reports: list[SentinelReport], settings: Setting
             v = r.masters.get(name) if r.reachable else None
             if v is not None and _translate(v.addr, aliases) != group.master:
                 out.update((group.master, _translate(v.addr, aliases)))
+            if v is not None and v.promoted:
+                out.add(_translate(v.promoted, aliases))
     return out
 
 
@@ -264,6 +282,16 @@ def decide(topo: Topology, reports: list[SentinelReport], settings: Settings,
         if group.state == "promoting":
             plan.notes[gid] = "a manual promotion is in progress"
             continue
+        leading = [v for v in views if v.failing_over and v.promoted]
+        if leading:
+            # The sentinel that won this failover's election (a majority voted for it in its
+            # epoch) selected a replica and sent it REPLICAOF NO ONE: once that server says
+            # it is a master, follow at once -- the sentinel itself confirms the promotion
+            # only at its next INFO of it (up to a second later).
+            addr = _translate(leading[0].promoted or "", aliases)
+            if addr in group.replicas and roles.get(addr) == "master":
+                plan.follow[gid] = addr
+                continue
         if any(v.failing_over for v in views):
             plan.notes[gid] = "a sentinel reports a failover in progress"
             continue
@@ -470,8 +498,16 @@ class SentinelWatcher:
             return SentinelReport(addr, False, str(e) or type(e).__name__, polled_at=time.time())
         answers = {n: (a if isinstance(a, list | tuple) else None)
                    for n, a in zip(ours, got, strict=True)}
+        promoted: dict[str, str | None] = {}
+        busy = [n for n in ours if "failover_in_progress" in next(
+            (_entry(e).get("flags", "") for e in masters if _entry(e).get("name") == n), "")]
+        for n in busy:  # only while a failover runs: which replica its leader selected
+            with contextlib.suppress(TimeoutError, RedisError, OSError):
+                async with asyncio.timeout(self.timeout * 2):
+                    promoted[n] = promoted_of(
+                        await c.execute_command("SENTINEL", "REPLICAS", n))
         return SentinelReport(addr, True, None,
-                              parse_masters(masters, answers, self.settings.prefix),
+                              parse_masters(masters, answers, self.settings.prefix, promoted),
                               polled_at=time.time())
 
     async def _resolve(self, topo: Topology) -> dict[str, str]:

@@ -176,3 +176,29 @@ def test_sentinel_config_is_validated() -> None:
                        ({"sentinel": {"master_prefix": "a b"}}, "master_prefix")]:
         with pytest.raises(ConfigError, match=field):
             from_dict(bad, env={})
+
+
+def test_the_leading_sentinels_promoted_replica_is_followed_once_it_is_a_master() -> None:
+    from dataclasses import replace as dc_replace
+
+    leader = dc_replace(view(M, 0, ("o_down", "master", "failover_in_progress")), promoted=R)
+    rs = reports(leader, view(M, 0, ("s_down", "master")), view(M, 0, ("s_down", "master")))
+    assert R in needs_roles(topo(), rs, S, {})
+    # REPLICAOF NO ONE not done yet: wait.
+    plan = decide(topo(), rs, S, {M: None, R: "slave"})
+    assert plan.follow == {} and "in progress" in plan.notes[1]
+    plan = decide(topo(), rs, S, {M: None, R: "master"})
+    assert plan.follow == {1: R}
+    # A promoted server outside the group is never followed.
+    odd = dc_replace(leader, promoted="10.0.0.9:6379")
+    plan = decide(topo(), reports(odd), S, {"10.0.0.9:6379": "master"}, configured=1)
+    assert plan.follow == {}
+
+
+def test_promoted_of_reads_the_flag() -> None:
+    from dashboard.control.sentinel import promoted_of
+
+    reply = [{b"ip": b"10.0.0.2", b"port": b"6379", b"flags": b"slave"},
+             [b"ip", b"10.0.0.3", b"port", b"6380", b"flags", b"slave,promoted"]]
+    assert promoted_of(reply) == "10.0.0.3:6380"
+    assert promoted_of(reply[:1]) is None and promoted_of(None) is None
