@@ -395,6 +395,7 @@ class SentinelWatcher:
         self._subscribed: dict[str, bool] = dict.fromkeys(self.addrs, False)
         self._aliases: dict[str, str] = {}
         self._aliases_at = 0.0
+        self._aliases_for: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -513,8 +514,7 @@ class SentinelWatcher:
     async def _resolve(self, topo: Topology) -> dict[str, str]:
         """ip:port -> the topology's spelling, for servers named by host name (cached 30 s)."""
         servers = {a for g in topo.groups.values() for a in g.servers}
-        if (time.monotonic() - self._aliases_at < 30
-                and servers <= set(self._aliases.values()) | set(self._aliases)):
+        if time.monotonic() - self._aliases_at < 30 and servers == self._aliases_for:
             return self._aliases
         loop = asyncio.get_running_loop()
         out: dict[str, str] = {}
@@ -528,7 +528,7 @@ class SentinelWatcher:
                 ip = join_addr(str(info[4][0]), port)
                 if ip != addr:
                     out[ip] = addr
-        self._aliases, self._aliases_at = out, time.monotonic()
+        self._aliases, self._aliases_at, self._aliases_for = out, time.monotonic(), servers
         return out
 
     async def _roles(self, addrs: set[str]) -> dict[str, str | None]:
