@@ -38,9 +38,11 @@ def info(port: int, section: str = "replication") -> dict[str, Any]:
 
 
 def in_sync(replica: int, master: int) -> bool:
-    """The replica's link is up and it has applied everything the master has."""
+    """The replica's link is up and it has applied everything the master had when asked
+    (the master is asked first: under writes its offset keeps moving)."""
     try:
-        ri, mi = info(replica), info(master)
+        mi = info(master)
+        ri = info(replica)
     except (redis.RedisError, OSError):
         return False
     return (ri.get("role") == "slave" and ri.get("master_port") == master
