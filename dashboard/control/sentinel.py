@@ -8,9 +8,10 @@ Two halves:
   answered (and, where they disagree with the topology, what the servers themselves say their
   role is) into a `Plan`: the groups whose master changed, and the SENTINEL commands that make
   every sentinel monitor exactly the groups' masters with the configured settings;
-* `SentinelWatcher`, the driver: redis-py asyncio clients to every sentinel, a `+switch-master`
-  subscription on each (an event only triggers a poll, it is never trusted alone), and the poll
-  itself -- after every (re)connect and every `poll_interval` -- so a missed event (dashboard
+* `SentinelWatcher`, the driver: redis-py asyncio clients to every sentinel, a subscription to
+  `+switch-master` (and the failover's earlier steps, `EVENTS`) on each -- an event only
+  triggers a poll, it is never trusted alone -- and the poll itself, after every (re)connect
+  and every `poll_interval` (0.2 s while a master is down), so a missed event (dashboard
   restarting, a dropped subscription) is never a missed failover.
 
 Safety rules of the core (why each exists):
@@ -55,6 +56,11 @@ from ..model.records import GroupRecord, Topology
 from .plane import ControlPlane
 
 log = logging.getLogger(__name__)
+
+# Each wakes a poll: the end of a failover, and the steps before it (a master down, a leader
+# elected, its replica selected and promoted) so the poll follows the failover as it happens.
+EVENTS = ("+switch-master", "+odown", "+elected-leader", "+selected-slave",
+          "+failover-state-send-slaveof-noone", "+promoted-slave")
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,8 +432,8 @@ class SentinelWatcher:
                     except Exception as e:  # shown in the API, retried next round
                         self.last_error = str(e) or type(e).__name__
                         log.warning("sentinel reconcile failed: %s", self.last_error)
-                    # After an event the poll repeats quickly until the sentinels agree.
-                    interval = 0.2 if self.plan.notes or self.plan.follow else self.poll_interval
+                    # While a master is down or the sentinels disagree, poll quickly.
+                    interval = self._interval()
                     self.wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), interval)
@@ -435,6 +441,15 @@ class SentinelWatcher:
                 for t in subs:
                     t.cancel()
                 await asyncio.gather(*subs, return_exceptions=True)
+
+    def _interval(self) -> float:
+        views = [v for r in self.reports.values() for v in r.masters.values()]
+        if any(v.promoted for v in views):
+            return 0.05  # REPLICAOF NO ONE is on its way to the selected replica
+        if self.plan.notes or self.plan.follow or any(
+                "s_down" in v.flags or "o_down" in v.flags or v.failing_over for v in views):
+            return min(0.2, self.poll_interval)
+        return self.poll_interval
 
     async def _subscribe(self, addr: str) -> None:
         """+switch-master on one sentinel; every (re)connect and every event wakes a poll."""
@@ -445,15 +460,18 @@ class SentinelWatcher:
                           health_check_interval=5)
             pubsub = conn.pubsub()
             try:
-                await pubsub.subscribe("+switch-master")
+                await pubsub.subscribe(*EVENTS)
                 self._subscribed[addr] = True
                 backoff = 0.2
                 self.wake.set()  # reconnected: poll, an event may have been missed meanwhile
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                     if msg is not None and msg.get("type") == "message":
-                        self.events += 1
-                        log.info("sentinel %s: +switch-master %s", addr, _text(msg["data"]))
+                        channel = _text(msg["channel"])
+                        if channel == "+switch-master":
+                            self.events += 1
+                        log.log(logging.INFO if channel == "+switch-master" else logging.DEBUG,
+                                "sentinel %s: %s %s", addr, channel, _text(msg["data"]))
                         self.wake.set()
             except (RedisError, OSError) as e:
                 log.debug("sentinel %s subscription lost: %s", addr, e)
@@ -563,6 +581,7 @@ class SentinelWatcher:
         group = topo.groups.get(gid)
         if group is None or group.master == addr:
             return
+        log.info("group %d: the sentinels' new master is %s; recording it", gid, addr)
         try:
             await self.plane.change(apply)
         except DashboardError as e:
