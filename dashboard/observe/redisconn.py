@@ -22,11 +22,13 @@ return out
 
 
 def connect(addr: str, *, timeout: float = 30, connect_timeout: float = 2,
-            password: str | None = None, protocol: int | None = None) -> aioredis.Redis:
+            password: str | None = None, protocol: int | None = None,
+            username: str | None = None) -> aioredis.Redis:
     """A redis-py client of the server at "host:port" (connects lazily, on first use)."""
     host, port = split_addr(addr)
     extra = {"protocol": protocol} if protocol is not None else {}
-    return aioredis.Redis(host=host, port=port, password=password, socket_timeout=timeout,
+    return aioredis.Redis(host=host, port=port, password=password, username=username,
+                          socket_timeout=timeout,
                           socket_connect_timeout=connect_timeout, **extra)
 
 
