@@ -221,7 +221,8 @@ class Promoter:
             if old_info is not None:
                 if rep.master_of(old_info) == r or (
                         old_info.get("role") == "master"
-                        and info.get("master_replid2") == old_info.get("master_replid")):
+                        and str(info.get("master_replid2"))
+                        == str(old_info.get("master_replid"))):
                     return r
             elif int(info.get("second_repl_offset") or -1) != -1:
                 found.append(r)

@@ -57,7 +57,8 @@ class Servers:
     @contextlib.asynccontextmanager
     async def open(self, addr: str) -> AsyncIterator[Any]:
         conn = connect(addr, timeout=self.timeout, connect_timeout=self.timeout,
-                       password=self.auth.password, username=self.auth.username, protocol=2)
+                       password=self.auth.password, username=self.auth.username, protocol=2,
+                       retry=False)
         try:
             yield conn
         finally:
