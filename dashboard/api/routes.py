@@ -160,7 +160,8 @@ async def promote(request: web.Request) -> web.Response:
 async def group_config(request: web.Request) -> web.Response:
     gid = _gid(request)
     knobs = rep.parse_knobs(await _body(request))
-    topo = await request.app[REPLICATION].set_config(gid, knobs)
+    topo = await request.app[REPLICATION].set_config(gid, knobs,
+                                                     force=_query_flag(request, "force"))
     return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)))
 
 
@@ -419,7 +420,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
           "Promote"),
     Endpoint("PUT", "/api/v1/groups/{gid}/config", group_config,
           "Set min-replicas-to-write / min-replicas-max-lag on the group's master (CONFIG "
-          "SET), kept for every master it gets later", "GroupConfig"),
+          "SET), kept for every master it gets later; refused when the master has too few "
+          "replicas online to meet it, unless ?force=1", "GroupConfig"),
     Endpoint("GET", "/api/v1/slots", get_slots, "Slot ranges per group and migration state"),
     Endpoint("POST", "/api/v1/slots/assign", assign_slots,
           "Assign slot ranges to groups without moving data (refused while migrating)",

@@ -156,7 +156,8 @@ def cmd_group_config(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
         data = c.get(f"/api/v1/groups/{a.gid}")
     else:
         body = dict(zip(words[0::2], words[1::2], strict=True))
-        data = c.call("PUT", f"/api/v1/groups/{a.gid}/config", body)["group"]
+        data = c.call("PUT", f"/api/v1/groups/{a.gid}/config"
+                      + ("?force=1" if a.force else ""), body)["group"]
     config = data.get("config") or {}
     return data, (f"group {a.gid}: " + ", ".join(f"{k} {v}" for k, v in sorted(config.items()))
                   if config else f"group {a.gid}: no settings (Redis defaults)")
@@ -378,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
             "its master, and to every master it gets later)")
     p.add_argument("gid", type=int)
     p.add_argument("settings", nargs="*", metavar="NAME VALUE")
+    p.add_argument("--force", action="store_true",
+                   help="set min-replicas-to-write even if the master has too few replicas "
+                        "online now (it then refuses writes until they connect)")
 
     slots = sub.add_parser("slots", help="slot assignment", description="slot assignment")
     ssub = slots.add_subparsers(dest="slots_command", metavar="ACTION", required=True)

@@ -223,6 +223,21 @@ def parse_knobs(body: object) -> dict[str, str]:
     return out
 
 
+def replicas_short(master_info: dict[str, Any], config: dict[str, str]) -> str | None:
+    """Why a master with these settings would refuse writes now (too few online replicas
+    within `min-replicas-max-lag` seconds, as Redis counts them), or None."""
+    need = _int(config.get("min-replicas-to-write"), 0)
+    if not need:
+        return None
+    max_lag = _int(config.get("min-replicas-max-lag"), 10)
+    good = [e for e in replica_entries(master_info)
+            if e.get("state") == "online" and _int(e.get("lag"), 1 << 30) <= max_lag]
+    if len(good) >= need:
+        return None
+    return (f"min-replicas-to-write {need} needs {need} replica(s) online within "
+            f"{max_lag}s of lag, the master has {len(good)}")
+
+
 def set_config(topo: Topology, gid: int, knobs: dict[str, str]) -> Topology:
     group = _group(topo, gid)
     if not group.master:

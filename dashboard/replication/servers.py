@@ -264,12 +264,21 @@ class Replication:
 
     # -- group settings ------------------------------------------------------------------------
 
-    async def set_config(self, gid: int, knobs: dict[str, str]) -> Topology:
+    async def set_config(self, gid: int, knobs: dict[str, str], force: bool = False
+                         ) -> Topology:
         """`group config`: CONFIG SET on the master first (a master that refuses changes
-        nothing), then record them so every promoted master gets them too."""
+        nothing), then record them so every promoted master gets them too. A
+        min-replicas-to-write the master cannot meet right now is refused without `force`:
+        it would answer every write -NOREPLICAS from the moment it is set."""
         async with self.lock:
             topo = self.plane.require_leader()
             after = rep.set_config(topo, gid, knobs)
-            master = after.groups[gid].master or ""
+            group = after.groups[gid]
+            master = group.master or ""
+            if not force:
+                short = rep.replicas_short(await self.servers.info(master), group.config)
+                if short:
+                    raise Conflict(f"group {gid}: {short}; add replicas first, or pass force "
+                                   "(the master then refuses writes until they connect)")
             await self.servers.configure(master, knobs)
             return await self.plane.change(lambda t: rep.set_config(t, gid, knobs))

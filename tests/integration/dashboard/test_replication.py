@@ -130,6 +130,14 @@ async def _linked(replica: RedisServer, master: RedisServer) -> bool:
             and i.get("master_link_status") == "up")
 
 
+async def _online(replica: RedisServer, master: RedisServer) -> bool:
+    """The master lists the replica online (what min-replicas-to-write counts)."""
+    seen = await info(master)
+    return await _linked(replica, master) and any(
+        isinstance(v, dict) and v.get("port") == replica.port and v.get("state") == "online"
+        for k, v in seen.items() if k.startswith("slave"))
+
+
 async def test_add_server_refusals_change_nothing(dash, servers, tmp_path: Path) -> None:
     a, b, c = servers
     api = AsyncHttp(dash.url)
@@ -210,6 +218,10 @@ async def test_group_config_applies_knobs(dash, servers, cli_env) -> None:
     a, b, _ = servers
     api = AsyncHttp(dash.url)
     await api.ok("POST", "/api/v1/groups", {"id": 1, "master": a.addr, "replicas": [b.addr]})
+    await eventually(lambda: _online(b, a), what="the master to list its replica online")
+    # more replicas than the master has: it would refuse every write, so refused
+    code, _, err = await run("group", "config", "1", "min-replicas-to-write", "2")
+    assert code == 1 and "needs 2 replica(s) online" in err and "the master has 1" in err
     code, out, err = await run("group", "config", "1", "min-replicas-to-write", "1",
                                "min-replicas-max-lag", "5")
     assert code == 0, err
@@ -236,9 +248,9 @@ async def test_promote_switches_master_and_refuses_safely(dash, servers, cli_env
                                             "replicas": [b.addr, c.addr]})
     await api.ok("POST", "/api/v1/slots/assign", {"assign": [{"slots": "0-16383",
                                                               "group": 1}]})
-    await api.ok("PUT", "/api/v1/groups/1/config", {"min-replicas-to-write": 1})
     for r in (b, c):
-        await eventually(lambda r=r: _linked(r, a), what="replicas to link up")
+        await eventually(lambda r=r: _online(r, a), what="replicas to link up")
+    await api.ok("PUT", "/api/v1/groups/1/config", {"min-replicas-to-write": 1})
 
     # refusals: not a replica of the group, the master itself
     status, err = await api.call("POST", "/api/v1/groups/1/promote",
