@@ -75,3 +75,42 @@ def test_up_runs_a_cluster_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_up_with_replicas_starts_replicas_that_replicate(tmp_path: Path) -> None:
+    workdir = tmp_path / ".cluster"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dashboard.cli", "up", "--groups", "2", "--proxies", "1",
+         "--replicas", "1", "--dir", str(workdir), "--json"],
+        cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line, proc.stderr.read() if proc.stderr else ""
+        info = json.loads(line)
+        pids = info["pids"]
+        assert set(pids) == {"redis-1", "redis-2", "redis-1-r1", "redis-2-r1", "dashboard",
+                             "proxy-1"}
+        status, topo = http("GET", info["dashboard"] + "/api/v1/topology")
+        assert [g["replicas"] for g in topo["groups"]] == [info["replicas"]["1"],
+                                                           info["replicas"]["2"]]
+        # a write through the proxy shows up on its group's replica
+        slotmap = SlotMap.from_json(http("GET", info["dashboard"] + "/api/v1/slotmap")[1])
+        host, port = info["proxies"][0].rsplit(":", 1)
+        with redis.Redis(host=host, port=int(port), protocol=2) as c:
+            c.set(b"alpha", b"1")
+        gid = str(slotmap.owner[key_slot(b"alpha")])
+        rhost, rport = info["replicas"][gid][0].rsplit(":", 1)
+        with redis.Redis(host=rhost, port=int(rport), protocol=2) as replica:
+            assert replica.info("replication")["role"] == "slave"
+            until(lambda: replica.get(b"alpha") == b"1", 10, "the write to reach the replica")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+        until(lambda: not any(pid_alive(p) for p in pids.values()), 10,
+              "every process `up` started to stop")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
