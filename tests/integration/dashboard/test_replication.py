@@ -305,3 +305,38 @@ async def test_promote_refused_while_migrating(dash, servers) -> None:
     await api.ok("POST", "/api/v1/migrations", {"slots": "0-9", "to": 2})
     status, err = await api.call("POST", "/api/v1/groups/1/promote", {"addr": b.addr})
     assert status == 409 and "takes part in a slot migration (slots 0-9)" in err["error"]
+
+
+async def test_an_interrupted_promotion_is_settled_by_the_leader(dash, servers) -> None:
+    """A dashboard that died mid-promotion leaves the group "promoting" (slots locked): the
+    leader finishes it when the replica was already made a master, else just unlocks."""
+    from dashboard.api.services import PLANE
+    from dashboard.model import replication as rep
+
+    a, b, _ = servers
+    api = AsyncHttp(dash.url)
+    plane = dash.app[PLANE]
+    await api.ok("POST", "/api/v1/groups", {"id": 1, "master": a.addr, "replicas": [b.addr]})
+    await api.ok("POST", "/api/v1/slots/assign", {"assign": [{"slots": "0-16383",
+                                                              "group": 1}]})
+    await eventually(lambda: _online(b, a), what="the replica online")
+
+    # interrupted before REPLICAOF NO ONE: unlocked, nothing else changes
+    locked = await plane.change(lambda t: rep.set_state(t, 1, "promoting"))
+    assert locked.slot_map().transit  # what the proxies were pushed: the group's slots held
+
+    async def settled() -> dict[str, Any] | None:
+        g = await api.get("/api/v1/groups/1")
+        return g if g["state"] == "active" else None
+    g = await eventually(settled, what="the lock to be released")
+    assert g["master"] == a.addr and (await info(b))["role"] == "slave"
+    assert not SlotMap.from_json(await api.get("/api/v1/slotmap")).transit
+
+    # interrupted after REPLICAOF NO ONE: finished forward (b holds every write)
+    cb = client(b)
+    await cb.replicaof("NO", "ONE")
+    await plane.change(lambda t: rep.set_state(t, 1, "promoting"))
+    g = await eventually(settled, what="the promotion to be finished")
+    assert g["master"] == b.addr and g["replicas"] == [a.addr]
+    await eventually(lambda: _linked(a, b), what="the old master to follow the new one")
+    await cb.aclose()
