@@ -31,6 +31,16 @@ class EndpointSpec(Protocol):
 
 _ADDR = {"type": "string", "example": "127.0.0.1:6379", "description": "host:port"}
 
+# How a server added as a replica is made to replicate (group create and add-server).
+_REPLICATION = {
+    "replicate": {"type": "boolean", "default": True,
+                  "description": "issue REPLICAOF on replicas (false: only record them, their "
+                                 "replication is configured outside slotproxy)"},
+    "force": {"type": "boolean", "default": False,
+              "description": "replicate even when the server holds keys or replicates from "
+                             "another master (its data is replaced)"},
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {"type": "object", "required": ["error"],
               "properties": {"error": {"type": "string"}}},
@@ -39,24 +49,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                "description": "default: the smallest free id"},
         "master": _ADDR,
         "replicas": {"type": "array", "items": _ADDR},
-        "replicate": {"type": "boolean", "default": True,
-                      "description": "issue REPLICAOF on replicas (false: only record them, "
-                                     "their replication is configured outside slotproxy)"},
-        "force": {"type": "boolean", "default": False,
-                  "description": "replicate even when the server holds keys or replicates "
-                                 "from another master (its data is replaced)"},
-    }},
+        **_REPLICATION}},
     "ServerAdd": {"type": "object", "required": ["addr"], "properties": {
         "addr": _ADDR,
         "role": {"type": "string", "enum": ["master", "replica"],
                  "description": "default: master if the group has none, else replica"},
-        "replicate": {"type": "boolean", "default": True,
-                      "description": "issue REPLICAOF on replicas (false: only record them, "
-                                     "their replication is configured outside slotproxy)"},
-        "force": {"type": "boolean", "default": False,
-                  "description": "replicate even when the server holds keys or replicates "
-                                 "from another master (its data is replaced)"},
-    }},
+        **_REPLICATION}},
     "Promote": {"type": "object", "required": ["addr"], "properties": {
         "addr": _ADDR,
         "timeout": {"type": "number", "description": "seconds the replica may take to catch "

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +37,8 @@ def client(srv: RedisServer) -> aioredis.Redis:
 
 
 @pytest.fixture
-async def servers(tmp_path: Path) -> AsyncIterator[list[RedisServer]]:
-    made = [RedisServer(tmp_path / f"r{i}").start() for i in range(3)]
-    try:
-        yield made
-    finally:
-        for s in made:
-            s.stop()
-
-
-@pytest.fixture
-async def dash(tmp_path: Path) -> AsyncIterator[DashboardServer]:
-    server = await DashboardServer(store_cfg=StoreConfig(path=str(tmp_path / "store"))).start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+def servers(redis_servers: list[RedisServer]) -> list[RedisServer]:
+    return redis_servers
 
 
 @pytest.fixture
