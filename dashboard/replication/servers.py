@@ -26,7 +26,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from slotcore.addr import split_addr
 
@@ -82,6 +82,9 @@ class Servers:
                 info = dict(await conn.info("replication"))
                 info["keys"] = int(await conn.dbsize())
                 return info
+        except (AuthenticationError, ResponseError) as e:  # it answered: not "unreachable"
+            raise BackendFailed(f"server {addr} refused the dashboard: {e} (the dashboard's "
+                                "backend.password / backend.username)") from None
         except (TimeoutError, RedisError, OSError) as e:
             raise BackendFailed(f"server {addr} unreachable: "
                                 f"{str(e) or type(e).__name__}") from None

@@ -325,3 +325,18 @@ async def test_an_interrupted_promotion_is_settled_by_the_leader(dash, servers) 
     assert g["master"] == b.addr and g["replicas"] == [a.addr]
     await eventually(lambda: _linked(a, b), what="the old master to follow the new one")
     await cb.aclose()
+
+
+async def test_wrong_backend_password_is_named(tmp_path: Path, dash) -> None:
+    """A server that wants a password the dashboard does not have: said so, not 'unreachable'."""
+    locked = RedisServer(tmp_path / "locked", password=PASSWORD).start()
+    free = RedisServer(tmp_path / "free").start()
+    try:
+        api = AsyncHttp(dash.url)
+        await api.ok("POST", "/api/v1/groups", {"id": 1, "master": free.addr})
+        status, err = await api.call("POST", "/api/v1/groups/1/servers", {"addr": locked.addr})
+        assert status == 502 and f"server {locked.addr} refused the dashboard" in err["error"]
+        assert "backend.password" in err["error"]
+    finally:
+        locked.stop()
+        free.stop()
