@@ -285,3 +285,12 @@ class Replication:
                                    "(the master then refuses writes until they connect)")
             await self.servers.configure(master, knobs)
             return await self.plane.change(lambda t: rep.set_config(t, gid, knobs))
+
+    async def apply_settings(self, gid: int) -> bool:
+        """Apply group `gid`'s recorded settings to its current master (after any master
+        change the dashboard did not make itself, e.g. a failover); False if it has none."""
+        group = self.plane.require_leader().groups.get(gid)
+        if group is None or not group.master or not group.config:
+            return False
+        await self.servers.configure(group.master, group.config)
+        return True
