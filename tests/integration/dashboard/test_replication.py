@@ -214,6 +214,11 @@ async def test_group_config_applies_knobs(dash, servers, cli_env) -> None:
     ca = client(a)
     assert (await ca.config_get("min-replicas-to-write"))["min-replicas-to-write"] == "1"
     assert (await ca.config_get("min-replicas-max-lag"))["min-replicas-max-lag"] == "5"
+    # a master changed behind the dashboard's back gets them again from the topology
+    from dashboard.api.services import REPLICATION
+    await ca.config_set("min-replicas-to-write", 0)
+    assert await dash.app[REPLICATION].apply_settings(1)
+    assert (await ca.config_get("min-replicas-to-write"))["min-replicas-to-write"] == "1"
     await ca.aclose()
     assert (await api.get("/api/v1/groups/1"))["config"] == {
         "min-replicas-max-lag": "5", "min-replicas-to-write": "1"}
