@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..control.plane import ControlPlane
@@ -52,6 +53,13 @@ class Promoter:
         self.timeout = timeout
         self.max_timeout = max_timeout
         self.poll = poll
+        self._on_switch: list[Callable[[int, str, str], Awaitable[None]]] = []
+
+    def on_switch(self, hook: Callable[[int, str, str], Awaitable[None]]) -> None:
+        """Call `hook(gid, new_master, old_master)` after every switch this module records
+        (e.g. to tell a failure detector which server is the master now). A hook that fails
+        is logged; the switch stands."""
+        self._on_switch.append(hook)
 
     async def promote(self, gid: int, addr: str, timeout: float | None = None) -> dict[str, Any]:
         timeout = self.timeout if timeout is None else min(max(timeout, 0.1), self.max_timeout)
@@ -73,7 +81,7 @@ class Promoter:
                 raise
             log.info("group %d: %s is a master at offset %d", gid, addr, offset)
             warnings = await self._repoint(gid, addr, [old, *group.replicas], started + timeout)
-            new = await self._switch(gid, addr)
+            new = await self._switch(gid, addr, old)
             return {"epoch": new.epoch, "group": topo_ops.group_view(new, gid), "master": addr,
                     "old_master": old, "offset": offset, "warnings": warnings,
                     "seconds": round(time.monotonic() - started, 3)}
@@ -155,13 +163,18 @@ class Promoter:
                 return False
             await asyncio.sleep(0.05)
 
-    async def _switch(self, gid: int, addr: str, attempts: int = 3) -> Topology:
+    async def _switch(self, gid: int, addr: str, old: str, attempts: int = 3) -> Topology:
         """Record the new master and unlock, in one change; retried, never undone."""
         for attempt in range(1, attempts + 1):
             try:
                 new = await self.plane.change(lambda t: rep.set_state(
                     topo_ops.switch_master(t, gid, addr), gid, "active"))
                 log.info("group %d: master is now %s (epoch %d)", gid, addr, new.epoch)
+                for hook in self._on_switch:
+                    try:
+                        await hook(gid, addr, old)
+                    except Exception:
+                        log.exception("a hook after the switch of group %d failed", gid)
                 return new
             except DashboardError as e:
                 if attempt == attempts:
@@ -199,7 +212,7 @@ class Promoter:
             log.warning("group %d: finishing the interrupted promotion of %s", gid, promoted)
             await self._repoint(gid, promoted, [group.master or "", *group.replicas],
                                 time.monotonic() + self.timeout)
-            await self._switch(gid, promoted)
+            await self._switch(gid, promoted, group.master or "")
 
     async def _promoted_replica(self, old: str, replicas: tuple[str, ...]) -> str | None:
         """The replica an interrupted promotion made a master, if any: the old master already

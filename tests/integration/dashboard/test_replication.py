@@ -264,9 +264,16 @@ async def test_promote_switches_master_and_refuses_safely(dash, servers, cli_env
     assert (await info(a))["role"] == "master" and (await info(b))["role"] == "slave"
 
     # the real thing, through proxyctl
+    from dashboard.api.services import PROMOTER
+    switched: list[tuple[int, str, str]] = []
+
+    async def hook(gid: int, new: str, old: str) -> None:
+        switched.append((gid, new, old))
+    dash.app[PROMOTER].on_switch(hook)
     await ca.set("k", "v")
     code, out, err = await run("group", "promote", "1", b.addr)
     assert code == 0, err
+    assert switched == [(1, b.addr, a.addr)]
     assert f"{b.addr} is now the master of group 1 (was {a.addr}" in out
     g = await api.get("/api/v1/groups/1")
     assert g["master"] == b.addr and g["replicas"] == [a.addr, c.addr]
