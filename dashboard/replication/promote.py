@@ -68,19 +68,28 @@ class Promoter:
             addr = topo_ops.check_addr(addr)
             group = rep.promote_check(topo, gid, addr)
             old = group.master or ""
-            started = time.monotonic()
             await self._preflight(gid, old, addr)
+            started = time.monotonic()  # the group's requests are held from here
             await self.plane.change(lambda t: rep.set_state(
                 _recheck(t, gid, addr, old), gid, "promoting"))
+            deadline = time.monotonic() + timeout
             log.info("group %d locked for promoting %s (master %s)", gid, addr, old)
             try:
-                offset = await self._wait_caught_up(gid, old, addr, started + timeout, timeout)
-                await self.servers.replicate(addr, None)
+                offset = await self._wait_caught_up(gid, old, addr, deadline, timeout)
             except BaseException as e:
                 await self._unlock(gid, f"promotion of {addr} abandoned: {e}")
                 raise
+            try:
+                await self.servers.replicate(addr, None)
+            except BaseException as e:
+                # It may have run all the same (a lost reply): make it follow the old master
+                # again, which is still the master in the topology and on every proxy.
+                with contextlib.suppress(BackendFailed):
+                    await self.servers.replicate(addr, old)
+                await self._unlock(gid, f"promotion of {addr} abandoned: {e}")
+                raise
             log.info("group %d: %s is a master at offset %d", gid, addr, offset)
-            warnings = await self._repoint(gid, addr, [old, *group.replicas], started + timeout)
+            warnings = await self._repoint(gid, addr, [old, *group.replicas], deadline)
             new = await self._switch(gid, addr, old)
             return {"epoch": new.epoch, "group": topo_ops.group_view(new, gid), "master": addr,
                     "old_master": old, "offset": offset, "warnings": warnings,
