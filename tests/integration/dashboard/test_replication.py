@@ -202,7 +202,9 @@ async def test_password_protected_group(tmp_path: Path) -> None:
 async def test_group_config_applies_knobs(dash, servers, cli_env) -> None:
     a, b, _ = servers
     api = AsyncHttp(dash.url)
-    await api.ok("POST", "/api/v1/groups", {"id": 1, "master": a.addr, "replicas": [b.addr]})
+    code, out, err = await run("group", "add", "1", "--master", a.addr, "--replica", b.addr)
+    assert code == 0, err
+    assert "group 1 created" in out and f"{b.addr} in sync with {a.addr}" in out, out
     await eventually(lambda: _online(b, a), what="the master to list its replica online")
     # more replicas than the master has: it would refuse every write, so refused
     code, _, err = await run("group", "config", "1", "min-replicas-to-write", "2")
