@@ -3,6 +3,8 @@ redis-servers), per-server command counts, and the proxy's view of its replicas.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import redis
@@ -62,3 +64,61 @@ def wait_replica_status(proxy: ProxyProcess, addr: str, status: str,
 
 def servers(base: Path, n: int) -> list[RedisServer]:
     return [RedisServer(base / f"s{i}").start() for i in range(n)]
+
+
+class Writer:
+    """A writer thread through a proxy: SET w:<n> <n> for n = 0, 1, ..., recording which
+    writes were acknowledged (and when, in order) and which failed."""
+
+    def __init__(self, proxy: ProxyProcess, prefix: str = "w") -> None:
+        self.proxy = proxy
+        self.prefix = prefix
+        self.acked: list[int] = []
+        self.failed: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def key(self, n: int) -> str:
+        return f"{self.prefix}:{n}"
+
+    def _run(self) -> None:
+        c = self.proxy.client(socket_timeout=5)
+        n = 0
+        while not self._stop.is_set():
+            try:
+                c.set(self.key(n), n)
+                self.acked.append(n)
+            except redis.RedisError as e:
+                self.failed.append((n, str(e)))
+                time.sleep(0.01)  # a failed write: the master is gone, don't spin
+            n += 1
+
+    def wait_acked(self, more: int, timeout: float = 30.0) -> int:
+        """Wait until `more` writes past the current count are acknowledged."""
+        target = len(self.acked) + more
+        until(lambda: len(self.acked) >= target, timeout, f"{more} more acknowledged writes")
+        return len(self.acked)
+
+
+def push_master(proxy: ProxyProcess, gid: int, master: str, replicas: list[str]) -> int:
+    """Push (admin API) the proxy's map with group `gid` served by `master`; returns once the
+    proxy acknowledged it (every request sent under the old map answered)."""
+    sm = proxy.slotmap()
+    sm["epoch"] += 1
+    sm["groups"][str(gid)] = {"master": master, "replicas": replicas}
+    return proxy.admin.ok("PUT", "/api/slots", sm)["epoch"]
+
+
+def blocked_clients(server: RedisServer) -> int:
+    return int(rc(server).info("clients")["blocked_clients"])
