@@ -3,13 +3,14 @@ redis-servers), per-server command counts, and the proxy's view of its replicas.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
 
 import redis
 
-from tests.harness import ProxyProcess, RedisServer, until
+from tests.harness import Process, ProxyProcess, RedisServer, free_port, until, wait_port
 
 
 def rc(server: RedisServer) -> redis.Redis:
@@ -74,7 +75,9 @@ class Writer:
         self.proxy = proxy
         self.prefix = prefix
         self.acked: list[int] = []
+        self.acked_at: list[float] = []  # monotonic time of each acknowledgement
         self.failed: list[tuple[int, str]] = []
+        self.failed_at: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -99,10 +102,21 @@ class Writer:
             try:
                 c.set(self.key(n), n)
                 self.acked.append(n)
+                self.acked_at.append(time.monotonic())
             except redis.RedisError as e:
                 self.failed.append((n, str(e)))
+                self.failed_at.append(time.monotonic())
                 time.sleep(0.01)  # a failed write: the master is gone, don't spin
             n += 1
+
+    def unavailable(self) -> float:
+        """Seconds from the first failed write to the first acknowledged one after the last
+        failure (0 if nothing failed)."""
+        if not self.failed_at:
+            return 0.0
+        last = self.failed_at[-1]
+        resumed = next((t for t in self.acked_at if t > last), last)
+        return resumed - self.failed_at[0]
 
     def wait_acked(self, more: int, timeout: float = 30.0) -> int:
         """Wait until `more` writes past the current count are acknowledged."""
@@ -122,3 +136,37 @@ def push_master(proxy: ProxyProcess, gid: int, master: str, replicas: list[str])
 
 def blocked_clients(server: RedisServer) -> int:
     return int(rc(server).info("clients")["blocked_clients"])
+
+
+class Sentinel:
+    """Debian's redis-sentinel on a free port, monitoring one master as `name`."""
+
+    def __init__(self, workdir: Path, name: str, master: RedisServer, quorum: int = 2,
+                 down_after_ms: int = 1000) -> None:
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / f"sentinel-{self.port}.conf"
+        self.conf.write_text("\n".join([
+            f"port {self.port}", "bind 127.0.0.1", "protected-mode no", f"dir {workdir}",
+            f"sentinel monitor {name} {master.host} {master.port} {quorum}",
+            f"sentinel down-after-milliseconds {name} {down_after_ms}",
+            f"sentinel failover-timeout {name} 10000",
+            f"sentinel parallel-syncs {name} 1", "",
+        ]))
+        self.process: Process | None = None
+
+    def start(self) -> Sentinel:
+        binary = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
+        self.process = Process([binary, str(self.conf)], self.workdir / f"s-{self.port}.log")
+        wait_port("127.0.0.1", self.port, 10, self.process.proc)
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
