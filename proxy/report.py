@@ -100,6 +100,7 @@ def proxy_section(services: Services) -> str:
         f"replica_reads:{sum(g['replica_reads'] for g in groups)}",
         f"replica_read_fallbacks:{sum(g['replica_fallbacks'] for g in groups)}",
         f"replica_reads_refused:{sum(g['replica_refused'] for g in groups)}",
+        f"replica_checks:{router.reads.rounds}",
         f"group_repoints:{len(router.repoints)}",
     ]
     for g in groups:
@@ -128,6 +129,7 @@ def stats_json(services: Services) -> dict:
         "connections_received": stats.connections_received,
         "uptime": round(services.loop_time() - stats.started, 1),
         "epoch": services.router.epoch,
+        "read_from": POLICY_NAMES[services.router.reads.default_policy],
         "groups": {
             str(g["gid"]): {k: g[k] for k in ("master", "up", "requests", "errors", "replicas",
                                               "replica_reads", "replica_fallbacks",

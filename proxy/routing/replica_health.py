@@ -34,7 +34,6 @@ class ReplicaHealth:
         self.backend = backend
         self.flusher = flusher
         self.conns: dict[str, BackendConn] = {}
-        self.rounds = 0  # checks completed (tests and INFO)
 
     def _conn(self, addr: str) -> BackendConn:
         conn = self.conns.get(addr)
@@ -88,7 +87,7 @@ class ReplicaHealth:
         for addr in [a for a in self.conns if a not in live]:
             conn = self.conns.pop(addr)
             await conn.close()
-        self.rounds += 1
+        self.reads.rounds += 1
 
     async def run(self, groups: Callable[[], list[tuple[str, tuple[str, ...]]]],
                   clock: Callable[[], float]) -> None:

@@ -17,7 +17,7 @@ unreachable, a master, syncing, lagging) skips it until a check says otherwise.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from slotcore.addr import split_addr
@@ -168,7 +168,6 @@ class GroupReads:
     replica: int = 0  # served by a replica
     fallback: int = 0  # prefer-replica with no good replica: served by the master
     refused: int = 0  # read_from replica with no good replica: answered MASTERDOWN
-    by_addr: dict[str, int] = field(default_factory=dict)
 
 
 class ReplicaReads:
@@ -181,6 +180,7 @@ class ReplicaReads:
         self.least_pending = cfg.balance == "least-pending"
         self.status: dict[str, ReplicaStatus] = {}
         self.reads: dict[int, GroupReads] = {}
+        self.rounds = 0  # health check rounds completed (INFO's replica_checks)
         self._turn = 0
 
     def status_of(self, addr: str) -> ReplicaStatus:
