@@ -236,8 +236,13 @@ class SentinelFollower:
                 return
             for gid in names:
                 chosen = decide([v[gid] for v in views if gid in v])
-                if chosen is not None:
+                if chosen is None:
+                    continue
+                try:
                     await self._follow(gid, chosen)
+                except Exception:  # e.g. a newer map pushed meanwhile: the next poll retries
+                    log.exception("sentinels: could not re-point group %d to %s", gid,
+                                  chosen.addr)
 
     async def _follow(self, gid: int, chosen: MasterAnswer) -> None:
         if chosen.config_epoch < self.epochs.get(gid, -1):
@@ -246,14 +251,14 @@ class SentinelFollower:
         if sm is None:
             return
         new = repoint(sm, gid, chosen.addr, chosen.replicas)
-        self.epochs[gid] = chosen.config_epoch
-        if new is None:
-            return
-        old = sm.groups[gid].master
-        if old != chosen.addr:
-            log.warning("sentinels: group %d (%s) master is %s (was %s), config epoch %d",
-                        gid, self.cfg.master_name(gid), chosen.addr, old, chosen.config_epoch)
-        await self.apply(new)
+        if new is not None:
+            old = sm.groups[gid].master
+            if old != chosen.addr:
+                log.warning("sentinels: group %d (%s) master is %s (was %s), config epoch %d",
+                            gid, self.cfg.master_name(gid), chosen.addr, old,
+                            chosen.config_epoch)
+            await self.apply(new)
+        self.epochs[gid] = chosen.config_epoch  # once in force
 
     # ------------------------------------------------------------------ events
     async def _watch(self, addr: str) -> None:
