@@ -2,7 +2,8 @@
 them together and runs their background work in aiohttp's cleanup_ctx.
 
 Build order (each part gets only what it uses):
-store -> proxy registry -> control plane -> migrator -> rebalancer -> health -> live feed.
+store -> proxy registry -> control plane -> migrator -> rebalancer -> health -> replication
+(add/remove servers, group settings) -> promoter -> live feed.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from .api.services import (
     LIVE,
     MIGRATOR,
     PLANE,
+    PROMOTER,
     PROXIES,
     REBALANCER,
+    REPLICATION,
     SENTINEL,
     STORE,
 )
@@ -35,6 +38,8 @@ from .migrate.migrator import Migrator
 from .migrate.rebalancer import Rebalancer
 from .observe.health import HealthMonitor
 from .observe.live import Live
+from .replication.promote import Promoter
+from .replication.servers import Replication, Servers
 from .store.base import Store
 
 
@@ -54,8 +59,9 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
         migrator.settings.update(dict(cfg.migration))
     # A new leader reads the settings an operator last stored (before it starts leading).
     plane.on_take_over(migrator.load_settings)
-    health = HealthMonitor(plane.current, cfg.health_interval, cfg.health_timeout)
-    app[SENTINEL] = sentinel_watcher(cfg, plane, migrator)
+    health = HealthMonitor(plane.current, cfg.health_interval, cfg.health_timeout,
+                           password=cfg.backend.password, username=cfg.backend.username)
+    replication = Replication(plane, Servers(cfg.backend, timeout=max(cfg.health_timeout, 2.0)))
     app[CONFIG] = cfg
     app[STORE] = store
     app[PROXIES] = proxies
@@ -63,6 +69,11 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     app[MIGRATOR] = migrator
     app[REBALANCER] = Rebalancer(plane, proxies, migrator)
     app[HEALTH] = health
+    app[REPLICATION] = replication
+    app[PROMOTER] = Promoter(plane, replication, timeout=cfg.promote_timeout,
+                             max_timeout=cfg.max_wait)
+    app[SENTINEL] = sentinel_watcher(cfg, plane, migrator)
+    app[PROMOTER].on_switch(app[SENTINEL].promoted)
     app[LIVE] = Live(plane, proxies, health, migrator,
                      interval=min(1.0, cfg.health_interval * 2))
     for e in ENDPOINTS:
@@ -79,13 +90,16 @@ def sentinel_watcher(cfg: DashboardConfig, plane: ControlPlane,
     sc = cfg.sentinel
     plane.failover_log = type(plane.failover_log)(maxlen=sc.history)
     plane.on_take_over(migrator.after_take_over)
+    # The sentinels log in to the backends as the dashboard does, unless told otherwise.
+    auth_pass = sc.auth_pass or cfg.backend.password
+    auth_user = sc.auth_user or cfg.backend.username
     settings = SentinelSettings(quorum=sc.quorum, down_after_ms=sc.down_after_ms,
                                 failover_timeout_ms=sc.failover_timeout_ms,
-                                auth_pass=sc.auth_pass, auth_user=sc.auth_user,
+                                auth_pass=auth_pass, auth_user=auth_user,
                                 prefix=sc.master_prefix)
     return SentinelWatcher(plane, cfg.sentinels, settings, password=sc.password,
-                           username=sc.username, backend_password=sc.auth_pass,
-                           backend_user=sc.auth_user, poll_interval=sc.poll_interval,
+                           username=sc.username, backend_password=auth_pass,
+                           backend_user=auth_user, poll_interval=sc.poll_interval,
                            timeout=sc.timeout, adjust=migrator.relock, after=migrator.failed_over)
 
 
@@ -102,6 +116,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(app[HEALTH].run(), name="health"),
              asyncio.create_task(app[PROXIES].poll_stats(plane.leading), name="proxy-stats"),
              asyncio.create_task(app[LIVE].run(), name="live"),
+             asyncio.create_task(app[PROMOTER].run(), name="promotions"),
              asyncio.create_task(plane.watch_members(), name="members"),
              asyncio.create_task(app[SENTINEL].run(), name="sentinel")]
     yield

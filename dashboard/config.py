@@ -48,7 +48,7 @@ class StoreConfig:
 
 @dataclass(frozen=True, slots=True)
 class SentinelConfig:
-    """Automatic failover with Redis Sentinel (`control/sentinel.py`); off while `addrs` is empty.
+    """Automatic failover with Redis Sentinel (`control/sentinel.py`); off without `sentinels:`.
 
     The leader dashboard makes every sentinel monitor every group's master under the name
     `master_prefix + gid` with these settings, and follows the failovers they perform."""
@@ -58,12 +58,22 @@ class SentinelConfig:
     failover_timeout_ms: int = 60000     # sentinel's failover-timeout
     password: str | None = None          # the sentinels' own requirepass
     username: str | None = None          # ... and ACL user
-    auth_pass: str | None = None         # the backends' password (sentinel auth-pass)
-    auth_user: str | None = None         # the backends' ACL user (sentinel auth-user)
+    auth_pass: str | None = None         # the backends' password (default: backend.password)
+    auth_user: str | None = None         # the backends' ACL user (default: backend.username)
     master_prefix: str = ""              # default: "slotproxy-<cluster>-g"
     poll_interval: float = 1.0           # get-master-addr-by-name poll (events make it faster)
     timeout: float = 1.0                 # per sentinel command
     history: int = 50                    # failovers kept for the API
+
+
+@dataclass(frozen=True, slots=True)
+class BackendAuth:
+    """How the dashboard logs in to the groups' redis servers (health, replication, promote),
+    and what replicas use to authenticate to their master (`masterauth` / `masteruser`).
+    Named like the proxy's `backend.password` / `backend.username`: use the same values."""
+
+    password: str | None = None
+    username: str | None = None              # an ACL user; None = the default user
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,13 @@ class DashboardConfig:
     migration: dict[str, Any] = field(default_factory=dict)  # initial migrate Settings values
     sentinels: tuple[str, ...] = ()          # "host:port" of each Redis Sentinel (failover)
     sentinel: SentinelConfig = field(default_factory=SentinelConfig)
+    backend: BackendAuth = field(default_factory=BackendAuth)
+    # Replication: how long `group promote` waits for the replica to catch up with the master
+    # while the group's slots are locked (keep it below the proxies' migration.lock_timeout,
+    # after which a held request is answered -TRYAGAIN), and the longest wait an API caller
+    # may ask for.
+    promote_timeout: float = 5.0
+    max_wait: float = 300.0
     log_level: str = "info"
 
     @property
@@ -149,8 +166,13 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
     if store.kind == "file" and base is not None and not Path(store.path).is_absolute():
         store = replace(store, path=str(base / store.path))
     kw["store"] = store
+    backend_data = dict(data.pop("backend", None) or {})
+    bad = sorted(set(backend_data) - {f.name for f in fields(BackendAuth)})
+    if bad:
+        raise ConfigError(f"unknown backend key(s): {', '.join(bad)}")
+    kw["backend"] = BackendAuth(**{k: str(v) for k, v in backend_data.items() if v is not None})
     for name in ("push_timeout", "health_interval", "health_timeout", "proxy_stale_after",
-                 "fence_timeout"):
+                 "fence_timeout", "promote_timeout", "max_wait"):
         if name in data:
             kw[name] = float(data.pop(name))
     kw["sentinels"], kw["sentinel"] = _sentinels(data.pop("sentinels", None),
@@ -158,6 +180,9 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
                                                  str(data.get("cluster") or "default"))
     kw.update({k: v for k, v in data.items() if v is not None})
     cfg = DashboardConfig(**kw)
+    if not 0 < cfg.promote_timeout <= cfg.max_wait:
+        raise ConfigError(f"promote_timeout: expected 0 < seconds <= max_wait ({cfg.max_wait}), "
+                          f"got {cfg.promote_timeout}")
     if cfg.slots not in SLOT_COUNTS:
         raise ConfigError(f"slots: expected one of {SLOT_COUNTS}, got {cfg.slots}")
     return replace(cfg, admin_token=resolve_token(configured=cfg.admin_token, env=env))

@@ -616,6 +616,10 @@ class SentinelWatcher:
         log.info("sentinel %s: SENTINEL %s (%s)", action.sentinel,
                  " ".join(_redact(action.args)), action.why)
 
+    async def promoted(self, gid: int, old: str, new: str) -> None:
+        """A manual promotion recorded a new master: re-point the sentinels at once."""
+        self.wake.set()
+
     # -- the view ---------------------------------------------------------------------------------
 
     def view(self, topo: Topology | None) -> dict[str, Any]:
