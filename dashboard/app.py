@@ -2,7 +2,8 @@
 them together and runs their background work in aiohttp's cleanup_ctx.
 
 Build order (each part gets only what it uses):
-store -> proxy registry -> control plane -> migrator -> rebalancer -> health -> live feed.
+store -> proxy registry -> control plane -> migrator -> rebalancer -> health -> auto-balancer
+-> live feed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ from aiohttp import web
 
 from .api.middleware import auth_middleware, errors_middleware
 from .api.routes import ENDPOINTS
-from .api.services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, PROXIES, REBALANCER, STORE
+from .api.services import (
+    AUTOBALANCE,
+    CONFIG,
+    HEALTH,
+    LIVE,
+    MIGRATOR,
+    PLANE,
+    PROXIES,
+    REBALANCER,
+    STORE,
+)
+from .balance.scheduler import AutoBalancer
 from .config import DashboardConfig
 from .control.plane import ControlPlane
 from .control.proxies import ProxyClient, ProxyRegistry
@@ -50,6 +62,10 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     app[MIGRATOR] = migrator
     app[REBALANCER] = Rebalancer(plane, proxies, migrator)
     app[HEALTH] = health
+    autobalance = AutoBalancer(plane, proxies, migrator, health, store, keys,
+                               initial=dict(cfg.autobalance))
+    plane.on_take_over(autobalance.load)
+    app[AUTOBALANCE] = autobalance
     app[LIVE] = Live(plane, proxies, health, migrator,
                      interval=min(1.0, cfg.health_interval * 2))
     for e in ENDPOINTS:
@@ -72,7 +88,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(app[HEALTH].run(), name="health"),
              asyncio.create_task(app[PROXIES].poll_stats(plane.leading), name="proxy-stats"),
              asyncio.create_task(app[LIVE].run(), name="live"),
-             asyncio.create_task(plane.watch_members(), name="members")]
+             asyncio.create_task(plane.watch_members(), name="members"),
+             asyncio.create_task(app[AUTOBALANCE].run(), name="autobalance")]
     yield
     for task in tasks:
         task.cancel()
@@ -83,4 +100,5 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await plane.close()
     await app[PROXIES].close()
     await app[HEALTH].close()
+    await app[AUTOBALANCE].close()
     await app[STORE].close()  # resigns: a standby takes over at once

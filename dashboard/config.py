@@ -64,6 +64,9 @@ class DashboardConfig:
     # refuse slots in transit after the same time without contact; keep the two equal).
     fence_timeout: float = 10.0
     migration: dict[str, Any] = field(default_factory=dict)  # initial migrate Settings values
+    # Initial auto-balance settings (dashboard/balance/settings.py); the store's win once an
+    # operator changed them. Checked at startup.
+    autobalance: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
 
     @property
@@ -133,6 +136,12 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
             kw[name] = float(data.pop(name))
     kw.update({k: v for k, v in data.items() if v is not None})
     cfg = DashboardConfig(**kw)
+    if cfg.autobalance:
+        from .balance.settings import Settings, SettingsError
+        try:
+            Settings().update(dict(cfg.autobalance))
+        except SettingsError as e:
+            raise ConfigError(f"autobalance: {e}") from None
     if cfg.slots not in SLOT_COUNTS:
         raise ConfigError(f"slots: expected one of {SLOT_COUNTS}, got {cfg.slots}")
     return replace(cfg, admin_token=resolve_token(configured=cfg.admin_token, env=env))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..balance.scheduler import AutoBalancer
 from ..config import DashboardConfig
 from ..control.plane import ControlPlane
 from ..control.proxies import ProxyRegistry
@@ -21,3 +22,4 @@ REBALANCER = web.AppKey("rebalancer", Rebalancer)
 LIVE = web.AppKey("live", Live)
 PROXIES = web.AppKey("proxies", ProxyRegistry)
 STORE = web.AppKey("store", Store)
+AUTOBALANCE = web.AppKey("autobalance", AutoBalancer)
