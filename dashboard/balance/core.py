@@ -177,10 +177,10 @@ class Scheduler:
             return done("a proxy is stale: " + "; ".join(obs.stale))
         if obs.unhealthy:
             return done("; ".join(f"group {g} {why}" for g, why in sorted(obs.unhealthy.items())))
-        if not measured:
-            return done("nothing measured yet (no keys, memory or ops/s)")
         if obs.ops_expected and settings.weights.get("ops", 0) > 0 and ops is None:
             return done("measuring ops/s: the first window is not over")
+        if not measured:
+            return done("nothing measured yet (no keys, memory or ops/s)")
         ready = [g for g in out if now - self.out_since[g] >= settings.quiet]
         hot_ready = [s for s in hot if now - self.hot_since[s] >= settings.quiet]
         if not out and not hot:
@@ -231,6 +231,8 @@ class Scheduler:
     def started(self, decision: Decision, now: float, queued: Collection[int]) -> None:
         """The decision's moves were queued with the migrator."""
         moves = [m for m in decision.moves if m[0] in set(queued)]
+        if not decision.moves:
+            return
         if moves:
             self.log.append({"at": now, "slots": format_ranges(sorted(s for s, _, _ in moves)),
                              "pairs": sorted({(a, b) for _, a, b in moves}),
