@@ -12,7 +12,8 @@ injected time:
    or below its target, and since when is remembered;
 3. guards, in order: outside the maintenance window, an operator's migration running, our own
    previous moves still running, a stale proxy, an unhealthy (or failing-over) group, nothing
-   measured yet: the round records the imbalance and the reason, and moves nothing;
+   measured yet or a measurement incomplete: the round records the imbalance and the reason,
+   and moves nothing;
 4. act only when a group has been out of tolerance (or a slot hot) for longer than `quiet`;
 5. plan: hot-slot relief first (a slot above `hot_share` % of its group's fair ops/s share goes
    to the least loaded group if that makes the hottest side cooler; one whose ops are one key
@@ -85,6 +86,11 @@ class Scheduler:
         self.ours = set(parse_ranges(data["ours"], nslots)) if data.get("ours") else set()
         self.history = list(data.get("history", []))
         self.rounds = int(data.get("rounds", 0))
+        self.reset_measurements()
+
+    def reset_measurements(self) -> None:
+        """Forget the averages and clocks (a new leader, or switched on again): measure afresh
+        for a quiet period before acting."""
         self.ewma, self.out_since, self.hot_since = None, {}, {}
 
     # -- what the log says -------------------------------------------------------------------------
@@ -177,6 +183,8 @@ class Scheduler:
             return done("a proxy is stale: " + "; ".join(obs.stale))
         if obs.unhealthy:
             return done("; ".join(f"group {g} {why}" for g, why in sorted(obs.unhealthy.items())))
+        if obs.errors:
+            return done("measurement incomplete: " + "; ".join(obs.errors))
         if obs.ops_expected and settings.weights.get("ops", 0) > 0 and ops is None:
             return done("measuring ops/s: the first window is not over")
         if not measured:
@@ -213,6 +221,10 @@ class Scheduler:
         except rb.PlanError as e:
             return done(f"cannot plan: {e}")
         moves = _merge(hot_moves, plan.moves if plan else [])
+        if not moves and not ready:
+            notes = [f"slot {h['slot']}: {h['note']}" for h in rec["hot_slots"]]
+            notes += [f"slot {h['slot']}: hot key {h['key']!r}" for h in rec["hot_keys"]]
+            return done("hot slot(s) not moved: " + "; ".join(notes))
         if not moves:
             return done("out of tolerance, but no allowed move helps (slots cooling down: "
                         f"{len(self.cooling(now, settings, nslots))}, reverse pairs blocked: "

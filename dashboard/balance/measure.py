@@ -48,7 +48,8 @@ class OpsSampler:
         self._last.clear()
 
     async def sample(self, proxies: list[ProxyRecord], nslots: int) -> list[float] | None:
-        """The rates since the last call (None when no proxy has two samples yet)."""
+        """The rates since the last call; None unless every proxy gave two samples (a window
+        without one proxy's share would look like a load drop on the slots its clients use)."""
         async def one(p: ProxyRecord) -> list[int] | None:
             data = await self.client.slot_ops(p)
             ops = (data or {}).get("slot_ops")
@@ -56,27 +57,27 @@ class OpsSampler:
 
         got = await asyncio.gather(*(one(p) for p in proxies))
         now = time.monotonic()
-        out: list[float] | None = None
+        out = [0.0] * nslots
+        complete = bool(proxies)
         for p, counters in zip(proxies, got, strict=True):
-            if counters is None:
-                continue
             prev = self._last.get(p.id)
+            if counters is None:
+                complete = False  # this window misses a proxy's share: not a measurement
+                continue
             self._last[p.id] = (now, counters)
-            if prev is None or now - prev[0] <= 0:
+            if prev is None or now - prev[0] <= 0 or any(
+                    b < a for a, b in zip(prev[1], counters, strict=True)):
+                complete = False  # new or restarted (counters start again from 0)
                 continue
             t0, before = prev
-            if any(b < a for a, b in zip(before, counters, strict=True)):
-                continue  # restarted: counters start again from 0
             dt = now - t0
-            if out is None:
-                out = [0.0] * nslots
             for s in range(nslots):
                 d = counters[s] - before[s]
                 if d:
                     out[s] += d / dt
         for gone in set(self._last) - {p.id for p in proxies}:
             del self._last[gone]
-        return out
+        return out if complete else None
 
 
 class SlotSizes(Protocol):

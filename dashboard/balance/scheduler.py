@@ -81,6 +81,7 @@ class AutoBalancer:
         except (StoreError, SettingsError, ValueError) as e:
             log.warning("auto-balance settings/state not loaded: %s", e)
         self.ops.reset()
+        self.core.reset_measurements()
         self.wake.set()
 
     async def _save_state(self) -> None:
@@ -101,7 +102,9 @@ class AutoBalancer:
         except StoreError as e:
             raise StoreFailure(f"auto-balance settings not stored: {e}") from None
         if new.enabled and not self.settings.enabled:
-            self.ops.reset()  # a fresh window: rates from long ago say nothing
+            # a fresh window and fresh averages: rates from long ago say nothing
+            self.ops.reset()
+            self.core.reset_measurements()
         self.settings = new
         self.wake.set()
         return new.to_json()

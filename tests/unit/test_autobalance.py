@@ -220,7 +220,9 @@ def test_guards_record_the_imbalance_and_why() -> None:
     cases = [({"migrating": {5}}, "an operator's migration is running (1 slots: 5)"),
              ({"stale": ["proxy p1 (admin x) last seen 30s ago"]}, "a proxy is stale"),
              ({"unhealthy": {2: "is failing over"}}, "group 2 is failing over"),
-             ({"ops_expected": True}, "measuring ops/s")]
+             ({"ops_expected": True}, "measuring ops/s"),
+             ({"errors": ["group 2: INFO failed: timeout"]},
+              "measurement incomplete: group 2: INFO failed")]
     for kw, reason in cases:
         o = obs(0, owner, None if "ops_expected" in kw else ops, **kw)
         d = Scheduler().round(o, st)
