@@ -21,9 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from slotcore.ranges import parse_ranges
+
 from ..control.plane import ControlPlane
 from ..control.proxies import ProxyRegistry
-from ..errors import ApiError, InvalidRequest, StoreFailure
+from ..errors import ApiError, Conflict, InvalidRequest, StoreFailure
 from ..migrate.migrator import Migrator
 from ..model.records import Topology
 from ..observe.health import HealthMonitor, group_health
@@ -172,15 +174,23 @@ class AutoBalancer:
             by_target: dict[int, list[int]] = {}
             for s, _, dst in decision.moves:
                 by_target.setdefault(dst, []).append(s)
+            ours = set(self.core.ours)
+
+            def nothing_else_moving(t: Topology) -> Topology:
+                # Checked inside the change, under the plane's lock: an operator's migration
+                # queued while this round measured means the round must not act.
+                theirs = set(t.migrations) - ours
+                if theirs:
+                    raise Conflict(f"an operator's migration started meanwhile ({len(theirs)} "
+                                   "slots)")
+                return t
+
             try:
-                # start_many re-checks staleness and commits every move in ONE change; the
-                # plan's slots were not migrating a moment ago, and anything the operator
-                # queued since makes mig.start skip those slots.
-                out = await self.migrator.start_many(sorted(
-                    (slots, dst) for dst, slots in by_target.items()))
-                now_topo = self.plane.current()
-                queued = [s for s, _, _ in decision.moves
-                          if now_topo is not None and s in now_topo.migrations]
+                # start_many re-checks staleness and commits every move in ONE change.
+                out = await self.migrator.start_many(
+                    sorted((slots, dst) for dst, slots in by_target.items()),
+                    before=nothing_else_moving)
+                queued = parse_ranges(out["queued"], topo.nslots) if out.get("queued") else []
                 self.core.started(decision, obs.now, queued)
                 log.info("auto-balance: %s (epoch %s)", decision.record["reason"],
                          out.get("epoch"))
