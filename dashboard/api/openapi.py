@@ -31,6 +31,16 @@ class EndpointSpec(Protocol):
 
 _ADDR = {"type": "string", "example": "127.0.0.1:6379", "description": "host:port"}
 
+# How a server added as a replica is made to replicate (group create and add-server).
+_REPLICATION = {
+    "replicate": {"type": "boolean", "default": True,
+                  "description": "issue REPLICAOF on replicas (false: only record them, their "
+                                 "replication is configured outside slotproxy)"},
+    "force": {"type": "boolean", "default": False,
+              "description": "replicate even when the server holds keys or replicates from "
+                             "another master (its data is replaced)"},
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {"type": "object", "required": ["error"],
               "properties": {"error": {"type": "string"}}},
@@ -38,11 +48,20 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "id": {"type": "integer", "minimum": 1, "maximum": 9999,
                "description": "default: the smallest free id"},
         "master": _ADDR,
-        "replicas": {"type": "array", "items": _ADDR}}},
+        "replicas": {"type": "array", "items": _ADDR},
+        **_REPLICATION}},
     "ServerAdd": {"type": "object", "required": ["addr"], "properties": {
         "addr": _ADDR,
         "role": {"type": "string", "enum": ["master", "replica"],
-                 "description": "default: master if the group has none, else replica"}}},
+                 "description": "default: master if the group has none, else replica"},
+        **_REPLICATION}},
+    "Promote": {"type": "object", "required": ["addr"], "properties": {
+        "addr": _ADDR,
+        "timeout": {"type": "number", "description": "seconds the replica may take to catch "
+                    "up while the group's slots are locked (default: promote_timeout)"}}},
+    "GroupConfig": {"type": "object", "example": {"min-replicas-to-write": 1,
+                                                   "min-replicas-max-lag": 10},
+                    "additionalProperties": {"type": "integer", "minimum": 0}},
     "SlotAssign": {"type": "object", "required": ["assign"], "properties": {
         "assign": {"type": "array", "items": {
             "type": "object", "required": ["slots", "group"], "properties": {

@@ -12,6 +12,8 @@ from ..migrate.migrator import Migrator
 from ..migrate.rebalancer import Rebalancer
 from ..observe.health import HealthMonitor
 from ..observe.live import Live
+from ..replication.promote import Promoter
+from ..replication.servers import Replication
 from ..store.base import Store
 
 CONFIG = web.AppKey("config", DashboardConfig)
@@ -22,4 +24,6 @@ REBALANCER = web.AppKey("rebalancer", Rebalancer)
 LIVE = web.AppKey("live", Live)
 PROXIES = web.AppKey("proxies", ProxyRegistry)
 STORE = web.AppKey("store", Store)
+REPLICATION = web.AppKey("replication", Replication)
+PROMOTER = web.AppKey("promoter", Promoter)
 AUTOBALANCE = web.AppKey("autobalance", AutoBalancer)

@@ -89,13 +89,15 @@ class SlotSizes(Protocol):
 class InfoSpread:
     """The estimate from each group master's INFO, spread evenly over its slots."""
 
-    def __init__(self, timeout: float = 2.0, password: str | None = None) -> None:
+    def __init__(self, timeout: float = 2.0, password: str | None = None,
+                 username: str | None = None) -> None:
         self.timeout = timeout
-        self.password = password
+        self.password = password   # the dashboard's backend credentials, as the health poller's
+        self.username = username
 
     async def _totals(self, addr: str) -> tuple[float, float]:
         conn = connect(addr, timeout=self.timeout, connect_timeout=self.timeout,
-                       password=self.password)
+                       password=self.password, username=self.username, retry=False)
         try:
             async with asyncio.timeout(self.timeout * 2):
                 mem = await conn.info("memory")

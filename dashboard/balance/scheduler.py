@@ -7,9 +7,10 @@ state a new leader needs (settings; the moves of the last hour and cool-down; th
 queued; the rounds' history). A standby serves the stored status.
 
 Unhealthy groups come from the dashboard's health poller (a group is unhealthy when its master
-is unreachable, not a master, or not polled yet). Groups failing over are read from the control
-plane's `failing_over` attribute (a collection of group ids, empty when absent): whatever runs
-failovers sets it for the time a group's master changes.
+is unreachable, not a master, or not polled yet) and from the topology (a group whose state is
+not "active", e.g. "promoting" during a planned master switch). Groups failing over are read
+from the control plane's `failing_over` attribute (a collection of group ids, empty when
+absent): whatever runs failovers sets it for the time a group's master changes.
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ class AutoBalancer:
         for gid, g in topo.groups.items():
             if gid in failing:
                 unhealthy[gid] = "is failing over"
+            elif g.state != "active":  # e.g. "promoting": its slots are locked for a switch
+                unhealthy[gid] = f"is {g.state}"
             elif not g.master:
                 if gid in topo.owner:
                     unhealthy[gid] = "has no master"

@@ -56,7 +56,9 @@ def test_group_health_checks_roles() -> None:
     h = group_health(topo, servers)
     assert h["1"]["ok"] and h["1"]["keys"] == 5
     assert h["1"]["servers"][1] == {"addr": "b:1", "expected_role": "replica",
-                                    "reachable": False, "error": "refused"}
+                                    "reachable": False, "error": "refused",
+                                    "replication": {"link": None, "lag_bytes": None,
+                                                    "lag_seconds": None, "offset": None}}
     assert not h["2"]["ok"]
     h = group_health(topo, {"a:1": {"reachable": True, "role": "replica"}})
     assert not h["1"]["ok"]  # a master that reports itself a replica is not healthy
