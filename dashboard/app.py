@@ -3,7 +3,7 @@ them together and runs their background work in aiohttp's cleanup_ctx.
 
 Build order (each part gets only what it uses):
 store -> proxy registry -> control plane -> migrator -> rebalancer -> health -> replication
-(add/remove servers, group settings) -> promoter -> live feed.
+(add/remove servers, group settings) -> promoter -> auto-balancer -> live feed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from aiohttp import web
 from .api.middleware import auth_middleware, errors_middleware
 from .api.routes import ENDPOINTS
 from .api.services import (
+    AUTOBALANCE,
     CONFIG,
     HEALTH,
     LIVE,
@@ -29,6 +30,8 @@ from .api.services import (
     SENTINEL,
     STORE,
 )
+from .balance.measure import InfoSpread
+from .balance.scheduler import AutoBalancer
 from .config import DashboardConfig
 from .control.plane import ControlPlane
 from .control.proxies import ProxyClient, ProxyRegistry
@@ -74,6 +77,13 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
                              max_timeout=cfg.max_wait)
     app[SENTINEL] = sentinel_watcher(cfg, plane, migrator)
     app[PROMOTER].on_switch(app[SENTINEL].promoted)
+    autobalance = AutoBalancer(plane, proxies, migrator, health, store, keys,
+                               initial=dict(cfg.autobalance),
+                               sizes=InfoSpread(timeout=max(cfg.health_timeout, 2.0),
+                                                password=cfg.backend.password,
+                                                username=cfg.backend.username))
+    plane.on_take_over(autobalance.load)
+    app[AUTOBALANCE] = autobalance
     app[LIVE] = Live(plane, proxies, health, migrator,
                      interval=min(1.0, cfg.health_interval * 2))
     for e in ENDPOINTS:
@@ -118,7 +128,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(app[LIVE].run(), name="live"),
              asyncio.create_task(app[PROMOTER].run(), name="promotions"),
              asyncio.create_task(plane.watch_members(), name="members"),
-             asyncio.create_task(app[SENTINEL].run(), name="sentinel")]
+             asyncio.create_task(app[SENTINEL].run(), name="sentinel"),
+             asyncio.create_task(app[AUTOBALANCE].run(), name="autobalance")]
     yield
     for task in tasks:
         task.cancel()
@@ -130,4 +141,5 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await app[PROXIES].close()
     await app[HEALTH].close()
     await app[SENTINEL].close()
+    await app[AUTOBALANCE].close()
     await app[STORE].close()  # resigns: a standby takes over at once

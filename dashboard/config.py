@@ -103,6 +103,9 @@ class DashboardConfig:
     # may ask for.
     promote_timeout: float = 5.0
     max_wait: float = 300.0
+    # Initial auto-balance settings (dashboard/balance/settings.py); the store's win once an
+    # operator changed them. Checked at startup.
+    autobalance: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
 
     @property
@@ -183,6 +186,12 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
     if not 0 < cfg.promote_timeout <= cfg.max_wait:
         raise ConfigError(f"promote_timeout: expected 0 < seconds <= max_wait ({cfg.max_wait}), "
                           f"got {cfg.promote_timeout}")
+    if cfg.autobalance:
+        from .balance.settings import Settings, SettingsError
+        try:
+            Settings().update(dict(cfg.autobalance))
+        except SettingsError as e:
+            raise ConfigError(f"autobalance: {e}") from None
     if cfg.slots not in SLOT_COUNTS:
         raise ConfigError(f"slots: expected one of {SLOT_COUNTS}, got {cfg.slots}")
     return replace(cfg, admin_token=resolve_token(configured=cfg.admin_token, env=env))

@@ -113,6 +113,29 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                                                "addr": _ADDR}}}}},
 }
 
+_DURATION = {"type": "string", "example": "30s",
+             "description": "seconds, or a duration like 250ms, 30s, 5m, 1h"}
+SCHEMAS["AutoBalanceSettings"] = {"type": "object", "properties": {
+    "enabled": {"type": "boolean", "default": False},
+    "dry_run": {"type": "boolean", "default": False,
+                "description": "plan and report each round, move nothing"},
+    "interval": {**_DURATION, "description": "between rounds; the ops/s window"},
+    "weights": {"type": "object", "description": "what load means, each 0..1000",
+                "properties": {m: {"type": "number"} for m in ("memory", "keys", "ops")}},
+    "tolerance": {"type": "number", "description": "% above/below a group's target"},
+    "aim": {"type": "number", "description": "share of the tolerance a plan aims for"},
+    "quiet": {**_DURATION, "description": "out of tolerance this long before acting"},
+    "smoothing": {**_DURATION, "description": "half-life of the ops/s average"},
+    "max_slots_per_hour": {"type": "integer"},
+    "cooldown": {**_DURATION, "description": "a moved slot stays this long"},
+    "window": {"type": "string", "nullable": True, "example": "sat,sun 02:00-05:00",
+               "description": "maintenance window, UTC (null: always)"},
+    "hot_share": {"type": "number", "description": "% of a group's fair ops/s share one "
+                  "slot may carry before it is moved (0 = off)"},
+    "hot_key_share": {"type": "number",
+                      "description": "% of a hot slot's ops/s one key carries: reported"},
+    "history": {"type": "integer", "description": "rounds kept"}}}
+
 _ERRORS = {
     "400": "invalid request (bad JSON, range, address or id)",
     "401": "missing or wrong admin token",

@@ -29,6 +29,7 @@ from ..observe.overview import overview
 from ..ui import STATIC
 from . import openapi
 from .services import (
+    AUTOBALANCE,
     CONFIG,
     HEALTH,
     LIVE,
@@ -314,6 +315,25 @@ async def get_health(request: web.Request) -> web.Response:
     return web.json_response({"groups": group_health(topo, request.app[HEALTH].servers)})
 
 
+# -- auto-balance (dashboard/balance/) ---------------------------------------------------------
+
+
+async def get_autobalance(request: web.Request) -> web.Response:
+    try:
+        rounds = int(request.query.get("rounds", 20))
+    except ValueError:
+        raise InvalidRequest("'rounds' must be a whole number") from None
+    if not 0 <= rounds <= 1000:
+        raise InvalidRequest("'rounds' must be from 0 to 1000")
+    return web.json_response(await request.app[AUTOBALANCE].status(rounds))
+
+
+async def set_autobalance(request: web.Request) -> web.Response:
+    body = await _body(request)
+    settings = await request.app[AUTOBALANCE].update(body)
+    return web.json_response({"settings": settings})
+
+
 # -- what the web page needs (dashboard/ui/) ---------------------------------------------------
 
 
@@ -472,6 +492,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/v1/sentinels", get_sentinels,
              "Automatic failover: each sentinel's reachability and view of every group's "
              "master, what they agree on, failovers followed"),
+    Endpoint("GET", "/api/v1/autobalance", get_autobalance,
+          "Auto-balance: settings, slots moved in the last hour and the last ?rounds=20 "
+          "rounds (measured imbalance per group, plan, why it acted or did not)"),
+    Endpoint("PUT", "/api/v1/autobalance", set_autobalance,
+          "Switch auto-balance on/off and change its settings (validated; stored)",
+          "AutoBalanceSettings"),
     Endpoint("GET", "/api/v1/auth", check_auth,
           "Whether the request's bearer token is the admin token (the web page's login)"),
     Endpoint("GET", "/api/v1/metrics", get_metrics,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..balance.scheduler import AutoBalancer
 from ..config import DashboardConfig
 from ..control.plane import ControlPlane
 from ..control.proxies import ProxyRegistry
@@ -27,3 +28,4 @@ STORE = web.AppKey("store", Store)
 REPLICATION = web.AppKey("replication", Replication)
 PROMOTER = web.AppKey("promoter", Promoter)
 SENTINEL = web.AppKey("sentinel", SentinelWatcher)
+AUTOBALANCE = web.AppKey("autobalance", AutoBalancer)

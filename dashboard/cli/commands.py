@@ -14,6 +14,8 @@ HTTP in `client.py`). A thin client of the dashboard REST API, never the store.
     proxyctl rebalance [--dry-run] [--load] [--weight GID=W ...] [--watch]
     proxyctl group drain GID [--dry-run] [--watch] | weight GID W
     proxyctl group add GID --master ADDR --rebalance
+    proxyctl autobalance on [--tolerance 10 --quiet 30s --max-slots-per-hour 2000 ...]
+    proxyctl autobalance off | status [--rounds N]
     proxyctl up [--groups 3] [--proxies 1] [--replicas N] [--dir .cluster]
 
 Exit codes: 0 ok, 1 the dashboard refused or failed the request, 2 bad usage,
@@ -32,6 +34,7 @@ from typing import Any
 
 from slotcore.contract import TOKEN_ENV, resolve_token
 
+from .autobalance import add_parser as add_autobalance
 from .client import DASHBOARD_ENV, DEFAULT_DASHBOARD, EXIT_USAGE, ApiClient, CliError
 from .render import (
     render_migrations,
@@ -425,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight", action="append", metavar="GID=W",
                    help="weight override for this plan (repeatable)")
     p.add_argument("--watch", action="store_true", help="draw progress until done")
+
+    add_autobalance(add, sub)
 
     p = add(sub, "up", cmd_up, "run a complete local cluster in the foreground until Ctrl-C")
     p.add_argument("--groups", type=int, default=3, help="redis groups (default 3)")

@@ -62,3 +62,12 @@ def test_group_health_checks_roles() -> None:
     assert not h["2"]["ok"]
     h = group_health(topo, {"a:1": {"reachable": True, "role": "replica"}})
     assert not h["1"]["ok"]  # a master that reports itself a replica is not healthy
+
+
+def test_autobalance_config_is_checked_at_startup() -> None:
+    cfg = from_dict({"autobalance": {"enabled": True, "tolerance": 5, "quiet": "30s"}})
+    assert cfg.autobalance["tolerance"] == 5
+    with pytest.raises(ConfigError, match="autobalance: quiet: expected a duration"):
+        from_dict({"autobalance": {"quiet": "later"}})
+    with pytest.raises(ConfigError, match="autobalance: unknown setting"):
+        from_dict({"autobalance": {"tolerence": 5}})
