@@ -183,6 +183,13 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
                                                  str(data.get("cluster") or "default"))
     kw.update({k: v for k, v in data.items() if v is not None})
     cfg = DashboardConfig(**kw)
+    # Proxies heartbeat every HEARTBEAT_INTERVAL: a fence or stale bound shorter than 1.5
+    # intervals would call a healthy proxy stale between two heartbeats (and block migrations).
+    for name in ("fence_timeout", "proxy_stale_after"):
+        if getattr(cfg, name) < 1.5 * HEARTBEAT_INTERVAL:
+            raise ConfigError(f"{name}: expected at least {1.5 * HEARTBEAT_INTERVAL:g} s "
+                              f"(1.5 times the proxies' heartbeat interval), "
+                              f"got {getattr(cfg, name):g}")
     if not 0 < cfg.promote_timeout <= cfg.max_wait:
         raise ConfigError(f"promote_timeout: expected 0 < seconds <= max_wait ({cfg.max_wait}), "
                           f"got {cfg.promote_timeout}")

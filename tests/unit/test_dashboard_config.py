@@ -37,6 +37,12 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
         load(bad)
     cfg = from_dict({"store": {"kind": "etcd", "endpoints": "http://e:2379"}}, env={})
     assert cfg.store.endpoints == ("http://e:2379",)
+    # a fence shorter than the heartbeat period would make healthy proxies stale
+    with pytest.raises(ConfigError, match="fence_timeout: expected at least 3 s"):
+        from_dict({"fence_timeout": 1.5}, env={})
+    with pytest.raises(ConfigError, match="proxy_stale_after"):
+        from_dict({"proxy_stale_after": 2}, env={})
+    assert from_dict({"fence_timeout": 3}, env={}).fence_timeout == 3.0
 
 
 def test_summarize_info() -> None:
