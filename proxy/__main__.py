@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import replace
 
 from . import __version__
 from .config import ConfigError, ProxyConfig, backends_config, load_config, parse_addr
@@ -28,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--no-hiredis", action="store_true",
                    help="use the pure-Python request parser")
+    p.add_argument("--no-hotkeys", action="store_true",
+                   help="do not sample hot keys (config hotkeys.enabled: false)")
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
     p.add_argument("--version", action="version", version=f"slotproxy {__version__}")
     return p.parse_args(argv)
@@ -53,6 +56,8 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         overrides["log_level"] = ns.log_level
     if ns.no_hiredis:
         overrides["use_hiredis"] = False
+    if getattr(ns, "no_hotkeys", False):
+        overrides["hotkeys"] = replace(cfg.hotkeys, enabled=False)
     return cfg.with_overrides(**overrides) if overrides else cfg
 
 

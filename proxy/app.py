@@ -33,6 +33,7 @@ from .config import ProxyConfig
 from .control.admin import AdminServer
 from .control.agent import DashboardAgent
 from .fanout.scan import MoveLog
+from .observe.hotkeys import HotKeys
 from .observe.stats import OpsSampler, ProxyStats
 from .routing.router import Router
 from .routing.transit import Transit
@@ -71,6 +72,7 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
         cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
         flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
         blocking=blocking, host=cfg.listen[0], port=cfg.listen[1], moves=moves,
+        hotkeys=HotKeys(cfg.hotkeys),
     )
 
 

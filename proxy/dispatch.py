@@ -102,6 +102,10 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
             client.reply(err)
             return
     services.stats.slot_ops[slot] += 1
+    hot = services.hotkeys  # hot keys (observe/hotkeys.py): the fast path's countdown, here
+    hot.countdown -= 1      # for the keyed commands it does not serve
+    if not hot.countdown:
+        hot.countdown = hot.sample(keys[0], slot)
     # Owned, unassigned or in transit (migrating/locked): the router decides.
     router.forward(client, client.state.lane, slot, keys, packed, client.expect())
 

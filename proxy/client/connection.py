@@ -256,6 +256,8 @@ class ClientConnection(asyncio.Protocol):
         by_slot = router.by_slot
         mask = router.mask
         slot_ops = services.stats.slot_ops
+        hot = services.hotkeys  # hot keys: see observe/hotkeys.py (three lines in this loop)
+        tick = hot.countdown
         fifo = self.fifo
         mark = self.flusher.mark
         lane = self.state.lane
@@ -273,6 +275,9 @@ class ClientConnection(asyncio.Protocol):
                         key = hash_tag(key)
                     slot = crc_hqx(key, 0) & mask
                     slot_ops[slot] += 1
+                    tick -= 1
+                    if not tick:  # hot keys: 1 request in sample_rate offers its key
+                        tick = hot.sample(argv[1], slot)
                     group = by_slot[slot]
                     if group is not None:
                         slot_reply = ReplySlot(self)
@@ -308,6 +313,7 @@ class ClientConnection(asyncio.Protocol):
             # REPLY).
             fast_path = self.mode.fast_path and not self.reply_ctl
             lane = self.state.lane
+        hot.countdown = tick  # (requests dispatch() sampled meanwhile are not recounted)
         if fast_last:
             self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)
         self.state.commands += i
