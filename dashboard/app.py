@@ -15,12 +15,23 @@ from aiohttp import web
 
 from .api.middleware import auth_middleware, errors_middleware
 from .api.routes import ENDPOINTS
-from .api.services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, PROXIES, REBALANCER, STORE
+from .api.services import (
+    BIGKEYS,
+    CONFIG,
+    HEALTH,
+    LIVE,
+    MIGRATOR,
+    PLANE,
+    PROXIES,
+    REBALANCER,
+    STORE,
+)
 from .config import DashboardConfig
 from .control.plane import ControlPlane
 from .control.proxies import ProxyClient, ProxyRegistry
 from .migrate.migrator import Migrator
 from .migrate.rebalancer import Rebalancer
+from .observe.bigkeys import BigKeyScan
 from .observe.health import HealthMonitor
 from .observe.live import Live
 from .store.base import Store
@@ -52,6 +63,7 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     app[HEALTH] = health
     app[LIVE] = Live(plane, proxies, health, migrator,
                      interval=min(1.0, cfg.health_interval * 2))
+    app[BIGKEYS] = BigKeyScan()
     for e in ENDPOINTS:
         app.router.add_route(e.method, e.path, e.handler)
     app.on_shutdown.append(_end_streams)
@@ -80,6 +92,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await app[LIVE].close()
+    await app[BIGKEYS].close()
     await plane.close()
     await app[PROXIES].close()
     await app[HEALTH].close()

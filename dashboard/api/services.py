@@ -9,6 +9,7 @@ from ..control.plane import ControlPlane
 from ..control.proxies import ProxyRegistry
 from ..migrate.migrator import Migrator
 from ..migrate.rebalancer import Rebalancer
+from ..observe.bigkeys import BigKeyScan
 from ..observe.health import HealthMonitor
 from ..observe.live import Live
 from ..store.base import Store
@@ -21,3 +22,4 @@ REBALANCER = web.AppKey("rebalancer", Rebalancer)
 LIVE = web.AppKey("live", Live)
 PROXIES = web.AppKey("proxies", ProxyRegistry)
 STORE = web.AppKey("store", Store)
+BIGKEYS = web.AppKey("bigkeys", BigKeyScan)
