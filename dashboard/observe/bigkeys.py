@@ -142,6 +142,7 @@ class BigKeyScan:
         self.slot_keys: list[int] | None = None
         self.slot_bytes: list[int] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     @property
     def running(self) -> bool:
@@ -165,6 +166,7 @@ class BigKeyScan:
         self.settings = settings
         self.epoch = topo.epoch
         self.groups = {gid: GroupProgress(gid, addr) for gid, addr in sorted(masters.items())}
+        self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._run(topo.nslots), name="bigkeys")
         return self.view()
 
@@ -172,6 +174,10 @@ class BigKeyScan:
         task = self._task
         if task is None or task.done():
             raise Conflict("no big-key scan is running")
+        # The event ends the scan between two pages (or in a pause) even where a client
+        # library swallows a cancellation (redis-py does while it connects); cancel() ends it
+        # in the middle of a command.
+        self._stop.set()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -193,6 +199,9 @@ class BigKeyScan:
             raise
         failed = [r for r in results if isinstance(r, BaseException)]
         self.finished = time.time()
+        if self._stop.is_set():
+            self.state = "cancelled"
+            return
         if failed:
             self.state = "failed"
             self.error = "; ".join(f"group {g.gid}: {g.error}" for g in self.groups.values()
@@ -213,9 +222,10 @@ class BigKeyScan:
             g.dbsize = int(await conn.dbsize())
             async for batch in scan_keys(RedisPipeline(conn), nslots, count=s.count,
                                          samples=s.samples, details=True,
-                                         pause=s.pause_ms / 1000, progress=g.progress):
+                                         pause=s.pause_ms / 1000, progress=g.progress,
+                                         stop=self._stop):
                 tally.add(g.gid, batch)
-            g.done = True
+            g.done = not self._stop.is_set()
         except asyncio.CancelledError:
             raise
         except Exception as e:

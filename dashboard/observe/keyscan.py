@@ -20,6 +20,7 @@ objects: the migration's raw RESP connection or `RedisPipeline` over redis-py be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -84,11 +85,13 @@ def _check(replies: list[Any], what: str) -> list[Any]:
 async def scan_keys(conn: Pipelined, nslots: int, *, count: int = 100, samples: int = 5,
                     details: bool = False, pause: float | Callable[[], float] = 0.0,
                     want: Callable[[int], bool] | None = None,
-                    progress: ScanProgress | None = None) -> AsyncIterator[list[KeyInfo]]:
+                    progress: ScanProgress | None = None,
+                    stop: asyncio.Event | None = None) -> AsyncIterator[list[KeyInfo]]:
     """Yield the sized keys of each SCAN page (keys gone since the SCAN are left out).
 
     `want(slot)` filters keys before they are sized; `pause` (seconds, or a function read at
-    every batch so it can change while the scan runs) is slept between pages.
+    every batch so it can change while the scan runs) is slept between pages; once `stop` is
+    set the scan ends before the next page (also in the middle of a pause).
     """
     count = max(1, min(count, MAX_COUNT))
     prog = progress if progress is not None else ScanProgress()
@@ -104,11 +107,17 @@ async def scan_keys(conn: Pipelined, nslots: int, *, count: int = 100, samples: 
             pairs = [(k, s) for k in keys if want(s := key_slot(k, nslots))]
         if pairs:
             yield await _size(conn, pairs, samples, details)
-        if int(cursor) == 0:
+        if int(cursor) == 0 or (stop is not None and stop.is_set()):
             return
         wait = pause() if callable(pause) else pause
         if wait > 0:
-            await asyncio.sleep(wait)
+            if stop is None:
+                await asyncio.sleep(wait)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+                if stop.is_set():
+                    return
 
 
 async def _size(conn: Pipelined, pairs: list[tuple[bytes, int]], samples: int,
