@@ -2,7 +2,8 @@
 
 This is the request hot path. While the connection's mode allows it (`mode.fast_path`), a
 single-key command costs: one dict lookup for its arity (`CommandTable.fast_arity`), one CRC16
-(`crc_hqx`, C), one list index for the group, one `ReplySlot`, and an append to a backend
+(`crc_hqx`, C), one list index for the group, one `ReplySlot`, one countdown decrement for
+the hot-key sampler (`observe/hotkeys.py`), and an append to a backend
 buffer that is written once per loop iteration (see `backend.conn.Flusher`). Everything else
 goes through `proxy.dispatch`.
 
