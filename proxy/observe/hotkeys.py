@@ -121,7 +121,8 @@ class HotKeys:
     """The proxy's sampler: the countdown the request path decrements, the current and the
     last completed window."""
 
-    __slots__ = ("_clock", "_rng", "countdown", "current", "previous", "settings")
+    __slots__ = ("_clock", "_end", "_random", "_span", "countdown", "current", "previous",
+                 "settings")
 
     def __init__(self, settings: HotKeysConfig | None = None, *,
                  clock: Callable[[], float] = time.time,
@@ -131,9 +132,10 @@ class HotKeys:
             raise ValueError("hotkeys: sample_rate, capacity, window and max_key_bytes must be "
                              "positive")
         self._clock = clock
-        self._rng = rng or random.Random()
-        now = clock()
-        self.current = Window(self._start_of(now), s.capacity)
+        self._random = (rng or random.Random()).random  # C: cheaper than randint
+        self._span = 2 * s.sample_rate - 1
+        self.current = Window(self._start_of(clock()), s.capacity)
+        self._end = self.current.start + s.window
         self.previous: Window | None = None
         self.countdown = self._next() if s.enabled else NEVER
 
@@ -150,18 +152,19 @@ class HotKeys:
         return math.floor(now / w) * w
 
     def _next(self) -> int:
-        rate = self.settings.sample_rate
-        return 1 if rate == 1 else self._rng.randint(1, 2 * rate - 1)
+        # Uniform on 1 .. 2 * sample_rate - 1: mean sample_rate.
+        return 1 + int(self._random() * self._span)
 
     def sample(self, key: bytes, slot: int) -> int:
         """Count `key` (called for about one request in `sample_rate`); returns the next
         countdown."""
-        self.rotate()
+        if self._clock() >= self._end:
+            self.rotate()
         limit = self.settings.max_key_bytes
         if len(key) > limit:
             key = bytes(key[:limit])
         self.current.summary.offer(key, slot)
-        return self._next()
+        return 1 + int(self._random() * self._span)
 
     def rotate(self, now: float | None = None) -> None:
         """Move to the window `now` falls in: the current one becomes the previous one (or,
@@ -177,10 +180,7 @@ class HotKeys:
         else:
             self.previous = Window(start - self.settings.window, capacity)
         self.current = Window(start, capacity)
-
-    def clear(self) -> None:
-        self.current = Window(self._start_of(self._clock()), self.settings.capacity)
-        self.previous = None
+        self._end = start + self.settings.window
 
     def report(self, limit: int | None = None,
                group_of: Callable[[int], int | None] = lambda s: None) -> dict[str, Any]:
