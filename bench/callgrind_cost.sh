@@ -36,8 +36,13 @@ measure() {  # measure LABEL ARGS -> prints the instruction total
   redis-benchmark -p "$pport" -n 2000 -c "$CLIENTS" -P "$PIPE" -t get -q >/dev/null 2>&1
   callgrind_control -i on "$vpid" >/dev/null
   redis-benchmark -p "$pport" -n "$N" -c "$CLIENTS" -P "$PIPE" -r 100000 -t "$TESTS" -q \
-    >/dev/null 2>&1
+    2>&1 | tr '\r' '\n' | grep 'requests per second' >"$OUT_DIR/bench-$label.txt" || true
   callgrind_control -i off "$vpid" >/dev/null
+  if (( $(wc -l <"$OUT_DIR/bench-$label.txt") != $(tr ',' '\n' <<<"$TESTS" | wc -l) )); then
+    echo "callgrind_cost.sh: redis-benchmark did not complete for '$args' (see $OUT_DIR)" >&2
+    kill -TERM "$vpid" 2>/dev/null || true
+    exit 1
+  fi
   kill -TERM "$vpid"; wait "$vpid" || true
   kill "$(cat "$OUT_DIR/redis-$label.pid")"
   awk '/^totals:/ {print $2}' "$OUT_DIR/callgrind-$label.out"
