@@ -44,21 +44,19 @@ class SkewedLoad:
             self.sent[i] += 100
         conn.close()
 
-    def __enter__(self) -> SkewedLoad:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
 
 
 @pytest.fixture
 def load(cluster: Cluster) -> Iterator[SkewedLoad]:
-    with SkewedLoad([p.port for p in cluster.proxies]) as lo:
+    lo = SkewedLoad([p.port for p in cluster.proxies])
+    for t in lo.threads:
+        t.start()
+    try:
         yield lo
+    finally:
+        lo.stop.set()
+        for t in lo.threads:
+            t.join(15)
 
 
 def full_window_under_load(cluster: Cluster, started_at: float) -> dict[str, Any]:
