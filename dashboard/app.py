@@ -18,6 +18,7 @@ from .api.middleware import auth_middleware, errors_middleware
 from .api.routes import ENDPOINTS
 from .api.services import (
     AUTOBALANCE,
+    BIGKEYS,
     CONFIG,
     HEALTH,
     LIVE,
@@ -39,6 +40,7 @@ from .control.sentinel import SentinelWatcher
 from .control.sentinel import Settings as SentinelSettings
 from .migrate.migrator import Migrator
 from .migrate.rebalancer import Rebalancer
+from .observe.bigkeys import BigKeyScan
 from .observe.health import HealthMonitor
 from .observe.live import Live
 from .replication.promote import Promoter
@@ -86,6 +88,7 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     app[AUTOBALANCE] = autobalance
     app[LIVE] = Live(plane, proxies, health, migrator,
                      interval=min(1.0, cfg.health_interval * 2))
+    app[BIGKEYS] = BigKeyScan()
     for e in ENDPOINTS:
         app.router.add_route(e.method, e.path, e.handler)
     app.on_shutdown.append(_end_streams)
@@ -137,6 +140,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await app[LIVE].close()
+    await app[BIGKEYS].close()
     await plane.close()
     await app[PROXIES].close()
     await app[HEALTH].close()

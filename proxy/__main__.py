@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--no-hiredis", action="store_true",
                    help="use the pure-Python request parser")
+    p.add_argument("--no-hotkeys", action="store_true",
+                   help="do not sample hot keys (config hotkeys.enabled: false)")
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
     p.add_argument("--version", action="version", version=f"slotproxy {__version__}")
     return p.parse_args(argv)
@@ -66,6 +68,8 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         overrides["log_level"] = ns.log_level
     if ns.no_hiredis:
         overrides["use_hiredis"] = False
+    if getattr(ns, "no_hotkeys", False):
+        overrides["hotkeys"] = replace(cfg.hotkeys, enabled=False)
     if ns.read_from:
         overrides["reads"] = replace(cfg.reads, read_from=ns.read_from)
     if ns.sentinels:

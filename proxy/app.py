@@ -34,6 +34,7 @@ from .control.admin import AdminServer
 from .control.agent import DashboardAgent
 from .control.sentinel import SentinelFollower
 from .fanout.scan import MoveLog
+from .observe.hotkeys import HotKeys
 from .observe.stats import OpsSampler, ProxyStats
 from .routing.replica_health import ReplicaHealth
 from .routing.replicas import ReplicaReads
@@ -74,6 +75,7 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
         cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
         flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
         blocking=blocking, host=cfg.listen[0], port=cfg.listen[1], moves=moves,
+        hotkeys=HotKeys(cfg.hotkeys),
     )
 
 

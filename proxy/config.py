@@ -161,6 +161,16 @@ class SentinelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HotKeysConfig:
+    # The sampled top-k of keys by requests (proxy/observe/hotkeys.py, GET /api/hotkeys).
+    enabled: bool = True
+    sample_rate: int = 32         # 1 in N requests offers its first key
+    capacity: int = 64            # counters of the Space-Saving summary (the k of top-k)
+    window: float = 60.0          # seconds, aligned to multiples of it on the wall clock
+    max_key_bytes: int = 1024     # longer keys are counted truncated to this
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyConfig:
     listen: tuple[str, int] = ("127.0.0.1", 19000)
     slots: int = DEFAULT_SLOTS
@@ -177,6 +187,7 @@ class ProxyConfig:
     pubsub: PubSubConfig = PubSubConfig()
     cluster: ClusterConfig = ClusterConfig()
     config: ConfigCommandConfig = ConfigCommandConfig()  # the CONFIG command (YAML `config:`)
+    hotkeys: HotKeysConfig = HotKeysConfig()
     reads: ReadConfig = ReadConfig()
     sentinel: SentinelConfig = SentinelConfig()
     admin_listen: tuple[str, int] | None = None
@@ -331,7 +342,7 @@ _TOP_LEVEL = {
     "listen", "slots", "password", "username", "idle_timeout", "shutdown_timeout", "tcp_backlog",
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
-    "pubsub", "cluster", "config",
+    "pubsub", "cluster", "config", "hotkeys",
 }
 # Reads from replicas and the standalone sentinel follower (top-level keys, see ReadConfig and
 # SentinelConfig): YAML key -> dataclass field.
@@ -462,6 +473,7 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         "pubsub": _sub(PubSubConfig, data.get("pubsub"), "pubsub"),
         "cluster": _sub(ClusterConfig, data.get("cluster"), "cluster"),
         "config": _parse_config_command(data.get("config")),
+        "hotkeys": _sub(HotKeysConfig, data.get("hotkeys"), "hotkeys"),
         "reads": _parse_reads(data),
         "sentinel": _parse_sentinel(data),
     }
@@ -506,6 +518,14 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         raise ConfigError("backend.connections: must be at least 1")
     if kw["backend"].max_dedicated < 0:
         raise ConfigError("backend.max_dedicated: must be at least 0")
+    hk: HotKeysConfig = kw["hotkeys"]
+    for name in ("sample_rate", "capacity", "max_key_bytes"):
+        if getattr(hk, name) < 1:
+            raise ConfigError(f"hotkeys.{name}: must be at least 1")
+    if hk.capacity > 100_000:
+        raise ConfigError("hotkeys.capacity: at most 100000")
+    if hk.window < 1:
+        raise ConfigError("hotkeys.window: must be at least 1 second")
     cfg = ProxyConfig(**kw)
     check_sentinel(cfg)
     if cfg.slot_map is None and not cfg.dashboard:

@@ -104,6 +104,10 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
             client.reply(err)
             return
     services.stats.slot_ops[slot] += 1
+    hot = services.hotkeys  # hot keys (observe/hotkeys.py): the fast path's countdown, here
+    hot.countdown -= 1      # for the keyed commands it does not serve
+    if not hot.countdown:
+        hot.countdown = hot.sample(keys[0], slot)
     if client.state.read_from and "readonly" in spec.flags and client.mode.fast_path:
         # Reads from replicas: a read-only command of a client whose policy allows it, in the
         # plain mode (never under MULTI/WATCH), for a slot with an owner (a slot in transit

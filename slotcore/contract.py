@@ -18,6 +18,7 @@ HEARTBEAT_INTERVAL = 2.0
 PROXY_INFO = "/api/info"
 PROXY_STATS = "/api/stats"
 PROXY_SLOTS = "/api/slots"  # GET the map in force, PUT a new one
+PROXY_HOTKEYS = "/api/hotkeys"  # GET the sampled top-k keys of the current and last window
 
 # The dashboard's API, as proxies call it.
 DASHBOARD_REGISTER = "/api/v1/proxies/register"

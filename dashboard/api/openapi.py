@@ -93,6 +93,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                   "description": "groups to empty (their weight is set to 0)"},
         "sample_seconds": {"type": "number", "default": 1.0},
         "tolerance": {"type": "number", "default": 0.05}}},
+    "BigKeyScan": {"type": "object", "properties": {
+        "count": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100,
+                  "description": "SCAN COUNT (keys sized per pipeline)"},
+        "pause_ms": {"type": "number", "minimum": 0, "maximum": 10000, "default": 10,
+                     "description": "pause between two pages of one group"},
+        "top": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20,
+                "description": "biggest keys kept per type"},
+        "samples": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5,
+                    "description": "MEMORY USAGE ... SAMPLES"}}},
     "GroupWeight": {"type": "object", "required": ["weight"], "properties": {
         "weight": {"type": "number", "minimum": 0}}},
     "SlotMap": {"type": "object", "properties": {

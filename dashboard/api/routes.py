@@ -24,18 +24,22 @@ from ..errors import InvalidRequest, NotFound
 from ..model import changes as topo_ops
 from ..model import replication as rep
 from ..model.records import Topology
+from ..observe.bigkeys import BigKeySettings
 from ..observe.health import group_health
+from ..observe.hotkeys import WINDOWS, cluster_hotkeys
 from ..observe.overview import overview
 from ..ui import STATIC
 from . import openapi
 from .services import (
     AUTOBALANCE,
+    BIGKEYS,
     CONFIG,
     HEALTH,
     LIVE,
     MIGRATOR,
     PLANE,
     PROMOTER,
+    PROXIES,
     REBALANCER,
     REPLICATION,
     SENTINEL,
@@ -415,6 +419,62 @@ async def get_openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi.spec(ENDPOINTS))
 
 
+# -- hot keys and big keys ---------------------------------------------------------------------
+
+
+def _int_query(request: web.Request, name: str, default: int | None, lo: int,
+               hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an integer") from None
+    if not lo <= value <= hi:
+        raise InvalidRequest(f"'{name}' must be from {lo} to {hi}")
+    return value
+
+
+async def get_hotkeys(request: web.Request) -> web.Response:
+    window = request.query.get("window", "current")
+    if window not in WINDOWS:
+        raise InvalidRequest(f"'window' must be one of {', '.join(WINDOWS)}")
+    group = request.query.get("group")
+    gid = topo_ops.check_gid(group) if group not in (None, "") else None
+    limit = _int_query(request, "limit", 50, 1, 10_000) or 50
+    topo = await _plane(request).topology()
+    proxies = request.app[PROXIES]
+    return web.json_response(await cluster_hotkeys(proxies.client, proxies.records(), topo,
+                                                   window, gid, limit))
+
+
+async def get_bigkeys(request: web.Request) -> web.Response:
+    rows = _int_query(request, "rows", None, 0, 1_000_000)
+    return web.json_response(request.app[BIGKEYS].view(rows))
+
+
+async def start_bigkeys(request: web.Request) -> web.Response:
+    body = await _body(request)
+    topo = _plane(request).require_leader()
+    settings = BigKeySettings.from_json(body)
+    return web.json_response(request.app[BIGKEYS].start(topo, settings), status=201)
+
+
+async def cancel_bigkeys(request: web.Request) -> web.Response:
+    _plane(request).require_leader()
+    return web.json_response(await request.app[BIGKEYS].cancel())
+
+
+async def get_bigkey_slots(request: web.Request) -> web.Response:
+    scan = request.app[BIGKEYS]
+    usage = scan.slot_usage()
+    if usage is None:
+        raise NotFound("no big-key scan has completed yet (POST /api/v1/bigkeys/scan)")
+    return web.json_response({"finished": scan.result_time, "epoch": scan.epoch,
+                              "slots": len(usage[0]), "keys": usage[0], "bytes": usage[1]})
+
+
 # -- endpoint table ----------------------------------------------------------------------------
 
 
@@ -506,6 +566,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/v1/slots/stats", get_slot_stats,
           "Keys, memory and ops/s per slot (SCAN or sampling of every group, plus proxy slot "
           "counters over ?sample_seconds=1); cached for 5 s"),
+    Endpoint("GET", "/api/v1/hotkeys", get_hotkeys,
+          "Hot keys: every proxy's sampled top-k of one window added up (?window=current|"
+          "previous, ?group=G, ?limit=50), with lower/upper error bounds"),
+    Endpoint("GET", "/api/v1/bigkeys", get_bigkeys,
+          "The big-key scan: state, progress per group (keys scanned / dbsize) and the last "
+          "completed scan's biggest keys per type and per-type summary (?rows=N)"),
+    Endpoint("POST", "/api/v1/bigkeys/scan", start_bigkeys,
+          "Start a throttled scan of every group's master (SCAN + MEMORY USAGE + length)",
+          "BigKeyScan"),
+    Endpoint("POST", "/api/v1/bigkeys/cancel", cancel_bigkeys, "Stop the running scan"),
+    Endpoint("GET", "/api/v1/bigkeys/slots", get_bigkey_slots,
+          "Keys and bytes per slot from the last completed big-key scan (the heat map's)"),
     Endpoint("GET", "/api/v1/events", events,
           "Server-sent events: a `snapshot` about once a second with {overview, migrations, "
           "point} (the bodies of /topology, /migrations and one /metrics point)"),

@@ -11,6 +11,7 @@ from ..control.proxies import ProxyRegistry
 from ..control.sentinel import SentinelWatcher
 from ..migrate.migrator import Migrator
 from ..migrate.rebalancer import Rebalancer
+from ..observe.bigkeys import BigKeyScan
 from ..observe.health import HealthMonitor
 from ..observe.live import Live
 from ..replication.promote import Promoter
@@ -25,6 +26,7 @@ REBALANCER = web.AppKey("rebalancer", Rebalancer)
 LIVE = web.AppKey("live", Live)
 PROXIES = web.AppKey("proxies", ProxyRegistry)
 STORE = web.AppKey("store", Store)
+BIGKEYS = web.AppKey("bigkeys", BigKeyScan)
 REPLICATION = web.AppKey("replication", Replication)
 PROMOTER = web.AppKey("promoter", Promoter)
 SENTINEL = web.AppKey("sentinel", SentinelWatcher)

@@ -17,6 +17,8 @@ HTTP in `client.py`). A thin client of the dashboard REST API, never the store.
     proxyctl autobalance on [--tolerance 10 --quiet 30s --max-slots-per-hour 2000 ...]
     proxyctl autobalance off | status [--rounds N]
     proxyctl up [--groups 3] [--proxies 1] [--replicas N] [--dir .cluster]
+    proxyctl hotkeys [--group G] [--previous] [--limit N] [--watch]
+    proxyctl bigkeys [--count N] [--pause-ms MS] [--top N] [--show] [--cancel] [--rows N]
 
 Exit codes: 0 ok, 1 the dashboard refused or failed the request, 2 bad usage,
 3 the dashboard is unreachable. `--json` prints the API's JSON for scripts.
@@ -37,6 +39,9 @@ from slotcore.contract import TOKEN_ENV, resolve_token
 from .autobalance import add_parser as add_autobalance
 from .client import DASHBOARD_ENV, DEFAULT_DASHBOARD, EXIT_USAGE, ApiClient, CliError
 from .render import (
+    render_bigkeys,
+    render_bigkeys_progress,
+    render_hotkeys,
     render_migrations,
     render_plan,
     render_proxies,
@@ -292,6 +297,60 @@ def cmd_up(c: ApiClient, a: argparse.Namespace) -> int:
     return run_up(a)
 
 
+# -- hot keys and big keys -------------------------------------------------------------------
+
+
+def redraw(text: str) -> None:
+    """Draw `text` over the previous screen on a terminal (like top), else print it."""
+    if sys.stdout.isatty():
+        sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
+        sys.stdout.flush()
+    else:
+        print(text, flush=True)
+
+
+def cmd_hotkeys(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    query = [f"window={'previous' if a.previous else 'current'}", f"limit={a.limit}"]
+    if a.group is not None:
+        query.append(f"group={a.group}")
+    path = "/api/v1/hotkeys?" + "&".join(query)
+    data = c.get(path)
+    if not a.watch:
+        return data, render_hotkeys(data)
+    while True:  # until Ctrl-C (exit code 130)
+        redraw(time.strftime("%H:%M:%S ") + render_hotkeys(data))
+        time.sleep(a.interval)
+        data = c.get(path)
+
+
+def cmd_bigkeys(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    if a.cancel:
+        data = c.call("POST", "/api/v1/bigkeys/cancel")
+        return data, "big-key scan cancelled"
+    if not a.show:
+        body = {k: v for k, v in (("count", a.count), ("pause_ms", a.pause_ms),
+                                  ("top", a.top)) if v is not None}
+        data = c.call("POST", "/api/v1/bigkeys/scan", body)
+        tty = sys.stdout.isatty()
+        last = None
+        while data["state"] == "running":
+            text = render_bigkeys_progress(data)
+            if tty:
+                sys.stdout.write("\r\x1b[K" + text.splitlines()[0])
+                sys.stdout.flush()
+            elif text != last:
+                print(text.splitlines()[0], flush=True)
+            last = text
+            time.sleep(a.interval)
+            data = c.get("/api/v1/bigkeys?rows=0")
+        if tty:
+            sys.stdout.write("\r\x1b[K")
+        if data["state"] != "done":
+            raise CliError(f"big-key scan {data['state']}: {data.get('error') or ''}".rstrip())
+    data = c.get("/api/v1/bigkeys")
+    return data, render_bigkeys(data, a.rows)
+
+
 # -- argument parsing --------------------------------------------------------------------------
 
 
@@ -429,6 +488,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight override for this plan (repeatable)")
     p.add_argument("--watch", action="store_true", help="draw progress until done")
 
+    p = add(sub, "hotkeys", cmd_hotkeys,
+            "the cluster's hottest keys: every proxy's sampled top-k of the window, added up")
+    p.add_argument("--group", type=int, metavar="G", help="only keys of group G's slots")
+    p.add_argument("--previous", action="store_true",
+                   help="the last completed window instead of the current one")
+    p.add_argument("--limit", type=int, default=20, help="keys shown (default 20)")
+    p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C, like top")
+    p.add_argument("--interval", type=float, default=2.0, help="--watch refresh (s)")
+
+    p = add(sub, "bigkeys", cmd_bigkeys,
+            "scan every group for its biggest keys (throttled SCAN + MEMORY USAGE) with a "
+            "progress bar, then list them and a per-type summary")
+    p.add_argument("--show", action="store_true", help="show the last scan, start none")
+    p.add_argument("--cancel", action="store_true", help="stop the running scan")
+    p.add_argument("--count", type=int, help="SCAN COUNT per page (default 100)")
+    p.add_argument("--pause-ms", type=float, help="pause between pages (default 10)")
+    p.add_argument("--top", type=int, help="biggest keys kept per type (default 20)")
+    p.add_argument("--rows", type=int, default=20, help="rows printed (default 20)")
+    p.add_argument("--interval", type=float, default=0.5, help="progress refresh (s)")
     add_autobalance(add, sub)
 
     p = add(sub, "up", cmd_up, "run a complete local cluster in the foreground until Ctrl-C")

@@ -240,3 +240,60 @@ def render_cluster(info: dict[str, Any]) -> str:
               f"  export {DASHBOARD_ENV}={info['dashboard']} {TOKEN_ENV}={info['token']}",
               "  proxyctl status", "", "Ctrl-C stops everything."]
     return "\n".join(lines)
+
+
+# -- hot keys and big keys --------------------------------------------------------------------
+
+
+def render_hotkeys(h: dict[str, Any]) -> str:
+    start, end = h.get("start"), h.get("end")
+    span = (time.strftime("%H:%M:%S", time.localtime(start)) + "-"
+            + time.strftime("%H:%M:%S", time.localtime(end))) if start and end else "-"
+    head = (f"hot keys, {h['window']} window {span}"
+            + (f", group {h['group']}" if h.get("group") is not None else "")
+            + f": ~{h['requests']} requests sampled through {len(h['proxies'])} proxies")
+    lines = [head]
+    if h.get("missing"):
+        lines.append(f"(no answer for this window from: {', '.join(h['missing'])})")
+    if h.get("disabled"):
+        lines.append(f"(hot keys disabled on: {', '.join(h['disabled'])})")
+    rows = [[i, r["key"], r["count"], f"{r['share'] * 100:.1f}%", f"{r['lower']}-{r['upper']}",
+             r["group"], r["slot"]] for i, r in enumerate(h["keys"], 1)]
+    lines.append(table(["#", "KEY", "REQUESTS", "SHARE", "BOUNDS", "GROUP", "SLOT"], rows)
+                 if rows else "no keys sampled in this window yet")
+    return "\n".join(lines)
+
+
+def render_bigkeys_progress(b: dict[str, Any]) -> str:
+    p = b["progress"]
+    lines = [f"big-key scan: {b['state']}  {bar(p['scanned'], p['dbsize'])}  "
+             f"{p['scanned']}/{p['dbsize']} keys"
+             + (f"  ({b['error']})" if b.get("error") else "")]
+    for g in p["groups"]:
+        state = "error: " + g["error"] if g.get("error") else "done" if g["done"] else ""
+        lines.append(f"  group {g['group']:<4} {bar(g['scanned'], g['dbsize'], 20)}  "
+                     f"{g['scanned']}/{g['dbsize']}  {g['addr']}  {state}".rstrip())
+    return "\n".join(lines)
+
+
+def render_bigkeys(b: dict[str, Any], rows: int = 20) -> str:
+    res = b.get("result")
+    if res is None:
+        return render_bigkeys_progress(b) + "\nno completed scan yet"
+    lines = [f"big keys: {res['keys']} keys scanned, finished {ago(res.get('finished'))}"]
+    body = [[r["key"], r["type"], r["elements"], r["bytes"], human_bytes(r["bytes"]),
+             r["group"], r["slot"]] for r in res["rows"][:rows]]
+    lines.append(table(["KEY", "TYPE", "ELEMENTS", "BYTES", "", "GROUP", "SLOT"], body)
+                 if body else "no keys")
+    if len(res["rows"]) > rows:
+        lines.append(f"... {len(res['rows']) - rows} more (--rows N, or --json)")
+    lines.append("")
+    summary = [[kind, s["keys"], human_bytes(s["bytes"]), s["elements"],
+                f"{s['biggest']['key']} ({human_bytes(s['biggest']['bytes'])})",
+                f"{s['most_elements']['key']} ({s['most_elements']['elements']})"]
+               for kind, s in res["summary"].items()]
+    lines.append(table(["TYPE", "KEYS", "TOTAL BYTES", "ELEMENTS", "BIGGEST",
+                        "MOST ELEMENTS"], summary) if summary else "")
+    if b["state"] == "running":
+        lines += ["", render_bigkeys_progress(b)]
+    return "\n".join(lines).rstrip()

@@ -2,7 +2,8 @@
 
 This is the request hot path. While the connection's mode allows it (`mode.fast_path`), a
 single-key command costs: one dict lookup for its arity (`CommandTable.fast_arity`), one CRC16
-(`crc_hqx`, C), one list index for the group, one `ReplySlot`, and an append to a backend
+(`crc_hqx`, C), one list index for the group, one `ReplySlot`, one countdown decrement for
+the hot-key sampler (`observe/hotkeys.py`), and an append to a backend
 buffer that is written once per loop iteration (see `backend.conn.Flusher`). Everything else
 goes through `proxy.dispatch`.
 
@@ -257,6 +258,8 @@ class ClientConnection(asyncio.Protocol):
         by_slot = router.by_slot
         mask = router.mask
         slot_ops = services.stats.slot_ops
+        hot = services.hotkeys  # hot keys: see observe/hotkeys.py (three lines in this loop)
+        tick = hot.countdown
         fifo = self.fifo
         mark = self.flusher.mark
         lane = self.state.lane
@@ -276,6 +279,9 @@ class ClientConnection(asyncio.Protocol):
                         key = hash_tag(key)
                     slot = crc_hqx(key, 0) & mask
                     slot_ops[slot] += 1
+                    tick -= 1
+                    if not tick:  # hot keys: 1 request in sample_rate offers its key
+                        tick = hot.sample(argv[1], slot)
                     group = by_slot[slot]
                     if group is not None:
                         slot_reply = ReplySlot(self)
@@ -311,6 +317,7 @@ class ClientConnection(asyncio.Protocol):
             # REPLY).
             fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
             lane = self.state.lane
+        hot.countdown = tick  # (requests dispatch() sampled meanwhile are not recounted)
         if fast_last:
             self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)
         self.state.commands += i

@@ -4,6 +4,7 @@ GET  /api/info    identity, addresses, epoch, whether it has a slot map
 GET  /api/stats   clients, commands, ops/s, per-group backend counters (?slots=1: ops per slot)
 GET  /api/slots   the slot map in force (slotcore.slotmap.SlotMap JSON)
 PUT  /api/slots   switch to a new slot map (token required when one is configured)
+GET  /api/hotkeys the sampled top-k keys of the current and the last window (?limit=N)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from slotcore.contract import PROXY_INFO, PROXY_SLOTS, PROXY_STATS
+from slotcore.contract import PROXY_HOTKEYS, PROXY_INFO, PROXY_SLOTS, PROXY_STATS
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
 from ..client.context import Services
@@ -74,6 +75,23 @@ class AdminServer:
             return _error(400, f"invalid slot map: {e}")
         return web.json_response({"epoch": router.epoch})
 
+    async def get_hotkeys(self, request: web.Request) -> web.Response:
+        raw = request.query.get("limit")
+        limit = None
+        if raw is not None:
+            if not raw.isdigit() or int(raw) < 1:
+                return _error(400, "limit must be a positive integer")
+            limit = int(raw)
+        router = self.services.router
+
+        def group_of(slot: int) -> int | None:
+            # The slot's owner in the map in force (a slot in transit: as the map lists it).
+            sm = router.slotmap
+            gid = sm.owner[slot] if sm is not None and slot < len(sm.owner) else 0
+            return gid or None
+
+        return web.json_response(self.services.hotkeys.report(limit, group_of))
+
     async def start(self) -> None:
         assert self.services.cfg.admin_listen is not None
         host, port = self.services.cfg.admin_listen
@@ -82,6 +100,7 @@ class AdminServer:
         app.router.add_get(PROXY_STATS, self.get_stats)
         app.router.add_get(PROXY_SLOTS, self.get_slots)
         app.router.add_put(PROXY_SLOTS, self.put_slots)
+        app.router.add_get(PROXY_HOTKEYS, self.get_hotkeys)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, reuse_address=True)
