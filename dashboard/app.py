@@ -31,7 +31,7 @@ from .api.services import (
     SENTINEL,
     STORE,
 )
-from .balance.measure import InfoSpread
+from .balance.measure import InfoSpread, ScannedSizes
 from .balance.scheduler import AutoBalancer
 from .config import DashboardConfig
 from .control.plane import ControlPlane
@@ -79,16 +79,17 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
                              max_timeout=cfg.max_wait)
     app[SENTINEL] = sentinel_watcher(cfg, plane, migrator)
     app[PROMOTER].on_switch(app[SENTINEL].promoted)
+    bigkeys = app[BIGKEYS] = BigKeyScan()
+    # The balancer weighs slots by keys and memory: INFO totals, shaped by the last key scan.
+    spread = InfoSpread(timeout=max(cfg.health_timeout, 2.0), password=cfg.backend.password,
+                        username=cfg.backend.username)
     autobalance = AutoBalancer(plane, proxies, migrator, health, store, keys,
                                initial=dict(cfg.autobalance),
-                               sizes=InfoSpread(timeout=max(cfg.health_timeout, 2.0),
-                                                password=cfg.backend.password,
-                                                username=cfg.backend.username))
+                               sizes=ScannedSizes(bigkeys.slot_usage, spread))
     plane.on_take_over(autobalance.load)
     app[AUTOBALANCE] = autobalance
     app[LIVE] = Live(plane, proxies, health, migrator,
                      interval=min(1.0, cfg.health_interval * 2))
-    app[BIGKEYS] = BigKeyScan()
     for e in ENDPOINTS:
         app.router.add_route(e.method, e.path, e.handler)
     app.on_shutdown.append(_end_streams)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -132,6 +133,40 @@ class InfoSpread:
         return keys, mem, errors
 
 
+class ScannedSizes:
+    """Per-slot keys and bytes shaped by the last big-key scan, scaled to today's INFO totals.
+
+    The scan (dashboard/observe/bigkeys.py) counts every slot's keys and bytes, but it is a
+    snapshot; INFO is current but knows only a group's totals. So each group's current totals
+    (from `fallback`) are spread over its slots in proportion to what the scan found in them.
+    Before any scan, or where a group's slots held nothing when scanned, the even spread stays.
+    """
+
+    def __init__(self, usage: Callable[[], tuple[list[int], list[int]] | None],
+                 fallback: SlotSizes) -> None:
+        self.usage = usage
+        self.fallback = fallback
+
+    async def sizes(self, topo: Topology) -> tuple[list[float], list[float], list[str]]:
+        keys, mem, errors = await self.fallback.sizes(topo)
+        scanned = self.usage()
+        if scanned is None or len(scanned[0]) != topo.nslots:
+            return keys, mem, errors
+        owned: dict[int, list[int]] = {}
+        for s, g in enumerate(topo.owner):
+            if g:
+                owned.setdefault(g, []).append(s)
+        for est, scan in ((keys, scanned[0]), (mem, scanned[1])):
+            for slots in owned.values():
+                seen = sum(scan[s] for s in slots)
+                if seen <= 0:
+                    continue
+                total = sum(est[s] for s in slots)
+                for s in slots:
+                    est[s] = total * scan[s] / seen
+        return keys, mem, errors
+
+
 class HotKeyView:
     """The proxies' hot keys, per slot: (key, share of the slot's ops), hottest key only."""
 
@@ -170,6 +205,21 @@ class HotKeyView:
         return parse_hot_keys(replies, nslots, ops)
 
 
+def _windowed(reply: Any) -> Any:
+    """A proxy's `/api/hotkeys` reply ({"current": window, "previous": window}): the last
+    complete window (else the current one), its keys' counts turned into rates (ops/s)."""
+    if not isinstance(reply, dict) or "current" not in reply:
+        return reply
+    w = reply.get("previous") or reply.get("current")
+    if not isinstance(w, dict):
+        return []
+    span = float(w.get("end", 0) or 0) - float(w.get("start", 0) or 0)
+    if span <= 0:
+        return w.get("keys") or []
+    return [{**e, "ops_per_sec": float(e["count"]) / span} for e in w.get("keys") or []
+            if isinstance(e, dict) and isinstance(e.get("count"), int | float)]
+
+
 def parse_hot_keys(replies: list[Any], nslots: int, ops: list[float] | None
                    ) -> dict[int, tuple[str, float]]:
     """Merge the proxies' replies (see the module doc) into slot -> (hottest key, share)."""
@@ -177,6 +227,7 @@ def parse_hot_keys(replies: list[Any], nslots: int, ops: list[float] | None
     count: dict[str, float] = {}
     slot_of: dict[str, int] = {}
     for reply in replies:
+        reply = _windowed(reply)
         entries = reply if isinstance(reply, list) else (
             reply.get("hotkeys") or reply.get("keys") or [] if isinstance(reply, dict) else [])
         for e in entries if isinstance(entries, list) else []:

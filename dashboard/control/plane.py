@@ -80,6 +80,9 @@ class ControlPlane:
         # Automatic failovers recorded (control/sentinel.py): the count is a metric.
         self.failovers = 0
         self.failover_log: deque[dict[str, Any]] = deque(maxlen=50)
+        # Groups whose master the sentinels see down or are replacing right now (set by the
+        # sentinel watcher each poll): the auto-balancer holds still while this is not empty.
+        self.failing_over: set[int] = set()
 
     def record_failover(self, gid: int, old: str, new: str) -> None:
         """Count a failover the sentinels made, once its new master is committed and pushed."""

@@ -206,6 +206,18 @@ def parse_masters(reply: Any, addrs: dict[str, Any], prefix: str,
 # -- the decision core (pure) --------------------------------------------------------------------
 
 
+def failing_over(reports: Iterable[SentinelReport], prefix: str) -> set[int]:
+    """The groups some sentinel sees down (subjectively or objectively) or is failing over."""
+    out: set[int] = set()
+    for r in reports:
+        for name, v in r.masters.items():
+            gid = gid_of(prefix, name)
+            if gid is not None and ("s_down" in v.flags or "o_down" in v.flags
+                                    or v.failing_over):
+                out.add(gid)
+    return out
+
+
 def _translate(addr: str, aliases: dict[str, str]) -> str:
     """A sentinel names servers by IP; the topology may use host names: map back to those."""
     return aliases.get(addr, addr)
@@ -489,6 +501,7 @@ class SentinelWatcher:
         results = await asyncio.gather(*(self._poll(a) for a in self.addrs))
         self.reports = {r.addr: r for r in results}
         self.polls += 1
+        self.plane.failing_over = failing_over(results, self.settings.prefix)
         aliases = await self._resolve(topo)
         reports = list(results)
         roles = await self._roles(needs_roles(topo, reports, self.settings, aliases))

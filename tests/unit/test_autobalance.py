@@ -5,6 +5,7 @@ the observation's `now`: nothing here reads the wall clock."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import random
@@ -13,9 +14,11 @@ from datetime import UTC, datetime
 import pytest
 
 from dashboard.balance.core import Decision, Observation, Scheduler
-from dashboard.balance.measure import parse_hot_keys
+from dashboard.balance.measure import ScannedSizes, parse_hot_keys
 from dashboard.balance.settings import Settings, SettingsError, Window, parse_duration
+from dashboard.model import changes as topo_ops
 from dashboard.model.rebalance import plan_load
+from dashboard.model.records import Topology
 from slotcore.keyslot import key_slot
 
 N = 1024
@@ -314,6 +317,15 @@ def test_hot_keys_view_shapes() -> None:
                          N, None)
     assert got[slot] == (k, 0.9)
     assert parse_hot_keys([{"unexpected": 1}, "junk"], N, ops) == {}
+    # what a proxy's /api/hotkeys serves: two windows, counts over the window's length; the
+    # last complete window counts, two proxies' counts add up
+    reply = {"current": {"start": 60, "end": 120, "keys": [{"key": k, "count": 6000}]},
+             "previous": {"start": 0, "end": 60, "keys": [{"key": k, "count": 2400,
+                                                           "slot": slot}]}}
+    assert parse_hot_keys([reply, reply], N, ops) == {slot: (k, 0.8)}
+    first = {"current": {"start": 0, "end": 60, "keys": [{"key": k, "count": 3000}]},
+             "previous": None}
+    assert parse_hot_keys([first], N, ops) == {slot: (k, 0.5)}
 
 
 # -- the planner ----------------------------------------------------------------------------------
@@ -375,3 +387,37 @@ def test_no_oscillation_over_a_simulated_day_of_shifting_load() -> None:
     assert moves, "the drift must have needed some moves"
     assert len(moves) < 24 * st.max_slots_per_hour
     assert out_rounds < rounds * 0.1, (out_rounds, rounds)
+
+
+class EvenSpread:
+    """Group totals spread evenly (what InfoSpread returns, without the servers)."""
+
+    def __init__(self, totals: dict[int, tuple[float, float]]) -> None:
+        self.totals = totals
+
+    async def sizes(self, topo: Topology) -> tuple[list[float], list[float], list[str]]:
+        keys, mem = [0.0] * topo.nslots, [0.0] * topo.nslots
+        for g, (k, m) in self.totals.items():
+            slots = topo.slots_of(g)
+            for s in slots:
+                keys[s], mem[s] = k / len(slots), m / len(slots)
+        return keys, mem, []
+
+
+def test_scanned_sizes_shape_the_current_totals_by_the_last_scan() -> None:
+    tp = topo_ops.create_group(topo_ops.create_group(Topology.empty(1024), 1, "h:1"), 2, "h:2")
+    tp = topo_ops.assign_slots(tp, topo_ops.parse_assignments(tp, [
+        {"slots": "0-511", "group": 1}, {"slots": "512-1023", "group": 2}]))
+    spread = EvenSpread({1: (1024.0, 2048.0), 2: (512.0, 512.0)})
+    scan: list[tuple[list[int], list[int]] | None] = [None]
+    sizes = ScannedSizes(lambda: scan[0], spread)
+    keys, mem, _ = asyncio.run(sizes.sizes(tp))
+    assert keys[0] == keys[511] == 2.0 and mem[600] == 1.0  # no scan yet: the even spread
+    # the scan found group 1's keys all in slot 7 (twice as many as today) and nothing in 2's
+    scan[0] = ([0] * 7 + [2048] + [0] * 1016, [0] * 7 + [4096] + [0] * 1016)
+    keys, mem, _ = asyncio.run(sizes.sizes(tp))
+    assert keys[7] == 1024.0 and mem[7] == 2048.0 and keys[0] == 0.0  # today's total, shaped
+    assert keys[600] == 1.0  # group 2: the scan saw nothing there, the even spread stays
+    assert math.isclose(sum(keys), 1024 + 512) and math.isclose(sum(mem), 2048 + 512)
+    scan[0] = ([1] * 16384, [1] * 16384)  # another slot count: ignored
+    assert asyncio.run(sizes.sizes(tp))[0][7] == 2.0

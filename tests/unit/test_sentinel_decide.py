@@ -10,6 +10,7 @@ from dashboard.control.sentinel import (
     SentinelReport,
     Settings,
     decide,
+    failing_over,
     gid_of,
     needs_roles,
     parse_masters,
@@ -202,3 +203,10 @@ def test_promoted_of_reads_the_flag() -> None:
              [b"ip", b"10.0.0.3", b"port", b"6380", b"flags", b"slave,promoted"]]
     assert promoted_of(reply) == "10.0.0.3:6380"
     assert promoted_of(reply[:1]) is None and promoted_of(None) is None
+
+
+def test_groups_seen_down_or_failing_over_hold_the_auto_balancer() -> None:
+    assert failing_over(reports(view(M), view(M), view(M)), "sp-g") == set()
+    assert failing_over(reports(view(M, 0, ("master", "s_down")), view(M)), "sp-g") == {1}
+    assert failing_over(reports(view(R, 1, ("master", "failover_in_progress"))), "sp-g") == {1}
+    assert failing_over(reports(view(M, 0, ("master", "o_down"))), "other-") == set()
