@@ -23,6 +23,7 @@ PROXY_METRICS = "/metrics"  # Prometheus text format
 # GET the latency histograms: {"bounds_us": [...], "commands": {name: {"count", "sum_us",
 # "buckets"}}, "groups": {gid: {...}}}; buckets has len(bounds_us) + 1 counts (last: over).
 PROXY_LATENCY = "/api/latency"
+PROXY_HOTKEYS = "/api/hotkeys"  # GET the sampled top-k keys of the current and last window
 
 # The dashboard's API, as proxies call it.
 DASHBOARD_REGISTER = "/api/v1/proxies/register"

@@ -19,7 +19,14 @@ from typing import Any
 
 import aiohttp
 
-from slotcore.contract import PROXY_INFO, PROXY_LATENCY, PROXY_SLOTS, PROXY_SLOWLOG, PROXY_STATS
+from slotcore.contract import (
+    PROXY_HOTKEYS,
+    PROXY_INFO,
+    PROXY_LATENCY,
+    PROXY_SLOTS,
+    PROXY_SLOWLOG,
+    PROXY_STATS,
+)
 from slotcore.members import ProxyAddr
 
 from ..errors import StandbyError, StoreFailure
@@ -102,6 +109,9 @@ class ProxyClient:
     async def latency(self, proxy: ProxyRecord) -> dict[str, Any] | None:
         """The proxy's latency histograms by command and group, or None."""
         return await self._get(proxy, PROXY_LATENCY)
+    async def hotkeys(self, proxy: ProxyRecord) -> dict[str, Any] | None:
+        """The proxy's sampled top-k keys (current and last window), or None."""
+        return await self._get(proxy, PROXY_HOTKEYS)
 
     async def _get(self, proxy: ProxyRecord, path: str) -> dict[str, Any] | None:
         try:

@@ -2,7 +2,8 @@
 
 This is the request hot path. While the connection's mode allows it (`mode.fast_path`), a
 single-key command costs: one dict lookup for its arity (`CommandTable.fast_arity`), one CRC16
-(`crc_hqx`, C), one list index for the group, one `ReplySlot`, and an append to a backend
+(`crc_hqx`, C), one list index for the group, one `ReplySlot`, one countdown decrement for
+the hot-key sampler (`observe/hotkeys.py`), and an append to a backend
 buffer that is written once per loop iteration (see `backend.conn.Flusher`). Everything else
 goes through `proxy.dispatch`.
 
@@ -77,7 +78,8 @@ class ClientConnection(asyncio.Protocol):
         self.query_limit = limits.max_query_buffer
         cid = services.clients.next_id()
         self.state = ClientState(id=cid, created=services.loop_time(),
-                                 lane=services.pool.lane_for(cid, 2))
+                                 lane=services.pool.lane_for(cid, 2),
+                                 read_from=services.router.reads.default_policy)
         self.mode: Mode = AUTH_REQUIRED if cfg.password else NORMAL
         # Replies owed, in request order (see client.reply), and the bytes ready to write.
         self.fifo: deque[ReplySlot] = deque()
@@ -268,10 +270,14 @@ class ClientConnection(asyncio.Protocol):
         by_slot = router.by_slot
         mask = router.mask
         slot_ops = services.stats.slot_ops
+        hot = services.hotkeys  # hot keys: see observe/hotkeys.py (three lines in this loop)
+        tick = hot.countdown
         fifo = self.fifo
         mark = self.flusher.mark
         lane = self.state.lane
-        fast_path = self.mode.fast_path and not self.reply_ctl
+        # A client reading from replicas (state.read_from) takes dispatch.keyed, which picks
+        # the replica: the fast path below stays the master path, untouched.
+        fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
         dispatch = self.dispatch
         meter = services.stats.meter  # metrics hook: see below
         metered = meter.enabled
@@ -289,6 +295,9 @@ class ClientConnection(asyncio.Protocol):
                         key = hash_tag(key)
                     slot = crc_hqx(key, 0) & mask
                     slot_ops[slot] += 1
+                    tick -= 1
+                    if not tick:  # hot keys: 1 request in sample_rate offers its key
+                        tick = hot.sample(argv[1], slot)
                     group = by_slot[slot]
                     if group is not None:
                         # ---- metrics hook (proxy.observe.meter), the fast path's only one:
@@ -336,12 +345,13 @@ class ClientConnection(asyncio.Protocol):
                 break
             # The command may have changed the mode or the lane (AUTH, HELLO, RESET, CLIENT
             # REPLY).
-            fast_path = self.mode.fast_path and not self.reply_ctl
+            fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
             lane = self.state.lane
         # Metrics hook: the sampler's place, for the next read (unless this read changed the
         # rate: CONFIG SET proxy-latency-sample-every has set it then).
         if meter.every == every:
             meter.countdown = countdown
+        hot.countdown = tick  # (requests dispatch() sampled meanwhile are not recounted)
         if fast_last:
             self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)
         self.state.commands += i

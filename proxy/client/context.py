@@ -18,6 +18,7 @@ from ..backend.conn import Flusher
 from ..backend.pool import BackendPool
 from ..commands.table import CommandSpec, CommandTable
 from ..config import ProxyConfig
+from ..observe.hotkeys import HotKeys
 from ..observe.stats import ProxyStats
 from ..routing.groups import RoutedGroup
 from ..routing.router import Router
@@ -157,6 +158,8 @@ class Services:
     # INFO fields the proxy states itself, by section title: {"Cluster": {"cluster_enabled":
     # "1"}} (the Redis Cluster masquerade fills this).
     info_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The sampled top-k of keys (observe/hotkeys.py): the request path counts its countdown.
+    hotkeys: HotKeys = field(default_factory=HotKeys.disabled)
 
     def loop_time(self) -> float:
         return self.loop.time()

@@ -7,6 +7,7 @@ PUT  /api/slots   switch to a new slot map (token required when one is configure
 GET  /api/slowlog the proxy's slow log, newest first (?count=N, default all)
 GET  /api/latency the latency histograms by command and by group (fixed power-of-two buckets)
 GET  /metrics     Prometheus text format (proxy.observe.metrics)
+GET  /api/hotkeys the sampled top-k keys of the current and the last window (?limit=N)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from slotcore.contract import (
+    PROXY_HOTKEYS,
     PROXY_INFO,
     PROXY_LATENCY,
     PROXY_METRICS,
@@ -126,6 +128,23 @@ class AdminServer:
             return _error(400, f"invalid slot map: {e}")
         return web.json_response({"epoch": router.epoch})
 
+    async def get_hotkeys(self, request: web.Request) -> web.Response:
+        raw = request.query.get("limit")
+        limit = None
+        if raw is not None:
+            if not raw.isdigit() or int(raw) < 1:
+                return _error(400, "limit must be a positive integer")
+            limit = int(raw)
+        router = self.services.router
+
+        def group_of(slot: int) -> int | None:
+            # The slot's owner in the map in force (a slot in transit: as the map lists it).
+            sm = router.slotmap
+            gid = sm.owner[slot] if sm is not None and slot < len(sm.owner) else 0
+            return gid or None
+
+        return web.json_response(self.services.hotkeys.report(limit, group_of))
+
     async def start(self) -> None:
         assert self.services.cfg.admin_listen is not None
         host, port = self.services.cfg.admin_listen
@@ -137,6 +156,7 @@ class AdminServer:
         app.router.add_get(PROXY_SLOWLOG, self.get_slowlog)
         app.router.add_get(PROXY_LATENCY, self.get_latency)
         app.router.add_get(PROXY_METRICS, self.get_metrics)
+        app.router.add_get(PROXY_HOTKEYS, self.get_hotkeys)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, reuse_address=True)
