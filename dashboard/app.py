@@ -2,7 +2,8 @@
 them together and runs their background work in aiohttp's cleanup_ctx.
 
 Build order (each part gets only what it uses):
-store -> proxy registry -> control plane -> migrator -> rebalancer -> health -> live feed.
+store -> proxy registry -> control plane -> migrator -> rebalancer -> health -> replication
+(add/remove servers, group settings) -> promoter -> auto-balancer -> live feed.
 """
 
 from __future__ import annotations
@@ -15,14 +16,35 @@ from aiohttp import web
 
 from .api.middleware import auth_middleware, errors_middleware
 from .api.routes import ENDPOINTS
-from .api.services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, PROXIES, REBALANCER, STORE
+from .api.services import (
+    AUTOBALANCE,
+    BIGKEYS,
+    CONFIG,
+    HEALTH,
+    LIVE,
+    MIGRATOR,
+    PLANE,
+    PROMOTER,
+    PROXIES,
+    REBALANCER,
+    REPLICATION,
+    SENTINEL,
+    STORE,
+)
+from .balance.measure import InfoSpread, ScannedSizes
+from .balance.scheduler import AutoBalancer
 from .config import DashboardConfig
 from .control.plane import ControlPlane
 from .control.proxies import ProxyClient, ProxyRegistry
+from .control.sentinel import SentinelWatcher
+from .control.sentinel import Settings as SentinelSettings
 from .migrate.migrator import Migrator
 from .migrate.rebalancer import Rebalancer
+from .observe.bigkeys import BigKeyScan
 from .observe.health import HealthMonitor
 from .observe.live import Live
+from .replication.promote import Promoter
+from .replication.servers import Replication, Servers
 from .store.base import Store
 
 
@@ -42,7 +64,9 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
         migrator.settings.update(dict(cfg.migration))
     # A new leader reads the settings an operator last stored (before it starts leading).
     plane.on_take_over(migrator.load_settings)
-    health = HealthMonitor(plane.current, cfg.health_interval, cfg.health_timeout)
+    health = HealthMonitor(plane.current, cfg.health_interval, cfg.health_timeout,
+                           password=cfg.backend.password, username=cfg.backend.username)
+    replication = Replication(plane, Servers(cfg.backend, timeout=max(cfg.health_timeout, 2.0)))
     app[CONFIG] = cfg
     app[STORE] = store
     app[PROXIES] = proxies
@@ -50,6 +74,20 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     app[MIGRATOR] = migrator
     app[REBALANCER] = Rebalancer(plane, proxies, migrator)
     app[HEALTH] = health
+    app[REPLICATION] = replication
+    app[PROMOTER] = Promoter(plane, replication, timeout=cfg.promote_timeout,
+                             max_timeout=cfg.max_wait)
+    app[SENTINEL] = sentinel_watcher(cfg, plane, migrator)
+    app[PROMOTER].on_switch(app[SENTINEL].promoted)
+    bigkeys = app[BIGKEYS] = BigKeyScan()
+    # The balancer weighs slots by keys and memory: INFO totals, shaped by the last key scan.
+    spread = InfoSpread(timeout=max(cfg.health_timeout, 2.0), password=cfg.backend.password,
+                        username=cfg.backend.username)
+    autobalance = AutoBalancer(plane, proxies, migrator, health, store, keys,
+                               initial=dict(cfg.autobalance),
+                               sizes=ScannedSizes(bigkeys.slot_usage, spread))
+    plane.on_take_over(autobalance.load)
+    app[AUTOBALANCE] = autobalance
     app[LIVE] = Live(plane, proxies, health, migrator,
                      interval=min(1.0, cfg.health_interval * 2))
     for e in ENDPOINTS:
@@ -57,6 +95,26 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     app.on_shutdown.append(_end_streams)
     app.cleanup_ctx.append(_background)
     return app
+
+
+def sentinel_watcher(cfg: DashboardConfig, plane: ControlPlane,
+                     migrator: Migrator) -> SentinelWatcher:
+    """Automatic failover (idle without `sentinels:`): a failover's change also relocks the
+    migrating slots leaving that group, and the migrator restarts its passes once it is in."""
+    sc = cfg.sentinel
+    plane.failover_log = type(plane.failover_log)(maxlen=sc.history)
+    plane.on_take_over(migrator.after_take_over)
+    # The sentinels log in to the backends as the dashboard does, unless told otherwise.
+    auth_pass = sc.auth_pass or cfg.backend.password
+    auth_user = sc.auth_user or cfg.backend.username
+    settings = SentinelSettings(quorum=sc.quorum, down_after_ms=sc.down_after_ms,
+                                failover_timeout_ms=sc.failover_timeout_ms,
+                                auth_pass=auth_pass, auth_user=auth_user,
+                                prefix=sc.master_prefix)
+    return SentinelWatcher(plane, cfg.sentinels, settings, password=sc.password,
+                           username=sc.username, backend_password=auth_pass,
+                           backend_user=auth_user, poll_interval=sc.poll_interval,
+                           timeout=sc.timeout, adjust=migrator.relock, after=migrator.failed_over)
 
 
 async def _end_streams(app: web.Application) -> None:
@@ -72,7 +130,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(app[HEALTH].run(), name="health"),
              asyncio.create_task(app[PROXIES].poll_stats(plane.leading), name="proxy-stats"),
              asyncio.create_task(app[LIVE].run(), name="live"),
-             asyncio.create_task(plane.watch_members(), name="members")]
+             asyncio.create_task(app[PROMOTER].run(), name="promotions"),
+             asyncio.create_task(plane.watch_members(), name="members"),
+             asyncio.create_task(app[SENTINEL].run(), name="sentinel"),
+             asyncio.create_task(app[AUTOBALANCE].run(), name="autobalance")]
     yield
     for task in tasks:
         task.cancel()
@@ -80,7 +141,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await app[LIVE].close()
+    await app[BIGKEYS].close()
     await plane.close()
     await app[PROXIES].close()
     await app[HEALTH].close()
+    await app[SENTINEL].close()
+    await app[AUTOBALANCE].close()
     await app[STORE].close()  # resigns: a standby takes over at once

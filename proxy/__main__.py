@@ -7,9 +7,18 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import replace
 
 from . import __version__
-from .config import ConfigError, ProxyConfig, backends_config, load_config, parse_addr
+from .config import (
+    ConfigError,
+    ProxyConfig,
+    backends_config,
+    check_sentinel,
+    load_config,
+    parse_addr,
+    parse_sentinel_addrs,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,11 +34,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slots", type=int, choices=(16384, 1024), help="slot count (with --backends)")
     p.add_argument("--admin-listen", help="admin HTTP API address host:port")
     p.add_argument("--dashboard", help="dashboard URL to register with and take slot maps from")
+    p.add_argument("--read-from", choices=("master", "prefer-replica", "replica"),
+                   help="where read-only commands go (overrides the config's read_from)")
+    p.add_argument("--sentinels",
+                   help="h:p,h:p,... Redis Sentinels to follow for failovers (standalone only)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--no-hiredis", action="store_true",
                    help="use the pure-Python request parser")
     p.add_argument("--no-accelerator", action="store_true",
                    help="use the pure-Python hot path even when the compiled one is built")
+    p.add_argument("--no-metrics", action="store_true",
+                   help="no per-command counts, latency timing or slow log (metrics: false)")
+    p.add_argument("--latency-sample-every", type=int, metavar="N",
+                   help="time one request in N (latency_sample_every)")
+    p.add_argument("--slowlog-log-slower-than", type=int, metavar="US",
+                   help="µs for the proxy's slow log (slowlog_log_slower_than; <0: off)")
+    p.add_argument("--no-hotkeys", action="store_true",
+                   help="do not sample hot keys (config hotkeys.enabled: false)")
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
     p.add_argument("--version", action="version", version=f"slotproxy {__version__}")
     return p.parse_args(argv)
@@ -57,7 +78,27 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         overrides["use_hiredis"] = False
     if ns.no_accelerator:
         overrides["use_accelerator"] = False
+    if ns.no_metrics:
+        overrides["metrics"] = False
+    if ns.slowlog_log_slower_than is not None:
+        overrides["slowlog_log_slower_than"] = ns.slowlog_log_slower_than
+    if ns.latency_sample_every is not None:
+        if ns.latency_sample_every < 1:
+            raise ConfigError("--latency-sample-every: must be at least 1")
+        overrides["latency_sample_every"] = ns.latency_sample_every
     return cfg.with_overrides(**overrides) if overrides else cfg
+    if getattr(ns, "no_hotkeys", False):
+        overrides["hotkeys"] = replace(cfg.hotkeys, enabled=False)
+    if ns.read_from:
+        overrides["reads"] = replace(cfg.reads, read_from=ns.read_from)
+    if ns.sentinels:
+        overrides["sentinel"] = replace(
+            cfg.sentinel, addrs=parse_sentinel_addrs(ns.sentinels, "--sentinels"))
+    if not overrides:
+        return cfg
+    cfg = cfg.with_overrides(**overrides)
+    check_sentinel(cfg)
+    return cfg
 
 
 async def serve(cfg: ProxyConfig) -> None:

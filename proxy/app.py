@@ -32,8 +32,14 @@ from .client.connection import select_hot_path
 from .client.context import ClientRegistry, Services
 from .commands.table import CommandTable
 from .config import ProxyConfig
+from .control.sentinel import SentinelFollower
 from .fanout.scan import MoveLog
+from .observe.hotkeys import HotKeys
+from .observe.meter import Meter
+from .observe.slowlog import SlowLog
 from .observe.stats import OpsSampler, ProxyStats
+from .routing.replica_health import ReplicaHealth
+from .routing.replicas import ReplicaReads
 from .routing.router import Router
 from .routing.transit import Transit
 from .server import Listener
@@ -55,13 +61,15 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
     loop = asyncio.get_running_loop()
     # Compiled or pure-Python hot path, before any connection exists (proxy._accel).
     select_hot_path(cfg.use_accelerator)
-    stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time())
+    stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time(),
+                       meter=Meter(cfg.metrics, cfg.latency_sample_every,
+                                   SlowLog(cfg.slowlog_log_slower_than, cfg.slowlog_max_len)))
     flusher = new_flusher(loop)
     pool = BackendPool(cfg.backend, flusher, stats)
     if fence_enabled is None:
         fence_enabled = bool(cfg.dashboard)
     transit = Transit(cfg.migration, pool.plain_lane, fence_enabled=fence_enabled, clock=clock)
-    router = Router(cfg.slots, pool, transit)
+    router = Router(cfg.slots, pool, transit, ReplicaReads(cfg.reads, pool))
     blocking = Blocking(cfg, router, pool, loop)
     router.on_drained(blocking.on_swap)
     moves = MoveLog()
@@ -77,6 +85,7 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
         cfg=cfg, table=CommandTable.builtin(), router=router, pool=pool, stats=stats,
         flusher=flusher, clients=ClientRegistry(cfg.limits.max_clients, stats), loop=loop,
         blocking=blocking, host=cfg.listen[0], port=cfg.listen[1], moves=moves,
+        hotkeys=HotKeys(cfg.hotkeys),
     )
 
 
@@ -98,6 +107,12 @@ class ProxyApp:
             self.agent = DashboardAgent(cfg.dashboard, cfg.admin_token, router,
                                         self.apply_slot_map, self.registration)
         self.blocking = self.services.blocking
+        # Reads from replicas: the proxy checks its groups' replicas itself (with or without a
+        # dashboard); a standalone proxy may follow the sentinels for failovers.
+        self.replica_health = ReplicaHealth(router.reads, cfg.backend, self.services.flusher)
+        self.sentinel = (SentinelFollower(cfg.sentinel, lambda: list(router.groups),
+                                          lambda: router.slotmap, self.apply_slot_map)
+                         if cfg.sentinel.addrs and not cfg.dashboard else None)
         self._chores: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -133,7 +148,12 @@ class ProxyApp:
         if self.admin is not None:
             await self.admin.start()
         if cfg.slot_map is not None:
-            await self.apply_slot_map(cfg.slot_map, wait_connect=cfg.backend.connect_timeout)
+            slotmap = cfg.slot_map
+            if self.sentinel is not None:
+                # Who is master now, before the first request is served (a configured master
+                # may have failed over while the proxy was down).
+                slotmap = await self.sentinel.initial(slotmap)
+            await self.apply_slot_map(slotmap, wait_connect=cfg.backend.connect_timeout)
         if self.agent is not None:
             await self.agent.start()
             log.info("waiting for a slot map from the dashboard at %s", cfg.dashboard)
@@ -141,6 +161,11 @@ class ProxyApp:
             await asyncio.gather(*(c.wait_up(cfg.backend.connect_timeout)
                                    for c in s.pool.all_conns()))
         await self._load_command_table()
+        router = s.router
+        self._chores.append(s.loop.create_task(self.replica_health.run(
+            lambda: [(g.master, g.replicas) for g in router.groups.values()], s.loop_time)))
+        if self.sentinel is not None:
+            await self.sentinel.start()
         self._chores.append(s.loop.create_task(self._housekeeping()))
         self._chores.append(s.loop.create_task(self._ops_sampler()))
         await self.listener.serve()
@@ -226,6 +251,8 @@ class ProxyApp:
         log.info("shutting down: %d clients, draining in-flight requests", len(s.clients))
         if self.agent is not None:
             await self.agent.stop()
+        if self.sentinel is not None:
+            await self.sentinel.stop()
         # Blocked clients get their timeout reply now rather than hold the drain up.
         self.blocking.unblock_all()
         await self.listener.shutdown(self.cfg.shutdown_timeout)
@@ -236,6 +263,7 @@ class ProxyApp:
                 await t
         if self.admin is not None:
             await self.admin.stop()
+        await self.replica_health.close()
         await s.pool.close()
         await self.listener.wait_closed()
         log.info("stopped")

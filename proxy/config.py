@@ -39,6 +39,10 @@ class BackendConfig:
     reconnect_max: float = 2.0      # ... up to this
     max_leased: int = 64            # dedicated connections (WATCH) per backend address
     max_dedicated: int = 128        # per backend: connections for blocked clients (BLPOP, ...)
+    # A blocked call (BLPOP ...) whose master went away waits this long for a failover (or the
+    # master's return) to re-issue it, then gets -TRYAGAIN (only for groups with replicas or
+    # with sentinels followed; else the connection error is answered at once).
+    failover_wait: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,57 @@ class ClusterConfig:
     slot_scan_limit: int = 1_000_000
 
 
+READ_FROM = ("master", "prefer-replica", "replica")
+REPLICA_BALANCE = ("least-pending", "round-robin")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadConfig:
+    """Reads from replicas (README "Reads from replicas"); YAML top-level keys `read_from`,
+    `replica_balance`, `replica_max_lag_bytes`, `replica_max_lag_seconds`,
+    `replica_check_interval`, `replica_check_timeout`."""
+
+    # Where read-only commands go for clients that did not say READONLY/READWRITE: "master"
+    # (everything to masters, the plain fast path), "prefer-replica" (a replica in sync, else
+    # the master), "replica" (a replica in sync, else an error: the master never serves reads).
+    read_from: str = "master"
+    balance: str = "least-pending"       # among the good replicas: fewest replies owed, or turns
+    # A replica further behind the master's offset, or whose last ack to the master is older,
+    # is skipped (0: no bound).
+    max_lag_bytes: int = 1024 * 1024
+    max_lag_seconds: float = 10.0
+    check_interval: float = 1.0          # INFO replication of every master and replica, this often
+    check_timeout: float = 1.0           # an INFO not answered within this: the replica is skipped
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelConfig:
+    """A standalone proxy following Redis Sentinel itself (no dashboard); YAML top-level keys
+    `sentinels`, `sentinel_master_names`, `sentinel_master_name_format`, `sentinel_password`,
+    `sentinel_username`, `sentinel_timeout`."""
+
+    addrs: tuple[str, ...] = ()          # "host:port" of every sentinel; () = not used
+    names: dict[int, str] = field(default_factory=dict)  # gid -> the name sentinels monitor it as
+    name_format: str = "slotproxy-g{gid}"  # for groups not in `names`
+    password: str | None = None
+    username: str | None = None
+    timeout: float = 1.0                 # connect and reply timeout per sentinel
+    reconnect_max: float = 2.0           # backoff between reconnects to one sentinel, up to this
+
+    def master_name(self, gid: int) -> str:
+        return self.names.get(gid) or self.name_format.format(gid=gid)
+
+
+@dataclass(frozen=True, slots=True)
+class HotKeysConfig:
+    # The sampled top-k of keys by requests (proxy/observe/hotkeys.py, GET /api/hotkeys).
+    enabled: bool = True
+    sample_rate: int = 32         # 1 in N requests offers its first key
+    capacity: int = 64            # counters of the Space-Saving summary (the k of top-k)
+    window: float = 60.0          # seconds, aligned to multiples of it on the wall clock
+    max_key_bytes: int = 1024     # longer keys are counted truncated to this
+
+
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
     listen: tuple[str, int] = ("127.0.0.1", 19000)
@@ -132,6 +187,9 @@ class ProxyConfig:
     pubsub: PubSubConfig = PubSubConfig()
     cluster: ClusterConfig = ClusterConfig()
     config: ConfigCommandConfig = ConfigCommandConfig()  # the CONFIG command (YAML `config:`)
+    hotkeys: HotKeysConfig = HotKeysConfig()
+    reads: ReadConfig = ReadConfig()
+    sentinel: SentinelConfig = SentinelConfig()
     admin_listen: tuple[str, int] | None = None
     admin_token: str | None = None
     dashboard: str | None = None     # URL, or several comma-separated (leader + standbys)
@@ -142,6 +200,15 @@ class ProxyConfig:
     use_hiredis: bool = True
     # The compiled hot path (proxy._accel) when it is built; False: the pure-Python twins.
     use_accelerator: bool = True
+    # Observability (proxy.observe.meter): per-command counts, latency histograms and the
+    # slow log. `metrics: false` turns the request-path part off (no call counts, no timing);
+    # one request in `latency_sample_every` is timed (1 = all: exact latency and slow log, at
+    # a CPU cost a Python proxy cannot hide; bench/README.md). A prime, so a periodic mix of
+    # commands (GET, SET, GET, SET ...) is not always sampled on the same one.
+    metrics: bool = True
+    latency_sample_every: int = 61
+    slowlog_log_slower_than: int = 10_000  # µs, as Redis's slowlog-log-slower-than (<0: off)
+    slowlog_max_len: int = 128             # entries kept, as Redis's slowlog-max-len
 
     def with_overrides(self, **kw: Any) -> ProxyConfig:
         return replace(self, **kw)
@@ -287,7 +354,97 @@ _TOP_LEVEL = {
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
     "pubsub", "cluster", "config", "use_accelerator",
+    "metrics", "latency_sample_every", "slowlog_log_slower_than", "slowlog_max_len",
+    "hotkeys",
 }
+# Reads from replicas and the standalone sentinel follower (top-level keys, see ReadConfig and
+# SentinelConfig): YAML key -> dataclass field.
+_READ_KEYS = {
+    "read_from": "read_from", "replica_balance": "balance",
+    "replica_max_lag_bytes": "max_lag_bytes", "replica_max_lag_seconds": "max_lag_seconds",
+    "replica_check_interval": "check_interval", "replica_check_timeout": "check_timeout",
+}
+_SENTINEL_KEYS = {
+    "sentinels", "sentinel_master_names", "sentinel_master_name_format", "sentinel_password",
+    "sentinel_username", "sentinel_timeout",
+}
+_TOP_LEVEL |= set(_READ_KEYS) | _SENTINEL_KEYS
+
+
+def parse_read_from(value: Any, name: str = "read_from") -> str:
+    text = str(value).strip().lower()
+    if text not in READ_FROM:
+        raise ConfigError(f"{name}: must be one of {', '.join(READ_FROM)}, not {value!r}")
+    return text
+
+
+def _parse_reads(data: dict[str, Any]) -> ReadConfig:
+    defaults = ReadConfig()
+    kw: dict[str, Any] = {}
+    for key, attr in _READ_KEYS.items():
+        if data.get(key) is None:
+            continue
+        if attr == "read_from":
+            kw[attr] = parse_read_from(data[key])
+        elif attr == "balance":
+            text = str(data[key]).strip().lower()
+            if text not in REPLICA_BALANCE:
+                raise ConfigError(f"{key}: must be one of {', '.join(REPLICA_BALANCE)}")
+            kw[attr] = text
+        else:
+            kw[attr] = _coerce(data[key], getattr(defaults, attr), key)
+    cfg = ReadConfig(**kw)
+    if cfg.check_interval <= 0:
+        raise ConfigError("replica_check_interval: must be positive")
+    if cfg.check_timeout <= 0:
+        raise ConfigError("replica_check_timeout: must be positive")
+    return cfg
+
+
+def parse_sentinel_addrs(value: Any, name: str = "sentinels") -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"{name}: expected a list of host:port")
+    return tuple("{}:{}".format(*parse_addr(a, name)) for a in items if str(a).strip())
+
+
+def _parse_sentinel(data: dict[str, Any]) -> SentinelConfig:
+    if data.get("sentinels") is None:
+        for key in _SENTINEL_KEYS - {"sentinels"}:
+            if data.get(key) is not None:
+                raise ConfigError(f"{key}: given but no sentinels are configured")
+        return SentinelConfig()
+    kw: dict[str, Any] = {"addrs": parse_sentinel_addrs(data["sentinels"])}
+    if not kw["addrs"]:
+        raise ConfigError("sentinels: no sentinel given")
+    names = data.get("sentinel_master_names")
+    if names is not None:
+        if not isinstance(names, dict):
+            raise ConfigError("sentinel_master_names: expected a mapping of group id -> name")
+        parsed: dict[int, str] = {}
+        for k, v in names.items():
+            try:
+                parsed[int(k)] = str(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"sentinel_master_names.{k}: group id must be an integer") \
+                    from None
+        kw["names"] = parsed
+    fmt = data.get("sentinel_master_name_format")
+    if fmt is not None:
+        fmt = str(fmt)
+        try:
+            fmt.format(gid=1)
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError("sentinel_master_name_format: only {gid} may be used") from None
+        kw["name_format"] = fmt
+    for key in ("password", "username"):
+        if data.get(f"sentinel_{key}") is not None:
+            kw[key] = str(data[f"sentinel_{key}"])
+    if data.get("sentinel_timeout") is not None:
+        kw["timeout"] = _coerce(data["sentinel_timeout"], 1.0, "sentinel_timeout")
+        if kw["timeout"] <= 0:
+            raise ConfigError("sentinel_timeout: must be positive")
+    return SentinelConfig(**kw)
 
 
 def _parse_config_command(data: Any) -> ConfigCommandConfig:
@@ -329,6 +486,9 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         "pubsub": _sub(PubSubConfig, data.get("pubsub"), "pubsub"),
         "cluster": _sub(ClusterConfig, data.get("cluster"), "cluster"),
         "config": _parse_config_command(data.get("config")),
+        "hotkeys": _sub(HotKeysConfig, data.get("hotkeys"), "hotkeys"),
+        "reads": _parse_reads(data),
+        "sentinel": _parse_sentinel(data),
     }
     if "listen" in data:
         kw["listen"] = parse_addr(data["listen"], "listen")
@@ -362,6 +522,7 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         kw["use_hiredis"] = _coerce(data["use_hiredis"], True, "use_hiredis")
     if "use_accelerator" in data:
         kw["use_accelerator"] = _coerce(data["use_accelerator"], True, "use_accelerator")
+    _parse_observe(data, defaults, kw)
     lim: LimitsConfig = kw["limits"]
     if lim.max_pipeline < 1:
         raise ConfigError("limits.max_pipeline: must be at least 1")
@@ -373,11 +534,41 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         raise ConfigError("backend.connections: must be at least 1")
     if kw["backend"].max_dedicated < 0:
         raise ConfigError("backend.max_dedicated: must be at least 0")
+    hk: HotKeysConfig = kw["hotkeys"]
+    for name in ("sample_rate", "capacity", "max_key_bytes"):
+        if getattr(hk, name) < 1:
+            raise ConfigError(f"hotkeys.{name}: must be at least 1")
+    if hk.capacity > 100_000:
+        raise ConfigError("hotkeys.capacity: at most 100000")
+    if hk.window < 1:
+        raise ConfigError("hotkeys.window: must be at least 1 second")
     cfg = ProxyConfig(**kw)
+    check_sentinel(cfg)
     if cfg.slot_map is None and not cfg.dashboard:
         raise ConfigError(
             "groups: no backend groups configured (and no dashboard to get them from)")
     return cfg
+
+
+def _parse_observe(data: dict[str, Any], defaults: ProxyConfig, kw: dict[str, Any]) -> None:
+    """The metrics and slow-log settings (top level, as Redis's slowlog-* are)."""
+    for name in ("metrics", "latency_sample_every", "slowlog_max_len"):
+        if name in data:
+            kw[name] = _coerce(data[name], getattr(defaults, name), name)
+    if "slowlog_log_slower_than" in data:  # negative is allowed: it turns the log off
+        v = data["slowlog_log_slower_than"]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"slowlog_log_slower_than: expected an integer (µs), got {v!r}")
+        kw["slowlog_log_slower_than"] = v
+    if kw.get("latency_sample_every", 1) < 1:
+        raise ConfigError("latency_sample_every: must be at least 1 (1 = time every request)")
+    if not 0 <= kw.get("slowlog_max_len", 0) <= SLOWLOG_MAX_LEN_LIMIT:
+        raise ConfigError(f"slowlog_max_len: must be 0..{SLOWLOG_MAX_LEN_LIMIT}")
+
+
+# The slow log's entries are kept in memory: bounded (Redis takes any long; a proxy fleet's
+# operator is better served by an error than by a log that eats the heap).
+SLOWLOG_MAX_LEN_LIMIT = 100_000
 
 
 def load_config(path: str | os.PathLike[str]) -> ProxyConfig:
@@ -400,3 +591,15 @@ def backends_config(listen: str, backends: str, nslots: int = DEFAULT_SLOTS) -> 
         raise ConfigError("--backends: no backend given")
     groups = {i + 1: {"master": b.strip()} for i, b in enumerate(items)}
     return config_from_dict({"listen": listen, "slots": nslots, "groups": groups})
+
+
+def check_sentinel(cfg: ProxyConfig) -> None:
+    """A proxy follows the sentinels itself only when standalone: with a dashboard, the
+    dashboard is the one authority on who is master (it follows the sentinels and pushes the
+    map), and two authorities could disagree during a failover."""
+    if cfg.sentinel.addrs and cfg.dashboard:
+        raise ConfigError("sentinels: not with a dashboard (the dashboard follows the "
+                          "sentinels and pushes the map; configure them there)")
+    unknown = sorted(set(cfg.sentinel.names) - set(cfg.groups))
+    if cfg.sentinel.addrs and unknown:
+        raise ConfigError(f"sentinel_master_names: unknown group {unknown[0]}")

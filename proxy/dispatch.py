@@ -11,6 +11,7 @@ from __future__ import annotations
 from slotcore.keyslot import key_slot
 
 from .client.context import Client
+from .client.timed import Timing
 from .commands.hidden import CHECKED as HIDDEN_CHECKED
 from .commands.hidden import hidden_key_error
 from .commands.policy import Route, is_blocking_call
@@ -25,7 +26,9 @@ from .errors import (
 )
 from .fanout.split import split
 from .handlers import HANDLERS
+from .routing.groups import RoutedGroup
 from .routing.keys import common_slot
+from .routing.replicas import REPLICA, no_replica_error
 
 KEYED = Route.KEYED
 SPLIT = Route.SPLIT
@@ -35,14 +38,29 @@ BLOCKING = Route.BLOCKING
 
 def dispatch(client: Client, argv: list[bytes], packed: bytes) -> None:
     spec = client.services.table.lookup(argv)
+    meter = client.services.stats.meter
+    if meter.enabled:
+        # ---- metrics hook (proxy.observe.meter): the call counted by its raw name when read
+        # moves to the table's name ("config|get"); an unknown command is no call. 1 request
+        # in N is timed until its reply is queued (client.timed). Blocking calls are counted,
+        # not timed: their time is the client's wait, not the proxy's (Redis leaves it out too).
+        meter.dispatched(argv[0], spec.name if spec is not None else None)
+        if (spec is not None and meter.tick() and spec.route is not BLOCKING
+                and not is_blocking_call(spec, argv)):
+            client.timing = Timing(spec.name, argv, "*" if spec.route is SPLIT else "")
+        # ---- end of metrics hook
     if spec is None:
+        client.timing = None
         client.reply(unknown_command(argv))
         client.mode.rejected(client)
         return
     client.state.cmd = spec.name  # CLIENT LIST's cmd=
-    if client.mode.intercept(client, spec, argv, packed):
-        return
-    execute(client, spec, argv, packed)
+    try:
+        if client.mode.intercept(client, spec, argv, packed):
+            return
+        execute(client, spec, argv, packed)
+    finally:
+        client.timing = None  # a handler that answered neither now nor with a slot
 
 
 def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -> None:
@@ -50,20 +68,17 @@ def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes)
     if spec.subcommands is not None and route is not LOCAL:
         # The table resolved the container itself: its subcommand is missing or unknown
         # (local containers such as CLIENT parse their own subcommands).
-        client.reply(wrong_args(spec.name) if len(argv) < 2
-                     else unknown_subcommand(spec.name, argv[1]))
-        client.mode.rejected(client)
+        refuse(client, spec, wrong_args(spec.name) if len(argv) < 2
+               else unknown_subcommand(spec.name, argv[1]))
         return
     if (route is not KEYED and route is not SPLIT and route is not LOCAL
             and route is not BLOCKING):
-        client.reply(not_supported(spec.name, spec.reason))
-        client.mode.rejected(client)
+        refuse(client, spec, not_supported(spec.name, spec.reason))
         return
     n = len(argv)
     arity = spec.arity
     if (n != arity) if arity > 0 else (n < -arity):
-        client.reply(wrong_args(spec.name))
-        client.mode.rejected(client)
+        refuse(client, spec, wrong_args(spec.name))
         return
     if route is KEYED:
         keyed(client, spec, argv, packed)
@@ -77,6 +92,14 @@ def execute(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes)
             client.reply(not_supported(spec.name))
         else:
             handler(client, argv)
+
+
+def refuse(client: Client, spec: CommandSpec, error: bytes) -> None:
+    """The command is refused before it runs (Redis's rejected_calls, not a failed call)."""
+    client.timing = None
+    client.services.stats.meter.reject(spec.name)
+    client.reply(error)
+    client.mode.rejected(client)
 
 
 def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -> None:
@@ -102,8 +125,40 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
             client.reply(err)
             return
     services.stats.slot_ops[slot] += 1
+    if client.timing is not None:  # metrics: a timed request names the group it went to
+        owner = router.by_slot[slot]
+        client.timing.group = str(owner.gid) if owner is not None else "?"
+    hot = services.hotkeys  # hot keys (observe/hotkeys.py): the fast path's countdown, here
+    hot.countdown -= 1      # for the keyed commands it does not serve
+    if not hot.countdown:
+        hot.countdown = hot.sample(keys[0], slot)
+    if client.state.read_from and "readonly" in spec.flags and client.mode.fast_path:
+        # Reads from replicas: a read-only command of a client whose policy allows it, in the
+        # plain mode (never under MULTI/WATCH), for a slot with an owner (a slot in transit
+        # takes the master path below, as every request does).
+        group = router.by_slot[slot]
+        if group is not None and replica_read(client, group, packed):
+            return
     # Owned, unassigned or in transit (migrating/locked): the router decides.
     router.forward(client, client.state.lane, slot, keys, packed, client.expect())
+
+
+def replica_read(client: Client, group: RoutedGroup, packed: bytes) -> bool:
+    """Serve a read from a replica of `group` in sync (True), or answer MASTERDOWN under
+    read_from replica when none is (True), or leave it to the master (False)."""
+    reads = client.services.router.reads
+    conn = reads.pick(group.replicas, client.state.lane)
+    counters = reads.counters(group.gid)
+    if conn is not None:
+        counters.replica += 1
+        conn.send(packed, client.expect())
+        return True
+    if client.state.read_from == REPLICA:
+        counters.refused += 1
+        client.reply(no_replica_error(group.gid))
+        return True
+    counters.fallback += 1
+    return False
 
 
 def slot_of_keys(client: Client, keys: list[bytes], packed: bytes) -> int | None:

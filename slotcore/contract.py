@@ -18,6 +18,12 @@ HEARTBEAT_INTERVAL = 2.0
 PROXY_INFO = "/api/info"
 PROXY_STATS = "/api/stats"
 PROXY_SLOTS = "/api/slots"  # GET the map in force, PUT a new one
+PROXY_SLOWLOG = "/api/slowlog"  # GET the proxy's slow log (?count=N), newest first
+PROXY_METRICS = "/metrics"  # Prometheus text format
+# GET the latency histograms: {"bounds_us": [...], "commands": {name: {"count", "sum_us",
+# "buckets"}}, "groups": {gid: {...}}}; buckets has len(bounds_us) + 1 counts (last: over).
+PROXY_LATENCY = "/api/latency"
+PROXY_HOTKEYS = "/api/hotkeys"  # GET the sampled top-k keys of the current and last window
 
 # The dashboard's API, as proxies call it.
 DASHBOARD_REGISTER = "/api/v1/proxies/register"

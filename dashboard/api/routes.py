@@ -22,12 +22,32 @@ from slotcore.ranges import format_ranges, parse_ranges
 from ..control.plane import ControlPlane
 from ..errors import InvalidRequest, NotFound
 from ..model import changes as topo_ops
+from ..model import replication as rep
 from ..model.records import Topology
+from ..observe import metrics as prom
+from ..observe.bigkeys import BigKeySettings
 from ..observe.health import group_health
+from ..observe.hotkeys import WINDOWS, cluster_hotkeys
+from ..observe.latency import latency_view
 from ..observe.overview import overview
+from ..observe.slowlog import merged_slowlog
 from ..ui import STATIC
 from . import openapi
-from .services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, REBALANCER
+from .services import (
+    AUTOBALANCE,
+    BIGKEYS,
+    CONFIG,
+    HEALTH,
+    LIVE,
+    MIGRATOR,
+    PLANE,
+    PROMOTER,
+    PROXIES,
+    REBALANCER,
+    REPLICATION,
+    SENTINEL,
+    STORE,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,7 +80,16 @@ def _changed(topo: Topology, **extra: Any) -> dict[str, Any]:
 
 
 async def get_topology(request: web.Request) -> web.Response:
-    return web.json_response(await overview(request.app[PLANE], request.app[HEALTH]))
+    doc = await overview(request.app[PLANE], request.app[HEALTH])
+    watcher = request.app[SENTINEL]
+    if watcher.enabled:
+        doc["sentinel"] = watcher.view(_plane(request).current())
+    return web.json_response(doc)
+
+
+async def get_sentinels(request: web.Request) -> web.Response:
+    topo = await _plane(request).topology()
+    return web.json_response(request.app[SENTINEL].view(topo))
 
 
 async def list_groups(request: web.Request) -> web.Response:
@@ -85,16 +114,22 @@ async def create_group(request: web.Request) -> web.Response:
     gid = body.get("id")
     if gid is not None:
         gid = topo_ops.check_gid(gid)
-    created: dict[str, int] = {}
+    topo, created, sync = await request.app[REPLICATION].create_group(
+        gid, body.get("master"), replicas, force=_flag(body, "force", False),
+        replicate=_flag(body, "replicate", True))
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, created),
+                                      sync=sync), status=201)
 
-    def apply(t: Topology) -> Topology:
-        new = topo_ops.create_group(t, gid, body.get("master"), replicas)
-        created["id"] = next(iter(set(new.groups) - set(t.groups)))
-        return new
 
-    topo = await _plane(request).change(apply)
-    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, created["id"])),
-                             status=201)
+def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be true or false")
+    return value
+
+
+def _query_flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "") in ("1", "true", "yes")
 
 
 async def delete_group(request: web.Request) -> web.Response:
@@ -104,20 +139,57 @@ async def delete_group(request: web.Request) -> web.Response:
 
 
 async def add_server(request: web.Request) -> web.Response:
+    """A replica is made to replicate (REPLICAOF) before it is recorded; the reply carries
+    its sync state, which GET .../servers/{addr}/sync follows (see replication/servers.py)."""
     gid = _gid(request)
     body = await _body(request)
     if "addr" not in body:
         raise InvalidRequest("'addr' (host:port) is required")
-    role = body.get("role")
-    topo = await _plane(request).change(
-        lambda t: topo_ops.add_server(t, gid, body["addr"], role))
-    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)), status=201)
+    topo, sync = await request.app[REPLICATION].add_server(
+        gid, body["addr"], body.get("role"), force=_flag(body, "force", False),
+        replicate=_flag(body, "replicate", True))
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid), sync=sync),
+                             status=201)
 
 
 async def remove_server(request: web.Request) -> web.Response:
     gid = _gid(request)
     addr = request.match_info["addr"]
-    topo = await _plane(request).change(lambda t: topo_ops.remove_server(t, gid, addr))
+    detach = _query_flag(request, "detach")
+    topo = await request.app[REPLICATION].remove_server(gid, addr, detach=detach)
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid),
+                                      detached=detach))
+
+
+async def server_sync(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    raw = request.query.get("offset")
+    try:
+        target = int(raw) if raw not in (None, "") else None
+    except ValueError:
+        raise InvalidRequest("'offset' must be an integer replication offset") from None
+    return web.json_response(await request.app[REPLICATION].sync(
+        gid, request.match_info["addr"], target))
+
+
+async def promote(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    body = await _body(request)
+    if "addr" not in body:
+        raise InvalidRequest("'addr' (host:port of a replica of the group) is required")
+    timeout = body.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool)
+                                or not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidRequest("'timeout' must be a number of seconds > 0")
+    return web.json_response(await request.app[PROMOTER].promote(
+        gid, body["addr"], None if timeout is None else float(timeout)))
+
+
+async def group_config(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    knobs = rep.parse_knobs(await _body(request))
+    topo = await request.app[REPLICATION].set_config(gid, knobs,
+                                                     force=_query_flag(request, "force"))
     return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)))
 
 
@@ -251,6 +323,25 @@ async def get_health(request: web.Request) -> web.Response:
     return web.json_response({"groups": group_health(topo, request.app[HEALTH].servers)})
 
 
+# -- auto-balance (dashboard/balance/) ---------------------------------------------------------
+
+
+async def get_autobalance(request: web.Request) -> web.Response:
+    try:
+        rounds = int(request.query.get("rounds", 20))
+    except ValueError:
+        raise InvalidRequest("'rounds' must be a whole number") from None
+    if not 0 <= rounds <= 1000:
+        raise InvalidRequest("'rounds' must be from 0 to 1000")
+    return web.json_response(await request.app[AUTOBALANCE].status(rounds))
+
+
+async def set_autobalance(request: web.Request) -> web.Response:
+    body = await _body(request)
+    settings = await request.app[AUTOBALANCE].update(body)
+    return web.json_response({"settings": settings})
+
+
 # -- what the web page needs (dashboard/ui/) ---------------------------------------------------
 
 
@@ -274,6 +365,43 @@ async def get_metrics(request: web.Request) -> web.Response:
     live = request.app[LIVE]
     seconds = _seconds(request, "seconds", 600, 600)
     return web.json_response({"interval": live.interval, "points": live.history(seconds)})
+
+
+async def get_prometheus(request: web.Request) -> web.Response:
+    """Prometheus text format (dashboard.observe.metrics), built at scrape time."""
+    app = request.app
+    snap = await prom.snapshot(app[PLANE], app[PROXIES], app[HEALTH], app[MIGRATOR], app[STORE])
+    resp = web.Response(body=prom.exposition(snap))
+    resp.headers["Content-Type"] = prom.CONTENT_TYPE
+    return resp
+
+
+def _is_admin(request: web.Request) -> bool:
+    token = request.app[CONFIG].admin_token
+    given = request.headers.get("Authorization", "").encode()
+    return not token or hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
+async def get_slowlog(request: web.Request) -> web.Response:
+    # Entries carry clients' arguments (values included): admin token, as Redis's SLOWLOG.
+    if not _is_admin(request):
+        return web.json_response(
+            {"error": "missing or wrong admin token (Authorization: Bearer <token>)"},
+            status=401)
+    raw = request.query.get("count", "10")
+    try:
+        count = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"count: expected an integer, got {raw!r}") from None
+    if count < 1:
+        raise InvalidRequest("count: must be at least 1")
+    topo = await _plane(request).topology()
+    return web.json_response(await merged_slowlog(topo, request.app[PROXIES],
+                                                  request.app[HEALTH].password, count))
+
+
+async def get_latency(request: web.Request) -> web.Response:
+    return web.json_response(await latency_view(request.app[PROXIES]))
 
 
 async def get_slot_stats(request: web.Request) -> web.Response:
@@ -332,6 +460,62 @@ async def get_openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi.spec(ENDPOINTS))
 
 
+# -- hot keys and big keys ---------------------------------------------------------------------
+
+
+def _int_query(request: web.Request, name: str, default: int | None, lo: int,
+               hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an integer") from None
+    if not lo <= value <= hi:
+        raise InvalidRequest(f"'{name}' must be from {lo} to {hi}")
+    return value
+
+
+async def get_hotkeys(request: web.Request) -> web.Response:
+    window = request.query.get("window", "current")
+    if window not in WINDOWS:
+        raise InvalidRequest(f"'window' must be one of {', '.join(WINDOWS)}")
+    group = request.query.get("group")
+    gid = topo_ops.check_gid(group) if group not in (None, "") else None
+    limit = _int_query(request, "limit", 50, 1, 10_000) or 50
+    topo = await _plane(request).topology()
+    proxies = request.app[PROXIES]
+    return web.json_response(await cluster_hotkeys(proxies.client, proxies.records(), topo,
+                                                   window, gid, limit))
+
+
+async def get_bigkeys(request: web.Request) -> web.Response:
+    rows = _int_query(request, "rows", None, 0, 1_000_000)
+    return web.json_response(request.app[BIGKEYS].view(rows))
+
+
+async def start_bigkeys(request: web.Request) -> web.Response:
+    body = await _body(request)
+    topo = _plane(request).require_leader()
+    settings = BigKeySettings.from_json(body)
+    return web.json_response(request.app[BIGKEYS].start(topo, settings), status=201)
+
+
+async def cancel_bigkeys(request: web.Request) -> web.Response:
+    _plane(request).require_leader()
+    return web.json_response(await request.app[BIGKEYS].cancel())
+
+
+async def get_bigkey_slots(request: web.Request) -> web.Response:
+    scan = request.app[BIGKEYS]
+    usage = scan.slot_usage()
+    if usage is None:
+        raise NotFound("no big-key scan has completed yet (POST /api/v1/bigkeys/scan)")
+    return web.json_response({"finished": scan.result_time, "epoch": scan.epoch,
+                              "slots": len(usage[0]), "keys": usage[0], "bytes": usage[1]})
+
+
 # -- endpoint table ----------------------------------------------------------------------------
 
 
@@ -344,10 +528,11 @@ class Endpoint:
     handler: Handler
     summary: str
     body: str | None = None  # name of the request schema in openapi.SCHEMAS
+    token: bool = False  # a read that still needs the admin token (it shows clients' data)
 
     @property
     def needs_token(self) -> bool:
-        return self.method != "GET"
+        return self.method != "GET" or self.token
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -362,9 +547,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("DELETE", "/api/v1/groups/{gid}", delete_group,
           "Delete a group (refused while it owns slots)"),
     Endpoint("POST", "/api/v1/groups/{gid}/servers", add_server,
-          "Add a server (master if the group has none, else replica)", "ServerAdd"),
+          "Add a server (master if the group has none, else replica: REPLICAOF the master, "
+          "then recorded; the reply's `sync` starts its sync state)", "ServerAdd"),
     Endpoint("DELETE", "/api/v1/groups/{gid}/servers/{addr}", remove_server,
-          "Remove a server (a master only when the group owns no slots)"),
+          "Remove a server (a master only when the group owns no slots); ?detach=1 also "
+          "issues REPLICAOF NO ONE on it (without, a replica keeps replicating)"),
+    Endpoint("GET", "/api/v1/groups/{gid}/servers/{addr}/sync", server_sync,
+          "A replica's sync state: connecting, syncing (bytes read), catching-up, in-sync "
+          "(its offset reached ?offset=N, default the master's offset now)"),
+    Endpoint("POST", "/api/v1/groups/{gid}/promote", promote,
+          "Switch the group's master to one of its replicas with no acknowledged write lost: "
+          "lock its slots, wait for the replica to catch up, REPLICAOF, push, unlock",
+          "Promote"),
+    Endpoint("PUT", "/api/v1/groups/{gid}/config", group_config,
+          "Set min-replicas-to-write / min-replicas-max-lag on the group's master (CONFIG "
+          "SET), kept for every master it gets later; refused when the master has too few "
+          "replicas online to meet it, unless ?force=1", "GroupConfig"),
     Endpoint("GET", "/api/v1/slots", get_slots, "Slot ranges per group and migration state"),
     Endpoint("POST", "/api/v1/slots/assign", assign_slots,
           "Assign slot ranges to groups without moving data (refused while migrating)",
@@ -393,6 +591,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("PUT", "/api/v1/groups/{gid}/weight", set_weight,
           "Set a group's rebalance weight (0 = drain)", "GroupWeight"),
     Endpoint("GET", "/api/v1/health", get_health, "Per-group server health and stats"),
+    Endpoint("GET", "/api/v1/sentinels", get_sentinels,
+             "Automatic failover: each sentinel's reachability and view of every group's "
+             "master, what they agree on, failovers followed"),
+    Endpoint("GET", "/api/v1/autobalance", get_autobalance,
+          "Auto-balance: settings, slots moved in the last hour and the last ?rounds=20 "
+          "rounds (measured imbalance per group, plan, why it acted or did not)"),
+    Endpoint("PUT", "/api/v1/autobalance", set_autobalance,
+          "Switch auto-balance on/off and change its settings (validated; stored)",
+          "AutoBalanceSettings"),
     Endpoint("GET", "/api/v1/auth", check_auth,
           "Whether the request's bearer token is the admin token (the web page's login)"),
     Endpoint("GET", "/api/v1/metrics", get_metrics,
@@ -401,6 +608,27 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/v1/slots/stats", get_slot_stats,
           "Keys, memory and ops/s per slot (SCAN or sampling of every group, plus proxy slot "
           "counters over ?sample_seconds=1); cached for 5 s"),
+    Endpoint("GET", "/metrics", get_prometheus,
+          "Prometheus text format: groups, slots, proxies online/stale, migration progress, "
+          "failovers, store latency, leader"),
+    Endpoint("GET", "/api/v1/slowlog", get_slowlog,
+          "Every proxy's slow log and every group master's SLOWLOG, merged newest first "
+          "(?count=10), each entry with its source", token=True),
+    Endpoint("GET", "/api/v1/latency", get_latency,
+          "Latency percentiles (p50/p99/p99.9, bucket-approximate) per proxy and per group, "
+          "from the proxies' histograms"),
+    Endpoint("GET", "/api/v1/hotkeys", get_hotkeys,
+          "Hot keys: every proxy's sampled top-k of one window added up (?window=current|"
+          "previous, ?group=G, ?limit=50), with lower/upper error bounds"),
+    Endpoint("GET", "/api/v1/bigkeys", get_bigkeys,
+          "The big-key scan: state, progress per group (keys scanned / dbsize) and the last "
+          "completed scan's biggest keys per type and per-type summary (?rows=N)"),
+    Endpoint("POST", "/api/v1/bigkeys/scan", start_bigkeys,
+          "Start a throttled scan of every group's master (SCAN + MEMORY USAGE + length)",
+          "BigKeyScan"),
+    Endpoint("POST", "/api/v1/bigkeys/cancel", cancel_bigkeys, "Stop the running scan"),
+    Endpoint("GET", "/api/v1/bigkeys/slots", get_bigkey_slots,
+          "Keys and bytes per slot from the last completed big-key scan (the heat map's)"),
     Endpoint("GET", "/api/v1/events", events,
           "Server-sent events: a `snapshot` about once a second with {overview, migrations, "
           "point} (the bodies of /topology, /migrations and one /metrics point)"),

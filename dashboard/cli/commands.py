@@ -4,6 +4,8 @@ HTTP in `client.py`). A thin client of the dashboard REST API, never the store.
     proxyctl status
     proxyctl group add [GID] [--master ADDR] [--replica ADDR ...]
     proxyctl group remove GID | add-server GID ADDR [--role R] | remove-server GID ADDR
+    proxyctl group promote GID ADDR [--timeout S] | config GID [NAME VALUE ...]
+    proxyctl group remove-server GID ADDR --detach      (REPLICAOF NO ONE on it too)
     proxyctl slots assign RANGE GROUP [--force]
     proxyctl proxy list | remove ID [--force]
     proxyctl migrate SLOTS --to GROUP [--watch]     e.g. proxyctl migrate 0-1023,2048 --to 2
@@ -12,7 +14,11 @@ HTTP in `client.py`). A thin client of the dashboard REST API, never the store.
     proxyctl rebalance [--dry-run] [--load] [--weight GID=W ...] [--watch]
     proxyctl group drain GID [--dry-run] [--watch] | weight GID W
     proxyctl group add GID --master ADDR --rebalance
-    proxyctl up [--groups 3] [--proxies 1] [--dir .cluster]
+    proxyctl autobalance on [--tolerance 10 --quiet 30s --max-slots-per-hour 2000 ...]
+    proxyctl autobalance off | status [--rounds N]
+    proxyctl up [--groups 3] [--proxies 1] [--replicas N] [--dir .cluster]
+    proxyctl hotkeys [--group G] [--previous] [--limit N] [--watch]
+    proxyctl bigkeys [--count N] [--pause-ms MS] [--top N] [--show] [--cancel] [--rows N]
 
 Exit codes: 0 ok, 1 the dashboard refused or failed the request, 2 bad usage,
 3 the dashboard is unreachable. `--json` prints the API's JSON for scripts.
@@ -30,8 +36,20 @@ from typing import Any
 
 from slotcore.contract import TOKEN_ENV, resolve_token
 
+from .autobalance import add_parser as add_autobalance
 from .client import DASHBOARD_ENV, DEFAULT_DASHBOARD, EXIT_USAGE, ApiClient, CliError
-from .render import render_migrations, render_plan, render_proxies, render_status, table
+from .render import (
+    render_bigkeys,
+    render_bigkeys_progress,
+    render_hotkeys,
+    render_migrations,
+    render_plan,
+    render_proxies,
+    render_slowlog,
+    render_status,
+    render_sync,
+    table,
+)
 
 # -- commands ----------------------------------------------------------------------------------
 
@@ -48,14 +66,23 @@ def cmd_group_list(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     return data, table(["GROUP", "MASTER", "REPLICAS", "STATE", "SLOTS", "#"], rows)
 
 
+def _replication_body(a: argparse.Namespace) -> dict[str, Any]:
+    return {"force": a.force, "replicate": not a.no_replicate}
+
+
 def cmd_group_add(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
-    body: dict[str, Any] = {"replicas": a.replica or []}
+    body: dict[str, Any] = {"replicas": a.replica or [], **_replication_body(a)}
     if a.gid is not None:
         body["id"] = a.gid
     if a.master:
         body["master"] = a.master
     data = c.call("POST", "/api/v1/groups", body)
-    text = f"group {data['group']['id']} created (epoch {data['epoch']})"
+    gid = data["group"]["id"]
+    text = f"group {gid} created (epoch {data['epoch']})"
+    if data.get("sync") and a.wait > 0:
+        print(text, flush=True)
+        for addr, sync in data["sync"].items():
+            text = wait_sync(c, gid, addr, sync, a.wait, a)
     if getattr(a, "rebalance", False):
         print(text, flush=True)
         a.dry_run, a.load, a.weight = False, False, []
@@ -69,16 +96,80 @@ def cmd_group_remove(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
 
 
 def cmd_group_add_server(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
-    body = {"addr": a.addr, **({"role": a.role} if a.role else {})}
+    body = {"addr": a.addr, **({"role": a.role} if a.role else {}), **_replication_body(a)}
     data = c.call("POST", f"/api/v1/groups/{a.gid}/servers", body)
     g = data["group"]
     role = "master" if g["master"] == a.addr else "replica"
-    return data, f"{a.addr} added to group {a.gid} as {role} (epoch {data['epoch']})"
+    text = f"{a.addr} added to group {a.gid} as {role} (epoch {data['epoch']})"
+    if data.get("sync") and a.wait > 0:
+        print(text, flush=True)
+        text = wait_sync(c, a.gid, a.addr, data["sync"], a.wait, a)
+    return data, text
+
+
+def wait_sync(c: ApiClient, gid: int, addr: str, sync: dict[str, Any], wait: float,
+              a: argparse.Namespace, interval: float = 0.2) -> str:
+    """Poll the replica's sync state, printing each new progress line, until it reached the
+    master's offset of the moment it was added, or `wait` seconds passed (exit code 1: it
+    stays in the group and keeps syncing)."""
+    out = sys.stderr if getattr(a, "json", False) else sys.stdout
+    target = sync.get("target_offset")
+    path = f"/api/v1/groups/{gid}/servers/{addr}/sync" + (
+        f"?offset={target}" if target is not None else "")
+    deadline = time.monotonic() + wait
+    last = None
+    while True:
+        state = c.get(path)
+        line = render_sync(state)
+        if line != last:
+            print(line, file=out, flush=True)
+            last = line
+        if state.get("in_sync"):
+            return f"{addr} in sync with {state['master']} at offset {state['offset']}"
+        if time.monotonic() >= deadline:
+            raise CliError(f"{addr} not in sync after {wait:g}s ({state['state']}); it stays "
+                           "in the group and keeps syncing: follow it with `proxyctl status`")
+        time.sleep(interval)
 
 
 def cmd_group_remove_server(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
-    data = c.call("DELETE", f"/api/v1/groups/{a.gid}/servers/{a.addr}")
-    return data, f"{a.addr} removed from group {a.gid} (epoch {data['epoch']})"
+    path = f"/api/v1/groups/{a.gid}/servers/{a.addr}" + ("?detach=1" if a.detach else "")
+    data = c.call("DELETE", path)
+    tail = "; detached (REPLICAOF NO ONE: a master now)" if a.detach else ""
+    return data, f"{a.addr} removed from group {a.gid} (epoch {data['epoch']}){tail}"
+
+
+def cmd_group_promote(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    body: dict[str, Any] = {"addr": a.addr}
+    if a.promote_timeout is not None:
+        body["timeout"] = a.promote_timeout
+    if not getattr(a, "json", False):
+        print(f"locking group {a.gid}'s slots, waiting for {a.addr} to catch up ...",
+              flush=True)
+    # The call lasts as long as the catch-up may (the dashboard bounds it), plus the pushes.
+    c.timeout = max(c.timeout, (a.promote_timeout or 0) + 60)
+    data = c.call("POST", f"/api/v1/groups/{a.gid}/promote", body)
+    lines = [f"{data['master']} is now the master of group {a.gid} (was {data['old_master']}; "
+             f"offset {data['offset']}, writes held {data['seconds']:.2f}s, epoch "
+             f"{data['epoch']})"]
+    lines += [f"warning: {w}" for w in data.get("warnings") or ()]
+    return data, "\n".join(lines)
+
+
+def cmd_group_config(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    words = a.settings or []
+    if len(words) % 2:
+        raise CliError("usage: proxyctl group config GID [NAME VALUE ...]  (e.g. "
+                       "min-replicas-to-write 1 min-replicas-max-lag 10)", EXIT_USAGE)
+    if not words:
+        data = c.get(f"/api/v1/groups/{a.gid}")
+    else:
+        body = dict(zip(words[0::2], words[1::2], strict=True))
+        data = c.call("PUT", f"/api/v1/groups/{a.gid}/config"
+                      + ("?force=1" if a.force else ""), body)["group"]
+    config = data.get("config") or {}
+    return data, (f"group {a.gid}: " + ", ".join(f"{k} {v}" for k, v in sorted(config.items()))
+                  if config else f"group {a.gid}: no settings (Redis defaults)")
 
 
 def cmd_slots_assign(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
@@ -201,13 +292,86 @@ def cmd_group_weight(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     return data, f"group {a.gid} weight {a.weight} (epoch {data['epoch']})"
 
 
+def cmd_slowlog(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    if a.n < 1:
+        raise CliError("-n: must be at least 1", EXIT_USAGE)
+    data = c.call("GET", f"/api/v1/slowlog?count={a.n}", auth=True)
+    return data, render_slowlog(data)
+
+
 def cmd_up(c: ApiClient, a: argparse.Namespace) -> int:
     """Runs in the foreground until Ctrl-C; prints its own output."""
     from .up import run_up  # imported only here: `up` pulls in yaml and the process helpers
     return run_up(a)
 
 
+# -- hot keys and big keys -------------------------------------------------------------------
+
+
+def redraw(text: str) -> None:
+    """Draw `text` over the previous screen on a terminal (like top), else print it."""
+    if sys.stdout.isatty():
+        sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
+        sys.stdout.flush()
+    else:
+        print(text, flush=True)
+
+
+def cmd_hotkeys(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    query = [f"window={'previous' if a.previous else 'current'}", f"limit={a.limit}"]
+    if a.group is not None:
+        query.append(f"group={a.group}")
+    path = "/api/v1/hotkeys?" + "&".join(query)
+    data = c.get(path)
+    if not a.watch:
+        return data, render_hotkeys(data)
+    while True:  # until Ctrl-C (exit code 130)
+        redraw(time.strftime("%H:%M:%S ") + render_hotkeys(data))
+        time.sleep(a.interval)
+        data = c.get(path)
+
+
+def cmd_bigkeys(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    if a.cancel:
+        data = c.call("POST", "/api/v1/bigkeys/cancel")
+        return data, "big-key scan cancelled"
+    if not a.show:
+        body = {k: v for k, v in (("count", a.count), ("pause_ms", a.pause_ms),
+                                  ("top", a.top)) if v is not None}
+        data = c.call("POST", "/api/v1/bigkeys/scan", body)
+        tty = sys.stdout.isatty()
+        last = None
+        while data["state"] == "running":
+            text = render_bigkeys_progress(data)
+            if tty:
+                sys.stdout.write("\r\x1b[K" + text.splitlines()[0])
+                sys.stdout.flush()
+            elif text != last:
+                print(text.splitlines()[0], flush=True)
+            last = text
+            time.sleep(a.interval)
+            data = c.get("/api/v1/bigkeys?rows=0")
+        if tty:
+            sys.stdout.write("\r\x1b[K")
+        if data["state"] != "done":
+            raise CliError(f"big-key scan {data['state']}: {data.get('error') or ''}".rstrip())
+    data = c.get("/api/v1/bigkeys")
+    return data, render_bigkeys(data, a.rows)
+
+
 # -- argument parsing --------------------------------------------------------------------------
+
+
+def replication_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=float, default=60.0, metavar="S",
+                   help="wait up to S seconds for replicas to be in sync, printing progress "
+                        "(default 60; 0 = do not wait)")
+    p.add_argument("--force", action="store_true",
+                   help="make a server that holds keys, or replicates from another master, a "
+                        "replica anyway (ITS DATA IS REPLACED)")
+    p.add_argument("--no-replicate", action="store_true",
+                   help="only record replicas (their replication is configured outside "
+                        "slotproxy, e.g. `replicaof` in their config)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(gsub, "add", cmd_group_add, "create a group")
     p.add_argument("gid", type=int, nargs="?", help="group id (default: smallest free)")
     p.add_argument("--master", metavar="ADDR", help="master server host:port")
-    p.add_argument("--replica", metavar="ADDR", action="append", help="replica (repeatable)")
+    p.add_argument("--replica", metavar="ADDR", action="append",
+                   help="replica (repeatable): made to replicate (REPLICAOF) the master")
+    replication_args(p)
     p.add_argument("--rebalance", action="store_true",
                    help="then rebalance slots onto it (by count) and start moving them")
     p.add_argument("--watch", action="store_true", help="with --rebalance: draw progress")
@@ -259,13 +425,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(gsub, "remove", cmd_group_remove, "delete a group (it must own no slots)")
     p.add_argument("gid", type=int)
     p = add(gsub, "add-server", cmd_group_add_server,
-            "add a server: master if the group has none, else replica")
+            "add a server: master if the group has none, else a replica (REPLICAOF the "
+            "master, then wait until it is in sync, showing progress)")
     p.add_argument("gid", type=int)
     p.add_argument("addr", help="host:port")
     p.add_argument("--role", choices=["master", "replica"])
+    replication_args(p)
     p = add(gsub, "remove-server", cmd_group_remove_server, "remove a server from a group")
     p.add_argument("gid", type=int)
     p.add_argument("addr", help="host:port")
+    p.add_argument("--detach", action="store_true",
+                   help="also REPLICAOF NO ONE on it (without: a replica keeps replicating)")
+    p = add(gsub, "promote", cmd_group_promote,
+            "make a replica the group's master with no acknowledged write lost (its slots "
+            "are held while the replica catches up; the old master becomes its replica)")
+    p.add_argument("gid", type=int)
+    p.add_argument("addr", help="host:port of a replica of the group")
+    p.add_argument("--wait-timeout", dest="promote_timeout", type=float, metavar="S",
+                   help="seconds the replica may take to catch up (default: the dashboard's "
+                        "promote_timeout); longer holds the group's requests longer")
+    p = add(gsub, "config", cmd_group_config,
+            "show or set the group's min-replicas-to-write / min-replicas-max-lag (applied to "
+            "its master, and to every master it gets later)")
+    p.add_argument("gid", type=int)
+    p.add_argument("settings", nargs="*", metavar="NAME VALUE")
+    p.add_argument("--force", action="store_true",
+                   help="set min-replicas-to-write even if the master has too few replicas "
+                        "online now (it then refuses writes until they connect)")
 
     slots = sub.add_parser("slots", help="slot assignment", description="slot assignment")
     ssub = slots.add_subparsers(dest="slots_command", metavar="ACTION", required=True)
@@ -310,15 +496,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight override for this plan (repeatable)")
     p.add_argument("--watch", action="store_true", help="draw progress until done")
 
+    p = add(sub, "slowlog", cmd_slowlog,
+            "every proxy's slow log (end to end, with the group) and every group master's "
+            "own SLOWLOG, merged newest first")
+    p.add_argument("-n", type=int, default=10, metavar="N", help="entries (default 10)")
+    p = add(sub, "hotkeys", cmd_hotkeys,
+            "the cluster's hottest keys: every proxy's sampled top-k of the window, added up")
+    p.add_argument("--group", type=int, metavar="G", help="only keys of group G's slots")
+    p.add_argument("--previous", action="store_true",
+                   help="the last completed window instead of the current one")
+    p.add_argument("--limit", type=int, default=20, help="keys shown (default 20)")
+    p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C, like top")
+    p.add_argument("--interval", type=float, default=2.0, help="--watch refresh (s)")
+
+    p = add(sub, "bigkeys", cmd_bigkeys,
+            "scan every group for its biggest keys (throttled SCAN + MEMORY USAGE) with a "
+            "progress bar, then list them and a per-type summary")
+    p.add_argument("--show", action="store_true", help="show the last scan, start none")
+    p.add_argument("--cancel", action="store_true", help="stop the running scan")
+    p.add_argument("--count", type=int, help="SCAN COUNT per page (default 100)")
+    p.add_argument("--pause-ms", type=float, help="pause between pages (default 10)")
+    p.add_argument("--top", type=int, help="biggest keys kept per type (default 20)")
+    p.add_argument("--rows", type=int, default=20, help="rows printed (default 20)")
+    p.add_argument("--interval", type=float, default=0.5, help="progress refresh (s)")
+    add_autobalance(add, sub)
+
     p = add(sub, "up", cmd_up, "run a complete local cluster in the foreground until Ctrl-C")
     p.add_argument("--groups", type=int, default=3, help="redis groups (default 3)")
     p.add_argument("--proxies", type=int, default=1, help="proxies (default 1)")
+    p.add_argument("--replicas", type=int, default=0,
+                   help="replicas per group, replicating from its master (default 0)")
     p.add_argument("--dir", default=".cluster", help="work dir (default .cluster)")
     p.add_argument("--slots", type=int, default=16384, choices=[16384, 1024])
     p.add_argument("--port", type=int, default=0,
                    help="first proxy port (default: free ports)")
     p.add_argument("--dashboard-port", type=int, default=0,
                    help="dashboard port (default: free port)")
+    p.add_argument("--sentinels", type=int, default=0,
+                   help="redis-sentinels for automatic failover (default 0; 3 for a quorum)")
+    p.add_argument("--down-after-ms", type=int, default=5000,
+                   help="sentinel down-after-milliseconds (default 5000)")
     return parser
 
 

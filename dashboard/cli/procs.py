@@ -124,35 +124,16 @@ def redis_server_binary() -> str:
     return path
 
 
-class RedisServer:
-    """One stock redis-server on a loopback port, no persistence, in its own directory."""
+class _Daemon:
+    """A server process on a loopback port (stopped, killed and checked by PID)."""
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None,
-                 password: str | None = None, extra: Sequence[str] = ()) -> None:
-        self.port = port or free_port()
-        self.host = "127.0.0.1"
-        self.password = password
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="slotproxy-redis-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.extra = list(extra)
-        self.process: Process | None = None
+    host = "127.0.0.1"
+    port: int
+    process: Process | None
 
     @property
     def addr(self) -> str:
         return f"{self.host}:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        argv = [
-            redis_server_binary(), "--port", str(self.port), "--bind", self.host,
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--dir", str(self.workdir), "--protected-mode", "no",
-        ]
-        if self.password:
-            argv += ["--requirepass", self.password]
-        argv += self.extra
-        self.process = Process(argv, self.workdir / f"redis-{self.port}.log")
-        wait_port(self.host, self.port, timeout, self.process.proc)
-        return self
 
     def stop(self) -> None:
         if self.process is not None:
@@ -166,6 +147,37 @@ class RedisServer:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.alive()
+
+
+class RedisServer(_Daemon):
+    """One stock redis-server on a loopback port, no persistence, in its own directory."""
+
+    def __init__(self, workdir: Path | None = None, port: int | None = None,
+                 password: str | None = None, extra: Sequence[str] = ()) -> None:
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.password = password
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="slotproxy-redis-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.extra = list(extra)
+        self.process: Process | None = None
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        argv = [
+            redis_server_binary(), "--port", str(self.port), "--bind", self.host,
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--dir", str(self.workdir), "--protected-mode", "no",
+            # A new replica's full sync starts at once instead of after Redis' default 5 s
+            # wait for more replicas to share it (local clusters add replicas one by one).
+            "--repl-diskless-sync-delay", "0",
+        ]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        argv += self.extra
+        self.process = Process(argv, self.workdir / f"redis-{self.port}.log")
+        wait_port(self.host, self.port, timeout, self.process.proc)
+        return self
+
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -213,3 +225,46 @@ def start_etcd(workdir: Path, name: str = "slotproxy", timeout: float = 15.0,
             proc.stop()
             raise TimeoutError(f"etcd on {client_url} not healthy: {proc.log_text()[-2000:]}")
         time.sleep(0.05)
+
+
+def redis_sentinel_binary() -> str:
+    path = shutil.which("redis-sentinel") or ("/usr/bin/redis-sentinel"
+                                              if os.path.exists("/usr/bin/redis-sentinel")
+                                              else None)
+    if not path:
+        raise FileNotFoundError("redis-sentinel not found: install Debian's redis-sentinel "
+                                "package (./dev does)")
+    return path
+
+
+class SentinelServer(_Daemon):
+    """One stock redis-sentinel on a loopback port, with its own config file in its own
+    directory (a sentinel rewrites its config: what it monitors survives its restart).
+
+    It starts monitoring nothing: the dashboard tells it what to watch (SENTINEL MONITOR)."""
+
+    def __init__(self, workdir: Path | None = None, port: int | None = None,
+                 password: str | None = None) -> None:
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.password = password
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="slotproxy-sentinel-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process: Process | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "sentinel.conf"
+
+    def start(self, timeout: float = 10.0) -> SentinelServer:
+        if not self.config_path.exists():
+            lines = [f"port {self.port}", f"bind {self.host}", f'dir "{self.workdir}"',
+                     "protected-mode no", "daemonize no"]
+            if self.password:
+                lines.append(f"requirepass {self.password}")
+            self.config_path.write_text("\n".join(lines) + "\n")
+        self.process = Process([redis_sentinel_binary(), str(self.config_path)],
+                               self.workdir / f"sentinel-{self.port}.log")
+        wait_port(self.host, self.port, timeout, self.process.proc)
+        return self
+

@@ -59,15 +59,80 @@ def render_status(topo: dict[str, Any]) -> str:
             mark = "" if rs.get("reachable") and rs.get("role") == "replica" else "(!)"
             replicas.append(r + mark)
         rows.append([g["id"], g["master"], ",".join(replicas), g["slots"], g["slot_count"],
-                     status, h.get("keys"), human_bytes(h.get("used_memory")),
-                     h.get("ops_per_sec")])
+                     status if g.get("state", "active") == "active" else g["state"],
+                     h.get("keys"), human_bytes(h.get("used_memory")), h.get("ops_per_sec")])
     lines.append(table(["GROUP", "MASTER", "REPLICAS", "SLOTS", "#", "HEALTH", "KEYS", "MEM",
                         "OPS/S"], rows) if rows else "no groups")
     if any("(!)" in str(r[2]) for r in rows):
         lines.append("(!) replica unreachable or not replicating")
+    repl = render_replication(topo["groups"])
+    if repl:
+        lines += ["", repl]
     lines.append("")
     lines.append(render_proxies(topo["proxies"]))
+    if topo.get("sentinel"):
+        lines.append("")
+        lines.append(render_sentinels(topo["sentinel"]))
     return "\n".join(lines)
+
+
+def render_sentinels(s: dict[str, Any]) -> str:
+    """Each sentinel's reachability and the master it names per group, then the failovers."""
+    gids = sorted(s.get("groups", {}), key=int)
+    rows = []
+    for sen in s.get("sentinels", []):
+        masters = sen.get("masters", {})
+        says = [(masters.get(s["groups"][g]["name"]) or {}).get("addr") or "-" for g in gids]
+        state = ("up" if sen["reachable"] else "DOWN") + ("" if sen.get("subscribed") or
+                                                          not sen["reachable"] else " (no events)")
+        rows.append([sen["addr"], state, *says])
+    lines = [table(["SENTINEL", "STATE", *(f"G{g} MASTER" for g in gids)], rows)]
+    notes = [f"group {g}: {s['groups'][g]['note']}" for g in gids if s["groups"][g].get("note")]
+    lines += notes
+    history = s.get("history", [])
+    lines.append(f"failovers followed: {s.get('failovers', 0)}" + (
+        "; last: " + ", ".join(f"group {h['group']} {h['old']} -> {h['new']} "
+                               f"({ago(h['time'])})" for h in history[-3:]) if history else ""))
+    return "\n".join(lines)
+
+
+def render_replication(groups: list[dict[str, Any]]) -> str:
+    """One row per replica: its link to the master and how far behind it is."""
+    rows = []
+    for g in groups:
+        for s in (g.get("health") or {}).get("servers", []):
+            if s.get("expected_role") != "replica":
+                continue
+            r = s.get("replication") or {}
+            link = r.get("link") or ("down" if s.get("reachable") is False else "unknown")
+            if r.get("replica_of"):
+                link += f" ({r['replica_of']})"
+            lag_s = r.get("lag_seconds")
+            rows.append([g["id"], s["addr"], g["master"], link,
+                         r.get("lag_bytes"), f"{lag_s}s" if lag_s is not None else None,
+                         r.get("offset")])
+    if not rows:
+        return ""
+    return table(["GROUP", "REPLICA", "OF", "LINK", "LAG BYTES", "LAG", "OFFSET"], rows)
+
+
+def render_sync(state: dict[str, Any]) -> str:
+    """A replica's sync progress as one line (proxyctl prints each new one)."""
+    name = state.get("state")
+    head = f"{state.get('addr')}: {name}"
+    if name == "syncing":
+        read, total = state.get("sync_read_bytes") or 0, state.get("sync_total_bytes")
+        return (f"{head} (full sync: {bar(read, total)} {human_bytes(read)} of "
+                f"{human_bytes(total)})" if total else
+                f"{head} (full sync: {human_bytes(read) if read else '0B'} received)")
+    if name == "catching-up":
+        behind = (state.get("target_offset") or 0) - (state.get("offset") or 0)
+        return f"{head} ({behind} bytes behind offset {state.get('target_offset')})"
+    if name == "not-replicating":
+        return f"{head} (replicates from {state.get('replica_of') or 'nobody: a master'})"
+    if name == "in-sync":
+        return f"{head} (offset {state.get('offset')})"
+    return f"{head} (link {state.get('link')})"
 
 
 def render_proxies(proxies: list[dict[str, Any]]) -> str:
@@ -166,8 +231,82 @@ def render_cluster(info: dict[str, Any]) -> str:
              f"  dashboard  {info['dashboard']}"]
     lines += [f"  proxy      {addr}   (redis-cli -p {split_addr(addr)[1]})"
               for addr in info["proxies"]]
-    lines += [f"  group {gid}    {addr}" for gid, addr in info["groups"].items()]
+    replicas = info.get("replicas") or {}
+    lines += [f"  group {gid}    {addr}" + (f"   replicas {', '.join(replicas[gid])}"
+                                            if replicas.get(gid) else "")
+              for gid, addr in info["groups"].items()]
+    lines += [f"  sentinel   {addr}" for addr in info.get("sentinels", [])]
     lines += ["", "Operate it with:",
               f"  export {DASHBOARD_ENV}={info['dashboard']} {TOKEN_ENV}={info['token']}",
               "  proxyctl status", "", "Ctrl-C stops everything."]
     return "\n".join(lines)
+
+
+def render_slowlog(data: dict[str, Any]) -> str:
+    """The merged slow log: newest first, one row per entry, with its source."""
+    rows = []
+    for e in data["entries"]:
+        cmd = " ".join(e["argv"])
+        rows.append([time.strftime("%H:%M:%S", time.localtime(e["time"])), e["duration_us"],
+                     e["source"], e.get("group") or "-", e.get("client_addr") or "-",
+                     cmd if len(cmd) <= 60 else cmd[:57] + "..."])
+    text = table(["TIME", "µs", "SOURCE", "GROUP", "CLIENT", "COMMAND"], rows) if rows \
+        else "no slow log entries"
+    for err in data.get("errors", []):
+        text += f"\nunreachable: {err['source']}: {err['error']}"
+    return text
+# -- hot keys and big keys --------------------------------------------------------------------
+
+
+def render_hotkeys(h: dict[str, Any]) -> str:
+    start, end = h.get("start"), h.get("end")
+    span = (time.strftime("%H:%M:%S", time.localtime(start)) + "-"
+            + time.strftime("%H:%M:%S", time.localtime(end))) if start and end else "-"
+    head = (f"hot keys, {h['window']} window {span}"
+            + (f", group {h['group']}" if h.get("group") is not None else "")
+            + f": ~{h['requests']} requests sampled through {len(h['proxies'])} proxies")
+    lines = [head]
+    if h.get("missing"):
+        lines.append(f"(no answer for this window from: {', '.join(h['missing'])})")
+    if h.get("disabled"):
+        lines.append(f"(hot keys disabled on: {', '.join(h['disabled'])})")
+    rows = [[i, r["key"], r["count"], f"{r['share'] * 100:.1f}%", f"{r['lower']}-{r['upper']}",
+             r["group"], r["slot"]] for i, r in enumerate(h["keys"], 1)]
+    lines.append(table(["#", "KEY", "REQUESTS", "SHARE", "BOUNDS", "GROUP", "SLOT"], rows)
+                 if rows else "no keys sampled in this window yet")
+    return "\n".join(lines)
+
+
+def render_bigkeys_progress(b: dict[str, Any]) -> str:
+    p = b["progress"]
+    lines = [f"big-key scan: {b['state']}  {bar(p['scanned'], p['dbsize'])}  "
+             f"{p['scanned']}/{p['dbsize']} keys"
+             + (f"  ({b['error']})" if b.get("error") else "")]
+    for g in p["groups"]:
+        state = "error: " + g["error"] if g.get("error") else "done" if g["done"] else ""
+        lines.append(f"  group {g['group']:<4} {bar(g['scanned'], g['dbsize'], 20)}  "
+                     f"{g['scanned']}/{g['dbsize']}  {g['addr']}  {state}".rstrip())
+    return "\n".join(lines)
+
+
+def render_bigkeys(b: dict[str, Any], rows: int = 20) -> str:
+    res = b.get("result")
+    if res is None:
+        return render_bigkeys_progress(b) + "\nno completed scan yet"
+    lines = [f"big keys: {res['keys']} keys scanned, finished {ago(res.get('finished'))}"]
+    body = [[r["key"], r["type"], r["elements"], r["bytes"], human_bytes(r["bytes"]),
+             r["group"], r["slot"]] for r in res["rows"][:rows]]
+    lines.append(table(["KEY", "TYPE", "ELEMENTS", "BYTES", "", "GROUP", "SLOT"], body)
+                 if body else "no keys")
+    if len(res["rows"]) > rows:
+        lines.append(f"... {len(res['rows']) - rows} more (--rows N, or --json)")
+    lines.append("")
+    summary = [[kind, s["keys"], human_bytes(s["bytes"]), s["elements"],
+                f"{s['biggest']['key']} ({human_bytes(s['biggest']['bytes'])})",
+                f"{s['most_elements']['key']} ({s['most_elements']['elements']})"]
+               for kind, s in res["summary"].items()]
+    lines.append(table(["TYPE", "KEYS", "TOTAL BYTES", "ELEMENTS", "BIGGEST",
+                        "MOST ELEMENTS"], summary) if summary else "")
+    if b["state"] == "running":
+        lines += ["", render_bigkeys_progress(b)]
+    return "\n".join(lines).rstrip()

@@ -3,10 +3,16 @@
 N redis-server groups and the dashboard (file store in the work dir) are started with
 `dashboard.cli.procs`, the groups are created and the slots spread evenly through the dashboard's
 REST API (the same calls an operator makes), then the proxies start and register themselves.
+With `--replicas N` each group also gets N replicas, created with the group (the dashboard
+issues REPLICAOF) and waited for until they are in sync.
 Ctrl-C (SIGINT) or SIGTERM stops everything this command started, by PID, in reverse order.
 
 Every run starts a fresh cluster: the redis servers get new free ports and empty data, so the
 store from a previous run (which names the old ports) is cleared.
+
+With `--sentinels N`, N redis-sentinel processes (each with its own config file and directory)
+start first and the dashboard is configured with them: it makes them monitor every group's
+master and follows the failovers they perform (a group fails over once it has a replica).
 """
 
 from __future__ import annotations
@@ -30,7 +36,15 @@ from slotcore.contract import resolve_token
 
 from ..model.changes import even_assignment
 from .client import ApiClient, CliError
-from .procs import Process, RedisServer, free_port, port_free, python_module, wait_port
+from .procs import (
+    Process,
+    RedisServer,
+    SentinelServer,
+    free_port,
+    port_free,
+    python_module,
+    wait_port,
+)
 from .render import render_cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -38,9 +52,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 class LocalCluster:
     def __init__(self, workdir: Path, groups: int = 3, proxies: int = 1, nslots: int = 16384,
-                 token: str | None = None, proxy_port: int = 0, dashboard_port: int = 0) -> None:
+                 token: str | None = None, proxy_port: int = 0, dashboard_port: int = 0,
+                 replicas: int = 0, sentinels: int = 0, down_after_ms: int = 5000) -> None:
         if groups < 1 or proxies < 0:
             raise CliError("need at least one group and zero or more proxies", 2)
+        if not 0 <= replicas <= 5:
+            raise CliError("--replicas: 0 to 5 per group", 2)
+        if sentinels < 0 or sentinels == 2:
+            # Two sentinels can elect a leader only while both are up: no failover survives
+            # losing one, which is what they are for.
+            raise CliError("--sentinels: use 1 (no redundancy) or 3 or more, not 2", 2)
+        self.nreplicas = replicas
+        self.replicas: dict[int, list[RedisServer]] = {}
+        self.nsentinels = sentinels
+        self.down_after_ms = down_after_ms
+        self.sentinels: list[SentinelServer] = []
         self.dir = workdir.resolve()
         self.ngroups = groups
         self.nproxies = proxies
@@ -78,10 +104,20 @@ class LocalCluster:
         for i in range(1, self.ngroups + 1):
             shutil.rmtree(self.dir / f"redis-{i}", ignore_errors=True)
             self.redis.append(RedisServer(self.dir / f"redis-{i}").start())
+            for j in range(1, self.nreplicas + 1):
+                shutil.rmtree(self.dir / f"redis-{i}-r{j}", ignore_errors=True)
+                self.replicas.setdefault(i, []).append(
+                    RedisServer(self.dir / f"redis-{i}-r{j}").start())
             check()
 
         cfg = {"listen": join_addr("127.0.0.1", self.dashboard_port), "admin_token": self.token,
                "slots": self.nslots, "store": {"kind": "file", "path": str(self.dir / "store")}}
+        if self.nsentinels:
+            self._start_sentinels(check)
+            cfg["sentinels"] = [s.addr for s in self.sentinels]
+            cfg["sentinel"] = {"quorum": self.nsentinels // 2 + 1,
+                               "down_after_ms": self.down_after_ms,
+                               "failover_timeout_ms": max(10000, self.down_after_ms * 6)}
         (self.dir / "dashboard.yaml").write_text(yaml.safe_dump(cfg))
         dash = self._spawn("dashboard",
                            python_module("dashboard", "-c", str(self.dir / "dashboard.yaml")))
@@ -91,8 +127,17 @@ class LocalCluster:
         api = ApiClient(self.url, self.token)
         self._wait(lambda: api.get("/api/v1/topology")["dashboard"]["role"] == "leader",
                    "the dashboard to lead", dash)
+        syncing = []
         for i, srv in enumerate(self.redis, start=1):
-            api.call("POST", "/api/v1/groups", {"id": i, "master": srv.addr})
+            reps = [r.addr for r in self.replicas.get(i, [])]
+            made = api.call("POST", "/api/v1/groups", {"id": i, "master": srv.addr,
+                                                       "replicas": reps})
+            syncing += [(i, addr, s) for addr, s in (made.get("sync") or {}).items()]
+        for gid, addr, s in syncing:
+            path = (f"/api/v1/groups/{gid}/servers/{addr}/sync"
+                    f"?offset={s.get('target_offset') or 0}")
+            self._wait(lambda p=path: api.get(p).get("in_sync"),
+                       f"replica {addr} of group {gid} to sync", dash)
         api.call("POST", "/api/v1/slots/assign",
                  {"assign": even_assignment(self.nslots, list(range(1, self.ngroups + 1)))})
         check()
@@ -116,6 +161,13 @@ class LocalCluster:
         self._wait(all_online, "the proxies to come online", dash)
         (self.dir / "pids.json").write_text(json.dumps(self.pids()))
 
+    def _start_sentinels(self, check: Any) -> None:
+        for i in range(1, self.nsentinels + 1):
+            # A sentinel remembers what it monitored in its config: start each one fresh.
+            shutil.rmtree(self.dir / f"sentinel-{i}", ignore_errors=True)
+            self.sentinels.append(SentinelServer(self.dir / f"sentinel-{i}").start())
+            check()
+
     @staticmethod
     def _wait(cond: Any, what: str, proc: Process, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -135,6 +187,10 @@ class LocalCluster:
     def pids(self) -> dict[str, int]:
         out = {f"redis-{i}": s.process.pid for i, s in enumerate(self.redis, start=1)
                if s.process is not None}
+        out.update({f"redis-{i}-r{j}": r.process.pid for i, rs in self.replicas.items()
+                    for j, r in enumerate(rs, start=1) if r.process is not None})
+        out.update({f"sentinel-{i}": s.process.pid for i, s in enumerate(self.sentinels, start=1)
+                    if s.process is not None})
         out.update({name: p.pid for name, p in self.processes})
         return out
 
@@ -144,20 +200,28 @@ class LocalCluster:
             "token": self.token,
             "proxies": self.proxy_addrs,
             "groups": {str(i): s.addr for i, s in enumerate(self.redis, start=1)},
+            "replicas": {str(i): [r.addr for r in rs] for i, rs in self.replicas.items()},
+            "sentinels": [s.addr for s in self.sentinels],
             "dir": str(self.dir),
             "pids": self.pids(),
         }
 
     def dead(self) -> list[str]:
         return [name for name, p in self.processes if not p.alive()] + [
-            s.addr for s in self.redis if not s.alive()]
+            s.addr for s in self._servers() if not s.alive()] + [
+            f"sentinel {s.addr}" for s in self.sentinels if not s.alive()]
+
+    def _servers(self) -> list[RedisServer]:
+        return self.redis + [r for rs in self.replicas.values() for r in rs]
 
     def stop(self) -> None:
-        """Everything we started, newest first (proxies, dashboard, then redis), by PID."""
+        """Everything we started, newest first (proxies, dashboard, redis, sentinels), by PID."""
         for _, proc in reversed(self.processes):
             proc.stop()
-        for srv in reversed(self.redis):
+        for srv in reversed(self._servers()):
             srv.stop()
+        for sen in reversed(self.sentinels):
+            sen.stop()
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -169,7 +233,10 @@ def run_up(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     cluster = LocalCluster(Path(args.dir), args.groups, args.proxies, args.slots,
                            token=resolve_token(explicit=getattr(args, "token", None)),
-                           proxy_port=args.port, dashboard_port=args.dashboard_port)
+                           proxy_port=args.port, dashboard_port=args.dashboard_port,
+                           replicas=getattr(args, "replicas", 0),
+                           sentinels=getattr(args, "sentinels", 0),
+                           down_after_ms=getattr(args, "down_after_ms", 5000))
     try:
         try:
             cluster.start(stopping)

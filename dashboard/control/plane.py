@@ -35,6 +35,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -76,6 +77,18 @@ class ControlPlane:
         self._last_leader: dict[str, Any] | None = None
         self._take_over_hooks: list[Callable[[], Awaitable[None]]] = []
         self._announced: str | None = None  # digest of the proxies' list last pushed to all
+        # Automatic failovers recorded (control/sentinel.py): the count is a metric.
+        self.failovers = 0
+        self.failover_log: deque[dict[str, Any]] = deque(maxlen=50)
+        # Groups whose master the sentinels see down or are replacing right now (set by the
+        # sentinel watcher each poll): the auto-balancer holds still while this is not empty.
+        self.failing_over: set[int] = set()
+
+    def record_failover(self, gid: int, old: str, new: str) -> None:
+        """Count a failover the sentinels made, once its new master is committed and pushed."""
+        self.failovers += 1
+        self.failover_log.append({"time": time.time(), "group": gid, "old": old, "new": new,
+                                  "epoch": self._topo_epoch()})
 
     def on_take_over(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run `hook` each time this dashboard becomes leader, before it starts leading."""

@@ -19,7 +19,14 @@ from typing import Any
 
 import aiohttp
 
-from slotcore.contract import PROXY_INFO, PROXY_SLOTS, PROXY_STATS
+from slotcore.contract import (
+    PROXY_HOTKEYS,
+    PROXY_INFO,
+    PROXY_LATENCY,
+    PROXY_SLOTS,
+    PROXY_SLOWLOG,
+    PROXY_STATS,
+)
 from slotcore.members import ProxyAddr
 
 from ..errors import StandbyError, StoreFailure
@@ -94,6 +101,17 @@ class ProxyClient:
     async def slot_ops(self, proxy: ProxyRecord) -> dict[str, Any] | None:
         """The stats with the per-slot request counters (`slot_ops`), or None."""
         return await self._get(proxy, f"{PROXY_STATS}?slots=1")
+
+    async def slowlog(self, proxy: ProxyRecord, count: int) -> dict[str, Any] | None:
+        """The proxy's slow log, newest first (count -1: all), or None."""
+        return await self._get(proxy, f"{PROXY_SLOWLOG}?count={count}")
+
+    async def latency(self, proxy: ProxyRecord) -> dict[str, Any] | None:
+        """The proxy's latency histograms by command and group, or None."""
+        return await self._get(proxy, PROXY_LATENCY)
+    async def hotkeys(self, proxy: ProxyRecord) -> dict[str, Any] | None:
+        """The proxy's sampled top-k keys (current and last window), or None."""
+        return await self._get(proxy, PROXY_HOTKEYS)
 
     async def _get(self, proxy: ProxyRecord, path: str) -> dict[str, Any] | None:
         try:

@@ -20,7 +20,11 @@ and if any proxy does not acknowledge, the previous map is pushed back (rollback
 stay where they were with the error shown; the step is retried.
 
 A source or target that goes down pauses its slots (status "paused: source ... unreachable")
-and the mover retries every second until it is back.
+and the mover retries every second until it is back -- or until a failover names a new master:
+every pass re-reads the groups' masters and a pass whose source or target changed is abandoned
+and restarted against the new one. A source that failed over has its migrating slots relocked
+in the failover's own change (`failover.relock_source`), and the keys its promoted replica still
+holds although the target has them are deleted before the slots move again (`failover.dedupe`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from ..model import migration as mig
 from ..model.records import Topology
 from ..store.base import Store, StoreError
 from .bigkeys import copy_big_key
+from .failover import dedupe, relock_source
 from .mover import MovePass, ServerDown, Settings, Throttle, prescan
 
 log = logging.getLogger(__name__)
@@ -92,6 +97,11 @@ class Migrator:
         self.started_at: float | None = None
         self._prescanned: tuple[frozenset[int], float] | None = None
         self._retry_at = 0.0  # after a batch could not be started (push refused): back off
+        # Slots relocked by a source's failover: deduped against their target before they
+        # migrate again. A new leader does it for every prepared slot (it cannot know why).
+        self._dedupe: set[int] = set()
+        self._relocked = asyncio.Event()
+        self.failovers_seen = 0
 
     # -- settings --------------------------------------------------------------------------------
 
@@ -110,6 +120,41 @@ class Migrator:
             log.warning("migration settings not persisted: %s", e)
         self.wake.set()
         return self.settings.to_json()
+
+    # -- failover of a source or target group (the sentinel watcher calls these) --------------
+
+    def relock(self, topo: Topology, gid: int) -> Topology:
+        """Part of the change recording group `gid`'s new master: its migrating slots go back
+        to prepared (LOCKED) and are deduped before they migrate again."""
+        new, slots = relock_source(topo, gid)
+        self._dedupe.update(slots)
+        return new
+
+    def failed_over(self, gid: int, old: str, new: str) -> None:
+        """Group `gid`'s new master is in force: abandon passes against the old one."""
+        self.failovers_seen += 1
+        self._relocked.set()
+        self.wake.set()
+
+    async def after_take_over(self) -> None:
+        topo = self.plane.current()
+        if topo is not None:
+            self._dedupe.update(mig.in_state(topo, "prepared"))
+
+    async def _dedupe_prepared(self, topo: Topology) -> None:
+        todo = [s for s in mig.in_state(topo, "prepared") if s in self._dedupe]
+        by_source: dict[int, dict[int, str]] = {}
+        for s in todo:
+            m = topo.migrations[s]
+            by_source.setdefault(m.source, {})[s] = topo.groups[m.target].master or ""
+        for gid, targets in by_source.items():
+            source = topo.groups[gid].master or ""
+            self.status, self.error = "running", None
+            removed = await dedupe(source, targets, topo.nslots, self.settings.batch_size)
+            log.warning("slots %s: %d keys the new source %s still held (moved before the "
+                        "failover) deleted, their target has them", format_ranges(sorted(targets)),
+                        removed, source)
+            self._dedupe.difference_update(targets)
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -152,6 +197,7 @@ class Migrator:
         elif "prepared" in states:
             big = [k for k, b in self.big_keys.items()
                    if b["slot"] in topo.migrations and not b.get("moved")]
+            await self._dedupe_prepared(topo)
             await self._transition("prepared", "migrating", fence=big)
         elif "migrating" in states:
             await self._move(topo)
@@ -269,7 +315,36 @@ class Migrator:
         sources: dict[int, list[int]] = {}
         for s in mig.in_state(topo, "migrating"):
             sources.setdefault(topo.migrations[s].source, []).append(s)
-        await asyncio.gather(*(self._source_loop(gid) for gid in sources))
+        self._relocked.clear()
+        loops = [asyncio.create_task(self._source_loop(gid)) for gid in sources]
+        relocked = asyncio.create_task(self._relocked.wait())
+        try:
+            await asyncio.wait([*loops, relocked], return_when=asyncio.FIRST_COMPLETED)
+            while not relocked.done() and not all(t.done() for t in loops):
+                await asyncio.wait([*loops, relocked], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # A failover relocked slots: stop every pass (each is restartable, MIGRATE is
+            # atomic) so the relocked ones are deduped and released at once.
+            for t in [*loops, relocked]:
+                t.cancel()
+            results = await asyncio.gather(*loops, relocked, return_exceptions=True)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+
+    def _masters_of(self, gid: int) -> tuple[str, dict[int, str]]:
+        topo = self._topo()
+        return (topo.groups[gid].master or "",
+                {s: topo.groups[m.target].master or "" for s, m in topo.migrations.items()
+                 if m.source == gid and m.state == "migrating"})
+
+    async def _until_masters_change(self, gid: int, seen: tuple[str, dict[int, str]]) -> None:
+        """Return once the source's or a target's master differs from `seen` (a failover)."""
+        while True:
+            await asyncio.sleep(0.1)
+            source, mine = self._masters_of(gid)
+            if source != seen[0] or any(mine.get(s, t) != t for s, t in seen[1].items()):
+                return
 
     async def _source_loop(self, gid: int) -> None:
         """Move everything leaving group `gid` until none of its migrating slots is left."""
@@ -290,7 +365,11 @@ class Migrator:
                 mover = MovePass(source, mine, topo.nslots, self.settings, self._moved, on_big,
                                  skip=lambda k: k.hex() in self._topo().fenced,
                                  throttle=throttle)
-                result = await mover.run(self._unpaused)
+                result = await self._run_pass(mover, gid, (source, dict(mine)))
+                if result is None:
+                    log.warning("group %d or a target failed over: restarting the pass against "
+                                "the new master", gid)
+                    continue
             except ServerDown as e:
                 for s in mine:
                     self.progress.setdefault(s, SlotProgress()).error = f"paused: {e}"
@@ -308,6 +387,25 @@ class Migrator:
                 await self._finish(done)
             elif result.failed:
                 await asyncio.sleep(0.5)
+
+    async def _run_pass(self, mover: MovePass, gid: int, seen: tuple[str, dict[int, str]]
+                        ) -> Any:
+        """The pass, or None if a master changed under it (it is cancelled then)."""
+        work = asyncio.create_task(mover.run(self._unpaused))
+        change = asyncio.create_task(self._until_masters_change(gid, seen))
+        try:
+            await asyncio.wait([work, change], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (work, change):
+                t.cancel()
+            await asyncio.gather(work, change, return_exceptions=True)
+        if not work.cancelled() and work.exception() is None:
+            return work.result()
+        if not work.cancelled() and work.exception() is not None:
+            if change.done() and not change.cancelled():
+                return None  # it failed because its server went away: the change says why
+            raise work.exception()  # type: ignore[misc]
+        return None
 
     async def _finish(self, slots: list[int]) -> None:
         try:

@@ -32,6 +32,7 @@ from slotcore.addr import split_addr
 from slotcore.keyslot import key_slot
 from slotcore.resp import pack_command
 
+from ..observe.keyscan import ScanError, scan_keys
 from ..observe.redisconn import SIZES_LUA, connect
 
 
@@ -187,25 +188,22 @@ class PrescanResult:
 
 
 async def prescan(addr: str, slots: set[int], nslots: int, settings: Settings) -> PrescanResult:
-    """Count keys and bytes per leaving slot and find the big keys (nothing is moved)."""
+    """Count keys and bytes per leaving slot and find the big keys (nothing is moved): the
+    shared key scanner (observe/keyscan.py) over the leaving slots, unthrottled."""
     res = PrescanResult()
     conn = await RawConn(addr, "source").connect()
-    count = max(1000, settings.batch_size)
     try:
-        cursor: bytes | int = 0
-        while True:
-            cursor, keys = await conn.call("SCAN", cursor, "COUNT", count)
-            pairs = [(k, s) for k in keys if (s := key_slot(k, nslots)) in slots]
-            sizes = await conn.sizes([k for k, _ in pairs])
-            for (k, s), size in zip(pairs, sizes, strict=True):
-                if size < 0:
-                    continue
+        async for batch in scan_keys(conn, nslots, count=max(1000, settings.batch_size),
+                                     want=slots.__contains__):
+            for info in batch:
+                s, size = info.slot, info.bytes
                 res.keys[s] = res.keys.get(s, 0) + 1
                 res.bytes[s] = res.bytes.get(s, 0) + size
                 if size > settings.big_key_bytes:
-                    res.big.append((k, size, s))
-            if cursor in (b"0", 0):
-                return res
+                    res.big.append((info.key, size, s))
+        return res
+    except ScanError as e:
+        raise ServerDown("source", addr, str(e)) from None
     finally:
         await conn.close()
 

@@ -33,7 +33,8 @@
 static PyObject *ProtocolError;         /* slotcore.resp.ProtocolError */
 static PyObject *s_fifo, *s_out, *s_dirty, *s_flusher, *s_mark, *s_pipeline_paused,
     *s_pipeline_progress, *s_append, *s_popleft, *s_resolve, *s_lanes, *s_state, *s_send,
-    *s_data, *s_max_bulk_len, *s_max_multibulk_len, *s_max_inline_len;
+    *s_data, *s_max_bulk_len, *s_max_multibulk_len, *s_max_inline_len,
+    *s_countdown, *s_slow_countdown, *s_every, *s_sample;
 
 /* ------------------------------------------------------------------------------------------
  * CRC16-XMODEM (poly 0x1021, init 0) and Redis Cluster's hash-tag rule
@@ -1694,6 +1695,35 @@ static PyObject *expect_slot(PyObject *conn, PyObject *cappend) {
     return rs;
 }
 
+/* The metrics sampler's TimedSlot: timed(argv, group) (ClientConnection._timed_slot; group
+ * None: a split command, "*"), appended to the client's fifo. */
+static PyObject *timed_slot(PyObject *timed, PyObject *argv, PyObject *group, PyObject *cappend) {
+    PyObject *targs[2] = {argv, group};
+    PyObject *rs = PyObject_Vectorcall(timed, targs, 2, NULL);
+    if (rs == NULL) return NULL;
+    PyObject *x = PyObject_CallOneArg(cappend, rs);
+    if (x == NULL) { Py_DECREF(rs); return NULL; }
+    Py_DECREF(x);
+    return rs;
+}
+
+/* obj.name as a C integer (the hook countdowns); -1 with an exception set on error. */
+static int get_ll(PyObject *obj, PyObject *name, long long *out) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int set_ll(PyObject *obj, PyObject *name, long long v) {
+    PyObject *o = PyLong_FromLongLong(v);
+    if (o == NULL) return -1;
+    int r = PyObject_SetAttr(obj, name, o);
+    Py_DECREF(o);
+    return r;
+}
+
 static PyObject *build_frame(PyObject *argv, Py_ssize_t step, PyObject *ix);
 
 /*
@@ -1704,7 +1734,7 @@ static PyObject *build_frame(PyObject *argv, Py_ssize_t step, PyObject *ix);
  */
 static int fast_split(PyObject *conn, PyObject *argv, PyObject *pk, long kind,
                       PyObject *by_slot, long mask, PyObject *slot_ops, Py_ssize_t lane,
-                      PyObject *mark, PyObject *up, PyObject *cappend) {
+                      PyObject *mark, PyObject *up, PyObject *cappend, PyObject *timed) {
     Py_ssize_t argc = PyList_GET_SIZE(argv);
     Py_ssize_t step = kind == MERGE_OK ? 2 : 1;
     if (kind == MERGE_OK && argc % 2 == 0) return 0;  /* wrong args: the Python path says so */
@@ -1752,7 +1782,7 @@ static int fast_split(PyObject *conn, PyObject *argv, PyObject *pk, long kind,
             if (e < 0) { rc = -1; goto done; }
         }
     }
-    rs = expect_slot(conn, cappend);
+    rs = timed != NULL ? timed_slot(timed, argv, Py_None, cappend) : expect_slot(conn, cappend);
     if (rs == NULL) { rc = -1; goto done; }
     Py_ssize_t nd = PyList_GET_SIZE(dests);
     if (nd == 1) {
@@ -1783,21 +1813,25 @@ done:
 }
 
 /*
- * fast_run(conn, reqs, packed, i, fast_arity, by_slot, mask, slot_ops, lane, mark, up, hook,
- *          split_kinds) -> index of the first request from i on that the fast path does not
- *          serve.
+ * fast_run(conn, reqs, packed, i, fast_arity, by_slot, mask, slot_ops, lane, mark, up, hot,
+ *          split_kinds, meter, timed) -> index of the first request from i on that the fast
+ *          path does not serve.
  *
  * A single-key request is served here iff fast_arity has its argv[0], its argc fits that
- * arity, its slot has an owner (by_slot[slot] is not None) and hook (if not None) returns a
- * false value for (conn, argv, slot). Served means exactly what the Python loop does: a
- * ReplySlot on the client's fifo and on the owner's lane, the packed request on that lane's
- * output (or lane.send() when the lane is not UP), slot_ops[slot] += 1.
- * With split_kinds (argv[0] -> (merge kind, arity)) and no hook, a SPLIT command whose keys
- * all have an owner is served as fanout.split.split serves it (see fast_split).
+ * arity and its slot has an owner (by_slot[slot] is not None). Served means exactly what the
+ * Python loop does: slot_ops[slot] += 1, the hot-key countdown (hot.countdown; at 0
+ * hot.countdown = hot.sample(argv[1], slot)), a ReplySlot on the client's fifo and on the
+ * owner's lane (with metrics on, timed not None: one in meter.every, counted by
+ * meter.countdown, is timed(argv, group), a TimedSlot), the packed request on that lane's
+ * output (or lane.send() when the lane is not UP).
+ * With split_kinds (argv[0] -> (merge kind, arity)), a SPLIT command whose keys all have an
+ * owner is served as fanout.split.split serves it (see fast_split); like dispatch, it is timed
+ * one in meter.every by meter.slow_countdown, and not offered to the hot-key sampler.
+ * The countdowns live in C locals during the run and are written back before returning.
  */
 static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 13) {
-        PyErr_SetString(PyExc_TypeError, "fast_run() takes 13 arguments");
+    if (nargs != 15) {
+        PyErr_SetString(PyExc_TypeError, "fast_run() takes 15 arguments");
         return NULL;
     }
     PyObject *conn = args[0], *reqs = args[1], *packed = args[2];
@@ -1806,7 +1840,8 @@ static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t n
     long mask = PyLong_AsLong(args[6]);
     PyObject *slot_ops = args[7];
     Py_ssize_t lane = PyLong_AsSsize_t(args[8]);
-    PyObject *mark = args[9], *up = args[10], *hook = args[11], *split = args[12];
+    PyObject *mark = args[9], *up = args[10], *hot = args[11], *split = args[12];
+    PyObject *meter = args[13], *timed = args[14];
     if (PyErr_Occurred()) return NULL;
     if (!PyList_CheckExact(reqs) || !PyList_CheckExact(packed) || !PyDict_Check(fast)
         || !PyList_CheckExact(by_slot) || (split != Py_None && !PyDict_Check(split))) {
@@ -1814,10 +1849,17 @@ static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t n
                         "fast_run(): reqs, packed, by_slot lists; fast_arity, split_kinds dicts");
         return NULL;
     }
-    if (hook != Py_None) split = Py_None;  /* a hook sees SPLIT commands in dispatch */
+    if (timed == Py_None) timed = NULL;
+    long long tick, cd = 0, slow_cd = 0, every = 1;
+    if (get_ll(hot, s_countdown, &tick) < 0) return NULL;
+    if (timed != NULL && (get_ll(meter, s_countdown, &cd) < 0
+                          || get_ll(meter, s_slow_countdown, &slow_cd) < 0
+                          || get_ll(meter, s_every, &every) < 0))
+        return NULL;
     Py_ssize_t n = PyList_GET_SIZE(reqs);
     if (PyList_GET_SIZE(packed) < n) n = PyList_GET_SIZE(packed);
     PyObject *cfifo = NULL, *cappend = NULL;
+    int failed = 0;
     for (; i < n; i++) {
         PyObject *argv = PyList_GET_ITEM(reqs, i);
         if (!PyList_CheckExact(argv) || PyList_GET_SIZE(argv) < 2) break;
@@ -1842,10 +1884,13 @@ static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t n
             long sarity = PyLong_AsLong(PyTuple_GET_ITEM(sk, 1));
             if (PyErr_Occurred()) goto error;
             if (sarity > 0 ? argc != sarity : argc < -sarity) break;
+            /* Meter.tick(), as dispatch would count it for this request */
+            int time_it = timed != NULL && slow_cd <= 1;
             int r = fast_split(conn, argv, PyList_GET_ITEM(packed, i), kind, by_slot, mask,
-                               slot_ops, lane, mark, up, cappend);
+                               slot_ops, lane, mark, up, cappend, time_it ? timed : NULL);
             if (r < 0) goto error;
             if (r == 0) break;
+            if (timed != NULL && --slow_cd <= 0) slow_cd = every;
             continue;
         }
         long arity = PyLong_AsLong(ar);
@@ -1858,36 +1903,92 @@ static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t n
         if (slot >= PyList_GET_SIZE(by_slot)) break;
         PyObject *group = PyList_GET_ITEM(by_slot, slot);
         if (group == Py_None) break;  /* unowned or in transit: dispatch/router decide */
-        if (hook != Py_None) {
-            PyObject *sl = PyLong_FromSsize_t(slot);
-            if (sl == NULL) goto error;
-            PyObject *hargs[3] = {conn, argv, sl};
-            PyObject *hr = PyObject_Vectorcall(hook, hargs, 3, NULL);
-            Py_DECREF(sl);
-            if (hr == NULL) goto error;
-            int taken = PyObject_IsTrue(hr);
-            Py_DECREF(hr);
-            if (taken < 0) goto error;
-            if (taken) break;
-            /* the hook may have changed the routing: read the owner again */
-            group = PyList_GET_ITEM(by_slot, slot);
-            if (group == Py_None) break;
-        }
         Py_INCREF(group);
         if (slot_ops_incr(slot_ops, slot) < 0) { Py_DECREF(group); goto error; }
-        PyObject *rs = expect_slot(conn, cappend);
+        if (--tick == 0) {  /* hot keys: 1 request in sample_rate offers its key */
+            PyObject *sl = PyLong_FromSsize_t(slot);
+            if (sl == NULL) { Py_DECREF(group); goto error; }
+            PyObject *hargs[3] = {hot, key, sl};
+            PyObject *nt = PyObject_VectorcallMethod(
+                s_sample, hargs, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            Py_DECREF(sl);
+            if (nt == NULL) { Py_DECREF(group); goto error; }
+            tick = PyLong_AsLongLong(nt);
+            Py_DECREF(nt);
+            if (tick == -1 && PyErr_Occurred()) { Py_DECREF(group); goto error; }
+        }
+        PyObject *rs;
+        if (timed != NULL && --cd == 0) {  /* metrics: 1 request in meter.every is timed */
+            cd = every;
+            rs = timed_slot(timed, argv, group, cappend);
+        } else {
+            rs = expect_slot(conn, cappend);
+        }
         if (rs == NULL) { Py_DECREF(group); goto error; }
         int r = route_req(group, lane, PyList_GET_ITEM(packed, i), rs, mark, up);
         Py_DECREF(rs);
         Py_DECREF(group);
         if (r < 0) goto error;
     }
-    Py_XDECREF(cappend);
-    Py_XDECREF(cfifo);
-    return PyLong_FromSsize_t(i);
+    goto out;
 error:
+    failed = 1;
+out:
     Py_XDECREF(cappend);
     Py_XDECREF(cfifo);
+    {
+        /* the countdowns back where the Python side (dispatch, the next read) reads them */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        int w = set_ll(hot, s_countdown, tick);
+        if (w == 0 && timed != NULL)
+            w = set_ll(meter, s_countdown, cd) < 0 || set_ll(meter, s_slow_countdown, slow_cd) < 0
+                ? -1 : 0;
+        if (failed) {
+            PyErr_Restore(et, ev, tb);
+            return NULL;
+        }
+        if (w < 0) return NULL;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
+/*
+ * count_calls(calls, reqs): calls[argv[0]] += 1 for each argv of reqs (the metrics hook's
+ * exact per-command count, once per read; twin: collections' _count_elements over
+ * map(itemgetter(0), reqs)).
+ */
+static PyObject *py_count_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "count_calls(calls: dict, reqs: list)");
+        return NULL;
+    }
+    PyObject *calls = args[0], *reqs = args[1];
+    PyObject *one = PyLong_FromLong(1);
+    if (one == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(reqs); i++) {
+        PyObject *argv = PyList_GET_ITEM(reqs, i);
+        PyObject *name = PySequence_GetItem(argv, 0);
+        if (name == NULL) goto error;
+        PyObject *old = PyDict_GetItemWithError(calls, name);
+        PyObject *nv;
+        if (old == NULL) {
+            if (PyErr_Occurred()) { Py_DECREF(name); goto error; }
+            nv = one;
+            Py_INCREF(nv);
+        } else {
+            nv = PyNumber_Add(old, one);
+            if (nv == NULL) { Py_DECREF(name); goto error; }
+        }
+        int r = PyDict_SetItem(calls, name, nv);
+        Py_DECREF(nv);
+        Py_DECREF(name);
+        if (r < 0) goto error;
+    }
+    Py_DECREF(one);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(one);
     return NULL;
 }
 
@@ -2166,6 +2267,8 @@ static PyMethodDef module_methods[] = {
      "deliver(fifo, replies): fifo.popleft().resolve(raw) for each reply, in order."},
     {"fast_run", (PyCFunction)(void (*)(void))py_fast_run, METH_FASTCALL,
      "The client connection's fast path over reqs[i:]; returns where it stopped."},
+    {"count_calls", (PyCFunction)(void (*)(void))py_count_calls, METH_FASTCALL,
+     "count_calls(calls, reqs): calls[argv[0]] += 1 for each request (metrics)."},
     {"split_plan", (PyCFunction)(void (*)(void))py_split_plan, METH_FASTCALL,
      "split_plan(argv, step, by_slot, mask, slot_ops) -> (dests, idxs, frames)."},
     {NULL}
@@ -2198,6 +2301,10 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     INTERN(s_max_bulk_len, "max_bulk_len");
     INTERN(s_max_multibulk_len, "max_multibulk_len");
     INTERN(s_max_inline_len, "max_inline_len");
+    INTERN(s_countdown, "countdown");
+    INTERN(s_slow_countdown, "slow_countdown");
+    INTERN(s_every, "every");
+    INTERN(s_sample, "sample");
     INTERN(s_call_soon, "call_soon");
     INTERN(s_flush, "flush");
     INTERN(s__run, "_run");

@@ -2,14 +2,16 @@
 
 This is the request hot path. While the connection's mode allows it (`mode.fast_path`), a
 single-key command costs: one dict lookup for its arity (`CommandTable.fast_arity`), one CRC16
-(`crc_hqx`, C), one list index for the group, one `ReplySlot`, and an append to a backend
+(`crc_hqx`, C), one list index for the group, one `ReplySlot`, one countdown decrement for
+the hot-key sampler (`observe/hotkeys.py`), and an append to a backend
 buffer that is written once per loop iteration (see `backend.conn.Flusher`). Everything else
 goes through `proxy.dispatch`. With the compiled hot path (`proxy._accel`) the parser and that
 loop are its compiled twins (`RequestParser`, `fast_run`); everything else is the same code.
 
-The seam for features that must see fast-path requests (sampling, replica reads): a callable
-`services.fast_hook(conn, argv, slot)` is called for every request the fast path would serve,
-in both implementations; a true result sends that request through `dispatch` instead.
+Requests of a client with a read policy (`state.read_from`) leave the fast path for
+`dispatch.keyed` (it picks the replica). The hot-key countdown and the 1-in-N latency sampler
+are counted by both implementations of the loop alike; per-command calls are counted once per
+read (`count_calls`, C in both).
 
 Flow control: at most `max_pipeline` replies are owed at once; the surplus stays parsed in
 `backlog` and reading pauses (backpressure, not buffering). Reading also pauses while the
@@ -24,8 +26,9 @@ import contextlib
 import logging
 import socket
 from binascii import crc_hqx
-from collections import deque
+from collections import _count_elements, deque  # type: ignore[attr-defined]
 from collections.abc import Callable
+from operator import itemgetter
 
 from slotcore.keyslot import hash_tag
 from slotcore.resp import pack_command
@@ -41,8 +44,12 @@ from .modes.auth import AUTH_REQUIRED
 from .modes.normal import NORMAL
 from .reply import ReplySlot
 from .state import ClientState
+from .timed import MutedTimedSlot, TimedSlot, Timing
 
 log = logging.getLogger("slotproxy.client")
+# Metrics: calls counted per read by C code (Counter's helper), not per request in Python.
+count_calls = _count_elements
+first_arg = itemgetter(0)
 
 MUTED_OFF = 1
 MUTED_SKIP = 2
@@ -117,7 +124,8 @@ class ClientConnection(asyncio.Protocol):
         self.query_limit = limits.max_query_buffer
         cid = services.clients.next_id()
         self.state = ClientState(id=cid, created=services.loop_time(),
-                                 lane=services.pool.lane_for(cid, 2))
+                                 lane=services.pool.lane_for(cid, 2),
+                                 read_from=services.router.reads.default_policy)
         self.mode: Mode = AUTH_REQUIRED if cfg.password else NORMAL
         # Replies owed, in request order (see client.reply), and the bytes ready to write.
         self.fifo: deque[ReplySlot] = deque()
@@ -148,6 +156,9 @@ class ClientConnection(asyncio.Protocol):
         self.skip_next = False
         self.muted = 0  # the current command's replies are dropped: MUTED_OFF or MUTED_SKIP
         self._time = services.loop.time
+        self.stats = services.stats
+        # Metrics: the dispatch path's timed request until its reply is queued (client.timed).
+        self.timing: Timing | None = None
         self.pipeline_paused = False
         self.write_paused = False
         self.reading = True
@@ -246,6 +257,7 @@ class ClientConnection(asyncio.Protocol):
         state = self.state
         state.activity += 1
         state.last_read = self._time()
+        self.stats.bytes_in += len(data)  # metrics: per read, not per request
         if self.closing:
             return
         if self.stash is not None:
@@ -254,6 +266,12 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         reqs = parser.feed(data)
         if reqs:
+            meter = self.stats.meter
+            if meter.enabled:  # metrics hook: every parsed request's call, counted in C
+                if self._fast_run is not None:
+                    _accel.speedups.count_calls(meter.raw_calls, reqs)  # type: ignore[union-attr]
+                else:
+                    count_calls(meter.raw_calls, map(first_arg, reqs))
             if (self.backlog or self.lane_barrier
                     or len(reqs) + len(self.fifo) > self.max_pipeline):
                 # More than the pipeline bound arrived at once: keep the surplus parsed but
@@ -308,11 +326,18 @@ class ClientConnection(asyncio.Protocol):
         by_slot = router.by_slot
         mask = router.mask
         slot_ops = services.stats.slot_ops
-        hook = services.fast_hook
+        hot = services.hotkeys  # hot keys: see observe/hotkeys.py (three lines in this loop)
+        tick = hot.countdown
         fifo = self.fifo
         mark = self.flusher.mark
         lane = self.state.lane
-        fast_path = self.mode.fast_path and not self.reply_ctl
+        # A client reading from replicas (state.read_from) takes dispatch.keyed, which picks
+        # the replica: the fast path below stays the master path, untouched.
+        fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
+        meter = services.stats.meter  # metrics hook: see below
+        metered = meter.enabled
+        countdown = meter.countdown
+        every = meter.every
         fast_last = False
         i = 0
         for argv in reqs:
@@ -325,12 +350,27 @@ class ClientConnection(asyncio.Protocol):
                         key = hash_tag(key)
                     slot = crc_hqx(key, 0) & mask
                     group = by_slot[slot]
-                    if group is not None and hook is not None:
-                        # True: dispatch() serves it; else the hook may have moved the slot.
-                        group = None if hook(self, argv, slot) else by_slot[slot]
                     if group is not None:
+                        # (an unowned slot's request is counted and sampled by dispatch)
                         slot_ops[slot] += 1
-                        slot_reply = ReplySlot(self)
+                        tick -= 1
+                        if not tick:  # hot keys: 1 request in sample_rate offers its key
+                            tick = hot.sample(argv[1], slot)
+                        # ---- metrics hook (proxy.observe.meter), the fast path's only one:
+                        # 1 request in `every` gets a TimedSlot (clock read now and when its
+                        # reply is queued). Calls are counted per read (data_received).
+                        if metered:
+                            countdown -= 1
+                            if countdown:
+                                slot_reply = ReplySlot(self)
+                            else:
+                                countdown = every
+                                slot_reply = TimedSlot(self, argv, meter,
+                                                       meter.raw_named(argv[0]),
+                                                       meter.gid(group.gid))
+                        else:
+                            slot_reply = ReplySlot(self)
+                        # ---- end of metrics hook
                         fifo.append(slot_reply)
                         conn = group.lanes[lane]
                         if conn.state == UP:
@@ -346,12 +386,20 @@ class ClientConnection(asyncio.Protocol):
                         continue
             fast_last = False
             i += 1
-            if self._dispatch_slow(reqs, packed, i - 1):
+            hot.countdown = tick  # dispatch.keyed counts on from here
+            stop = self._dispatch_slow(reqs, packed, i - 1)
+            tick = hot.countdown
+            if stop:
                 break
             # The command may have changed the mode or the lane (AUTH, HELLO, RESET, CLIENT
             # REPLY).
-            fast_path = self.mode.fast_path and not self.reply_ctl
+            fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
             lane = self.state.lane
+        # Metrics hook: the sampler's place, for the next read (unless this read changed the
+        # rate: CONFIG SET proxy-latency-sample-every has set it then).
+        if meter.every == every:
+            meter.countdown = countdown
+        hot.countdown = tick
         if fast_last:
             self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)
         self.state.commands += i
@@ -361,26 +409,32 @@ class ClientConnection(asyncio.Protocol):
         # The same loop with the fast path compiled (`_speedups.fast_run`: the loop above,
         # request for request, plus MSET/MGET/DEL... whose keys all have an owner, served as
         # fanout.split.split serves them): it serves reqs[i:] until a request it does not
-        # serve, which goes through dispatch() here, and so on.
+        # serve, which goes through dispatch() here, and so on. The hooks of the loop above
+        # are counted in C: the hot-key countdown (services.hotkeys.countdown, read and
+        # written back by fast_run; hot.sample called at 0) and the latency sampler
+        # (meter.countdown; at 0 `_timed_slot` makes the TimedSlot); a client with a read
+        # policy (state.read_from) leaves the fast path, as above.
         services = self.services
         fast = services.table.fast_arity
         router = services.router
         by_slot = router.by_slot
         mask = router.mask
         slot_ops = services.stats.slot_ops
-        hook = services.fast_hook
+        hot = services.hotkeys
+        meter = services.stats.meter
+        timed = self._timed_slot if meter.enabled else None
         mark = self.flusher.mark
         fast_run = self._fast_run
         assert fast_run is not None
         split_kinds = services.table.split_kinds
         n = len(reqs)
-        fast_path = self.mode.fast_path and not self.reply_ctl
+        fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
         fast_last = False
         i = 0
         while i < n:
             if fast_path:
                 j = fast_run(self, reqs, packed, i, fast, by_slot, mask, slot_ops,
-                             self.state.lane, mark, UP, hook, split_kinds)
+                             self.state.lane, mark, UP, hot, split_kinds, meter, timed)
                 if j > i:
                     fast_last = True
                     i = j
@@ -390,11 +444,17 @@ class ClientConnection(asyncio.Protocol):
             i += 1
             if self._dispatch_slow(reqs, packed, i - 1):
                 break
-            fast_path = self.mode.fast_path and not self.reply_ctl
+            fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
         if fast_last:
             self.state.cmd = reqs[i - 1][0]
         self.state.commands += i
         services.stats.commands += i
+
+    def _timed_slot(self, argv: list[bytes], group: RoutedGroup) -> TimedSlot:
+        # The compiled fast path's latency sample (1 request in meter.every): what the Python
+        # loop makes inline.
+        meter = self.services.stats.meter
+        return TimedSlot(self, argv, meter, meter.raw_named(argv[0]), meter.gid(group.gid))
 
     def _dispatch_slow(self, reqs: list[list[bytes]], packed: list[bytes], i: int) -> bool:
         """reqs[i] through dispatch(); True when the rest of the chunk must not run now."""
@@ -492,12 +552,26 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ the Client surface
     def reply(self, raw: bytes) -> None:
         """Answer the current request with `raw` (after any replies still owed)."""
+        timing = self.timing
+        if timing is not None:  # metrics: a timed request answered here and now
+            self.timing = None
+            self.stats.meter.finish(timing.name, timing.group, timing.t0, raw, timing.argv,
+                                    self.state)
         if self.muted:
             return  # CLIENT REPLY OFF/SKIP: nothing owed, nothing written
         replies.answer(self, raw)
 
     def expect(self) -> ReplySlot:
         """A placeholder for the current request's reply, resolved by whoever answers it."""
+        timing = self.timing
+        if timing is not None:  # metrics: a timed request, answered when this slot is
+            self.timing = None
+            meter = self.stats.meter
+            timed = (MutedTimedSlot if self.muted else TimedSlot)(
+                self, timing.argv, meter, meter.named(timing.name), meter.group(timing.group))
+            timed.t0 = timing.t0
+            self.fifo.append(timed)
+            return timed
         if self.muted:
             # Keeps its place in the order (a muted reply still comes before later ones), and
             # writes nothing when resolved.
@@ -528,6 +602,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.fifo:
             return False
         self._backlog_q().appendleft((argv, pack_command(*argv)))
+        self.stats.meter.redispatched(argv[0], self.state.cmd)  # counted once, run twice
         self.lane_barrier = True
         if self.muted == MUTED_SKIP:
             self.skip_next = True  # the skip is for this command, when it runs again
@@ -547,6 +622,7 @@ class ClientConnection(asyncio.Protocol):
     def run_after_replies(self, argv: list[bytes], packed: bytes) -> None:
         """Dispatch the current command again once every earlier reply is written (WAIT)."""
         self._backlog_q().appendleft((argv, packed))
+        self.stats.meter.redispatched(argv[0], self.state.cmd)  # counted once, run twice
         self.hold_later_commands()
 
     def switch_protocol(self, proto: int) -> None:
@@ -585,6 +661,7 @@ class ClientConnection(asyncio.Protocol):
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             transport.write(data)
+            self.stats.bytes_out += len(data)  # metrics: per write, not per reply
             # Only a client over the high-water mark (pause_writing was called) can be over the
             # output limit, so the size is asked only then.
             if self.write_paused and transport.get_write_buffer_size() > self.output_limit:

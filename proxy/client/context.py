@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +18,7 @@ from ..backend.conn import Flusher
 from ..backend.pool import BackendPool
 from ..commands.table import CommandSpec, CommandTable
 from ..config import ProxyConfig
+from ..observe.hotkeys import HotKeys
 from ..observe.stats import ProxyStats
 from ..routing.groups import RoutedGroup
 from ..routing.router import Router
@@ -56,6 +56,8 @@ class Client(Protocol):
     subs: Any
     output_limit: int
     reading: bool
+    # Metrics: the timed request being dispatched (client.timed.Timing), or None.
+    timing: Any
 
     def reply(self, raw: bytes) -> None: ...
 
@@ -156,10 +158,8 @@ class Services:
     # INFO fields the proxy states itself, by section title: {"Cluster": {"cluster_enabled":
     # "1"}} (the Redis Cluster masquerade fills this).
     info_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
-    # Called as fast_hook(conn, argv, slot) for each request the single-key fast path would
-    # serve (compiled or not); a true result sends it through dispatch instead. For features
-    # that must see those requests (sampling, replica reads); None costs nothing.
-    fast_hook: Callable[[Any, list[bytes], int], bool] | None = None
+    # The sampled top-k of keys (observe/hotkeys.py): the request path counts its countdown.
+    hotkeys: HotKeys = field(default_factory=HotKeys.disabled)
 
     def loop_time(self) -> float:
         return self.loop.time()

@@ -66,12 +66,15 @@ POLICY: dict[str, tuple[Route, str]] = {
     # Keyspace-wide commands, CONFIG and FUNCTION: across every group (handlers/keyspace.py).
     **_policy(Route.LOCAL, "", "keys scan randomkey flushall flushdb lastsave config function"),
     **_policy(Route.UNSUPPORTED, "the proxy serves DB 0 only", "swapdb move"),
+    # SLOWLOG: the proxy's own log of requests slow end to end (handlers/server.py); each
+    # group's own is read with `proxyctl slowlog`.
+    **_policy(Route.LOCAL, "", "slowlog"),
     # MEMORY USAGE and OBJECT ENCODING/FREQ/IDLETIME/REFCOUNT are not listed: they have a key and
     # fall through to KEYED.
     **_policy(
         Route.UNSUPPORTED,
         _ADMIN,
-        "debug sync psync replconf slowlog latency lolwut role memory|doctor "
+        "debug sync psync replconf latency lolwut role memory|doctor "
         "memory|stats memory|malloc-stats memory|purge object|help",
     ),
     **_policy(Route.UNSUPPORTED, "it would stop one backend; stop the proxy with SIGTERM",

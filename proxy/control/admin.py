@@ -4,6 +4,10 @@ GET  /api/info    identity, addresses, epoch, whether it has a slot map
 GET  /api/stats   clients, commands, ops/s, per-group backend counters (?slots=1: ops per slot)
 GET  /api/slots   the slot map in force (slotcore.slotmap.SlotMap JSON)
 PUT  /api/slots   switch to a new slot map (token required when one is configured)
+GET  /api/slowlog the proxy's slow log, newest first (?count=N, default all)
+GET  /api/latency the latency histograms by command and by group (fixed power-of-two buckets)
+GET  /metrics     Prometheus text format (proxy.observe.metrics)
+GET  /api/hotkeys the sampled top-k keys of the current and the last window (?limit=N)
 """
 
 from __future__ import annotations
@@ -14,10 +18,22 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from slotcore.contract import PROXY_INFO, PROXY_SLOTS, PROXY_STATS
+from slotcore.contract import (
+    PROXY_HOTKEYS,
+    PROXY_INFO,
+    PROXY_LATENCY,
+    PROXY_METRICS,
+    PROXY_SLOTS,
+    PROXY_SLOWLOG,
+    PROXY_STATS,
+)
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
+from .. import __version__
 from ..client.context import Services
+from ..observe import histogram
+from ..observe.meter import Timings
+from ..observe.metrics import CONTENT_TYPE, exposition
 from ..report import stats_json
 
 ApplySlotMap = Callable[[SlotMap], Awaitable[None]]
@@ -49,6 +65,44 @@ class AdminServer:
             stats["slot_ops"] = list(self.services.stats.slot_ops)
         return web.json_response(stats)
 
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        body = exposition(self.services, __version__)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = CONTENT_TYPE  # with its version= parameter
+        return resp
+
+    async def get_latency(self, request: web.Request) -> web.Response:
+        meter = self.services.stats.meter
+
+        def one(t: Timings) -> dict:
+            return {"count": t.count, "failed": t.failed, "sum_us": t.sum_ns // 1000,
+                    "buckets": list(t.buckets)}
+
+        return web.json_response({
+            "proxy_id": self.services.cfg.resolved_proxy_id(),
+            "bounds_us": list(histogram.BOUNDS_US),
+            "sample_every": meter.every if meter.enabled else 0,
+            "commands": {name: one(t) for name, t in meter.commands.items()},
+            "groups": {gid: one(t) for gid, t in meter.groups.items()},
+        })
+
+    async def get_slowlog(self, request: web.Request) -> web.Response:
+        # The arguments of clients' commands (values included): admin token, as Redis's
+        # SLOWLOG is an admin command.
+        if not self._authorized(request):
+            return _error(401, "missing or wrong admin token")
+        raw = request.query.get("count", "-1")
+        try:
+            count = int(raw)
+        except ValueError:
+            return _error(400, f"count: expected an integer, got {raw!r}")
+        log = self.services.stats.meter.slowlog
+        return web.json_response({
+            "proxy_id": self.services.cfg.resolved_proxy_id(),
+            "slower_than_us": log.slower_than, "max_len": log.max_len, "length": len(log),
+            "entries": [e.to_json() for e in log.get(count)],
+        })
+
     async def get_slots(self, request: web.Request) -> web.Response:
         sm = self.services.router.slotmap
         if sm is None:
@@ -74,6 +128,23 @@ class AdminServer:
             return _error(400, f"invalid slot map: {e}")
         return web.json_response({"epoch": router.epoch})
 
+    async def get_hotkeys(self, request: web.Request) -> web.Response:
+        raw = request.query.get("limit")
+        limit = None
+        if raw is not None:
+            if not raw.isdigit() or int(raw) < 1:
+                return _error(400, "limit must be a positive integer")
+            limit = int(raw)
+        router = self.services.router
+
+        def group_of(slot: int) -> int | None:
+            # The slot's owner in the map in force (a slot in transit: as the map lists it).
+            sm = router.slotmap
+            gid = sm.owner[slot] if sm is not None and slot < len(sm.owner) else 0
+            return gid or None
+
+        return web.json_response(self.services.hotkeys.report(limit, group_of))
+
     async def start(self) -> None:
         assert self.services.cfg.admin_listen is not None
         host, port = self.services.cfg.admin_listen
@@ -82,6 +153,10 @@ class AdminServer:
         app.router.add_get(PROXY_STATS, self.get_stats)
         app.router.add_get(PROXY_SLOTS, self.get_slots)
         app.router.add_put(PROXY_SLOTS, self.put_slots)
+        app.router.add_get(PROXY_SLOWLOG, self.get_slowlog)
+        app.router.add_get(PROXY_LATENCY, self.get_latency)
+        app.router.add_get(PROXY_METRICS, self.get_metrics)
+        app.router.add_get(PROXY_HOTKEYS, self.get_hotkeys)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, reuse_address=True)

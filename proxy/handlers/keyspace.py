@@ -46,6 +46,7 @@ from ..errors import (
 from ..fanout import scan as sc
 from ..fanout.merge import first_error, merge_all_ok, merge_same
 from ..routing.groups import RoutedGroup
+from .observe import is_proxy_param, proxy_config_get, proxy_config_set
 
 log = logging.getLogger("slotproxy.keyspace")
 
@@ -264,11 +265,15 @@ def config(c: Client, argv: list[bytes]) -> None:
     if sub == b"get":
         if len(argv) < 3:
             c.reply(wrong_args("config|get"))
+        elif all(is_proxy_param(p) for p in argv[2:]):  # the proxy's own (handlers/server)
+            proxy_config_get(c, argv[2:])
         else:
             _config_get(c, argv)
     elif sub == b"set":
         if len(argv) < 4 or len(argv) % 2:
             c.reply(wrong_args("config|set"))
+        elif all(is_proxy_param(p) for p in argv[2::2]):
+            proxy_config_set(c, argv[2:])
         else:
             _config_set(c, argv)
     elif sub == b"resetstat" and len(argv) == 2:
@@ -401,6 +406,8 @@ def _reset_proxy_stats(c: Client) -> None:
             setattr(s, name, 0)
     for b in s.backends.values():
         b.requests = b.errors = 0
+    s.meter.reset()  # commandstats, latency histograms (the slow log stays, as in Redis)
+    s.bytes_in = s.bytes_out = 0
 
 
 # ---------------------------------------------------------------------- FUNCTION / SCRIPT KILL

@@ -15,6 +15,7 @@ from slotcore.resp import (
     encode_bulk,
     encode_int,
     pack_command,
+    parse_reply,
 )
 
 from ..client.context import Client
@@ -33,6 +34,7 @@ from ..fanout import merge
 from ..fanout.split import broadcast
 from ..report import blocked_clients, proxy_section
 from .cluster import cluster_enabled
+from .observe import OWN_SECTIONS, own_sections, put_own_sections
 
 # Answered by a backend (any group, on the client's lane): the backend's own command table,
 # encoded for the client's protocol (RESP3 sets and maps included). Without any group the
@@ -179,8 +181,13 @@ def script(c: Client, argv: list[bytes]) -> None:
 def info(c: Client, argv: list[bytes]) -> None:
     services = c.services
     sections = [a.decode(errors="replace").lower() for a in argv[1:]]
-    if sections and all(sec == "proxy" for sec in sections):
-        c.reply(encode_bulk(proxy_section(services).encode()))
+    own = own_sections(services, sections)
+    if sections and all(sec == "proxy" or sec in OWN_SECTIONS for sec in sections):
+        # Answered from the proxy's own figures alone, in the order asked.
+        parts = [proxy_section(services) if sec == "proxy" else own[OWN_SECTIONS[sec][0]]
+                 for sec in dict.fromkeys(sections)]
+        c.reply(encode_bulk("\r\n".join(p.rstrip("\r\n") + "\r\n" for p in parts)
+                            .encode()))
         return
 
     def merge_info(parts: list[bytes], gids: list[int]) -> bytes:
@@ -189,9 +196,14 @@ def info(c: Client, argv: list[bytes]) -> None:
         # answers as a Redis Cluster (handlers/cluster.py).
         overrides = {sec: dict(fields) for sec, fields in services.info_overrides.items()}
         overrides.setdefault("Cluster", {})["cluster_enabled"] = str(cluster_enabled(services))
-        return merge.merge_info(parts, sections, proxy_section(services),
-                                len(services.clients), services.port, services.stats.commands,
-                                blocked_clients(services), overrides)
+        merged = merge.merge_info(parts, sections, proxy_section(services),
+                                  len(services.clients), services.port,
+                                  services.stats.commands, blocked_clients(services), overrides)
+        if not own or merged[:1] != b"$":
+            return merged
+        text = parse_reply(merged)
+        assert isinstance(text, bytes)
+        return encode_bulk(put_own_sections(text.decode(errors="replace"), own).encode())
 
     broadcast(c, pack_command(*argv), merge_info)
 

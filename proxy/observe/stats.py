@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .meter import Meter
+
 
 @dataclass(slots=True)
 class BackendCounters:
@@ -51,6 +53,11 @@ class ProxyStats:
     txn_discarded: int = 0  # DISCARD, RESET or disconnect inside MULTI
     txn_queued: int = 0  # commands queued inside MULTI
     scan_restarts: int = 0  # SCAN passes restarted because a slot move could hide a key
+    # Client traffic (counted per read and per write, not per request).
+    bytes_in: int = 0
+    bytes_out: int = 0
+    # Per-command calls/errors, latency histograms and the slow log (observe.meter).
+    meter: Meter = field(default_factory=Meter)
 
     def __post_init__(self) -> None:
         if not self.slot_ops:

@@ -84,17 +84,20 @@ class HeldCall(Held):
 class PullThenRun:
     """Waiter for the on-access MIGRATE of a transaction's keys: then run on the target."""
 
-    __slots__ = ("run", "slot", "waiter")
+    __slots__ = ("run", "slot", "transit", "waiter")
 
-    def __init__(self, run: Callable[[], None], waiter: Waiter, slot: int) -> None:
+    def __init__(self, run: Callable[[], None], waiter: Waiter, slot: int,
+                 transit: Transit) -> None:
         self.run = run
         self.waiter = waiter
         self.slot = slot
+        self.transit = transit
 
     def resolve(self, raw: bytes) -> None:
         if raw[:1] == b"+":
             self.run()
         else:
+            self.transit.pull_failed()
             why = raw[1:].strip().decode(errors="replace")
             self.waiter.resolve(tryagain(self.slot, f"could not move its keys ({why})"))
 
@@ -102,13 +105,15 @@ class PullThenRun:
 class PullThenForward:
     """Waiter for the on-access MIGRATE: once the keys are on the target, send the request."""
 
-    __slots__ = ("conn", "packed", "slot", "waiter")
+    __slots__ = ("conn", "packed", "slot", "transit", "waiter")
 
-    def __init__(self, conn: BackendConn, packed: bytes, waiter: Waiter, slot: int) -> None:
+    def __init__(self, conn: BackendConn, packed: bytes, waiter: Waiter, slot: int,
+                 transit: Transit) -> None:
         self.conn = conn
         self.packed = packed
         self.waiter = waiter
         self.slot = slot
+        self.transit = transit
 
     def resolve(self, raw: bytes) -> None:
         if raw[:1] == b"+":  # +OK (moved) or +NOKEY (nothing to move)
@@ -116,6 +121,7 @@ class PullThenForward:
         else:
             # IOERR/timeout: the key may be on the source, the target or both (never lost);
             # executing now could act on a stale copy, so the client retries instead.
+            self.transit.pull_failed()
             why = raw[1:].strip().decode(errors="replace")
             self.waiter.resolve(tryagain(self.slot, f"could not move its keys ({why})"))
 
@@ -139,6 +145,12 @@ class Transit:
         self.fence_enabled = fence_enabled
         self.last_contact = clock()
         self.fenced_out = False
+        # Metrics (read at scrape time): requests held, -TRYAGAIN answers, on-access MIGRATE
+        # pulls sent and those that failed.
+        self.held_total = 0
+        self.tryagain_total = 0
+        self.pulls = 0
+        self.pull_failures = 0
 
     def install(self, slots: dict[int, TransitSlot], fenced: frozenset[bytes]) -> None:
         """The transit part of a new slot map (the router swaps the rest)."""
@@ -156,6 +168,7 @@ class Transit:
         if ts is None:
             return CLUSTERDOWN
         if self.fenced_out:
+            self.tryagain_total += 1
             return tryagain(slot, "this proxy lost contact with the dashboard")
         if ts.state == LOCKED or (self.fenced and not self.fenced.isdisjoint(keys)):
             return None
@@ -166,6 +179,7 @@ class Transit:
         """Serve a request for a slot with no owner in the route table."""
         ts = self.admit(slot, keys)
         if ts is None:
+            self.held_total += 1
             self.held.append(Held(owner, lane, slot, keys, packed, waiter, now))
             return
         if isinstance(ts, bytes):
@@ -173,8 +187,9 @@ class Transit:
             return
         # The MIGRATE goes on a RESP2 lane: its reply is read by PullThenForward, not a client.
         src = ts.src.lanes[self._plain_lane(lane)]
+        self.pulls += 1
         src.send(self.migrate_command(ts, keys),
-                 PullThenForward(ts.dst.lanes[lane], packed, waiter, slot))
+                 PullThenForward(ts.dst.lanes[lane], packed, waiter, slot, self))
 
     def call(self, owner: Owner, lane: int, slot: int, keys: list[bytes], waiter: Waiter,
              run: Callable[[RoutedGroup], None], retry: Callable[[], None], now: float) -> None:
@@ -182,6 +197,7 @@ class Transit:
         slot is locked (`retry` on release), run on the target once `keys` are pulled."""
         ts = self.admit(slot, keys)
         if ts is None:
+            self.held_total += 1
             self.held.append(HeldCall(owner, slot, keys, waiter, now, retry))
             return
         if isinstance(ts, bytes):
@@ -192,7 +208,9 @@ class Transit:
             run(dst)
             return
         src = ts.src.lanes[self._plain_lane(lane)]
-        src.send(self.migrate_command(ts, keys), PullThenRun(lambda: run(dst), waiter, slot))
+        self.pulls += 1
+        src.send(self.migrate_command(ts, keys),
+                 PullThenRun(lambda: run(dst), waiter, slot, self))
 
     def migrate_command(self, ts: TransitSlot, keys: Iterable[bytes]) -> bytes:
         unique = list(dict.fromkeys(keys))
@@ -217,8 +235,13 @@ class Transit:
         limit = self.cfg.lock_timeout
         while self.held and (self.fenced_out or now - self.held[0].since > limit):
             h = self.held.popleft()
+            self.tryagain_total += 1
             why = "lost contact with the dashboard" if self.fenced_out else "locked too long"
             h.waiter.resolve(tryagain(h.slot, why))
+
+    def pull_failed(self) -> None:
+        self.pull_failures += 1
+        self.tryagain_total += 1  # the request it was for is answered -TRYAGAIN
 
     def touch_contact(self) -> None:
         """The dashboard was heard from (a push or a heartbeat reply)."""

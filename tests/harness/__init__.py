@@ -9,6 +9,7 @@ from .procs import (
     Process,
     ProxyProcess,
     RedisServer,
+    SentinelServer,
     env,
     free_port,
     group_config,
@@ -20,5 +21,5 @@ from .procs import (
 from .raw import RawClient
 
 __all__ = ["REPO", "TOKEN", "AsyncHttp", "DashboardProcess", "Http", "Process", "ProxyProcess",
-           "RawClient", "RedisServer", "Response", "env", "free_port", "group_config", "http",
-           "python_module", "start_etcd", "until", "wait_port"]
+           "RawClient", "RedisServer", "Response", "SentinelServer", "env", "free_port",
+           "group_config", "http", "python_module", "start_etcd", "until", "wait_port"]

@@ -21,6 +21,7 @@ import yaml
 from dashboard.cli.procs import (
     Process,
     RedisServer,
+    SentinelServer,
     free_port,
     python_module,
     start_etcd,
@@ -30,8 +31,8 @@ from dashboard.cli.procs import (
 from .http import TOKEN, Http
 from .raw import RawClient
 
-__all__ = ["REPO", "DashboardProcess", "Process", "ProxyProcess", "RedisServer", "env",
-           "free_port", "group_config", "python_module", "start_etcd", "until", "wait_port"]
+__all__ = ["REPO", "DashboardProcess", "Process", "ProxyProcess", "RedisServer", "SentinelServer",
+           "env", "free_port", "group_config", "python_module", "start_etcd", "until", "wait_port"]
 
 REPO = Path(__file__).resolve().parents[2]
 

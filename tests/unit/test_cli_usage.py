@@ -9,7 +9,7 @@ from dashboard import cli
 COMMANDS = [[], ["status"], ["group"], ["group", "list"], ["group", "add"], ["group", "remove"],
             ["group", "add-server"], ["group", "remove-server"], ["slots"],
             ["slots", "assign"], ["slots", "show"], ["proxy"], ["proxy", "list"],
-            ["proxy", "remove"], ["up"]]
+            ["proxy", "remove"], ["up"], ["hotkeys"], ["bigkeys"]]
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a) or "proxyctl")

@@ -234,6 +234,18 @@ function serverRole(s) {
     title: wrong ? `expected ${s.expected_role}` : "" }, s.role);
 }
 
+// A replica's replication health: link to its master and lag (bytes behind, seconds).
+function replicaLink(s) {
+  const r = s.replication;
+  if (!r || s.expected_role !== "replica") return null;
+  const link = r.link || (s.reachable === false ? "down" : "unknown");
+  const cls = link === "up" ? "ok" : link === "syncing" ? "warn" : "bad";
+  const lag = r.lag_bytes === null || r.lag_bytes === undefined ? "" :
+    ` · lag ${fmtBytes(r.lag_bytes)}${r.lag_seconds !== null && r.lag_seconds !== undefined ? ` / ${r.lag_seconds}s` : ""}`;
+  return el("div", { class: "muted small repl", title: r.replica_of ? `replicates from ${r.replica_of}` : "" },
+    el("span", { class: `badge ${cls}` }, `link ${link}`), lag);
+}
+
 function renderGroups() {
   const tbody = $("#groups-table tbody");
   const rows = [];
@@ -253,10 +265,14 @@ function renderGroups() {
         return;
       }
       const dotCls = s.reachable === true ? "ok" : s.reachable === false ? "bad" : "warn";
+      const promoteBtn = state.admin && s.expected_role === "replica" && g.state === "active"
+        ? el("button", { class: "btn link", title: `make ${s.addr} the master of group ${g.id}`,
+          onclick: () => promoteServer(g.id, s.addr) }, "Promote") : null;
       rows.push(el("tr", { class: first ? "group-first" : "", "data-server": s.addr },
         gcell,
-        el("td", { class: "addr" }, el("span", { class: `dot ${dotCls}` }), s.addr),
-        el("td", {}, serverRole(s)),
+        el("td", { class: "addr" }, el("span", { class: `dot ${dotCls}` }), s.addr, promoteBtn),
+        el("td", {}, serverRole(s), g.state !== "active" && s.expected_role === "master"
+          ? el("span", { class: "badge warn" }, g.state) : null, replicaLink(s)),
         el("td", { class: "num" }, fmtBytes(s.used_memory)),
         el("td", { class: "num" }, fmtNum(s.keys)),
         el("td", { class: "num" }, fmtNum(s.ops_per_sec)),
@@ -297,6 +313,28 @@ function renderProxies() {
 
 const map = { cols: 64, cell: 10, gap: 1, dragFrom: null, hover: null, lastEvent: null };
 
+// The heat map: what colours the cells (#heat-mode). "owner" is the group colour; the others
+// a sequential scale of one per-slot figure: ops/s from the proxies' per-slot counters
+// (/api/v1/slots/stats), keys and memory from the last big-key scan (/api/v1/bigkeys/slots)
+// or, before any scan, from the slot measurement.
+const heat = { mode: "owner", values: null, max: 0, source: "" };
+const HEAT_STOPS = [[0, [254, 243, 199]], [0.35, [251, 191, 36]], [0.7, [234, 88, 12]], [1, [127, 29, 29]]];
+const HEAT_ZERO = "#eef2f6";
+
+function heatColor(frac) {
+  if (!(frac > 0)) return HEAT_ZERO;
+  const f = Math.min(1, frac);
+  let i = 1;
+  while (i < HEAT_STOPS.length - 1 && HEAT_STOPS[i][0] < f) i++;
+  const [a, ca] = HEAT_STOPS[i - 1], [b, cb] = HEAT_STOPS[i];
+  const t = (f - a) / (b - a);
+  const c = ca.map((x, k) => Math.round(x + (cb[k] - x) * t));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+// A log scale: per-slot figures are skewed (one hot slot would leave the rest blank).
+const heatFrac = (v) => (heat.max > 0 && v > 0 ? Math.log1p(v) / Math.log1p(heat.max) : 0);
+
 function ownerFromRanges(n, ranges) {
   const owner = new Int32Array(n);
   for (const [a, b, gid] of ranges) owner.fill(gid, a, b + 1);
@@ -309,7 +347,8 @@ function renderSlotMap() {
   state.owner = ownerFromRanges(n, ov.ranges);
   $("#slotmap-size").textContent = `· ${n} slots`;
   const canvas = $("#slotmap");
-  map.cols = n <= 1024 ? 64 : 128;
+  // 16384 slots: 256 columns x 64 rows, about a third of a screen (it was 128 x 128).
+  map.cols = n <= 1024 ? 64 : 256;
   const rows = Math.ceil(n / map.cols);
   const width = canvas.clientWidth || 1000;
   map.gap = n <= 1024 ? 2 : 1;
@@ -326,20 +365,24 @@ function renderSlotMap() {
   ctx.clearRect(0, 0, width, height);
   const migs = ov.migrations;
   const sel = state.selection;
+  const values = heat.mode === "owner" ? null : heat.values;
   for (let s = 0; s < n; s++) {
     const x = (s % map.cols) * (map.cell + map.gap);
     const y = Math.floor(s / map.cols) * (map.cell + map.gap);
-    ctx.fillStyle = groupColor(state.owner[s]);
+    ctx.fillStyle = values ? heatColor(heatFrac(values[s])) : groupColor(state.owner[s]);
     ctx.fillRect(x, y, map.cell, map.cell);
     const m = migs[s];
     if (m) {
-      // A moving slot: its target's colour in the lower-right half, and a dark corner mark.
-      ctx.fillStyle = groupColor(m.target);
-      ctx.beginPath();
-      ctx.moveTo(x + map.cell, y);
-      ctx.lineTo(x + map.cell, y + map.cell);
-      ctx.lineTo(x, y + map.cell);
-      ctx.fill();
+      // A moving slot: its target's colour in the lower-right half (owner colours only), and
+      // a dark border.
+      if (!values) {
+        ctx.fillStyle = groupColor(m.target);
+        ctx.beginPath();
+        ctx.moveTo(x + map.cell, y);
+        ctx.lineTo(x + map.cell, y + map.cell);
+        ctx.lineTo(x, y + map.cell);
+        ctx.fill();
+      }
       ctx.strokeStyle = m.state === "pending" ? "rgba(17,24,39,.45)" : "#111827";
       ctx.lineWidth = 1.5;
       ctx.strokeRect(x + 0.75, y + 0.75, map.cell - 1.5, map.cell - 1.5);
@@ -350,6 +393,63 @@ function renderSlotMap() {
     }
   }
   renderLegend(ov);
+  renderHeatLegend();
+}
+
+const HEAT_LABEL = { ops: "ops/s", keys: "keys", memory: "memory" };
+const heatFmt = (v) => (heat.mode === "memory" ? fmtBytes(v) : fmtNum(v, heat.mode === "ops" ? 1 : 0));
+
+function renderHeatLegend() {
+  const box = $("#heat-legend");
+  if (heat.mode === "owner") { box.classList.add("hidden"); return; }
+  box.classList.remove("hidden");
+  if (!heat.values) { box.replaceChildren(el("span", { class: "muted" }, `${HEAT_LABEL[heat.mode]} per slot: measuring…`)); return; }
+  const stops = HEAT_STOPS.map(([f, c]) => `rgb(${c.join(",")}) ${f * 100}%`).join(", ");
+  box.replaceChildren(
+    el("span", {}, `${HEAT_LABEL[heat.mode]} per slot`),
+    el("span", { class: "swatch", style: `background:${HEAT_ZERO}`, title: "zero" }), "0",
+    el("span", { class: "heat-scale", style: `background:linear-gradient(90deg, ${stops})` }),
+    el("span", { id: "heat-max" }, heatFmt(heat.max)),
+    el("span", { class: "muted" }, `(log scale · ${heat.source})`));
+}
+
+// Load the figure the heat map shows; keys/memory prefer the big-key scan's exact counts.
+async function loadHeat() {
+  const mode = heat.mode;
+  if (mode === "owner") return;
+  let values = null, source = "";
+  if (mode !== "ops") {
+    try {
+      const scan = await api("GET", "/api/v1/bigkeys/slots");
+      values = mode === "keys" ? scan.keys : scan.bytes;
+      source = `big-key scan ${fmtAge(scan.finished)}`;
+    } catch { /* no scan yet: measure */ }
+  }
+  if (!values) {
+    await loadSlotStats();
+    const st = state.slotStats;
+    if (st) {
+      values = mode === "ops" ? st.ops : mode === "keys" ? st.keys : st.memory;
+      source = `measured ${fmtAge(st.measured_at)}`;
+    }
+  }
+  if (heat.mode !== mode) return;  // switched meanwhile
+  heat.values = values;
+  heat.max = values ? values.reduce((m, v) => (v > m ? v : m), 0) : 0;
+  heat.source = source;
+  if (state.snap) renderSlotMap();
+}
+
+function initHeatMap() {
+  const select = $("#heat-mode");
+  select.addEventListener("change", () => {
+    heat.mode = select.value;
+    heat.values = null;
+    if (state.snap) renderSlotMap();
+    loadHeat();
+  });
+  // ops/s changes all the time: re-measured every 5 s while shown (the dashboard caches 5 s).
+  setInterval(() => { if (heat.mode === "ops") { state.slotStats = null; loadHeat(); } }, 5000);
 }
 
 function renderLegend(ov) {
@@ -383,6 +483,7 @@ function showTip(ev, s) {
   const lines = [el("div", {}, el("b", {}, `slot ${s}`), " · ", gid ? `group ${gid}` : "unassigned")];
   if (st && st.keys) lines.push(el("div", {}, `keys ${fmtNum(st.keys[s])} · ops/s ${st.ops ? fmtNum(st.ops[s], 1) : "—"}`));
   else lines.push(el("div", { class: "muted" }, "keys/ops: measuring…"));
+  if (heat.mode !== "owner" && heat.values) lines.push(el("div", { class: "heat-value" }, `${HEAT_LABEL[heat.mode]} ${heatFmt(heat.values[s])}`));
   if (m) lines.push(el("div", {}, `migrating ${m.source} → ${m.target} (${m.state})`));
   tip.replaceChildren(...lines);
   tip.classList.remove("hidden");
@@ -568,12 +669,25 @@ function initManagement() {
 async function addServer(gid, input) {
   const addr = input.value.trim();
   if (!addr) { input.focus(); return; }
-  if (await act(`Server ${addr} added to group ${gid}`, "POST", `/api/v1/groups/${gid}/servers`, { addr })) input.value = "";
+  // A replica starts replicating at once; its row shows the link and lag while it syncs.
+  const out = await act(`Server ${addr} added to group ${gid}`, "POST", `/api/v1/groups/${gid}/servers`, { addr });
+  if (out) input.value = "";
 }
 
 async function removeServer(gid, addr) {
   if (!confirm(`Remove server ${addr} from group ${gid}?`)) return;
-  await act(`Server ${addr} removed`, "DELETE", `/api/v1/groups/${gid}/servers/${encodeURIComponent(addr)}`);
+  const group = state.snap.overview.groups.find((g) => g.id === gid);
+  // A replica keeps replicating unless detached (REPLICAOF NO ONE makes it a master).
+  const detach = group && group.replicas.includes(addr) &&
+    confirm(`Also detach ${addr} (REPLICAOF NO ONE)? Cancel leaves it replicating.`);
+  await act(`Server ${addr} removed${detach ? " and detached" : ""}`, "DELETE",
+    `/api/v1/groups/${gid}/servers/${encodeURIComponent(addr)}${detach ? "?detach=1" : ""}`);
+}
+
+async function promoteServer(gid, addr) {
+  if (!confirm(`Make ${addr} the master of group ${gid}? The group's requests are held while it catches up; the old master becomes its replica.`)) return;
+  const out = await act(`${addr} is now the master of group ${gid}`, "POST", `/api/v1/groups/${gid}/promote`, { addr });
+  if (out) for (const w of out.warnings || []) toast(w, "error", "Promotion warning");
 }
 
 async function removeGroup(gid) {
@@ -703,9 +817,61 @@ function renderCharts() {
 
 initLogin();
 initSlotMap();
+initHeatMap();
 initMigration();
 initManagement();
 $("#chart-window").addEventListener("change", renderCharts);
 checkAuth();
 connect();
 loadHistory();
+
+
+// ---- request latency and slow log (GET /api/v1/latency, /api/v1/slowlog) --------------------
+
+function latencyRows(tbody, entries, label) {
+  const rows = entries.map(([name, v]) => el("tr", {},
+    el("td", {}, label(name)), el("td", { class: "num" }, fmtNum(v.count)),
+    el("td", { class: "num" }, fmtNum(v.mean_us, 1)), el("td", { class: "num" }, fmtNum(v.p50, 1)),
+    el("td", { class: "num" }, fmtNum(v.p99, 1)), el("td", { class: "num" }, fmtNum(v["p99.9"], 1))));
+  tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "no timed requests yet"))]));
+}
+
+async function loadLatency() {
+  try {
+    const data = await api("GET", "/api/v1/latency");
+    latencyRows($("#lat-groups tbody"), Object.entries(data.groups),
+      (g) => (g === "*" ? "split (several)" : `group ${g}`));
+    latencyRows($("#lat-proxies tbody"), Object.entries(data.proxies), (p) => p);
+  } catch { /* the next poll tries again */ }
+}
+
+async function loadSlowlog() {
+  const note = $("#slowlog-note");
+  if (!state.admin) {
+    note.classList.remove("hidden");
+    $("#slowlog-table tbody").replaceChildren();
+    return;
+  }
+  try {
+    const data = await api("GET", `/api/v1/slowlog?count=${$("#slowlog-count").value}`);
+    const rows = data.entries.map((e) => el("tr", {},
+      el("td", {}, new Date(e.time * 1000).toLocaleTimeString()),
+      el("td", { class: "num" }, fmtNum(e.duration_us)), el("td", {}, e.source),
+      el("td", {}, e.group || "-"), el("td", {}, e.client_addr || "-"),
+      el("td", {}, el("code", {}, e.argv.join(" ").slice(0, 120)))));
+    $("#slowlog-table tbody").replaceChildren(...rows);
+    const errs = data.errors.map((x) => `${x.source}: ${x.error}`).join("; ");
+    note.textContent = errs ? `unreachable: ${errs}` : (rows.length ? "" : "no slow log entries");
+    note.classList.toggle("hidden", !note.textContent);
+  } catch (e) {
+    note.textContent = e.message;
+    note.classList.remove("hidden");
+  }
+}
+
+$("#slowlog-refresh").addEventListener("click", loadSlowlog);
+$("#slowlog-count").addEventListener("change", loadSlowlog);
+loadLatency();
+setInterval(loadLatency, 5000);
+setInterval(() => { if (state.admin) loadSlowlog(); }, 10000);
+checkAuth().then(loadSlowlog);

@@ -157,12 +157,20 @@ def test_cancel_leaves_every_slot_on_one_owner(tmp_path: Path) -> None:
             str(i).encode() for i in range(0, 20000, 3)]
 
 
+def past_fence(c, fence: float) -> set[str]:
+    """The proxies the dashboard last heard from more than `fence` seconds ago."""
+    now = time.time()
+    return {p["id"] for p in c.dash.get("/api/v1/proxies")["proxies"]
+            if now - p["last_seen"] > fence}
+
+
 def test_stale_proxy_blocks_new_batches_and_force_remove(tmp_path: Path) -> None:
-    with cluster(tmp_path, fence_timeout=1.5) as c:
+    with cluster(tmp_path, fence_timeout=4.0) as c:
         frozen = c.proxies[1]
         frozen.process.signal(signal.SIGSTOP)
         try:
-            time.sleep(2.5)
+            until(lambda: past_fence(c, 4.0) == {"proxy-1"}, 20,
+                  "the frozen proxy to be past fence_timeout")
             status, body = c.dash.call("POST", "/api/v1/migrations", {"slots": "0-9", "to": 2})
             assert status == 409 and "proxy-1" in body["error"], body
             assert "fence_timeout" in body["error"]
