@@ -99,7 +99,7 @@ class ClientConnection(asyncio.Protocol):
         "dispatch", "eof", "fifo", "flusher", "in_backlog", "lane_barrier", "max_pipeline",
         "mode", "muted", "out", "output_limit", "parser", "pipeline_paused", "query_limit",
         "reading", "reply_ctl", "reply_off", "resume_at", "services", "skip_next", "stash",
-        "stash_len", "state", "subs", "transport", "write_paused",
+        "stash_len", "state", "stats", "subs", "timing", "transport", "write_paused",
     )
 
     def __init__(self, services: Services, dispatch: Dispatch) -> None:
@@ -450,11 +450,12 @@ class ClientConnection(asyncio.Protocol):
         self.state.commands += i
         services.stats.commands += i
 
-    def _timed_slot(self, argv: list[bytes], group: RoutedGroup) -> TimedSlot:
+    def _timed_slot(self, argv: list[bytes], group: RoutedGroup | None) -> TimedSlot:
         # The compiled fast path's latency sample (1 request in meter.every): what the Python
-        # loop makes inline.
+        # loop makes inline; group None: a split command, "*" as dispatch labels it.
         meter = self.services.stats.meter
-        return TimedSlot(self, argv, meter, meter.raw_named(argv[0]), meter.gid(group.gid))
+        return TimedSlot(self, argv, meter, meter.raw_named(argv[0]),
+                         meter.gid(group.gid) if group is not None else meter.group("*"))
 
     def _dispatch_slow(self, reqs: list[list[bytes]], packed: list[bytes], i: int) -> bool:
         """reqs[i] through dispatch(); True when the rest of the chunk must not run now."""
