@@ -13,6 +13,7 @@
 # Env:    PYTHON [.venv/bin/python]  MODES [compiled,python]  CLIENTS [50]
 #         CASES ["get:1:20000 set:1:20000 get:16:80000 set:16:80000 mset:1:4000 mset:16:16000"]
 #               (test:pipeline:requests)   SIZE [32]   KEEP=1 keeps the callgrind files
+#         SLOTPROXY_ARGS [] more proxy options for every mode (e.g. --no-metrics)
 #         OUT_DIR [bench/results/callgrind-<UTC timestamp>]  (callgrind.out.* with KEEP=1;
 #               annotate one with callgrind_annotate for the profile)
 set -euo pipefail
@@ -68,6 +69,8 @@ for mode in ${MODES//,/ }; do
   SP=$(free_port)
   args=(--listen "127.0.0.1:$SP" --backends "127.0.0.1:$B1,127.0.0.1:$B2" --log-level warning)
   [[ "$mode" == python ]] && args+=(--no-accelerator)
+  # shellcheck disable=SC2206
+  [[ -n "${SLOTPROXY_ARGS:-}" ]] && args+=($SLOTPROXY_ARGS)
   (cd "$ROOT" && exec env PYTHONPATH="$ROOT" valgrind --tool=callgrind --collect-atstart=yes \
       --callgrind-out-file="$TMP/cg.$mode.%p" "$PYTHON" -m proxy "${args[@]}") \
       > "$TMP/proxy.$mode.log" 2>&1 &
