@@ -1953,10 +1953,34 @@ out:
     return PyLong_FromSsize_t(i);
 }
 
+/* calls[name] += n */
+static int count_add(PyObject *calls, PyObject *name, Py_ssize_t n) {
+    PyObject *old = PyDict_GetItemWithError(calls, name);
+    PyObject *nv;
+    if (old == NULL) {
+        if (PyErr_Occurred()) return -1;
+        nv = PyLong_FromSsize_t(n);
+    } else if (PyLong_CheckExact(old)) {
+        long long v = PyLong_AsLongLong(old);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        nv = PyLong_FromLongLong(v + n);
+    } else {
+        PyObject *add = PyLong_FromSsize_t(n);
+        if (add == NULL) return -1;
+        nv = PyNumber_Add(old, add);
+        Py_DECREF(add);
+    }
+    if (nv == NULL) return -1;
+    int r = PyDict_SetItem(calls, name, nv);
+    Py_DECREF(nv);
+    return r;
+}
+
 /*
  * count_calls(calls, reqs): calls[argv[0]] += 1 for each argv of reqs (the metrics hook's
  * exact per-command count, once per read; twin: collections' _count_elements over
- * map(itemgetter(0), reqs)).
+ * map(itemgetter(0), reqs)). A run of requests with the same name (a pipeline of SETs) is one
+ * dict update.
  */
 static PyObject *py_count_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
@@ -1964,32 +1988,28 @@ static PyObject *py_count_calls(PyObject *self, PyObject *const *args, Py_ssize_
         return NULL;
     }
     PyObject *calls = args[0], *reqs = args[1];
-    PyObject *one = PyLong_FromLong(1);
-    if (one == NULL) return NULL;
+    PyObject *run = NULL;  /* the name of the current run (borrowed from its request) */
+    Py_ssize_t n = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(reqs); i++) {
         PyObject *argv = PyList_GET_ITEM(reqs, i);
-        PyObject *name = PySequence_GetItem(argv, 0);
-        if (name == NULL) goto error;
-        PyObject *old = PyDict_GetItemWithError(calls, name);
-        PyObject *nv;
-        if (old == NULL) {
-            if (PyErr_Occurred()) { Py_DECREF(name); goto error; }
-            nv = one;
-            Py_INCREF(nv);
-        } else {
-            nv = PyNumber_Add(old, one);
-            if (nv == NULL) { Py_DECREF(name); goto error; }
+        if (!PyList_CheckExact(argv) || PyList_GET_SIZE(argv) < 1) {
+            PyErr_SetString(PyExc_TypeError, "count_calls(): each request a non-empty list");
+            return NULL;
         }
-        int r = PyDict_SetItem(calls, name, nv);
-        Py_DECREF(nv);
-        Py_DECREF(name);
-        if (r < 0) goto error;
+        PyObject *name = PyList_GET_ITEM(argv, 0);
+        if (run != NULL && PyBytes_CheckExact(name) && PyBytes_CheckExact(run)
+            && PyBytes_GET_SIZE(name) == PyBytes_GET_SIZE(run)
+            && memcmp(PyBytes_AS_STRING(name), PyBytes_AS_STRING(run),
+                      (size_t)PyBytes_GET_SIZE(name)) == 0) {
+            n++;
+            continue;
+        }
+        if (run != NULL && count_add(calls, run, n) < 0) return NULL;
+        run = name;
+        n = 1;
     }
-    Py_DECREF(one);
+    if (run != NULL && count_add(calls, run, n) < 0) return NULL;
     Py_RETURN_NONE;
-error:
-    Py_DECREF(one);
-    return NULL;
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -56,6 +56,10 @@ class CommandRow:
 
 
 class Meter:
+    # Slots: the compiled fast path reads and writes the countdowns once per run.
+    __slots__ = ("_by_gid", "_by_raw", "_names", "calls", "commands", "countdown", "enabled",
+                 "every", "groups", "raw_calls", "rejected", "slow_countdown", "slowlog")
+
     def __init__(self, enabled: bool = True, every: int = 1, slowlog: SlowLog | None = None,
                  ) -> None:
         self.enabled = enabled

@@ -438,3 +438,19 @@ def test_gather_merges_agree(sp: Any, seed: int) -> None:
             ref.part(i).resolve(parts[i])
             got.part(i).resolve(parts[i])
         assert got_slot.got == ref_slot.got, (kind, positions, parts)
+
+
+def test_count_calls_matches_its_twin(sp: Any) -> None:
+    # The metrics hook's exact per-command count: runs of one name (pipelines) and mixes.
+    from collections import _count_elements  # type: ignore[attr-defined]
+    rng = random.Random(7)
+    names = [b"GET", b"get", b"SET", b"MSET", b"PING", b"G"]
+    for _ in range(300):
+        reqs = [[rng.choice(names), b"k"] for _ in range(rng.randrange(0, 40))]
+        want: dict[bytes, int] = {b"GET": 5}
+        got = dict(want)
+        _count_elements(want, (r[0] for r in reqs))
+        sp.count_calls(got, reqs)
+        assert got == want
+    with pytest.raises(TypeError):
+        sp.count_calls({}, [[]])
