@@ -297,12 +297,23 @@ typedef struct {
      * NULL while nothing is pending: an idle connection holds no buffer. */
     char *buf;
     Py_ssize_t len, cap;
+    /* metrics: calls[argv[0]] += 1 for each request parsed (Meter.raw_calls), or NULL */
+    PyObject *calls;
 } RequestParser;
 
+static int count_names(PyObject *calls, PyObject *reqs);
+
 static int rp_init(RequestParser *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"limits", NULL};
-    PyObject *limits = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &limits)) return -1;
+    static char *kwlist[] = {"limits", "calls", NULL};
+    PyObject *limits = NULL, *calls = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO", kwlist, &limits, &calls)) return -1;
+    if (calls == Py_None) calls = NULL;
+    if (calls != NULL && !PyDict_CheckExact(calls)) {
+        PyErr_SetString(PyExc_TypeError, "RequestParser(): calls must be a dict or None");
+        return -1;
+    }
+    Py_XINCREF(calls);
+    Py_XSETREF(self->calls, calls);
     if (limits == NULL || limits == Py_None) {
         PyObject *mod = PyImport_ImportModule("proxy.protocol.request");
         if (mod == NULL) return -1;
@@ -341,6 +352,7 @@ static int rp_init(RequestParser *self, PyObject *args, PyObject *kw) {
 }
 
 static void rp_dealloc(RequestParser *self) {
+    Py_XDECREF(self->calls);
     Py_XDECREF(self->limits);
     Py_XDECREF(self->packed);
     Py_XDECREF(self->error);
@@ -643,6 +655,12 @@ static PyObject *rp_feed(RequestParser *self, PyObject *data) {
     }
     Py_DECREF(bytes);
     if (r < 0) { Py_DECREF(out); return NULL; }
+    /* The metrics hook's exact call count, every request of this read (as the Python path
+     * counts what feed() returns, in data_received). */
+    if (self->calls != NULL && PyList_GET_SIZE(out) && count_names(self->calls, out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -1695,11 +1713,12 @@ static PyObject *expect_slot(PyObject *conn, PyObject *cappend) {
     return rs;
 }
 
-/* The metrics sampler's TimedSlot: timed(argv, group) (ClientConnection._timed_slot; group
- * None: a split command, "*"), appended to the client's fifo. */
-static PyObject *timed_slot(PyObject *timed, PyObject *argv, PyObject *group, PyObject *cappend) {
-    PyObject *targs[2] = {argv, group};
-    PyObject *rs = PyObject_Vectorcall(timed, targs, 2, NULL);
+/* The metrics sampler's TimedSlot: timed(conn, argv, group) (client.connection._timed_slot;
+ * group None: a split command, "*"), appended to the client's fifo. */
+static PyObject *timed_slot(PyObject *timed, PyObject *conn, PyObject *argv, PyObject *group,
+                            PyObject *cappend) {
+    PyObject *targs[3] = {conn, argv, group};
+    PyObject *rs = PyObject_Vectorcall(timed, targs, 3, NULL);
     if (rs == NULL) return NULL;
     PyObject *x = PyObject_CallOneArg(cappend, rs);
     if (x == NULL) { Py_DECREF(rs); return NULL; }
@@ -1782,7 +1801,7 @@ static int fast_split(PyObject *conn, PyObject *argv, PyObject *pk, long kind,
             if (e < 0) { rc = -1; goto done; }
         }
     }
-    rs = timed != NULL ? timed_slot(timed, argv, Py_None, cappend) : expect_slot(conn, cappend);
+    rs = timed != NULL ? timed_slot(timed, conn, argv, Py_None, cappend) : expect_slot(conn, cappend);
     if (rs == NULL) { rc = -1; goto done; }
     Py_ssize_t nd = PyList_GET_SIZE(dests);
     if (nd == 1) {
@@ -1822,7 +1841,7 @@ done:
  * Python loop does: slot_ops[slot] += 1, the hot-key countdown (hot.countdown; at 0
  * hot.countdown = hot.sample(argv[1], slot)), a ReplySlot on the client's fifo and on the
  * owner's lane (with metrics on, timed not None: one in meter.every, counted by
- * meter.countdown, is timed(argv, group), a TimedSlot), the packed request on that lane's
+ * meter.countdown, is timed(conn, argv, group), a TimedSlot), the packed request on that lane's
  * output (or lane.send() when the lane is not UP).
  * With split_kinds (argv[0] -> (merge kind, arity)), a SPLIT command whose keys all have an
  * owner is served as fanout.split.split serves it (see fast_split); like dispatch, it is timed
@@ -1850,12 +1869,12 @@ static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     if (timed == Py_None) timed = NULL;
-    long long tick, cd = 0, slow_cd = 0, every = 1;
+    /* meter.every and meter.slow_countdown are read only when needed (a countdown at 0, a
+     * split command): most runs read and write two countdowns and nothing else. */
+    long long tick, cd = 0, slow_cd = 0, every = 0;
+    int have_slow = 0;
     if (get_ll(hot, s_countdown, &tick) < 0) return NULL;
-    if (timed != NULL && (get_ll(meter, s_countdown, &cd) < 0
-                          || get_ll(meter, s_slow_countdown, &slow_cd) < 0
-                          || get_ll(meter, s_every, &every) < 0))
-        return NULL;
+    if (timed != NULL && get_ll(meter, s_countdown, &cd) < 0) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(reqs);
     if (PyList_GET_SIZE(packed) < n) n = PyList_GET_SIZE(packed);
     PyObject *cfifo = NULL, *cappend = NULL;
@@ -1885,6 +1904,13 @@ static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t n
             if (PyErr_Occurred()) goto error;
             if (sarity > 0 ? argc != sarity : argc < -sarity) break;
             /* Meter.tick(), as dispatch would count it for this request */
+            if (timed != NULL && !have_slow) {
+                if (get_ll(meter, s_slow_countdown, &slow_cd) < 0) goto error;
+                have_slow = 1;
+            }
+            if (timed != NULL && every == 0 && slow_cd <= 1
+                && get_ll(meter, s_every, &every) < 0)
+                goto error;
             int time_it = timed != NULL && slow_cd <= 1;
             int r = fast_split(conn, argv, PyList_GET_ITEM(packed, i), kind, by_slot, mask,
                                slot_ops, lane, mark, up, cappend, time_it ? timed : NULL);
@@ -1919,8 +1945,12 @@ static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t n
         }
         PyObject *rs;
         if (timed != NULL && --cd == 0) {  /* metrics: 1 request in meter.every is timed */
+            if (every == 0 && get_ll(meter, s_every, &every) < 0) {
+                Py_DECREF(group);
+                goto error;
+            }
             cd = every;
-            rs = timed_slot(timed, argv, group, cappend);
+            rs = timed_slot(timed, conn, argv, group, cappend);
         } else {
             rs = expect_slot(conn, cappend);
         }
@@ -1942,8 +1972,8 @@ out:
         PyErr_Fetch(&et, &ev, &tb);
         int w = set_ll(hot, s_countdown, tick);
         if (w == 0 && timed != NULL)
-            w = set_ll(meter, s_countdown, cd) < 0 || set_ll(meter, s_slow_countdown, slow_cd) < 0
-                ? -1 : 0;
+            w = set_ll(meter, s_countdown, cd) < 0
+                || (have_slow && set_ll(meter, s_slow_countdown, slow_cd) < 0) ? -1 : 0;
         if (failed) {
             PyErr_Restore(et, ev, tb);
             return NULL;
@@ -1980,21 +2010,16 @@ static int count_add(PyObject *calls, PyObject *name, Py_ssize_t n) {
  * count_calls(calls, reqs): calls[argv[0]] += 1 for each argv of reqs (the metrics hook's
  * exact per-command count, once per read; twin: collections' _count_elements over
  * map(itemgetter(0), reqs)). A run of requests with the same name (a pipeline of SETs) is one
- * dict update.
+ * dict update. The client connection's parser does it itself (RequestParser(calls=...)).
  */
-static PyObject *py_count_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "count_calls(calls: dict, reqs: list)");
-        return NULL;
-    }
-    PyObject *calls = args[0], *reqs = args[1];
+static int count_names(PyObject *calls, PyObject *reqs) {
     PyObject *run = NULL;  /* the name of the current run (borrowed from its request) */
     Py_ssize_t n = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(reqs); i++) {
         PyObject *argv = PyList_GET_ITEM(reqs, i);
         if (!PyList_CheckExact(argv) || PyList_GET_SIZE(argv) < 1) {
             PyErr_SetString(PyExc_TypeError, "count_calls(): each request a non-empty list");
-            return NULL;
+            return -1;
         }
         PyObject *name = PyList_GET_ITEM(argv, 0);
         if (run != NULL && PyBytes_CheckExact(name) && PyBytes_CheckExact(run)
@@ -2004,11 +2029,20 @@ static PyObject *py_count_calls(PyObject *self, PyObject *const *args, Py_ssize_
             n++;
             continue;
         }
-        if (run != NULL && count_add(calls, run, n) < 0) return NULL;
+        if (run != NULL && count_add(calls, run, n) < 0) return -1;
         run = name;
         n = 1;
     }
-    if (run != NULL && count_add(calls, run, n) < 0) return NULL;
+    if (run != NULL && count_add(calls, run, n) < 0) return -1;
+    return 0;
+}
+
+static PyObject *py_count_calls(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "count_calls(calls: dict, reqs: list)");
+        return NULL;
+    }
+    if (count_names(args[0], args[1]) < 0) return NULL;
     Py_RETURN_NONE;
 }
 

@@ -76,9 +76,6 @@ if _accel.built is not None:
             _CReplySlot.resolve(self, b"")
 else:
     CompiledMutedSlot = None  # type: ignore[assignment, misc]
-# The compiled twin of count_calls over map(first_arg, reqs) (a run of one name: one update).
-c_count_calls: Callable[[dict[bytes, int], list[list[bytes]]], None] | None = (
-    None if _accel.built is None else _accel.built.count_calls)
 
 
 def select_hot_path(use_accelerator: bool, *, quiet: bool = False) -> str:
@@ -117,7 +114,10 @@ class ClientConnection(asyncio.Protocol):
                                               prefer_hiredis=cfg.use_hiredis)
             self._fast_run = None
         else:
-            self.parser = sp.RequestParser(limits.resp_limits())
+            # The metrics hook's exact call count is made by the compiled parser, per read.
+            meter = services.stats.meter
+            self.parser = sp.RequestParser(limits.resp_limits(),
+                                           calls=meter.raw_calls if meter.enabled else None)
             self._fast_run = sp.fast_run
         self.max_pipeline = limits.max_pipeline
         self.resume_at = max(1, limits.max_pipeline // 2)
@@ -270,11 +270,10 @@ class ClientConnection(asyncio.Protocol):
         reqs = parser.feed(data)
         if reqs:
             meter = self.stats.meter
-            if meter.enabled:  # metrics hook: every parsed request's call, counted in C
-                if self._fast_run is not None:
-                    c_count_calls(meter.raw_calls, reqs)
-                else:
-                    count_calls(meter.raw_calls, map(first_arg, reqs))
+            if meter.enabled and self._fast_run is None:
+                # Metrics hook: every parsed request's call, counted in C (Counter's helper;
+                # the compiled parser counts them itself).
+                count_calls(meter.raw_calls, map(first_arg, reqs))
             if (self.backlog or self.lane_barrier
                     or len(reqs) + len(self.fifo) > self.max_pipeline):
                 # More than the pipeline bound arrived at once: keep the surplus parsed but
@@ -425,7 +424,7 @@ class ClientConnection(asyncio.Protocol):
         slot_ops = services.stats.slot_ops
         hot = services.hotkeys
         meter = services.stats.meter
-        timed = self._timed_slot if meter.enabled else None
+        timed = _timed_slot if meter.enabled else None  # timed(conn, argv, group)
         mark = self.flusher.mark
         fast_run = self._fast_run
         assert fast_run is not None
@@ -452,13 +451,6 @@ class ClientConnection(asyncio.Protocol):
             self.state.cmd = reqs[i - 1][0]
         self.state.commands += i
         services.stats.commands += i
-
-    def _timed_slot(self, argv: list[bytes], group: RoutedGroup | None) -> TimedSlot:
-        # The compiled fast path's latency sample (1 request in meter.every): what the Python
-        # loop makes inline; group None: a split command, "*" as dispatch labels it.
-        meter = self.services.stats.meter
-        return TimedSlot(self, argv, meter, meter.raw_named(argv[0]),
-                         meter.gid(group.gid) if group is not None else meter.group("*"))
 
     def _dispatch_slow(self, reqs: list[list[bytes]], packed: list[bytes], i: int) -> bool:
         """reqs[i] through dispatch(); True when the rest of the chunk must not run now."""
@@ -706,3 +698,13 @@ class ClientConnection(asyncio.Protocol):
     def close_now(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _timed_slot(conn: ClientConnection, argv: list[bytes], group: RoutedGroup | None
+                ) -> TimedSlot:
+    """The compiled fast path's latency sample (1 request in meter.every): what the Python
+    loop makes inline; group None: a split command, "*" as dispatch labels it. A function,
+    not a method: no bound method made per read."""
+    meter = conn.services.stats.meter
+    return TimedSlot(conn, argv, meter, meter.raw_named(argv[0]),
+                     meter.gid(group.gid) if group is not None else meter.group("*"))
