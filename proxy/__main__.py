@@ -9,7 +9,14 @@ import signal
 import sys
 
 from . import __version__
-from .config import ConfigError, ProxyConfig, backends_config, load_config, parse_addr
+from .config import (
+    ConfigError,
+    ProxyConfig,
+    backends_config,
+    check_workers,
+    load_config,
+    parse_addr,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-hiredis", action="store_true",
                    help="use the pure-Python request parser")
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run N proxy processes on the client port (SO_REUSEPORT, Linux) "
+                        "under a supervisor that restarts them (overrides the config)")
     p.add_argument("--version", action="version", version=f"slotproxy {__version__}")
     return p.parse_args(argv)
 
@@ -53,6 +63,8 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         overrides["log_level"] = ns.log_level
     if ns.no_hiredis:
         overrides["use_hiredis"] = False
+    if ns.workers is not None:
+        overrides["workers"] = check_workers(ns.workers, "--workers")
     return cfg.with_overrides(**overrides) if overrides else cfg
 
 
@@ -93,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             logging.getLogger("slotproxy").warning("uvloop not installed: using asyncio's loop")
     try:
+        if cfg.workers > 1:
+            from .workers.supervisor import WorkerError, supervise
+
+            try:
+                return run(supervise(cfg, uvloop=run is not asyncio.run))
+            except WorkerError as e:
+                print(f"slotproxy: {e}", file=sys.stderr)
+                return 1
         run(serve(cfg))
     except OSError as e:
         print(f"slotproxy: {e}", file=sys.stderr)

@@ -88,6 +88,7 @@ class ProxyApp:
         self.blocking = self.services.blocking
         self._chores: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.serving = False  # accepting clients (a worker's supervisor waits for it)
 
     # ------------------------------------------------------------------ identity
     def identity(self) -> dict:
@@ -120,18 +121,12 @@ class ProxyApp:
         await self.listener.bind()
         if self.admin is not None:
             await self.admin.start()
-        if cfg.slot_map is not None:
-            await self.apply_slot_map(cfg.slot_map, wait_connect=cfg.backend.connect_timeout)
-        if self.agent is not None:
-            await self.agent.start()
-            log.info("waiting for a slot map from the dashboard at %s", cfg.dashboard)
-            await self.agent.wait_online()
-            await asyncio.gather(*(c.wait_up(cfg.backend.connect_timeout)
-                                   for c in s.pool.all_conns()))
+        await self._initial_map()
         await self._load_command_table()
         self._chores.append(s.loop.create_task(self._housekeeping()))
         self._chores.append(s.loop.create_task(self._ops_sampler()))
         await self.listener.serve()
+        self.serving = True
         groups = s.router.groups
         log.info(
             "slotproxy %s listening on %s:%d, %d slots, %d groups (%s), command table: %s "
@@ -142,6 +137,22 @@ class ProxyApp:
             f", admin on {cfg.admin_listen[0]}:{self.admin.port}" if self.admin and
             cfg.admin_listen else "",
         )
+
+    async def _initial_map(self) -> None:
+        """Get the first slot map: from the config, or from the dashboard (a worker process
+        overrides this: its supervisor pushes it)."""
+        cfg = self.cfg
+        if cfg.slot_map is not None:
+            await self.apply_slot_map(cfg.slot_map, wait_connect=cfg.backend.connect_timeout)
+        if self.agent is not None:
+            await self.agent.start()
+            log.info("waiting for a slot map from the dashboard at %s", cfg.dashboard)
+            await self.agent.wait_online()
+            await self.wait_backends()
+
+    async def wait_backends(self) -> None:
+        await asyncio.gather(*(c.wait_up(self.cfg.backend.connect_timeout)
+                               for c in self.services.pool.all_conns()))
 
     async def apply_slot_map(self, slotmap: SlotMap, wait_connect: float = 0.0) -> None:
         router = self.services.router

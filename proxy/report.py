@@ -75,6 +75,8 @@ def proxy_section(services: Services) -> str:
         f"leased_refused:{dedicated.watch.refused}",
         f"scan_restarts:{stats.scan_restarts}",
     ]
+    # A worker process says which one it is (proxy/workers/); totals: the supervisor's API.
+    lines += [f"{k}:{v}" for k, v in services.info_overrides.get("Proxy", {}).items()]
     for g in groups:
         lines.append(
             f"group_{g['gid']}:master={g['master']},status={'up' if g['up'] else 'down'},"

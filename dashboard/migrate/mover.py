@@ -33,6 +33,7 @@ from slotcore.keyslot import key_slot
 from slotcore.resp import pack_command
 
 from ..observe.redisconn import SIZES_LUA, connect
+from .pacing import PaceController, PaceLimits
 
 
 class ServerDown(Exception):
@@ -57,9 +58,23 @@ class Settings:
     chunk_elements: int = 1000       # starting chunk size for big keys (adapted to stall_ms)
     migrate_timeout_ms: int = 5000
     paused: bool = False
+    # The adaptive pace (pacing.py): batch sizes from measured MIGRATE stalls, rests from the
+    # source's latency. Off: every MIGRATE carries `batch_size` keys, back to back.
+    adaptive: bool = True
+    target_stall_ms: float = 0.5     # budget for one MIGRATE call (source blocked meanwhile)
+    min_batch: int = 10
+    max_batch: int = 1000
+    latency_factor: float = 1.5      # source latency above factor x baseline: back off
+    max_pause_ms: float = 50.0       # longest rest between two batches
+    probe_interval_ms: float = 5.0   # at most one latency probe (PING) this often
 
     FIELDS = ("batch_size", "batch_bytes", "keys_per_sec", "max_concurrent_slots",
-              "big_key_bytes", "stall_ms", "chunk_elements", "migrate_timeout_ms", "paused")
+              "big_key_bytes", "stall_ms", "chunk_elements", "migrate_timeout_ms", "paused",
+              "adaptive", "target_stall_ms", "min_batch", "max_batch", "latency_factor",
+              "max_pause_ms", "probe_interval_ms")
+    _FLAGS = ("paused", "adaptive")
+    _FLOATS = ("stall_ms", "target_stall_ms", "latency_factor", "max_pause_ms",
+               "probe_interval_ms")
 
     def to_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.FIELDS}
@@ -69,21 +84,31 @@ class Settings:
         unknown = sorted(set(data) - set(self.FIELDS))
         if unknown:
             raise ValueError(f"unknown migration setting(s): {', '.join(unknown)}")
-        changed = []
+        new: dict[str, Any] = {}
         for name, value in data.items():
-            if name == "paused":
+            if name in self._FLAGS:
                 if not isinstance(value, bool):
-                    raise ValueError("'paused' must be true or false")
+                    raise ValueError(f"{name!r} must be true or false")
             else:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{name!r} must be a number")
-                value = float(value) if name == "stall_ms" else int(value)
-                low = 0 if name == "keys_per_sec" else 1
+                value = float(value) if name in self._FLOATS else int(value)
+                low = {"keys_per_sec": 0, "max_pause_ms": 0}.get(name, 1)
                 if value < low:
                     raise ValueError(f"{name!r} must be >= {low}")
+            new[name] = value
+        lo = new.get("min_batch", self.min_batch)
+        hi = new.get("max_batch", self.max_batch)
+        if lo > hi:
+            raise ValueError(f"'min_batch' ({lo}) must be <= 'max_batch' ({hi})")
+        for name, value in new.items():  # all or nothing
             setattr(self, name, value)
-            changed.append(name)
-        return changed
+        return list(new)
+
+    def pace_limits(self) -> PaceLimits:
+        return PaceLimits(target_stall=self.target_stall_ms / 1000, min_batch=self.min_batch,
+                          max_batch=self.max_batch, latency_factor=self.latency_factor,
+                          max_pause=self.max_pause_ms / 1000)
 
 
 class Throttle:
@@ -175,6 +200,36 @@ class RawConn:
             self.writer = None
 
 
+class LatencyProbe:
+    """The source's latency as a client sees it: PING round trips on a connection of its own
+    (a request queued behind a MIGRATE, or behind the requests queued behind one, waits)."""
+
+    def __init__(self, addr: str) -> None:
+        self.conn = RawConn(addr, "source", timeout=5.0)
+        self.connected = False
+
+    async def sample(self) -> float:
+        if not self.connected:
+            await self.conn.connect()
+            self.connected = True
+        t0 = time.perf_counter()
+        try:
+            await self.conn.call("PING")
+        except BaseException:
+            await self.close()  # reconnect on the next sample
+            raise
+        return time.perf_counter() - t0
+
+    async def baseline(self, n: int = 9) -> float:
+        """The median of `n` round trips (taken before anything moves)."""
+        samples = sorted([await self.sample() for _ in range(n)])
+        return samples[len(samples) // 2]
+
+    async def close(self) -> None:
+        await self.conn.close()
+        self.connected = False
+
+
 def _down(role: str, addr: str, e: Exception) -> ServerDown:
     return ServerDown(role, addr, str(e) or type(e).__name__)
 
@@ -223,13 +278,19 @@ class MovePass:
     elsewhere are simply skipped). `on_big(key, size, slot)` is awaited for a key above the
     big-key threshold: it must move the key (chunked, fenced) or raise.
     `on_moved(slot, keys, bytes)` reports progress.
+
+    With `pace` (and `settings.adaptive`), each batch's size (and SCAN COUNT) is the
+    controller's and it is fed the duration of every MIGRATE; with `probe` too, a latency
+    sample of the source at most every `probe_interval_ms` (pacing.py). Otherwise every batch
+    is `batch_size` keys.
     """
 
     def __init__(self, source: str, targets: dict[int, str], nslots: int, settings: Settings,
                  on_moved: Callable[[int, int, int], None],
                  on_big: Callable[[bytes, int, int], Awaitable[None]],
                  skip: Callable[[bytes], bool] = lambda k: False,
-                 throttle: Throttle | None = None) -> None:
+                 throttle: Throttle | None = None, pace: PaceController | None = None,
+                 probe: LatencyProbe | None = None) -> None:
         self.source = source
         self.targets = targets
         self.nslots = nslots
@@ -238,13 +299,22 @@ class MovePass:
         self.on_big = on_big
         self.skip = skip
         self.throttle = throttle or Throttle(lambda: settings.keys_per_sec)
+        self.pace = pace
+        self.probe = probe
+        self._probed = 0.0
         self.result = PassResult()
+
+    @property
+    def batch_size(self) -> int:
+        if self.pace is not None and self.settings.adaptive:
+            return self.pace.batch
+        return self.settings.batch_size
 
     async def run(self, wait_unpaused: Callable[[], Awaitable[None]] | None = None
                   ) -> PassResult:
         conn = await RawConn(self.source, "source").connect()
         try:
-            cursor, keys = await conn.call("SCAN", 0, "COUNT", self.settings.batch_size)
+            cursor, keys = await conn.call("SCAN", 0, "COUNT", self.batch_size)
             while True:
                 if wait_unpaused is not None:
                     await wait_unpaused()
@@ -257,7 +327,7 @@ class MovePass:
                         conn.sha = await conn.call("SCRIPT", "LOAD", SIZES_LUA)
                     cmds.append(("EVALSHA", conn.sha, len(mine), *(k for k, _ in mine)))
                 if not done:
-                    cmds.append(("SCAN", cursor, "COUNT", self.settings.batch_size))
+                    cmds.append(("SCAN", cursor, "COUNT", self.batch_size))
                 replies = await conn.pipeline(*cmds) if cmds else []
                 for r in replies:
                     if isinstance(r, hiredis.ReplyError):
@@ -294,7 +364,7 @@ class MovePass:
             chunk: list[tuple[bytes, int, int]] = []
             nbytes = 0
             for item in items:
-                if chunk and (len(chunk) >= self.settings.batch_size
+                if chunk and (len(chunk) >= self.batch_size
                               or nbytes + item[1] > self.settings.batch_bytes):
                     await self._migrate(conn, target, chunk)
                     chunk, nbytes = [], 0
@@ -306,10 +376,21 @@ class MovePass:
     async def _migrate(self, conn: RawConn, target: str,
                        items: list[tuple[bytes, int, int]]) -> None:
         await self.throttle.take(len(items))
+        pace = self.pace if self.settings.adaptive else None
+        if pace is not None and pace.pause:
+            await asyncio.sleep(pace.pause)
         host, port = split_addr(target)
+        t0 = time.perf_counter()
         reply = (await conn.pipeline(
             ("MIGRATE", host, port, "", 0, self.settings.migrate_timeout_ms, "REPLACE",
              "KEYS", *(k for k, _, _ in items))))[0]
+        if pace is not None:
+            t1 = time.perf_counter()
+            pace.on_stall(len(items), t1 - t0)
+            interval = self.settings.probe_interval_ms / 1000
+            if self.probe is not None and t1 - self._probed >= interval:
+                pace.on_latency(await self.probe.sample())
+                self._probed = time.perf_counter()
         if isinstance(reply, hiredis.ReplyError):
             msg = str(reply)
             if "IOERR" in msg or "connect" in msg.lower():

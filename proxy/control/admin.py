@@ -4,6 +4,10 @@ GET  /api/info    identity, addresses, epoch, whether it has a slot map
 GET  /api/stats   clients, commands, ops/s, per-group backend counters (?slots=1: ops per slot)
 GET  /api/slots   the slot map in force (slotcore.slotmap.SlotMap JSON)
 PUT  /api/slots   switch to a new slot map (token required when one is configured)
+
+A worker process (`workers: N`, proxy/workers/) serves the same API on a private Unix socket,
+to its supervisor only, plus POST /api/contact: the supervisor heard from the dashboard (the
+worker's fence against a lost dashboard counts from there).
 """
 
 from __future__ import annotations
@@ -22,22 +26,35 @@ from ..report import stats_json
 
 ApplySlotMap = Callable[[SlotMap], Awaitable[None]]
 Identity = Callable[[], dict]
+WORKER_CONTACT = "/api/contact"
+
+
+def authorized(request: web.Request, token: str | None) -> bool:
+    """The request carries `Authorization: Bearer <token>` (anything goes without a token)."""
+    if not token:
+        return True
+    header = request.headers.get("Authorization", "")
+    return header.startswith("Bearer ") and hmac.compare_digest(header[7:], token)
 
 
 class AdminServer:
-    def __init__(self, services: Services, apply: ApplySlotMap, identity: Identity) -> None:
+    def __init__(self, services: Services, apply: ApplySlotMap, identity: Identity,
+                 unix_path: str | None = None) -> None:
         self.services = services
         self.apply = apply
         self.identity = identity
+        self.unix_path = unix_path  # a worker's control socket instead of admin_listen
         self.runner: web.AppRunner | None = None
         self.port = 0
 
     def _authorized(self, request: web.Request) -> bool:
-        token = self.services.cfg.admin_token
-        if not token:
-            return True
-        header = request.headers.get("Authorization", "")
-        return header.startswith("Bearer ") and hmac.compare_digest(header[7:], token)
+        return authorized(request, self.services.cfg.admin_token)
+
+    async def post_contact(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "missing or wrong admin token")
+        self.services.router.transit.touch_contact()
+        return web.json_response({"epoch": self.services.router.epoch})
 
     async def get_info(self, request: web.Request) -> web.Response:
         return web.json_response(self.identity())
@@ -75,14 +92,19 @@ class AdminServer:
         return web.json_response({"epoch": router.epoch})
 
     async def start(self) -> None:
-        assert self.services.cfg.admin_listen is not None
-        host, port = self.services.cfg.admin_listen
         app = web.Application()
         app.router.add_get(PROXY_INFO, self.get_info)
         app.router.add_get(PROXY_STATS, self.get_stats)
         app.router.add_get(PROXY_SLOTS, self.get_slots)
         app.router.add_put(PROXY_SLOTS, self.put_slots)
         self.runner = web.AppRunner(app, access_log=None)
+        if self.unix_path is not None:
+            app.router.add_post(WORKER_CONTACT, self.post_contact)
+            await self.runner.setup()
+            await web.UnixSite(self.runner, self.unix_path).start()
+            return
+        assert self.services.cfg.admin_listen is not None
+        host, port = self.services.cfg.admin_listen
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, reuse_address=True)
         await site.start()

@@ -21,8 +21,10 @@ NSLOTS = 1024
 
 
 class Cluster:
-    def __init__(self, tmp: Path, ngroups: int = 2, nproxies: int = 2, **dash_cfg: Any) -> None:
+    def __init__(self, tmp: Path, ngroups: int = 2, nproxies: int = 2,
+                 proxy_cfg: dict[str, Any] | None = None, **dash_cfg: Any) -> None:
         self.tmp = tmp
+        self.proxy_cfg = proxy_cfg or {}  # extra proxy config (e.g. {"workers": 2})
         self.redis = [RedisServer(tmp / f"redis{i}").start() for i in range(ngroups)]
         cfg = {"slots": NSLOTS, "store": {"kind": "file", "path": str(tmp / "store")},
                "fence_timeout": 10.0, **dash_cfg}
@@ -43,7 +45,8 @@ class Cluster:
     def make_proxy(self, name: str, ports: tuple[int, int] | None = None) -> ProxyProcess:
         return ProxyProcess.managed(self.tmp, name, self.dash.url, ports, slots=NSLOTS,
                                     migration={"lock_timeout": 10.0,
-                                               "fence_timeout": 10.0}).start()
+                                               "fence_timeout": 10.0},
+                                    **self.proxy_cfg).start()
 
     def restart_dashboard(self) -> None:
         self.dash.kill()

@@ -1,0 +1,132 @@
+"""One worker process: a whole proxy (ProxyApp) that takes its orders from its supervisor.
+
+Started as `python -m proxy.workers` with the spec (its config, index, control socket)
+pickled on stdin; stdin then stays open, and its end means the supervisor is gone: the worker
+drains and exits rather than serve on unsupervised. Differences from a plain proxy:
+
+* the listener binds with SO_REUSEPORT (every worker listens on the same port);
+* no dashboard agent and no admin port: the admin API is served on a private Unix socket, where
+  the supervisor pushes slot maps (the worker acknowledges once applied, exactly as a proxy
+  acknowledges the dashboard) and relays the dashboard's contact (POST /api/contact);
+* it serves clients only once the supervisor pushed it a map: a restarted worker never serves
+  with a map older than its siblings'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import signal
+import struct
+import sys
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..app import ProxyApp
+from ..config import ProxyConfig
+from ..control.admin import AdminServer
+from ..server import Listener
+
+_LEN = struct.Struct("!I")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    index: int
+    workers: int
+    cfg: ProxyConfig        # listen = the supervisor's resolved port; no dashboard, no admin
+    control: str            # the Unix socket of this worker's admin API
+    fenced: bool            # the supervisor has a dashboard: fence slots in transit on silence
+    supervisor_pid: int
+    uvloop: bool = True
+
+    def encode(self) -> bytes:
+        data = pickle.dumps(self)
+        return _LEN.pack(len(data)) + data
+
+
+def read_spec(stream: BinaryIO) -> WorkerSpec:
+    head = stream.read(_LEN.size)
+    if len(head) != _LEN.size:
+        raise SystemExit("slotproxy worker: no spec on stdin (started by a supervisor only)")
+    (n,) = _LEN.unpack(head)
+    spec = pickle.loads(stream.read(n))  # from our own parent, over a pipe only it holds
+    if not isinstance(spec, WorkerSpec):
+        raise SystemExit("slotproxy worker: bad spec on stdin")
+    return spec
+
+
+class WorkerApp(ProxyApp):
+    def __init__(self, spec: WorkerSpec) -> None:
+        super().__init__(spec.cfg)
+        self.spec = spec
+        s = self.services
+        self.listener = Listener(s, reuse_port=True)
+        self.admin = AdminServer(s, self.apply_slot_map, self.identity, unix_path=spec.control)
+        s.router.transit.fence_enabled = spec.fenced
+        s.info_overrides.setdefault("Proxy", {}).update({
+            "worker_id": str(spec.index), "workers": str(spec.workers),
+            "supervisor_pid": str(spec.supervisor_pid)})
+
+    def identity(self) -> dict:
+        me = super().identity()
+        me.update(worker=self.spec.index, serving=self.serving)
+        return me
+
+    async def _initial_map(self) -> None:
+        router = self.services.router
+        while not router.online:  # the supervisor pushes the map in force
+            await asyncio.sleep(0.02)
+        await self.wait_backends()
+
+
+class _Watch(asyncio.Protocol):
+    """The supervisor's end of our stdin: its closing (the supervisor died) stops us."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop.set()
+
+
+async def serve(spec: WorkerSpec) -> None:
+    app = WorkerApp(spec)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await loop.connect_read_pipe(lambda: _Watch(stop), sys.stdin)
+    try:
+        await app.start()
+    except BaseException:
+        await app.stop()
+        raise
+    await stop.wait()
+    await app.stop()
+
+
+def main() -> int:
+    spec = read_spec(sys.stdin.buffer)
+    logging.basicConfig(
+        level=spec.cfg.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s %(name)s[w{spec.index}]: %(message)s",
+    )
+    run = asyncio.run
+    if spec.uvloop:
+        try:
+            import uvloop
+
+            run = uvloop.run
+        except ImportError:
+            pass
+    try:
+        run(serve(spec))
+    except OSError as e:
+        print(f"slotproxy worker {spec.index}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
