@@ -100,6 +100,8 @@ def main() -> int:
     ap.add_argument("--target-stall-ms", type=float, help="adaptive pace: MIGRATE stall budget")
     ap.add_argument("--min-batch", type=int, help="adaptive pace: smallest batch")
     ap.add_argument("--max-batch", type=int, help="adaptive pace: largest batch")
+    ap.add_argument("--latency-factor", type=float, help="adaptive pace: back-off threshold")
+    ap.add_argument("--max-pause-ms", type=float, help="adaptive pace: longest rest")
     ap.add_argument("--dashboard-nice", type=int, default=10,
                     help="CPU niceness of the dashboard process (it would run on another "
                          "host in production; here it shares the cores with the proxy)")
@@ -116,7 +118,8 @@ def main() -> int:
     try:
         migration = {"max_concurrent_slots": args.max_slots, "batch_size": args.batch_size,
                      "keys_per_sec": args.keys_per_sec, "adaptive": not args.fixed}
-        for name in ("target_stall_ms", "min_batch", "max_batch"):
+        for name in ("target_stall_ms", "min_batch", "max_batch", "latency_factor",
+                     "max_pause_ms"):
             if getattr(args, name) is not None:
                 migration[name] = getattr(args, name)
         dash = DashboardProcess(tmp, slots=NSLOTS, store={"kind": "file", "path": str(tmp / "st")},
@@ -171,7 +174,7 @@ def main() -> int:
             "settings": m["settings"], "dashboard_nice": args.dashboard_nice,
             "pace": m.get("pace"),
             "cpus": os.cpu_count(),
-            "target": {"keys_per_sec": 50000, "p99_ratio": 1.5},
+            "target": {"keys_per_sec": 40000, "p99_ratio": 1.5},
         }
         print(json.dumps(result, indent=2))
         if args.out:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -200,6 +201,33 @@ class RawConn:
             self.writer = None
 
 
+class StallMeter:
+    """MIGRATE's time on the source, from `INFO commandstats` (cmdstat_migrate calls/usec):
+    the mean of the MIGRATE calls since the previous reading (ours, and any the proxies made
+    on access meanwhile). None when the figure is missing (first reading, a server restart)."""
+
+    def __init__(self) -> None:
+        self.calls = self.usec = -1
+
+    def measure(self, info: Any) -> float | None:
+        if not isinstance(info, bytes):
+            return None
+        i = info.find(b"cmdstat_migrate:")
+        if i < 0:
+            return None
+        fields = dict(f.split(b"=", 1) for f in
+                      info[i + 16:info.find(b"\r\n", i)].split(b",") if b"=" in f)
+        try:
+            calls, usec = int(fields[b"calls"]), int(fields[b"usec"])
+        except (KeyError, ValueError):
+            return None
+        prev_calls, prev_usec = self.calls, self.usec
+        self.calls, self.usec = calls, usec
+        if prev_calls < 0 or calls <= prev_calls or usec < prev_usec:
+            return None
+        return (usec - prev_usec) / (calls - prev_calls) / 1e6
+
+
 class LatencyProbe:
     """The source's latency as a client sees it: PING round trips on a connection of its own
     (a request queued behind a MIGRATE, or behind the requests queued behind one, waits)."""
@@ -301,18 +329,27 @@ class MovePass:
         self.throttle = throttle or Throttle(lambda: settings.keys_per_sec)
         self.pace = pace
         self.probe = probe
-        self._probed = 0.0
+        self._stalls = StallMeter()
         self.result = PassResult()
 
     @property
     def batch_size(self) -> int:
+        """Keys per SCAN page (and the nominal MIGRATE size)."""
         if self.pace is not None and self.settings.adaptive:
             return self.pace.batch
+        return self.settings.batch_size
+
+    def _next_size(self) -> int:
+        """Keys in the next MIGRATE."""
+        if self.pace is not None and self.settings.adaptive:
+            return self.pace.size()
         return self.settings.batch_size
 
     async def run(self, wait_unpaused: Callable[[], Awaitable[None]] | None = None
                   ) -> PassResult:
         conn = await RawConn(self.source, "source").connect()
+        prober = (asyncio.get_running_loop().create_task(self._probe_loop())
+                  if self.probe is not None and self.pace is not None else None)
         try:
             cursor, keys = await conn.call("SCAN", 0, "COUNT", self.batch_size)
             while True:
@@ -340,7 +377,21 @@ class MovePass:
                     return self.result
                 cursor, keys = replies[-1]
         finally:
+            if prober is not None:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ServerDown):
+                    await prober
             await conn.close()
+
+    async def _probe_loop(self) -> None:
+        """Latency samples of the source at random moments (not right after a batch): what a
+        client request arriving at any time sees, stalls and the queues behind them included."""
+        assert self.probe is not None and self.pace is not None
+        rnd = random.Random()
+        while True:
+            await asyncio.sleep(self.settings.probe_interval_ms / 1000 * rnd.uniform(0.5, 1.5))
+            if self.settings.adaptive:
+                self.pace.on_latency(await self.probe.sample())
 
     async def _move(self, conn: RawConn, keys: list[tuple[bytes, int]],
                     sizes: list[int]) -> None:
@@ -363,11 +414,13 @@ class MovePass:
         for target, items in batches.items():
             chunk: list[tuple[bytes, int, int]] = []
             nbytes = 0
+            limit = self._next_size()
             for item in items:
-                if chunk and (len(chunk) >= self.batch_size
+                if chunk and (len(chunk) >= limit
                               or nbytes + item[1] > self.settings.batch_bytes):
                     await self._migrate(conn, target, chunk)
                     chunk, nbytes = [], 0
+                    limit = self._next_size()
                 chunk.append(item)
                 nbytes += item[1]
             if chunk:
@@ -380,17 +433,18 @@ class MovePass:
         if pace is not None and pace.pause:
             await asyncio.sleep(pace.pause)
         host, port = split_addr(target)
-        t0 = time.perf_counter()
-        reply = (await conn.pipeline(
-            ("MIGRATE", host, port, "", 0, self.settings.migrate_timeout_ms, "REPLACE",
-             "KEYS", *(k for k, _, _ in items))))[0]
-        if pace is not None:
-            t1 = time.perf_counter()
-            pace.on_stall(len(items), t1 - t0)
-            interval = self.settings.probe_interval_ms / 1000
-            if self.probe is not None and t1 - self._probed >= interval:
-                pace.on_latency(await self.probe.sample())
-                self._probed = time.perf_counter()
+        migrate = ("MIGRATE", host, port, "", 0, self.settings.migrate_timeout_ms, "REPLACE",
+                   "KEYS", *(k for k, _, _ in items))
+        if pace is None:
+            reply = (await conn.pipeline(migrate))[0]
+        else:
+            # The stall as the source itself measured it (INFO commandstats, in the same round
+            # trip): our own wait for the reply would add this process's scheduling delays.
+            t0 = time.perf_counter()
+            reply, info = await conn.pipeline(migrate, ("INFO", "commandstats"))
+            elapsed = time.perf_counter() - t0
+            stall = self._stalls.measure(info)
+            pace.on_stall(len(items), stall if stall is not None else elapsed)
         if isinstance(reply, hiredis.ReplyError):
             msg = str(reply)
             if "IOERR" in msg or "connect" in msg.lower():

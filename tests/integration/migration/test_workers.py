@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.harness import ProxyProcess, RedisServer, group_config, until
+from tests.harness import ProxyProcess, RedisServer, free_port, group_config, until
 from tests.harness.cluster import Load, cluster
 from tests.harness.raw import RawClient
 
@@ -177,3 +177,40 @@ def test_sigterm_drains_every_worker(servers: list[RedisServer], tmp_path: Path)
     finally:
         p.stop()
 
+
+
+def test_a_crash_looping_worker_is_reported_not_restarted_forever(
+        servers: list[RedisServer], tmp_path: Path) -> None:
+    admin = f"127.0.0.1:{free_port()}"
+    cfg = group_config(servers, workers=2, admin_listen=admin,
+                       supervisor={"crash_loop_restarts": 2, "crash_loop_window": 300.0,
+                                   "restart_backoff_min": 0.05})
+    p = ProxyProcess(tmp_path, cfg).start()
+    try:
+        killed: set[int] = set()
+
+        def kill_ready(index: int) -> None:
+            """SIGKILL the worker once it serves (a new process, not one already killed)."""
+            w = until(lambda: (x := workers_info(p)[index])["state"] == "ready"
+                      and x["pid"] not in killed and x, 30, f"worker {index} ready")
+            os.kill(w["pid"], signal.SIGKILL)
+            killed.add(w["pid"])
+
+        kill_ready(1)  # one death: restarted
+        first = until(lambda: (x := workers_info(p)[1])["restarts"] == 1 and x, 30, "restart")
+        kill_ready(1)  # the second within the window: crash-looping, left down
+        until(lambda: workers_info(p)[1]["state"] == "failed", 30, "worker 1 reported failed")
+        assert workers_info(p)[1]["restarts"] == 1 and first["state"] in ("starting", "ready")
+        assert "worker 1 is crash-looping" in p.log()
+        c = p.client()
+        assert c.set("still", "served") and c.get("still") == b"served"  # worker 0 serves
+        stats = p.admin.get("/api/stats")
+        assert [w["state"] for w in stats["workers"]] == ["ready", "failed"]
+        assert stats["workers"][1]["stats"] is None
+        kill_ready(0)
+        kill_ready(0)  # every worker failed: the supervisor gives up, exit code 1
+        assert p.process is not None
+        assert p.process.proc.wait(30) == 1
+        assert "every worker failed" in p.log()
+    finally:
+        p.stop()
