@@ -65,17 +65,18 @@ class Settings:
     target_stall_ms: float = 0.5     # budget for one MIGRATE call (source blocked meanwhile)
     min_batch: int = 10
     max_batch: int = 1000
-    latency_factor: float = 1.5      # source latency above factor x baseline: back off
+    latency_factor: float = 1.5      # source latency above factor x baseline ...
+    latency_slack_ms: float = 0.2    # ... and this much above it: back off
     max_pause_ms: float = 50.0       # longest rest between two batches
     probe_interval_ms: float = 5.0   # at most one latency probe (PING) this often
 
     FIELDS = ("batch_size", "batch_bytes", "keys_per_sec", "max_concurrent_slots",
               "big_key_bytes", "stall_ms", "chunk_elements", "migrate_timeout_ms", "paused",
               "adaptive", "target_stall_ms", "min_batch", "max_batch", "latency_factor",
-              "max_pause_ms", "probe_interval_ms")
+              "latency_slack_ms", "max_pause_ms", "probe_interval_ms")
     _FLAGS = ("paused", "adaptive")
-    _FLOATS = ("stall_ms", "target_stall_ms", "latency_factor", "max_pause_ms",
-               "probe_interval_ms")
+    _FLOATS = ("stall_ms", "target_stall_ms", "latency_factor", "latency_slack_ms",
+               "max_pause_ms", "probe_interval_ms")
 
     def to_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.FIELDS}
@@ -94,7 +95,7 @@ class Settings:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{name!r} must be a number")
                 value = float(value) if name in self._FLOATS else int(value)
-                low = {"keys_per_sec": 0, "max_pause_ms": 0}.get(name, 1)
+                low = {"keys_per_sec": 0, "max_pause_ms": 0, "latency_slack_ms": 0}.get(name, 1)
                 if value < low:
                     raise ValueError(f"{name!r} must be >= {low}")
             new[name] = value
@@ -109,6 +110,7 @@ class Settings:
     def pace_limits(self) -> PaceLimits:
         return PaceLimits(target_stall=self.target_stall_ms / 1000, min_batch=self.min_batch,
                           max_batch=self.max_batch, latency_factor=self.latency_factor,
+                          latency_slack=self.latency_slack_ms / 1000,
                           max_pause=self.max_pause_ms / 1000)
 
 

@@ -18,7 +18,9 @@ Two signals, two loops:
   own CPU competes with the servers'). A latency figure of the servers the clients use (a PING
   probe on a separate connection to the source between batches, or a figure the proxies
   report), smoothed (EWMA, so one late sample does not stop the mover), is compared with its
-  no-migration baseline: above `latency_factor` x baseline the mover rests between batches,
+  no-migration baseline: above `latency_factor` x baseline -- and more than `latency_slack_ms`
+  above it: a PING round trip is ~50 us, and a factor of that alone would react to the
+  mover's own scheduling noise, not to anything a client notices -- the mover rests between batches,
   the rest doubling while it stays high (up to `max_pause_ms`) and the batch not growing; once
   it is back under, the rest halves away.
 
@@ -40,14 +42,17 @@ class PaceLimits:
     target_stall: float = 0.0005  # s, budget for one MIGRATE call
     min_batch: int = 10
     max_batch: int = 1000
-    latency_factor: float = 1.5   # latency above factor x baseline means back off
+    latency_factor: float = 1.5   # latency above factor x baseline means back off ...
+    latency_slack: float = 0.0002  # ... if it is also this much (s) above the baseline
     max_pause: float = 0.05       # s, longest rest between two batches
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.max_batch:
             raise ValueError("need 1 <= min_batch <= max_batch")
-        if self.target_stall <= 0 or self.latency_factor < 1 or self.max_pause < 0:
-            raise ValueError("need target_stall > 0, latency_factor >= 1, max_pause >= 0")
+        if (self.target_stall <= 0 or self.latency_factor < 1 or self.max_pause < 0
+                or self.latency_slack < 0):
+            raise ValueError("need target_stall > 0, latency_factor >= 1, max_pause >= 0, "
+                             "latency_slack >= 0")
 
 
 class StallModel:
@@ -146,7 +151,7 @@ class PaceController:
             return
         lim = self.limits
         self.latency = seconds if not self.latency else (1 - ALPHA) * self.latency + ALPHA * seconds
-        if self.latency > base * lim.latency_factor:
+        if self.latency > max(base * lim.latency_factor, base + lim.latency_slack):
             self.high = True
             self.pause = min(lim.max_pause, max(MIN_PAUSE, self.pause * 2))
         else:

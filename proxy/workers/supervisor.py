@@ -124,6 +124,7 @@ class Worker:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None
 
 
 class Supervisor:
@@ -248,6 +249,7 @@ class Supervisor:
         """Start the process, give it the map in force, wait until it serves."""
         w.synced = False
         w.state = "starting"
+        await w.close()  # no kept-alive connection to a previous process survives
         with contextlib.suppress(FileNotFoundError):
             os.unlink(w.control)
         w.proc = await asyncio.create_subprocess_exec(
@@ -326,7 +328,7 @@ class Supervisor:
             w.restarts += 1
             try:
                 await self._start_worker(w)
-            except WorkerError as e:
+            except (WorkerError, OSError) as e:
                 log.error("worker %d did not start: %s", w.index, e)
                 if w.proc is not None:
                     await w.proc.wait()  # counted as a death above, on the next turn
@@ -454,11 +456,20 @@ async def supervise(cfg: ProxyConfig, uvloop: bool = True) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sup.done.set)
+    # SIGTERM while starting (e.g. still waiting for the dashboard's map) stops at once too.
+    starting = loop.create_task(sup.start())
+    stopped = loop.create_task(sup.done.wait())
+    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
     try:
-        await sup.start()
+        await starting
+    except asyncio.CancelledError:
+        pass
     except BaseException:
+        stopped.cancel()
         await sup.stop()
         raise
-    await sup.done.wait()
+    await stopped
     await sup.stop()
     return 1 if sup.failed else 0

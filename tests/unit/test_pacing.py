@@ -70,7 +70,7 @@ def test_never_leaves_its_bounds(seed: int) -> None:
 
 
 def test_backs_off_while_latency_is_high_and_recovers() -> None:
-    lim = PaceLimits(target_stall=0.001, latency_factor=1.5, max_pause=0.05)
+    lim = PaceLimits(target_stall=0.001, latency_factor=1.5, latency_slack=0, max_pause=0.05)
     pace = PaceController(lim, start=100)
     pace.set_baseline(0.0002)
     pace.on_latency(0.0002)
@@ -89,12 +89,24 @@ def test_backs_off_while_latency_is_high_and_recovers() -> None:
 
 
 def test_one_late_latency_sample_does_not_stop_the_mover() -> None:
-    pace = PaceController(PaceLimits(latency_factor=1.5), start=100)
+    pace = PaceController(PaceLimits(latency_factor=1.5, latency_slack=0), start=100)
     pace.set_baseline(0.0002)
     for _ in range(20):
         pace.on_latency(0.0002)
     pace.on_latency(0.0006)  # 3x once: smoothed, it stays under 1.5x
     assert pace.pause == 0
+
+
+def test_a_small_absolute_rise_is_not_a_reason_to_rest() -> None:
+    # a PING of 50 us read at 120 us: 2.4x, but 70 us is nothing a client notices
+    pace = PaceController(PaceLimits(latency_factor=1.5, latency_slack=0.0002), start=100)
+    pace.set_baseline(0.00005)
+    for _ in range(50):
+        pace.on_latency(0.00012)
+    assert pace.pause == 0 and not pace.high
+    for _ in range(50):
+        pace.on_latency(0.0004)  # 350 us above: rest
+    assert pace.pause > 0 and pace.high
 
 
 def test_no_baseline_no_latency_loop() -> None:

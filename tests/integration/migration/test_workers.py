@@ -214,3 +214,31 @@ def test_a_crash_looping_worker_is_reported_not_restarted_forever(
         assert "every worker failed" in p.log()
     finally:
         p.stop()
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(servers: list[RedisServer],
+                                                    tmp_path: Path) -> None:
+    admin = f"127.0.0.1:{free_port()}"
+    p = ProxyProcess(tmp_path, group_config(servers, workers=2, admin_listen=admin)).start()
+    try:
+        def all_ready() -> list[int]:
+            ws = workers_info(p)
+            return [w["pid"] for w in ws] if all(w["state"] == "ready" for w in ws) else []
+
+        pids = until(all_ready, 30, "every worker ready")
+        assert p.process is not None
+        os.kill(p.process.pid, signal.SIGKILL)  # the supervisor only, not its group
+
+        def gone(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            with open(f"/proc/{pid}/stat") as f:  # a zombie of the init reaper is gone too
+                return f.read().split(") ")[1].startswith("Z")
+
+        until(lambda: all(gone(pid) for pid in pids), 30, "the workers to exit")
+        with pytest.raises(OSError):
+            socket.create_connection((p.host, p.port), timeout=1)
+    finally:
+        p.stop()
