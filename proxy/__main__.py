@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("slotproxy").warning("uvloop not installed: using asyncio's loop")
     try:
         if cfg.workers > 1:
-            from .workers.supervisor import WorkerError, supervise
+            from .workers.errors import WorkerError
+            from .workers.supervisor import supervise
 
             try:
                 return run(supervise(cfg, uvloop=run is not asyncio.run))

@@ -11,18 +11,33 @@ PUT  /api/slots   apply a slot map in every worker; 200 only once all of them ap
 from __future__ import annotations
 
 import json
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from slotcore.contract import PROXY_INFO, PROXY_SLOTS, PROXY_STATS
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
+from ..config import ProxyConfig
 from ..control.admin import _error, authorized
-from .supervisor import Supervisor, WorkerError
+from .errors import WorkerError
+
+
+class Supervised(Protocol):
+    """What the admin API needs of the supervisor (supervisor.py)."""
+
+    cfg: ProxyConfig
+    slotmap: SlotMap | None
+
+    @property
+    def epoch(self) -> int: ...
+    def identity(self) -> dict[str, Any]: ...
+    async def stats(self, slots: bool = False) -> dict[str, Any]: ...
+    async def apply(self, slotmap: SlotMap) -> None: ...
 
 
 class SupervisorAdmin:
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Supervised) -> None:
         self.sup = sup
         self.runner: web.AppRunner | None = None
         self.port = 0

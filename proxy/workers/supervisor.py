@@ -50,16 +50,14 @@ from .. import __version__
 from ..config import ProxyConfig
 from ..control.admin import WORKER_CONTACT
 from ..control.agent import DashboardAgent
+from .admin import SupervisorAdmin
 from .aggregate import total_stats
+from .errors import WorkerError
 from .worker import WorkerSpec
 
 log = logging.getLogger("slotproxy.supervisor")
 
 TICK = 1.0  # s between liveness checks of the workers
-
-
-class WorkerError(Exception):
-    """A worker could not be started, or a push could not be applied by every worker."""
 
 
 class Worker:
@@ -145,7 +143,7 @@ class Supervisor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._placeholder: socket.socket | None = None
         self._runtime = ""
-        self.admin: Any = None
+        self.admin: SupervisorAdmin | None = None
         self.agent: DashboardAgent | None = None
         self.port = 0
 
@@ -208,8 +206,6 @@ class Supervisor:
                           uvloop=self.uvloop)
 
     async def start(self) -> None:
-        from .admin import SupervisorAdmin  # the admin imports this module's types
-
         cfg = self.cfg
         self._reserve_port()
         self._runtime = tempfile.mkdtemp(prefix="slotproxy-workers-")  # mode 0700
