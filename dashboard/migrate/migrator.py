@@ -276,10 +276,12 @@ class Migrator:
     async def _source_loop(self, gid: int) -> None:
         """Move everything leaving group `gid` until none of its migrating slots is left."""
         throttle = Throttle(lambda: self.settings.keys_per_sec)
-        # One pace per source for all its passes (what it learnt carries over); its latency
-        # baseline is taken before the first key of this source moves.
-        pace = self.pace[gid] = PaceController(self.settings.pace_limits(),
-                                               start=self.settings.batch_size)
+        # One pace per source for all its passes and batches of this migration (what it
+        # learnt carries over); its latency baseline is taken before its first key moves.
+        pace = self.pace.get(gid)
+        if pace is None:
+            pace = self.pace[gid] = PaceController(self.settings.pace_limits(),
+                                                   start=self.settings.batch_size)
         probe: LatencyProbe | None = None
         try:
             while True:
@@ -290,10 +292,11 @@ class Migrator:
                 if not mine or not self.plane.leading.is_set():
                     return
                 source = topo.groups[gid].master or ""
-                if probe is None or probe.conn.addr != source:  # first pass, or a failover
-                    if probe is not None:
+                if probe is None or probe.conn.addr != source:
+                    if probe is not None:  # a failover: the new master's own baseline
                         await probe.close()
-                    probe, pace.baseline = LatencyProbe(source), None
+                        pace.baseline = None
+                    probe = LatencyProbe(source)
                 pace.set_limits(self.settings.pace_limits())  # changeable while running
                 result = await self._source_pass(topo, gid, source, mine, throttle, pace, probe)
                 if result is not None:

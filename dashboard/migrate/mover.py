@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ class ServerDown(Exception):
 class Settings:
     """Migration knobs; the API changes them while a migration runs (read at every batch)."""
 
-    batch_size: int = 500            # keys per MIGRATE (and SCAN COUNT)
+    batch_size: int = 500            # SCAN COUNT; keys per MIGRATE (adaptive: the first)
     batch_bytes: int = 4 << 20       # bytes per MIGRATE (MEMORY USAGE estimate)
     keys_per_sec: int = 0            # per source group; 0 = unlimited
     max_concurrent_slots: int = 256  # slots per batch (one push per transition per batch)
@@ -66,8 +65,8 @@ class Settings:
     min_batch: int = 10
     max_batch: int = 1000
     latency_factor: float = 1.5      # source latency above factor x baseline ...
-    latency_slack_ms: float = 0.2    # ... and this much above it: back off
-    max_pause_ms: float = 50.0       # longest rest between two batches
+    latency_slack_ms: float = 0.5    # ... and this much above it: back off
+    max_pause_ms: float = 5.0        # longest rest between two batches
     probe_interval_ms: float = 5.0   # at most one latency probe (PING) this often
 
     FIELDS = ("batch_size", "batch_bytes", "keys_per_sec", "max_concurrent_slots",
@@ -309,10 +308,11 @@ class MovePass:
     big-key threshold: it must move the key (chunked, fenced) or raise.
     `on_moved(slot, keys, bytes)` reports progress.
 
-    With `pace` (and `settings.adaptive`), each batch's size (and SCAN COUNT) is the
-    controller's and it is fed the duration of every MIGRATE; with `probe` too, a latency
-    sample of the source at most every `probe_interval_ms` (pacing.py). Otherwise every batch
-    is `batch_size` keys.
+    With `pace` (and `settings.adaptive`), each MIGRATE's size is the controller's and it is
+    fed the duration of every MIGRATE; with `probe` too, a latency sample of the source
+    between batches, at most every `probe_interval_ms` (pacing.py). Otherwise every MIGRATE
+    is `batch_size` keys. SCAN pages are `batch_size` keys either way (a page holds keys of
+    slots that stay as well; small pages would cost a round trip for few keys to move).
     """
 
     def __init__(self, source: str, targets: dict[int, str], nslots: int, settings: Settings,
@@ -332,14 +332,8 @@ class MovePass:
         self.pace = pace
         self.probe = probe
         self._stalls = StallMeter()
+        self._probed = 0.0
         self.result = PassResult()
-
-    @property
-    def batch_size(self) -> int:
-        """Keys per SCAN page (and the nominal MIGRATE size)."""
-        if self.pace is not None and self.settings.adaptive:
-            return self.pace.batch
-        return self.settings.batch_size
 
     def _next_size(self) -> int:
         """Keys in the next MIGRATE."""
@@ -350,10 +344,8 @@ class MovePass:
     async def run(self, wait_unpaused: Callable[[], Awaitable[None]] | None = None
                   ) -> PassResult:
         conn = await RawConn(self.source, "source").connect()
-        prober = (asyncio.get_running_loop().create_task(self._probe_loop())
-                  if self.probe is not None and self.pace is not None else None)
         try:
-            cursor, keys = await conn.call("SCAN", 0, "COUNT", self.batch_size)
+            cursor, keys = await conn.call("SCAN", 0, "COUNT", self.settings.batch_size)
             while True:
                 if wait_unpaused is not None:
                     await wait_unpaused()
@@ -366,7 +358,7 @@ class MovePass:
                         conn.sha = await conn.call("SCRIPT", "LOAD", SIZES_LUA)
                     cmds.append(("EVALSHA", conn.sha, len(mine), *(k for k, _ in mine)))
                 if not done:
-                    cmds.append(("SCAN", cursor, "COUNT", self.batch_size))
+                    cmds.append(("SCAN", cursor, "COUNT", self.settings.batch_size))
                 replies = await conn.pipeline(*cmds) if cmds else []
                 for r in replies:
                     if isinstance(r, hiredis.ReplyError):
@@ -379,21 +371,7 @@ class MovePass:
                     return self.result
                 cursor, keys = replies[-1]
         finally:
-            if prober is not None:
-                prober.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ServerDown):
-                    await prober
             await conn.close()
-
-    async def _probe_loop(self) -> None:
-        """Latency samples of the source at random moments (not right after a batch): what a
-        client request arriving at any time sees, stalls and the queues behind them included."""
-        assert self.probe is not None and self.pace is not None
-        rnd = random.Random()
-        while True:
-            await asyncio.sleep(self.settings.probe_interval_ms / 1000 * rnd.uniform(0.5, 1.5))
-            if self.settings.adaptive:
-                self.pace.on_latency(await self.probe.sample())
 
     async def _move(self, conn: RawConn, keys: list[tuple[bytes, int]],
                     sizes: list[int]) -> None:
@@ -447,6 +425,13 @@ class MovePass:
             elapsed = time.perf_counter() - t0
             stall = self._stalls.measure(info)
             pace.on_stall(len(items), stall if stall is not None else elapsed)
+            now = time.perf_counter()
+            due = now - self._probed >= self.settings.probe_interval_ms / 1000
+            if self.probe is not None and due:
+                # Between batches, while this mover waits (its own work cannot delay the
+                # reading): how long the requests queued behind the batch take to drain.
+                pace.on_latency(await self.probe.sample())
+                self._probed = now
         if isinstance(reply, hiredis.ReplyError):
             msg = str(reply)
             if "IOERR" in msg or "connect" in msg.lower():

@@ -44,7 +44,7 @@ class PaceLimits:
     max_batch: int = 1000
     latency_factor: float = 1.5   # latency above factor x baseline means back off ...
     latency_slack: float = 0.0002  # ... if it is also this much (s) above the baseline
-    max_pause: float = 0.05       # s, longest rest between two batches
+    max_pause: float = 0.005      # s, longest rest between two batches
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.max_batch:
