@@ -4,6 +4,7 @@ proxy processes and redis-servers, plus a load generator that records every ackn
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 import time
@@ -24,7 +25,10 @@ class Cluster:
     def __init__(self, tmp: Path, ngroups: int = 2, nproxies: int = 2,
                  proxy_cfg: dict[str, Any] | None = None, **dash_cfg: Any) -> None:
         self.tmp = tmp
-        self.proxy_cfg = proxy_cfg or {}  # extra proxy config (e.g. {"workers": 2})
+        # extra proxy config (e.g. {"workers": 2}); SLOTPROXY_TEST_WORKERS=N runs every
+        # cluster test's proxies as N worker processes
+        workers = int(os.environ.get("SLOTPROXY_TEST_WORKERS", "1"))
+        self.proxy_cfg = {**({"workers": workers} if workers > 1 else {}), **(proxy_cfg or {})}
         self.redis = [RedisServer(tmp / f"redis{i}").start() for i in range(ngroups)]
         cfg = {"slots": NSLOTS, "store": {"kind": "file", "path": str(tmp / "store")},
                "fence_timeout": 10.0, **dash_cfg}
