@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 from . import __version__
@@ -17,6 +16,7 @@ from .config import (
     load_config,
     parse_addr,
 )
+from .lifecycle import loop_runner, run_process, serve_until_stopped
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,18 +71,7 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
 async def serve(cfg: ProxyConfig) -> None:
     from .app import ProxyApp
 
-    server = ProxyApp(cfg)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await server.start()
-    except BaseException:
-        await server.stop()
-        raise
-    await stop.wait()
-    await server.stop()
+    await serve_until_stopped(ProxyApp(cfg), asyncio.Event())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,31 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         level=cfg.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    run = asyncio.run
-    if not ns.no_uvloop:
-        try:
-            import uvloop
+    run = loop_runner(not ns.no_uvloop)
+    if cfg.workers > 1:
+        from .workers.errors import WorkerError
+        from .workers.supervisor import supervise
 
-            run = uvloop.run
-        except ImportError:
-            logging.getLogger("slotproxy").warning("uvloop not installed: using asyncio's loop")
-    try:
-        if cfg.workers > 1:
-            from .workers.errors import WorkerError
-            from .workers.supervisor import supervise
-
-            try:
-                return run(supervise(cfg, uvloop=run is not asyncio.run))
-            except WorkerError as e:
-                print(f"slotproxy: {e}", file=sys.stderr)
-                return 1
-        run(serve(cfg))
-    except OSError as e:
-        print(f"slotproxy: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+        return run_process(run, supervise(cfg, uvloop=run is not asyncio.run), "slotproxy",
+                           (OSError, WorkerError))
+    return run_process(run, serve(cfg), "slotproxy")
 
 
 if __name__ == "__main__":

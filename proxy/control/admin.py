@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -93,10 +94,7 @@ class AdminServer:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get(PROXY_INFO, self.get_info)
-        app.router.add_get(PROXY_STATS, self.get_stats)
-        app.router.add_get(PROXY_SLOTS, self.get_slots)
-        app.router.add_put(PROXY_SLOTS, self.put_slots)
+        add_proxy_routes(app, self)
         self.runner = web.AppRunner(app, access_log=None)
         if self.unix_path is not None:
             app.router.add_post(WORKER_CONTACT, self.post_contact)
@@ -104,17 +102,37 @@ class AdminServer:
             await web.UnixSite(self.runner, self.unix_path).start()
             return
         assert self.services.cfg.admin_listen is not None
-        host, port = self.services.cfg.admin_listen
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, reuse_address=True)
-        await site.start()
-        sockets = site._server.sockets if site._server else []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self.port = await start_tcp(self.runner, *self.services.cfg.admin_listen)
 
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+
+class ProxyRoutes(Protocol):
+    """The four handlers of a proxy's admin API (a proxy's, or a worker supervisor's)."""
+
+    async def get_info(self, request: web.Request) -> web.Response: ...
+    async def get_stats(self, request: web.Request) -> web.Response: ...
+    async def get_slots(self, request: web.Request) -> web.Response: ...
+    async def put_slots(self, request: web.Request) -> web.Response: ...
+
+
+def add_proxy_routes(app: web.Application, h: ProxyRoutes) -> None:
+    app.router.add_get(PROXY_INFO, h.get_info)
+    app.router.add_get(PROXY_STATS, h.get_stats)
+    app.router.add_get(PROXY_SLOTS, h.get_slots)
+    app.router.add_put(PROXY_SLOTS, h.put_slots)
+
+
+async def start_tcp(runner: web.AppRunner, host: str, port: int) -> int:
+    """Serve `runner` on host:port; returns the port bound (0 picks a free one)."""
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    sockets = site._server.sockets if site._server else []
+    return sockets[0].getsockname()[1] if sockets else port
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -15,11 +15,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from slotcore.contract import PROXY_INFO, PROXY_SLOTS, PROXY_STATS
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
 from ..config import ProxyConfig
-from ..control.admin import _error, authorized
+from ..control.admin import _error, add_proxy_routes, authorized, start_tcp
 from .errors import WorkerError
 
 
@@ -72,18 +71,10 @@ class SupervisorAdmin:
 
     async def start(self) -> None:
         assert self.sup.cfg.admin_listen is not None
-        host, port = self.sup.cfg.admin_listen
         app = web.Application()
-        app.router.add_get(PROXY_INFO, self.get_info)
-        app.router.add_get(PROXY_STATS, self.get_stats)
-        app.router.add_get(PROXY_SLOTS, self.get_slots)
-        app.router.add_put(PROXY_SLOTS, self.put_slots)
+        add_proxy_routes(app, self)
         self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, reuse_address=True)
-        await site.start()
-        sockets = site._server.sockets if site._server else []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self.port = await start_tcp(self.runner, *self.sup.cfg.admin_listen)
 
     async def stop(self) -> None:
         if self.runner is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-import signal
 import struct
 import sys
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import BinaryIO
 from ..app import ProxyApp
 from ..config import ProxyConfig
 from ..control.admin import AdminServer
+from ..lifecycle import loop_runner, run_process, serve_until_stopped
 from ..server import Listener
 
 _LEN = struct.Struct("!I")
@@ -92,19 +92,9 @@ class _Watch(asyncio.Protocol):
 
 
 async def serve(spec: WorkerSpec) -> None:
-    app = WorkerApp(spec)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await loop.connect_read_pipe(lambda: _Watch(stop), sys.stdin)
-    try:
-        await app.start()
-    except BaseException:
-        await app.stop()
-        raise
-    await stop.wait()
-    await app.stop()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: _Watch(stop), sys.stdin)
+    await serve_until_stopped(WorkerApp(spec), stop)
 
 
 def main() -> int:
@@ -113,20 +103,6 @@ def main() -> int:
         level=spec.cfg.log_level.upper(),
         format=f"%(asctime)s %(levelname)s %(name)s[w{spec.index}]: %(message)s",
     )
-    run = asyncio.run
-    if spec.uvloop:
-        try:
-            import uvloop
-
-            run = uvloop.run
-        except ImportError:
-            pass
-    try:
-        run(serve(spec))
-    except OSError as e:
-        print(f"slotproxy worker {spec.index}: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    run = loop_runner(spec.uvloop, warn=False)  # the supervisor warned already
+    return run_process(run, serve(spec), f"slotproxy worker {spec.index}")
 

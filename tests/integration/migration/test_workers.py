@@ -74,6 +74,18 @@ def workers_info(proxy: ProxyProcess) -> list[dict[str, Any]]:
     return proxy.info()["workers"]
 
 
+def still_served(load: Load) -> None:
+    ops = load.ops
+    until(lambda: load.ops > ops, 30, "the load still served")
+
+
+def verified(c: Any, load: Load, port: int) -> int:
+    """Every acknowledged write is there, every key where its slot says; the epoch in force."""
+    load.verify(port)
+    c.check_placement()
+    return c.slotmap().epoch
+
+
 def test_migration_under_load_through_two_workers(tmp_path: Path) -> None:
     with cluster(tmp_path, nproxies=1, proxy_cfg=WORKERS,
                  migration={"max_concurrent_slots": 64}) as c:
@@ -90,11 +102,8 @@ def test_migration_under_load_through_two_workers(tmp_path: Path) -> None:
             c.wait_idle(90)
             c.migrate("0-99", 1)
             c.wait_idle(90)
-            ops = load.ops
-            until(lambda: load.ops > ops, 30, "the load still served")
-        load.verify(proxy.port)
-        c.check_placement()
-        epoch = c.slotmap().epoch
+            still_served(load)
+        epoch = verified(c, load, proxy.port)
         stats = proxy.admin.get("/api/stats")
         per = [w["stats"] for w in stats["workers"]]
         assert all(s["epoch"] == epoch for s in per), per  # every worker applied every push
@@ -130,11 +139,8 @@ def test_a_killed_worker_drops_only_its_clients_and_returns_with_the_map(
             assert back["restarts"] == 1 and back["last_exit"] == -signal.SIGKILL
             c.migrate("100-199", 2)  # and it applies the pushes after its restart
             c.wait_idle(60)
-            ops = load.ops
-            until(lambda: load.ops > ops, 30, "the load still served")
-        load.verify(proxy.port)
-        c.check_placement()
-        epoch = c.slotmap().epoch
+            still_served(load)
+        epoch = verified(c, load, proxy.port)
         per = proxy.admin.get("/api/stats")["workers"]
         assert [w["stats"]["epoch"] for w in per] == [epoch, epoch]
         raws[0].send(b"GET survivor\r\n")
