@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from slotcore.keyslot import key_slot
 from slotcore.slotmap import SlotMap
@@ -139,8 +141,11 @@ class Load:
             t.join(30)
 
     def _conn(self, i: int) -> redis.Redis:
+        # No hidden retries (redis-py retries a command, a pipeline too, after a dropped
+        # connection): an INCR whose reply was lost would be applied twice and counted once;
+        # a broken connection must reach the bookkeeping above as "unknown".
         return redis.Redis(port=self.ports[i % len(self.ports)], socket_timeout=15,
-                           protocol=2)
+                           protocol=2, retry=Retry(NoBackoff(), 0))
 
     def writer(self, w: int, nwriters: int) -> None:
         rnd = random.Random(w)
