@@ -2,7 +2,8 @@
 them together and runs their background work in aiohttp's cleanup_ctx.
 
 Build order (each part gets only what it uses):
-store -> proxy registry -> control plane -> migrator -> rebalancer -> health -> live feed.
+store -> proxy registry -> control plane -> migrator -> rebalancer -> health -> replication
+(add/remove servers, group settings) -> promoter -> auto-balancer -> live feed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,21 @@ from aiohttp import web
 
 from .api.middleware import auth_middleware, errors_middleware
 from .api.routes import ENDPOINTS
-from .api.services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, PROXIES, REBALANCER, STORE
+from .api.services import (
+    AUTOBALANCE,
+    CONFIG,
+    HEALTH,
+    LIVE,
+    MIGRATOR,
+    PLANE,
+    PROMOTER,
+    PROXIES,
+    REBALANCER,
+    REPLICATION,
+    STORE,
+)
+from .balance.measure import InfoSpread
+from .balance.scheduler import AutoBalancer
 from .config import DashboardConfig
 from .control.plane import ControlPlane
 from .control.proxies import ProxyClient, ProxyRegistry
@@ -23,6 +38,8 @@ from .migrate.migrator import Migrator
 from .migrate.rebalancer import Rebalancer
 from .observe.health import HealthMonitor
 from .observe.live import Live
+from .replication.promote import Promoter
+from .replication.servers import Replication, Servers
 from .store.base import Store
 
 
@@ -42,7 +59,9 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
         migrator.settings.update(dict(cfg.migration))
     # A new leader reads the settings an operator last stored (before it starts leading).
     plane.on_take_over(migrator.load_settings)
-    health = HealthMonitor(plane.current, cfg.health_interval, cfg.health_timeout)
+    health = HealthMonitor(plane.current, cfg.health_interval, cfg.health_timeout,
+                           password=cfg.backend.password, username=cfg.backend.username)
+    replication = Replication(plane, Servers(cfg.backend, timeout=max(cfg.health_timeout, 2.0)))
     app[CONFIG] = cfg
     app[STORE] = store
     app[PROXIES] = proxies
@@ -50,6 +69,16 @@ def create_app(cfg: DashboardConfig, store: Store | None = None) -> web.Applicat
     app[MIGRATOR] = migrator
     app[REBALANCER] = Rebalancer(plane, proxies, migrator)
     app[HEALTH] = health
+    app[REPLICATION] = replication
+    app[PROMOTER] = Promoter(plane, replication, timeout=cfg.promote_timeout,
+                             max_timeout=cfg.max_wait)
+    autobalance = AutoBalancer(plane, proxies, migrator, health, store, keys,
+                               initial=dict(cfg.autobalance),
+                               sizes=InfoSpread(timeout=max(cfg.health_timeout, 2.0),
+                                                password=cfg.backend.password,
+                                                username=cfg.backend.username))
+    plane.on_take_over(autobalance.load)
+    app[AUTOBALANCE] = autobalance
     app[LIVE] = Live(plane, proxies, health, migrator,
                      interval=min(1.0, cfg.health_interval * 2))
     for e in ENDPOINTS:
@@ -72,7 +101,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
              asyncio.create_task(app[HEALTH].run(), name="health"),
              asyncio.create_task(app[PROXIES].poll_stats(plane.leading), name="proxy-stats"),
              asyncio.create_task(app[LIVE].run(), name="live"),
-             asyncio.create_task(plane.watch_members(), name="members")]
+             asyncio.create_task(app[PROMOTER].run(), name="promotions"),
+             asyncio.create_task(plane.watch_members(), name="members"),
+             asyncio.create_task(app[AUTOBALANCE].run(), name="autobalance")]
     yield
     for task in tasks:
         task.cancel()
@@ -83,4 +114,5 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await plane.close()
     await app[PROXIES].close()
     await app[HEALTH].close()
+    await app[AUTOBALANCE].close()
     await app[STORE].close()  # resigns: a standby takes over at once

@@ -47,6 +47,16 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BackendAuth:
+    """How the dashboard logs in to the groups' redis servers (health, replication, promote),
+    and what replicas use to authenticate to their master (`masterauth` / `masteruser`).
+    Named like the proxy's `backend.password` / `backend.username`: use the same values."""
+
+    password: str | None = None
+    username: str | None = None              # an ACL user; None = the default user
+
+
+@dataclass(frozen=True, slots=True)
 class DashboardConfig:
     listen: tuple[str, int] = ("127.0.0.1", 18080)
     cluster: str = "default"                 # one topology per name (the store key prefix)
@@ -64,6 +74,16 @@ class DashboardConfig:
     # refuse slots in transit after the same time without contact; keep the two equal).
     fence_timeout: float = 10.0
     migration: dict[str, Any] = field(default_factory=dict)  # initial migrate Settings values
+    backend: BackendAuth = field(default_factory=BackendAuth)
+    # Replication: how long `group promote` waits for the replica to catch up with the master
+    # while the group's slots are locked (keep it below the proxies' migration.lock_timeout,
+    # after which a held request is answered -TRYAGAIN), and the longest wait an API caller
+    # may ask for.
+    promote_timeout: float = 5.0
+    max_wait: float = 300.0
+    # Initial auto-balance settings (dashboard/balance/settings.py); the store's win once an
+    # operator changed them. Checked at startup.
+    autobalance: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
 
     @property
@@ -127,12 +147,26 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
     if store.kind == "file" and base is not None and not Path(store.path).is_absolute():
         store = replace(store, path=str(base / store.path))
     kw["store"] = store
+    backend_data = dict(data.pop("backend", None) or {})
+    bad = sorted(set(backend_data) - {f.name for f in fields(BackendAuth)})
+    if bad:
+        raise ConfigError(f"unknown backend key(s): {', '.join(bad)}")
+    kw["backend"] = BackendAuth(**{k: str(v) for k, v in backend_data.items() if v is not None})
     for name in ("push_timeout", "health_interval", "health_timeout", "proxy_stale_after",
-                 "fence_timeout"):
+                 "fence_timeout", "promote_timeout", "max_wait"):
         if name in data:
             kw[name] = float(data.pop(name))
     kw.update({k: v for k, v in data.items() if v is not None})
     cfg = DashboardConfig(**kw)
+    if not 0 < cfg.promote_timeout <= cfg.max_wait:
+        raise ConfigError(f"promote_timeout: expected 0 < seconds <= max_wait ({cfg.max_wait}), "
+                          f"got {cfg.promote_timeout}")
+    if cfg.autobalance:
+        from .balance.settings import Settings, SettingsError
+        try:
+            Settings().update(dict(cfg.autobalance))
+        except SettingsError as e:
+            raise ConfigError(f"autobalance: {e}") from None
     if cfg.slots not in SLOT_COUNTS:
         raise ConfigError(f"slots: expected one of {SLOT_COUNTS}, got {cfg.slots}")
     return replace(cfg, admin_token=resolve_token(configured=cfg.admin_token, env=env))

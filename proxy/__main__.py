@@ -6,15 +6,18 @@ import argparse
 import asyncio
 import logging
 import sys
+from dataclasses import replace
 
 from . import __version__
 from .config import (
     ConfigError,
     ProxyConfig,
     backends_config,
+    check_sentinel,
     check_workers,
     load_config,
     parse_addr,
+    parse_sentinel_addrs,
 )
 from .lifecycle import loop_runner, run_process, serve_until_stopped
 
@@ -32,6 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slots", type=int, choices=(16384, 1024), help="slot count (with --backends)")
     p.add_argument("--admin-listen", help="admin HTTP API address host:port")
     p.add_argument("--dashboard", help="dashboard URL to register with and take slot maps from")
+    p.add_argument("--read-from", choices=("master", "prefer-replica", "replica"),
+                   help="where read-only commands go (overrides the config's read_from)")
+    p.add_argument("--sentinels",
+                   help="h:p,h:p,... Redis Sentinels to follow for failovers (standalone only)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--no-hiredis", action="store_true",
                    help="use the pure-Python request parser")
@@ -65,7 +72,16 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         overrides["use_hiredis"] = False
     if ns.workers is not None:
         overrides["workers"] = check_workers(ns.workers, "--workers")
-    return cfg.with_overrides(**overrides) if overrides else cfg
+    if ns.read_from:
+        overrides["reads"] = replace(cfg.reads, read_from=ns.read_from)
+    if ns.sentinels:
+        overrides["sentinel"] = replace(
+            cfg.sentinel, addrs=parse_sentinel_addrs(ns.sentinels, "--sentinels"))
+    if not overrides:
+        return cfg
+    cfg = cfg.with_overrides(**overrides)
+    check_sentinel(cfg)
+    return cfg
 
 
 async def serve(cfg: ProxyConfig) -> None:

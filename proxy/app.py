@@ -32,8 +32,11 @@ from .commands.table import CommandTable
 from .config import ProxyConfig
 from .control.admin import AdminServer
 from .control.agent import DashboardAgent
+from .control.sentinel import SentinelFollower
 from .fanout.scan import MoveLog
 from .observe.stats import OpsSampler, ProxyStats
+from .routing.replica_health import ReplicaHealth
+from .routing.replicas import ReplicaReads
 from .routing.router import Router
 from .routing.transit import Transit
 from .server import Listener
@@ -55,7 +58,7 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
     if fence_enabled is None:
         fence_enabled = bool(cfg.dashboard)
     transit = Transit(cfg.migration, pool.plain_lane, fence_enabled=fence_enabled, clock=clock)
-    router = Router(cfg.slots, pool, transit)
+    router = Router(cfg.slots, pool, transit, ReplicaReads(cfg.reads, pool))
     blocking = Blocking(cfg, router, pool, loop)
     router.on_drained(blocking.on_swap)
     moves = MoveLog()
@@ -86,6 +89,12 @@ class ProxyApp:
                                      self.apply_slot_map, self.registration)
                       if cfg.dashboard else None)
         self.blocking = self.services.blocking
+        # Reads from replicas: the proxy checks its groups' replicas itself (with or without a
+        # dashboard); a standalone proxy may follow the sentinels for failovers.
+        self.replica_health = ReplicaHealth(router.reads, cfg.backend, self.services.flusher)
+        self.sentinel = (SentinelFollower(cfg.sentinel, lambda: list(router.groups),
+                                          lambda: router.slotmap, self.apply_slot_map)
+                         if cfg.sentinel.addrs and not cfg.dashboard else None)
         self._chores: list[asyncio.Task[None]] = []
         self._stopping = False
         self.serving = False  # accepting clients (a worker's supervisor waits for it)
@@ -123,6 +132,11 @@ class ProxyApp:
             await self.admin.start()
         await self._initial_map()
         await self._load_command_table()
+        router = s.router
+        self._chores.append(s.loop.create_task(self.replica_health.run(
+            lambda: [(g.master, g.replicas) for g in router.groups.values()], s.loop_time)))
+        if self.sentinel is not None:
+            await self.sentinel.start()
         self._chores.append(s.loop.create_task(self._housekeeping()))
         self._chores.append(s.loop.create_task(self._ops_sampler()))
         await self.listener.serve()
@@ -143,7 +157,12 @@ class ProxyApp:
         overrides this: its supervisor pushes it)."""
         cfg = self.cfg
         if cfg.slot_map is not None:
-            await self.apply_slot_map(cfg.slot_map, wait_connect=cfg.backend.connect_timeout)
+            slotmap = cfg.slot_map
+            if self.sentinel is not None:
+                # Who is master now, before the first request is served (a configured master
+                # may have failed over while the proxy was down).
+                slotmap = await self.sentinel.initial(slotmap)
+            await self.apply_slot_map(slotmap, wait_connect=cfg.backend.connect_timeout)
         if self.agent is not None:
             await self.agent.start()
             log.info("waiting for a slot map from the dashboard at %s", cfg.dashboard)
@@ -225,6 +244,8 @@ class ProxyApp:
         log.info("shutting down: %d clients, draining in-flight requests", len(s.clients))
         if self.agent is not None:
             await self.agent.stop()
+        if self.sentinel is not None:
+            await self.sentinel.stop()
         # Blocked clients get their timeout reply now rather than hold the drain up.
         self.blocking.unblock_all()
         await self.listener.shutdown(self.cfg.shutdown_timeout)
@@ -235,6 +256,7 @@ class ProxyApp:
                 await t
         if self.admin is not None:
             await self.admin.stop()
+        await self.replica_health.close()
         await s.pool.close()
         await self.listener.wait_closed()
         log.info("stopped")

@@ -37,7 +37,7 @@ import logging
 import math
 from collections.abc import Iterable
 
-from slotcore.resp import ProtocolError, encode_int, pack_command, parse_reply
+from slotcore.resp import ProtocolError, encode_error, encode_int, pack_command, parse_reply
 
 from .backend.dedicated import DedicatedConn, DedicatedPool
 from .backend.pool import BackendPool
@@ -68,6 +68,13 @@ _NOOP_WRITE = pack_command(
     b"EVAL", b"redis.call('set', KEYS[1], '1') redis.call('del', KEYS[1])", b"1", _WAIT_KEY)
 
 NEW, PULLING, HELD, BLOCKED, DONE = range(5)
+
+
+def failover_timeout(slot: int, wait: float) -> bytes:
+    # The call was not served; TRYAGAIN tells cluster clients (and people) to retry it.
+    return encode_error(f"TRYAGAIN slot {slot}: its master went away and no failover "
+                        f"re-pointed it within {wait:g} s (backend.failover_wait); nothing "
+                        "was served, retry")
 
 
 def timeout_position(name: str, argv: list[bytes]) -> tuple[int, int] | None:
@@ -203,6 +210,9 @@ class BlockedCall:
         self.unblock_sent = False
         self.user_unblock: bytes | None = None  # TIMEOUT/ERROR asked while not on a backend
         self.held_since = 0.0
+        # Held because the connection to its master was lost while blocked (failover): it is
+        # re-issued by the next map swap or once that server is reachable again.
+        self.lost = False
         # XREAD ... $ moving: the streams' last IDs on the old owner replace `$` when it is
         # re-issued, so an entry added in between still wakes it.
         self.last_ids: dict[int, bytes] = {}
@@ -294,6 +304,18 @@ class BlockedCall:
             # unblock the next client leasing it.
             self.reg.dedicated.release(conn, None if self.unblock_sent else b"")
         self.unblock_sent = False
+        if conn is not None and conn.lost and raw[:1] == b"-" and self.reg.may_fail_over(self):
+            # The master went away with the call blocked on it: nothing was served (a served
+            # call has its reply), so wait for the group to be re-pointed (or the server to
+            # be back) and issue it again there, instead of failing a call that can go on.
+            self.moving = False
+            self.lost = True
+            self.state = HELD
+            self.held_since = self.reg.loop.time()
+            self.reg.held.add(self)
+            log.info("client %s: %s blocked on %s, which went away: held for a failover",
+                     self.client.state.addr, self.name, conn.addr)
+            return
         if self.moving:
             self.moving = False
             if raw in NULLS:
@@ -553,6 +575,13 @@ class Blocking:
             return None
         return ts.dst.master  # migrating: writes go to the target once the keys are pulled
 
+    def may_fail_over(self, call: BlockedCall) -> bool:
+        """Whether a call whose master went away should wait for a failover: its group has
+        replicas to promote, or the proxy follows sentinels (else the error is final)."""
+        g = self.router.groups.get(self.router.slotmap.owner[call.slot]) \
+            if self.router.slotmap is not None else None
+        return bool(self.cfg.sentinel.addrs or (g is not None and g.replicas))
+
     def on_swap(self) -> None:
         """Called by the router after each slot-map swap (never on the request path)."""
         if not self.calls:
@@ -566,6 +595,9 @@ class Blocking:
         held, self.held = self.held, set()
         for call in held:
             if call.state == HELD:
+                if call.lost:  # its master went away: again, with the timeout left
+                    call.lost = False
+                    call.rewrite(call.remaining())
                 call.issue()
         if moved or held:
             log.info("slot map swap: %d blocked clients moved, %d held ones re-issued",
@@ -578,8 +610,18 @@ class Blocking:
         for call in list(self.held):
             if call.deadline is not None and now >= call.deadline:
                 call.deliver(b"_\r\n" if call.client.state.proto == 3 else b"*-1\r\n")
-            elif now - call.held_since > limit:
+            elif call.lost and now - call.held_since > self.cfg.backend.failover_wait:
+                call.deliver(failover_timeout(call.slot, self.cfg.backend.failover_wait))
+            elif now - call.held_since > limit and not call.lost:
                 call.deliver(tryagain(call.slot, "locked too long"))
+            elif call.lost and (addr := self.target(call.slot, call.keys)) is not None \
+                    and self.pool.lanes(addr)[0].up:
+                # Its master is reachable again (restarted, or the map moved it elsewhere).
+                self.held.discard(call)
+                call.lost = False
+                call.state = NEW
+                call.rewrite(call.remaining())
+                call.issue()
 
     def check_clients(self) -> None:
         """Housekeeping: a blocked client whose reading is paused (its backlog is full) would

@@ -39,6 +39,10 @@ class BackendConfig:
     reconnect_max: float = 2.0      # ... up to this
     max_leased: int = 64            # dedicated connections (WATCH) per backend address
     max_dedicated: int = 128        # per backend: connections for blocked clients (BLPOP, ...)
+    # A blocked call (BLPOP ...) whose master went away waits this long for a failover (or the
+    # master's return) to re-issue it, then gets -TRYAGAIN (only for groups with replicas or
+    # with sentinels followed; else the connection error is answered at once).
+    failover_wait: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,47 @@ class SupervisorConfig:
                                        # is killed (and restarted)
 
 
+READ_FROM = ("master", "prefer-replica", "replica")
+REPLICA_BALANCE = ("least-pending", "round-robin")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadConfig:
+    """Reads from replicas (README "Reads from replicas"); YAML top-level keys `read_from`,
+    `replica_balance`, `replica_max_lag_bytes`, `replica_max_lag_seconds`,
+    `replica_check_interval`, `replica_check_timeout`."""
+
+    # Where read-only commands go for clients that did not say READONLY/READWRITE: "master"
+    # (everything to masters, the plain fast path), "prefer-replica" (a replica in sync, else
+    # the master), "replica" (a replica in sync, else an error: the master never serves reads).
+    read_from: str = "master"
+    balance: str = "least-pending"       # among the good replicas: fewest replies owed, or turns
+    # A replica further behind the master's offset, or whose last ack to the master is older,
+    # is skipped (0: no bound).
+    max_lag_bytes: int = 1024 * 1024
+    max_lag_seconds: float = 10.0
+    check_interval: float = 1.0          # INFO replication of every master and replica, this often
+    check_timeout: float = 1.0           # an INFO not answered within this: the replica is skipped
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelConfig:
+    """A standalone proxy following Redis Sentinel itself (no dashboard); YAML top-level keys
+    `sentinels`, `sentinel_master_names`, `sentinel_master_name_format`, `sentinel_password`,
+    `sentinel_username`, `sentinel_timeout`."""
+
+    addrs: tuple[str, ...] = ()          # "host:port" of every sentinel; () = not used
+    names: dict[int, str] = field(default_factory=dict)  # gid -> the name sentinels monitor it as
+    name_format: str = "slotproxy-g{gid}"  # for groups not in `names`
+    password: str | None = None
+    username: str | None = None
+    timeout: float = 1.0                 # connect and reply timeout per sentinel
+    reconnect_max: float = 2.0           # backoff between reconnects to one sentinel, up to this
+
+    def master_name(self, gid: int) -> str:
+        return self.names.get(gid) or self.name_format.format(gid=gid)
+
+
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
     listen: tuple[str, int] = ("127.0.0.1", 19000)
@@ -150,6 +195,8 @@ class ProxyConfig:
     pubsub: PubSubConfig = PubSubConfig()
     cluster: ClusterConfig = ClusterConfig()
     config: ConfigCommandConfig = ConfigCommandConfig()  # the CONFIG command (YAML `config:`)
+    reads: ReadConfig = ReadConfig()
+    sentinel: SentinelConfig = SentinelConfig()
     admin_listen: tuple[str, int] | None = None
     admin_token: str | None = None
     dashboard: str | None = None     # URL, or several comma-separated (leader + standbys)
@@ -306,6 +353,94 @@ _TOP_LEVEL = {
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
     "pubsub", "cluster", "config", "workers", "supervisor",
 }
+# Reads from replicas and the standalone sentinel follower (top-level keys, see ReadConfig and
+# SentinelConfig): YAML key -> dataclass field.
+_READ_KEYS = {
+    "read_from": "read_from", "replica_balance": "balance",
+    "replica_max_lag_bytes": "max_lag_bytes", "replica_max_lag_seconds": "max_lag_seconds",
+    "replica_check_interval": "check_interval", "replica_check_timeout": "check_timeout",
+}
+_SENTINEL_KEYS = {
+    "sentinels", "sentinel_master_names", "sentinel_master_name_format", "sentinel_password",
+    "sentinel_username", "sentinel_timeout",
+}
+_TOP_LEVEL |= set(_READ_KEYS) | _SENTINEL_KEYS
+
+
+def parse_read_from(value: Any, name: str = "read_from") -> str:
+    text = str(value).strip().lower()
+    if text not in READ_FROM:
+        raise ConfigError(f"{name}: must be one of {', '.join(READ_FROM)}, not {value!r}")
+    return text
+
+
+def _parse_reads(data: dict[str, Any]) -> ReadConfig:
+    defaults = ReadConfig()
+    kw: dict[str, Any] = {}
+    for key, attr in _READ_KEYS.items():
+        if data.get(key) is None:
+            continue
+        if attr == "read_from":
+            kw[attr] = parse_read_from(data[key])
+        elif attr == "balance":
+            text = str(data[key]).strip().lower()
+            if text not in REPLICA_BALANCE:
+                raise ConfigError(f"{key}: must be one of {', '.join(REPLICA_BALANCE)}")
+            kw[attr] = text
+        else:
+            kw[attr] = _coerce(data[key], getattr(defaults, attr), key)
+    cfg = ReadConfig(**kw)
+    if cfg.check_interval <= 0:
+        raise ConfigError("replica_check_interval: must be positive")
+    if cfg.check_timeout <= 0:
+        raise ConfigError("replica_check_timeout: must be positive")
+    return cfg
+
+
+def parse_sentinel_addrs(value: Any, name: str = "sentinels") -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"{name}: expected a list of host:port")
+    return tuple("{}:{}".format(*parse_addr(a, name)) for a in items if str(a).strip())
+
+
+def _parse_sentinel(data: dict[str, Any]) -> SentinelConfig:
+    if data.get("sentinels") is None:
+        for key in _SENTINEL_KEYS - {"sentinels"}:
+            if data.get(key) is not None:
+                raise ConfigError(f"{key}: given but no sentinels are configured")
+        return SentinelConfig()
+    kw: dict[str, Any] = {"addrs": parse_sentinel_addrs(data["sentinels"])}
+    if not kw["addrs"]:
+        raise ConfigError("sentinels: no sentinel given")
+    names = data.get("sentinel_master_names")
+    if names is not None:
+        if not isinstance(names, dict):
+            raise ConfigError("sentinel_master_names: expected a mapping of group id -> name")
+        parsed: dict[int, str] = {}
+        for k, v in names.items():
+            try:
+                parsed[int(k)] = str(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"sentinel_master_names.{k}: group id must be an integer") \
+                    from None
+        kw["names"] = parsed
+    fmt = data.get("sentinel_master_name_format")
+    if fmt is not None:
+        fmt = str(fmt)
+        try:
+            fmt.format(gid=1)
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError("sentinel_master_name_format: only {gid} may be used") from None
+        kw["name_format"] = fmt
+    for key in ("password", "username"):
+        if data.get(f"sentinel_{key}") is not None:
+            kw[key] = str(data[f"sentinel_{key}"])
+    if data.get("sentinel_timeout") is not None:
+        kw["timeout"] = _coerce(data["sentinel_timeout"], 1.0, "sentinel_timeout")
+        if kw["timeout"] <= 0:
+            raise ConfigError("sentinel_timeout: must be positive")
+    return SentinelConfig(**kw)
 
 
 def _parse_config_command(data: Any) -> ConfigCommandConfig:
@@ -348,6 +483,8 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         "cluster": _sub(ClusterConfig, data.get("cluster"), "cluster"),
         "config": _parse_config_command(data.get("config")),
         "supervisor": _sub(SupervisorConfig, data.get("supervisor"), "supervisor"),
+        "reads": _parse_reads(data),
+        "sentinel": _parse_sentinel(data),
     }
     if "workers" in data:
         kw["workers"] = check_workers(_coerce(data["workers"], 1, "workers"), "workers")
@@ -401,6 +538,7 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         if getattr(sup, name) <= 0:
             raise ConfigError(f"supervisor.{name}: must be positive")
     cfg = ProxyConfig(**kw)
+    check_sentinel(cfg)
     if cfg.slot_map is None and not cfg.dashboard:
         raise ConfigError(
             "groups: no backend groups configured (and no dashboard to get them from)")
@@ -434,3 +572,15 @@ def backends_config(listen: str, backends: str, nslots: int = DEFAULT_SLOTS) -> 
         raise ConfigError("--backends: no backend given")
     groups = {i + 1: {"master": b.strip()} for i, b in enumerate(items)}
     return config_from_dict({"listen": listen, "slots": nslots, "groups": groups})
+
+
+def check_sentinel(cfg: ProxyConfig) -> None:
+    """A proxy follows the sentinels itself only when standalone: with a dashboard, the
+    dashboard is the one authority on who is master (it follows the sentinels and pushes the
+    map), and two authorities could disagree during a failover."""
+    if cfg.sentinel.addrs and cfg.dashboard:
+        raise ConfigError("sentinels: not with a dashboard (the dashboard follows the "
+                          "sentinels and pushes the map; configure them there)")
+    unknown = sorted(set(cfg.sentinel.names) - set(cfg.groups))
+    if cfg.sentinel.addrs and unknown:
+        raise ConfigError(f"sentinel_master_names: unknown group {unknown[0]}")

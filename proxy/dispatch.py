@@ -25,7 +25,9 @@ from .errors import (
 )
 from .fanout.split import split
 from .handlers import HANDLERS
+from .routing.groups import RoutedGroup
 from .routing.keys import common_slot
+from .routing.replicas import REPLICA, no_replica_error
 
 KEYED = Route.KEYED
 SPLIT = Route.SPLIT
@@ -102,8 +104,33 @@ def keyed(client: Client, spec: CommandSpec, argv: list[bytes], packed: bytes) -
             client.reply(err)
             return
     services.stats.slot_ops[slot] += 1
+    if client.state.read_from and "readonly" in spec.flags and client.mode.fast_path:
+        # Reads from replicas: a read-only command of a client whose policy allows it, in the
+        # plain mode (never under MULTI/WATCH), for a slot with an owner (a slot in transit
+        # takes the master path below, as every request does).
+        group = router.by_slot[slot]
+        if group is not None and replica_read(client, group, packed):
+            return
     # Owned, unassigned or in transit (migrating/locked): the router decides.
     router.forward(client, client.state.lane, slot, keys, packed, client.expect())
+
+
+def replica_read(client: Client, group: RoutedGroup, packed: bytes) -> bool:
+    """Serve a read from a replica of `group` in sync (True), or answer MASTERDOWN under
+    read_from replica when none is (True), or leave it to the master (False)."""
+    reads = client.services.router.reads
+    conn = reads.pick(group.replicas, client.state.lane)
+    counters = reads.counters(group.gid)
+    if conn is not None:
+        counters.replica += 1
+        conn.send(packed, client.expect())
+        return True
+    if client.state.read_from == REPLICA:
+        counters.refused += 1
+        client.reply(no_replica_error(group.gid))
+        return True
+    counters.fallback += 1
+    return False
 
 
 def slot_of_keys(client: Client, keys: list[bytes], packed: bytes) -> int | None:

@@ -6,6 +6,7 @@ import os
 
 from . import __version__
 from .client.context import Services
+from .routing.replicas import POLICY_NAMES
 
 
 def group_summaries(services: Services) -> list[dict]:
@@ -21,8 +22,27 @@ def group_summaries(services: Services) -> list[dict]:
             "slots": router.slot_count.get(g.gid, 0),
             "requests": c.requests if c else 0,
             "errors": c.errors if c else 0,
+            **replica_summary(services, g.gid, g.replicas),
         })
     return out
+
+
+def replica_summary(services: Services, gid: int, replicas: tuple[str, ...]) -> dict:
+    """Reads from replicas of one group: its replicas' last health check and read counters."""
+    reads = services.router.reads
+    c = reads.counters(gid)
+    listed = []
+    for addr in replicas:
+        st = reads.status.get(addr)
+        listed.append({
+            "addr": addr,
+            "good": bool(st and st.good),
+            "reason": st.reason if st else "not checked yet",
+            "lag_bytes": st.lag_bytes if st else None,
+            "lag_seconds": st.lag_seconds if st else None,
+        })
+    return {"replicas": listed, "replica_reads": c.replica, "replica_fallbacks": c.fallback,
+            "replica_refused": c.refused}
 
 
 def blocked_clients(services: Services) -> int:
@@ -77,10 +97,27 @@ def proxy_section(services: Services) -> str:
     ]
     # A worker process says which one it is (proxy/workers/); totals: the supervisor's API.
     lines += [f"{k}:{v}" for k, v in services.info_overrides.get("Proxy", {}).items()]
+    lines += [
+        f"read_from:{POLICY_NAMES[router.reads.default_policy]}",
+        f"replica_reads:{sum(g['replica_reads'] for g in groups)}",
+        f"replica_read_fallbacks:{sum(g['replica_fallbacks'] for g in groups)}",
+        f"replica_reads_refused:{sum(g['replica_refused'] for g in groups)}",
+        f"replica_checks:{router.reads.rounds}",
+        f"group_repoints:{len(router.repoints)}",
+    ]
     for g in groups:
         lines.append(
             f"group_{g['gid']}:master={g['master']},status={'up' if g['up'] else 'down'},"
-            f"slots={g['slots']},requests={g['requests']},errors={g['errors']}")
+            f"slots={g['slots']},requests={g['requests']},errors={g['errors']},"
+            f"replicas={len(g['replicas'])},"
+            f"replicas_in_sync={sum(1 for r in g['replicas'] if r['good'])},"
+            f"replica_reads={g['replica_reads']}")
+        for i, r in enumerate(g["replicas"]):
+            lag = "" if r["lag_bytes"] is None else f",lag_bytes={r['lag_bytes']}"
+            lag += "" if r["lag_seconds"] is None else f",lag_seconds={r['lag_seconds']:g}"
+            status = "ok" if r["good"] else "skipped"
+            lines.append(f"group_{g['gid']}_replica{i}:addr={r['addr']},status={status}{lag},"
+                         f"reason={r['reason'].replace(',', ' ')}")
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -94,8 +131,11 @@ def stats_json(services: Services) -> dict:
         "connections_received": stats.connections_received,
         "uptime": round(services.loop_time() - stats.started, 1),
         "epoch": services.router.epoch,
+        "read_from": POLICY_NAMES[services.router.reads.default_policy],
         "groups": {
-            str(g["gid"]): {k: g[k] for k in ("master", "up", "requests", "errors")}
+            str(g["gid"]): {k: g[k] for k in ("master", "up", "requests", "errors", "replicas",
+                                              "replica_reads", "replica_fallbacks",
+                                              "replica_refused")}
             for g in group_summaries(services)
         },
     }

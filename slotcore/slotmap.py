@@ -68,7 +68,9 @@ class SlotMap:
                 raise ValueError(f"transit range {start}-{end} outside 0-{self.nslots - 1}")
             if src not in self.groups or dst not in self.groups:
                 raise ValueError(f"transit {start}-{end} names unknown group {src} or {dst}")
-            if src == dst:
+            # src == dst only for LOCKED: a group's slots held in place while it switches
+            # masters (nothing moves, so MIGRATING from a group to itself means nothing).
+            if src == dst and state != LOCKED:
                 raise ValueError(f"transit {start}-{end}: source and target are both {src}")
             for s in range(start, end + 1):
                 if self.owner[s] != dst:

@@ -31,6 +31,16 @@ class EndpointSpec(Protocol):
 
 _ADDR = {"type": "string", "example": "127.0.0.1:6379", "description": "host:port"}
 
+# How a server added as a replica is made to replicate (group create and add-server).
+_REPLICATION = {
+    "replicate": {"type": "boolean", "default": True,
+                  "description": "issue REPLICAOF on replicas (false: only record them, their "
+                                 "replication is configured outside slotproxy)"},
+    "force": {"type": "boolean", "default": False,
+              "description": "replicate even when the server holds keys or replicates from "
+                             "another master (its data is replaced)"},
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {"type": "object", "required": ["error"],
               "properties": {"error": {"type": "string"}}},
@@ -38,11 +48,20 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "id": {"type": "integer", "minimum": 1, "maximum": 9999,
                "description": "default: the smallest free id"},
         "master": _ADDR,
-        "replicas": {"type": "array", "items": _ADDR}}},
+        "replicas": {"type": "array", "items": _ADDR},
+        **_REPLICATION}},
     "ServerAdd": {"type": "object", "required": ["addr"], "properties": {
         "addr": _ADDR,
         "role": {"type": "string", "enum": ["master", "replica"],
-                 "description": "default: master if the group has none, else replica"}}},
+                 "description": "default: master if the group has none, else replica"},
+        **_REPLICATION}},
+    "Promote": {"type": "object", "required": ["addr"], "properties": {
+        "addr": _ADDR,
+        "timeout": {"type": "number", "description": "seconds the replica may take to catch "
+                    "up while the group's slots are locked (default: promote_timeout)"}}},
+    "GroupConfig": {"type": "object", "example": {"min-replicas-to-write": 1,
+                                                   "min-replicas-max-lag": 10},
+                    "additionalProperties": {"type": "integer", "minimum": 0}},
     "SlotAssign": {"type": "object", "required": ["assign"], "properties": {
         "assign": {"type": "array", "items": {
             "type": "object", "required": ["slots", "group"], "properties": {
@@ -103,6 +122,29 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "items": {"type": "object", "properties": {"id": {"type": "string"},
                                                                "addr": _ADDR}}}}},
 }
+
+_DURATION = {"type": "string", "example": "30s",
+             "description": "seconds, or a duration like 250ms, 30s, 5m, 1h"}
+SCHEMAS["AutoBalanceSettings"] = {"type": "object", "properties": {
+    "enabled": {"type": "boolean", "default": False},
+    "dry_run": {"type": "boolean", "default": False,
+                "description": "plan and report each round, move nothing"},
+    "interval": {**_DURATION, "description": "between rounds; the ops/s window"},
+    "weights": {"type": "object", "description": "what load means, each 0..1000",
+                "properties": {m: {"type": "number"} for m in ("memory", "keys", "ops")}},
+    "tolerance": {"type": "number", "description": "% above/below a group's target"},
+    "aim": {"type": "number", "description": "share of the tolerance a plan aims for"},
+    "quiet": {**_DURATION, "description": "out of tolerance this long before acting"},
+    "smoothing": {**_DURATION, "description": "half-life of the ops/s average"},
+    "max_slots_per_hour": {"type": "integer"},
+    "cooldown": {**_DURATION, "description": "a moved slot stays this long"},
+    "window": {"type": "string", "nullable": True, "example": "sat,sun 02:00-05:00",
+               "description": "maintenance window, UTC (null: always)"},
+    "hot_share": {"type": "number", "description": "% of a group's fair ops/s share one "
+                  "slot may carry before it is moved (0 = off)"},
+    "hot_key_share": {"type": "number",
+                      "description": "% of a hot slot's ops/s one key carries: reported"},
+    "history": {"type": "integer", "description": "rounds kept"}}}
 
 _ERRORS = {
     "400": "invalid request (bad JSON, range, address or id)",

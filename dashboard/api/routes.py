@@ -22,12 +22,23 @@ from slotcore.ranges import format_ranges, parse_ranges
 from ..control.plane import ControlPlane
 from ..errors import InvalidRequest, NotFound
 from ..model import changes as topo_ops
+from ..model import replication as rep
 from ..model.records import Topology
 from ..observe.health import group_health
 from ..observe.overview import overview
 from ..ui import STATIC
 from . import openapi
-from .services import CONFIG, HEALTH, LIVE, MIGRATOR, PLANE, REBALANCER
+from .services import (
+    AUTOBALANCE,
+    CONFIG,
+    HEALTH,
+    LIVE,
+    MIGRATOR,
+    PLANE,
+    PROMOTER,
+    REBALANCER,
+    REPLICATION,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -85,16 +96,22 @@ async def create_group(request: web.Request) -> web.Response:
     gid = body.get("id")
     if gid is not None:
         gid = topo_ops.check_gid(gid)
-    created: dict[str, int] = {}
+    topo, created, sync = await request.app[REPLICATION].create_group(
+        gid, body.get("master"), replicas, force=_flag(body, "force", False),
+        replicate=_flag(body, "replicate", True))
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, created),
+                                      sync=sync), status=201)
 
-    def apply(t: Topology) -> Topology:
-        new = topo_ops.create_group(t, gid, body.get("master"), replicas)
-        created["id"] = next(iter(set(new.groups) - set(t.groups)))
-        return new
 
-    topo = await _plane(request).change(apply)
-    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, created["id"])),
-                             status=201)
+def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be true or false")
+    return value
+
+
+def _query_flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "") in ("1", "true", "yes")
 
 
 async def delete_group(request: web.Request) -> web.Response:
@@ -104,20 +121,57 @@ async def delete_group(request: web.Request) -> web.Response:
 
 
 async def add_server(request: web.Request) -> web.Response:
+    """A replica is made to replicate (REPLICAOF) before it is recorded; the reply carries
+    its sync state, which GET .../servers/{addr}/sync follows (see replication/servers.py)."""
     gid = _gid(request)
     body = await _body(request)
     if "addr" not in body:
         raise InvalidRequest("'addr' (host:port) is required")
-    role = body.get("role")
-    topo = await _plane(request).change(
-        lambda t: topo_ops.add_server(t, gid, body["addr"], role))
-    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)), status=201)
+    topo, sync = await request.app[REPLICATION].add_server(
+        gid, body["addr"], body.get("role"), force=_flag(body, "force", False),
+        replicate=_flag(body, "replicate", True))
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid), sync=sync),
+                             status=201)
 
 
 async def remove_server(request: web.Request) -> web.Response:
     gid = _gid(request)
     addr = request.match_info["addr"]
-    topo = await _plane(request).change(lambda t: topo_ops.remove_server(t, gid, addr))
+    detach = _query_flag(request, "detach")
+    topo = await request.app[REPLICATION].remove_server(gid, addr, detach=detach)
+    return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid),
+                                      detached=detach))
+
+
+async def server_sync(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    raw = request.query.get("offset")
+    try:
+        target = int(raw) if raw not in (None, "") else None
+    except ValueError:
+        raise InvalidRequest("'offset' must be an integer replication offset") from None
+    return web.json_response(await request.app[REPLICATION].sync(
+        gid, request.match_info["addr"], target))
+
+
+async def promote(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    body = await _body(request)
+    if "addr" not in body:
+        raise InvalidRequest("'addr' (host:port of a replica of the group) is required")
+    timeout = body.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool)
+                                or not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidRequest("'timeout' must be a number of seconds > 0")
+    return web.json_response(await request.app[PROMOTER].promote(
+        gid, body["addr"], None if timeout is None else float(timeout)))
+
+
+async def group_config(request: web.Request) -> web.Response:
+    gid = _gid(request)
+    knobs = rep.parse_knobs(await _body(request))
+    topo = await request.app[REPLICATION].set_config(gid, knobs,
+                                                     force=_query_flag(request, "force"))
     return web.json_response(_changed(topo, group=topo_ops.group_view(topo, gid)))
 
 
@@ -251,6 +305,25 @@ async def get_health(request: web.Request) -> web.Response:
     return web.json_response({"groups": group_health(topo, request.app[HEALTH].servers)})
 
 
+# -- auto-balance (dashboard/balance/) ---------------------------------------------------------
+
+
+async def get_autobalance(request: web.Request) -> web.Response:
+    try:
+        rounds = int(request.query.get("rounds", 20))
+    except ValueError:
+        raise InvalidRequest("'rounds' must be a whole number") from None
+    if not 0 <= rounds <= 1000:
+        raise InvalidRequest("'rounds' must be from 0 to 1000")
+    return web.json_response(await request.app[AUTOBALANCE].status(rounds))
+
+
+async def set_autobalance(request: web.Request) -> web.Response:
+    body = await _body(request)
+    settings = await request.app[AUTOBALANCE].update(body)
+    return web.json_response({"settings": settings})
+
+
 # -- what the web page needs (dashboard/ui/) ---------------------------------------------------
 
 
@@ -362,9 +435,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("DELETE", "/api/v1/groups/{gid}", delete_group,
           "Delete a group (refused while it owns slots)"),
     Endpoint("POST", "/api/v1/groups/{gid}/servers", add_server,
-          "Add a server (master if the group has none, else replica)", "ServerAdd"),
+          "Add a server (master if the group has none, else replica: REPLICAOF the master, "
+          "then recorded; the reply's `sync` starts its sync state)", "ServerAdd"),
     Endpoint("DELETE", "/api/v1/groups/{gid}/servers/{addr}", remove_server,
-          "Remove a server (a master only when the group owns no slots)"),
+          "Remove a server (a master only when the group owns no slots); ?detach=1 also "
+          "issues REPLICAOF NO ONE on it (without, a replica keeps replicating)"),
+    Endpoint("GET", "/api/v1/groups/{gid}/servers/{addr}/sync", server_sync,
+          "A replica's sync state: connecting, syncing (bytes read), catching-up, in-sync "
+          "(its offset reached ?offset=N, default the master's offset now)"),
+    Endpoint("POST", "/api/v1/groups/{gid}/promote", promote,
+          "Switch the group's master to one of its replicas with no acknowledged write lost: "
+          "lock its slots, wait for the replica to catch up, REPLICAOF, push, unlock",
+          "Promote"),
+    Endpoint("PUT", "/api/v1/groups/{gid}/config", group_config,
+          "Set min-replicas-to-write / min-replicas-max-lag on the group's master (CONFIG "
+          "SET), kept for every master it gets later; refused when the master has too few "
+          "replicas online to meet it, unless ?force=1", "GroupConfig"),
     Endpoint("GET", "/api/v1/slots", get_slots, "Slot ranges per group and migration state"),
     Endpoint("POST", "/api/v1/slots/assign", assign_slots,
           "Assign slot ranges to groups without moving data (refused while migrating)",
@@ -393,6 +479,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("PUT", "/api/v1/groups/{gid}/weight", set_weight,
           "Set a group's rebalance weight (0 = drain)", "GroupWeight"),
     Endpoint("GET", "/api/v1/health", get_health, "Per-group server health and stats"),
+    Endpoint("GET", "/api/v1/autobalance", get_autobalance,
+          "Auto-balance: settings, slots moved in the last hour and the last ?rounds=20 "
+          "rounds (measured imbalance per group, plan, why it acted or did not)"),
+    Endpoint("PUT", "/api/v1/autobalance", set_autobalance,
+          "Switch auto-balance on/off and change its settings (validated; stored)",
+          "AutoBalanceSettings"),
     Endpoint("GET", "/api/v1/auth", check_auth,
           "Whether the request's bearer token is the admin token (the web page's login)"),
     Endpoint("GET", "/api/v1/metrics", get_metrics,

@@ -4,6 +4,8 @@ HTTP in `client.py`). A thin client of the dashboard REST API, never the store.
     proxyctl status
     proxyctl group add [GID] [--master ADDR] [--replica ADDR ...]
     proxyctl group remove GID | add-server GID ADDR [--role R] | remove-server GID ADDR
+    proxyctl group promote GID ADDR [--timeout S] | config GID [NAME VALUE ...]
+    proxyctl group remove-server GID ADDR --detach      (REPLICAOF NO ONE on it too)
     proxyctl slots assign RANGE GROUP [--force]
     proxyctl proxy list | remove ID [--force]
     proxyctl migrate SLOTS --to GROUP [--watch]     e.g. proxyctl migrate 0-1023,2048 --to 2
@@ -12,7 +14,9 @@ HTTP in `client.py`). A thin client of the dashboard REST API, never the store.
     proxyctl rebalance [--dry-run] [--load] [--weight GID=W ...] [--watch]
     proxyctl group drain GID [--dry-run] [--watch] | weight GID W
     proxyctl group add GID --master ADDR --rebalance
-    proxyctl up [--groups 3] [--proxies 1] [--dir .cluster]
+    proxyctl autobalance on [--tolerance 10 --quiet 30s --max-slots-per-hour 2000 ...]
+    proxyctl autobalance off | status [--rounds N]
+    proxyctl up [--groups 3] [--proxies 1] [--replicas N] [--dir .cluster]
 
 Exit codes: 0 ok, 1 the dashboard refused or failed the request, 2 bad usage,
 3 the dashboard is unreachable. `--json` prints the API's JSON for scripts.
@@ -30,8 +34,16 @@ from typing import Any
 
 from slotcore.contract import TOKEN_ENV, resolve_token
 
+from .autobalance import add_parser as add_autobalance
 from .client import DASHBOARD_ENV, DEFAULT_DASHBOARD, EXIT_USAGE, ApiClient, CliError
-from .render import render_migrations, render_plan, render_proxies, render_status, table
+from .render import (
+    render_migrations,
+    render_plan,
+    render_proxies,
+    render_status,
+    render_sync,
+    table,
+)
 
 # -- commands ----------------------------------------------------------------------------------
 
@@ -48,14 +60,23 @@ def cmd_group_list(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
     return data, table(["GROUP", "MASTER", "REPLICAS", "STATE", "SLOTS", "#"], rows)
 
 
+def _replication_body(a: argparse.Namespace) -> dict[str, Any]:
+    return {"force": a.force, "replicate": not a.no_replicate}
+
+
 def cmd_group_add(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
-    body: dict[str, Any] = {"replicas": a.replica or []}
+    body: dict[str, Any] = {"replicas": a.replica or [], **_replication_body(a)}
     if a.gid is not None:
         body["id"] = a.gid
     if a.master:
         body["master"] = a.master
     data = c.call("POST", "/api/v1/groups", body)
-    text = f"group {data['group']['id']} created (epoch {data['epoch']})"
+    gid = data["group"]["id"]
+    text = f"group {gid} created (epoch {data['epoch']})"
+    if data.get("sync") and a.wait > 0:
+        print(text, flush=True)
+        for addr, sync in data["sync"].items():
+            text = wait_sync(c, gid, addr, sync, a.wait, a)
     if getattr(a, "rebalance", False):
         print(text, flush=True)
         a.dry_run, a.load, a.weight = False, False, []
@@ -69,16 +90,80 @@ def cmd_group_remove(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
 
 
 def cmd_group_add_server(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
-    body = {"addr": a.addr, **({"role": a.role} if a.role else {})}
+    body = {"addr": a.addr, **({"role": a.role} if a.role else {}), **_replication_body(a)}
     data = c.call("POST", f"/api/v1/groups/{a.gid}/servers", body)
     g = data["group"]
     role = "master" if g["master"] == a.addr else "replica"
-    return data, f"{a.addr} added to group {a.gid} as {role} (epoch {data['epoch']})"
+    text = f"{a.addr} added to group {a.gid} as {role} (epoch {data['epoch']})"
+    if data.get("sync") and a.wait > 0:
+        print(text, flush=True)
+        text = wait_sync(c, a.gid, a.addr, data["sync"], a.wait, a)
+    return data, text
+
+
+def wait_sync(c: ApiClient, gid: int, addr: str, sync: dict[str, Any], wait: float,
+              a: argparse.Namespace, interval: float = 0.2) -> str:
+    """Poll the replica's sync state, printing each new progress line, until it reached the
+    master's offset of the moment it was added, or `wait` seconds passed (exit code 1: it
+    stays in the group and keeps syncing)."""
+    out = sys.stderr if getattr(a, "json", False) else sys.stdout
+    target = sync.get("target_offset")
+    path = f"/api/v1/groups/{gid}/servers/{addr}/sync" + (
+        f"?offset={target}" if target is not None else "")
+    deadline = time.monotonic() + wait
+    last = None
+    while True:
+        state = c.get(path)
+        line = render_sync(state)
+        if line != last:
+            print(line, file=out, flush=True)
+            last = line
+        if state.get("in_sync"):
+            return f"{addr} in sync with {state['master']} at offset {state['offset']}"
+        if time.monotonic() >= deadline:
+            raise CliError(f"{addr} not in sync after {wait:g}s ({state['state']}); it stays "
+                           "in the group and keeps syncing: follow it with `proxyctl status`")
+        time.sleep(interval)
 
 
 def cmd_group_remove_server(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
-    data = c.call("DELETE", f"/api/v1/groups/{a.gid}/servers/{a.addr}")
-    return data, f"{a.addr} removed from group {a.gid} (epoch {data['epoch']})"
+    path = f"/api/v1/groups/{a.gid}/servers/{a.addr}" + ("?detach=1" if a.detach else "")
+    data = c.call("DELETE", path)
+    tail = "; detached (REPLICAOF NO ONE: a master now)" if a.detach else ""
+    return data, f"{a.addr} removed from group {a.gid} (epoch {data['epoch']}){tail}"
+
+
+def cmd_group_promote(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    body: dict[str, Any] = {"addr": a.addr}
+    if a.promote_timeout is not None:
+        body["timeout"] = a.promote_timeout
+    if not getattr(a, "json", False):
+        print(f"locking group {a.gid}'s slots, waiting for {a.addr} to catch up ...",
+              flush=True)
+    # The call lasts as long as the catch-up may (the dashboard bounds it), plus the pushes.
+    c.timeout = max(c.timeout, (a.promote_timeout or 0) + 60)
+    data = c.call("POST", f"/api/v1/groups/{a.gid}/promote", body)
+    lines = [f"{data['master']} is now the master of group {a.gid} (was {data['old_master']}; "
+             f"offset {data['offset']}, writes held {data['seconds']:.2f}s, epoch "
+             f"{data['epoch']})"]
+    lines += [f"warning: {w}" for w in data.get("warnings") or ()]
+    return data, "\n".join(lines)
+
+
+def cmd_group_config(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
+    words = a.settings or []
+    if len(words) % 2:
+        raise CliError("usage: proxyctl group config GID [NAME VALUE ...]  (e.g. "
+                       "min-replicas-to-write 1 min-replicas-max-lag 10)", EXIT_USAGE)
+    if not words:
+        data = c.get(f"/api/v1/groups/{a.gid}")
+    else:
+        body = dict(zip(words[0::2], words[1::2], strict=True))
+        data = c.call("PUT", f"/api/v1/groups/{a.gid}/config"
+                      + ("?force=1" if a.force else ""), body)["group"]
+    config = data.get("config") or {}
+    return data, (f"group {a.gid}: " + ", ".join(f"{k} {v}" for k, v in sorted(config.items()))
+                  if config else f"group {a.gid}: no settings (Redis defaults)")
 
 
 def cmd_slots_assign(c: ApiClient, a: argparse.Namespace) -> tuple[Any, str]:
@@ -210,6 +295,18 @@ def cmd_up(c: ApiClient, a: argparse.Namespace) -> int:
 # -- argument parsing --------------------------------------------------------------------------
 
 
+def replication_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=float, default=60.0, metavar="S",
+                   help="wait up to S seconds for replicas to be in sync, printing progress "
+                        "(default 60; 0 = do not wait)")
+    p.add_argument("--force", action="store_true",
+                   help="make a server that holds keys, or replicates from another master, a "
+                        "replica anyway (ITS DATA IS REPLACED)")
+    p.add_argument("--no-replicate", action="store_true",
+                   help="only record replicas (their replication is configured outside "
+                        "slotproxy, e.g. `replicaof` in their config)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Global options are accepted before or after the command: each subparser gets them too,
     # with SUPPRESS defaults so a value given before the command is not reset after it.
@@ -244,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(gsub, "add", cmd_group_add, "create a group")
     p.add_argument("gid", type=int, nargs="?", help="group id (default: smallest free)")
     p.add_argument("--master", metavar="ADDR", help="master server host:port")
-    p.add_argument("--replica", metavar="ADDR", action="append", help="replica (repeatable)")
+    p.add_argument("--replica", metavar="ADDR", action="append",
+                   help="replica (repeatable): made to replicate (REPLICAOF) the master")
+    replication_args(p)
     p.add_argument("--rebalance", action="store_true",
                    help="then rebalance slots onto it (by count) and start moving them")
     p.add_argument("--watch", action="store_true", help="with --rebalance: draw progress")
@@ -259,13 +358,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(gsub, "remove", cmd_group_remove, "delete a group (it must own no slots)")
     p.add_argument("gid", type=int)
     p = add(gsub, "add-server", cmd_group_add_server,
-            "add a server: master if the group has none, else replica")
+            "add a server: master if the group has none, else a replica (REPLICAOF the "
+            "master, then wait until it is in sync, showing progress)")
     p.add_argument("gid", type=int)
     p.add_argument("addr", help="host:port")
     p.add_argument("--role", choices=["master", "replica"])
+    replication_args(p)
     p = add(gsub, "remove-server", cmd_group_remove_server, "remove a server from a group")
     p.add_argument("gid", type=int)
     p.add_argument("addr", help="host:port")
+    p.add_argument("--detach", action="store_true",
+                   help="also REPLICAOF NO ONE on it (without: a replica keeps replicating)")
+    p = add(gsub, "promote", cmd_group_promote,
+            "make a replica the group's master with no acknowledged write lost (its slots "
+            "are held while the replica catches up; the old master becomes its replica)")
+    p.add_argument("gid", type=int)
+    p.add_argument("addr", help="host:port of a replica of the group")
+    p.add_argument("--wait-timeout", dest="promote_timeout", type=float, metavar="S",
+                   help="seconds the replica may take to catch up (default: the dashboard's "
+                        "promote_timeout); longer holds the group's requests longer")
+    p = add(gsub, "config", cmd_group_config,
+            "show or set the group's min-replicas-to-write / min-replicas-max-lag (applied to "
+            "its master, and to every master it gets later)")
+    p.add_argument("gid", type=int)
+    p.add_argument("settings", nargs="*", metavar="NAME VALUE")
+    p.add_argument("--force", action="store_true",
+                   help="set min-replicas-to-write even if the master has too few replicas "
+                        "online now (it then refuses writes until they connect)")
 
     slots = sub.add_parser("slots", help="slot assignment", description="slot assignment")
     ssub = slots.add_subparsers(dest="slots_command", metavar="ACTION", required=True)
@@ -310,9 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight override for this plan (repeatable)")
     p.add_argument("--watch", action="store_true", help="draw progress until done")
 
+    add_autobalance(add, sub)
+
     p = add(sub, "up", cmd_up, "run a complete local cluster in the foreground until Ctrl-C")
     p.add_argument("--groups", type=int, default=3, help="redis groups (default 3)")
     p.add_argument("--proxies", type=int, default=1, help="proxies (default 1)")
+    p.add_argument("--replicas", type=int, default=0,
+                   help="replicas per group, replicating from its master (default 0)")
     p.add_argument("--dir", default=".cluster", help="work dir (default .cluster)")
     p.add_argument("--slots", type=int, default=16384, choices=[16384, 1024])
     p.add_argument("--port", type=int, default=0,

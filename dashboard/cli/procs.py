@@ -146,6 +146,9 @@ class RedisServer:
             redis_server_binary(), "--port", str(self.port), "--bind", self.host,
             "--save", "", "--appendonly", "no", "--daemonize", "no",
             "--dir", str(self.workdir), "--protected-mode", "no",
+            # A new replica's full sync starts at once instead of after Redis' default 5 s
+            # wait for more replicas to share it (local clusters add replicas one by one).
+            "--repl-diskless-sync-delay", "0",
         ]
         if self.password:
             argv += ["--requirepass", self.password]

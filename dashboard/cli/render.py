@@ -59,15 +59,57 @@ def render_status(topo: dict[str, Any]) -> str:
             mark = "" if rs.get("reachable") and rs.get("role") == "replica" else "(!)"
             replicas.append(r + mark)
         rows.append([g["id"], g["master"], ",".join(replicas), g["slots"], g["slot_count"],
-                     status, h.get("keys"), human_bytes(h.get("used_memory")),
-                     h.get("ops_per_sec")])
+                     status if g.get("state", "active") == "active" else g["state"],
+                     h.get("keys"), human_bytes(h.get("used_memory")), h.get("ops_per_sec")])
     lines.append(table(["GROUP", "MASTER", "REPLICAS", "SLOTS", "#", "HEALTH", "KEYS", "MEM",
                         "OPS/S"], rows) if rows else "no groups")
     if any("(!)" in str(r[2]) for r in rows):
         lines.append("(!) replica unreachable or not replicating")
+    repl = render_replication(topo["groups"])
+    if repl:
+        lines += ["", repl]
     lines.append("")
     lines.append(render_proxies(topo["proxies"]))
     return "\n".join(lines)
+
+
+def render_replication(groups: list[dict[str, Any]]) -> str:
+    """One row per replica: its link to the master and how far behind it is."""
+    rows = []
+    for g in groups:
+        for s in (g.get("health") or {}).get("servers", []):
+            if s.get("expected_role") != "replica":
+                continue
+            r = s.get("replication") or {}
+            link = r.get("link") or ("down" if s.get("reachable") is False else "unknown")
+            if r.get("replica_of"):
+                link += f" ({r['replica_of']})"
+            lag_s = r.get("lag_seconds")
+            rows.append([g["id"], s["addr"], g["master"], link,
+                         r.get("lag_bytes"), f"{lag_s}s" if lag_s is not None else None,
+                         r.get("offset")])
+    if not rows:
+        return ""
+    return table(["GROUP", "REPLICA", "OF", "LINK", "LAG BYTES", "LAG", "OFFSET"], rows)
+
+
+def render_sync(state: dict[str, Any]) -> str:
+    """A replica's sync progress as one line (proxyctl prints each new one)."""
+    name = state.get("state")
+    head = f"{state.get('addr')}: {name}"
+    if name == "syncing":
+        read, total = state.get("sync_read_bytes") or 0, state.get("sync_total_bytes")
+        return (f"{head} (full sync: {bar(read, total)} {human_bytes(read)} of "
+                f"{human_bytes(total)})" if total else
+                f"{head} (full sync: {human_bytes(read) if read else '0B'} received)")
+    if name == "catching-up":
+        behind = (state.get("target_offset") or 0) - (state.get("offset") or 0)
+        return f"{head} ({behind} bytes behind offset {state.get('target_offset')})"
+    if name == "not-replicating":
+        return f"{head} (replicates from {state.get('replica_of') or 'nobody: a master'})"
+    if name == "in-sync":
+        return f"{head} (offset {state.get('offset')})"
+    return f"{head} (link {state.get('link')})"
 
 
 def render_proxies(proxies: list[dict[str, Any]]) -> str:
@@ -166,7 +208,10 @@ def render_cluster(info: dict[str, Any]) -> str:
              f"  dashboard  {info['dashboard']}"]
     lines += [f"  proxy      {addr}   (redis-cli -p {split_addr(addr)[1]})"
               for addr in info["proxies"]]
-    lines += [f"  group {gid}    {addr}" for gid, addr in info["groups"].items()]
+    replicas = info.get("replicas") or {}
+    lines += [f"  group {gid}    {addr}" + (f"   replicas {', '.join(replicas[gid])}"
+                                            if replicas.get(gid) else "")
+              for gid, addr in info["groups"].items()]
     lines += ["", "Operate it with:",
               f"  export {DASHBOARD_ENV}={info['dashboard']} {TOKEN_ENV}={info['token']}",
               "  proxyctl status", "", "Ctrl-C stops everything."]

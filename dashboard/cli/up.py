@@ -3,6 +3,8 @@
 N redis-server groups and the dashboard (file store in the work dir) are started with
 `dashboard.cli.procs`, the groups are created and the slots spread evenly through the dashboard's
 REST API (the same calls an operator makes), then the proxies start and register themselves.
+With `--replicas N` each group also gets N replicas, created with the group (the dashboard
+issues REPLICAOF) and waited for until they are in sync.
 Ctrl-C (SIGINT) or SIGTERM stops everything this command started, by PID, in reverse order.
 
 Every run starts a fresh cluster: the redis servers get new free ports and empty data, so the
@@ -38,9 +40,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 class LocalCluster:
     def __init__(self, workdir: Path, groups: int = 3, proxies: int = 1, nslots: int = 16384,
-                 token: str | None = None, proxy_port: int = 0, dashboard_port: int = 0) -> None:
+                 token: str | None = None, proxy_port: int = 0, dashboard_port: int = 0,
+                 replicas: int = 0) -> None:
         if groups < 1 or proxies < 0:
             raise CliError("need at least one group and zero or more proxies", 2)
+        if not 0 <= replicas <= 5:
+            raise CliError("--replicas: 0 to 5 per group", 2)
+        self.nreplicas = replicas
+        self.replicas: dict[int, list[RedisServer]] = {}
         self.dir = workdir.resolve()
         self.ngroups = groups
         self.nproxies = proxies
@@ -78,6 +85,10 @@ class LocalCluster:
         for i in range(1, self.ngroups + 1):
             shutil.rmtree(self.dir / f"redis-{i}", ignore_errors=True)
             self.redis.append(RedisServer(self.dir / f"redis-{i}").start())
+            for j in range(1, self.nreplicas + 1):
+                shutil.rmtree(self.dir / f"redis-{i}-r{j}", ignore_errors=True)
+                self.replicas.setdefault(i, []).append(
+                    RedisServer(self.dir / f"redis-{i}-r{j}").start())
             check()
 
         cfg = {"listen": join_addr("127.0.0.1", self.dashboard_port), "admin_token": self.token,
@@ -91,8 +102,17 @@ class LocalCluster:
         api = ApiClient(self.url, self.token)
         self._wait(lambda: api.get("/api/v1/topology")["dashboard"]["role"] == "leader",
                    "the dashboard to lead", dash)
+        syncing = []
         for i, srv in enumerate(self.redis, start=1):
-            api.call("POST", "/api/v1/groups", {"id": i, "master": srv.addr})
+            reps = [r.addr for r in self.replicas.get(i, [])]
+            made = api.call("POST", "/api/v1/groups", {"id": i, "master": srv.addr,
+                                                       "replicas": reps})
+            syncing += [(i, addr, s) for addr, s in (made.get("sync") or {}).items()]
+        for gid, addr, s in syncing:
+            path = (f"/api/v1/groups/{gid}/servers/{addr}/sync"
+                    f"?offset={s.get('target_offset') or 0}")
+            self._wait(lambda p=path: api.get(p).get("in_sync"),
+                       f"replica {addr} of group {gid} to sync", dash)
         api.call("POST", "/api/v1/slots/assign",
                  {"assign": even_assignment(self.nslots, list(range(1, self.ngroups + 1)))})
         check()
@@ -135,6 +155,8 @@ class LocalCluster:
     def pids(self) -> dict[str, int]:
         out = {f"redis-{i}": s.process.pid for i, s in enumerate(self.redis, start=1)
                if s.process is not None}
+        out.update({f"redis-{i}-r{j}": r.process.pid for i, rs in self.replicas.items()
+                    for j, r in enumerate(rs, start=1) if r.process is not None})
         out.update({name: p.pid for name, p in self.processes})
         return out
 
@@ -144,19 +166,23 @@ class LocalCluster:
             "token": self.token,
             "proxies": self.proxy_addrs,
             "groups": {str(i): s.addr for i, s in enumerate(self.redis, start=1)},
+            "replicas": {str(i): [r.addr for r in rs] for i, rs in self.replicas.items()},
             "dir": str(self.dir),
             "pids": self.pids(),
         }
 
     def dead(self) -> list[str]:
         return [name for name, p in self.processes if not p.alive()] + [
-            s.addr for s in self.redis if not s.alive()]
+            s.addr for s in self._servers() if not s.alive()]
+
+    def _servers(self) -> list[RedisServer]:
+        return self.redis + [r for rs in self.replicas.values() for r in rs]
 
     def stop(self) -> None:
         """Everything we started, newest first (proxies, dashboard, then redis), by PID."""
         for _, proc in reversed(self.processes):
             proc.stop()
-        for srv in reversed(self.redis):
+        for srv in reversed(self._servers()):
             srv.stop()
 
 
@@ -169,7 +195,8 @@ def run_up(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     cluster = LocalCluster(Path(args.dir), args.groups, args.proxies, args.slots,
                            token=resolve_token(explicit=getattr(args, "token", None)),
-                           proxy_port=args.port, dashboard_port=args.dashboard_port)
+                           proxy_port=args.port, dashboard_port=args.dashboard_port,
+                           replicas=getattr(args, "replicas", 0))
     try:
         try:
             cluster.start(stopping)

@@ -123,7 +123,7 @@ def add_server(topo: Topology, gid: int, addr: str, role: str | None = None) -> 
         role = "replica" if group.master else "master"
     if role == "master":
         if group.master:
-            # Replacing a master of a live group is a promotion: a later issue, not a plain add.
+            # Replacing a master of a live group is a promotion (`group promote`), not an add.
             raise Conflict(f"group {gid} already has master {group.master}")
         return _with_group(topo, replace(group, master=addr))
     if role == "replica":

@@ -46,6 +46,12 @@ def start(topo: Topology, slots: Iterable[int], target: int) -> tuple[Topology, 
     if unassigned:
         raise Conflict(f"slots {format_ranges(unassigned)} are not assigned to any group; "
                        "assign them (no data to move) with `proxyctl slots assign`")
+    # A group switching masters (`group promote`) holds its slots locked: none leaves it then.
+    switching = sorted({topo.owner[s] for s in slots if topo.owner[s] in topo.groups
+                        and topo.groups[topo.owner[s]].state != "active"})
+    if switching:
+        raise Conflict(f"group {switching[0]} is {topo.groups[switching[0]].state}: migrate "
+                       "its slots after the promotion ends")
     busy = [s for s in slots if s in topo.migrations]
     if busy:
         raise Conflict(f"slots {format_ranges(busy)} are already migrating")

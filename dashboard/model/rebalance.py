@@ -20,7 +20,7 @@ left alone (there is no data to move: `proxyctl slots assign` them).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,9 +125,15 @@ def plan_count(owner: Sequence[int], weights: Mapping[int, float],
 
 
 def plan_load(owner: Sequence[int], weights: Mapping[int, float], slot_load: Sequence[float],
-              frozen: Sequence[int] = (), tolerance: float = 0.05,
-              max_moves: int | None = None) -> Plan:
-    """Even the per-slot load by weight, moving as few slots as the greedy finds."""
+              frozen: Collection[int] = (), tolerance: float = 0.05,
+              max_moves: int | None = None, *, relative: bool = False,
+              forbidden: Collection[tuple[int, int]] = ()) -> Plan:
+    """Even the per-slot load by weight, moving as few slots as the greedy finds.
+
+    `tolerance` is a share of the mean target (the default) or, with `relative`, of each
+    group's own target (a group of weight 2 may be off by twice as much load). `max_moves`
+    bounds the moves (drains included); `forbidden` (from, to) group pairs are never used,
+    e.g. the reverse of moves made recently, so that two plans never undo each other."""
     if len(slot_load) != len(owner):
         raise PlanError(f"slot_load has {len(slot_load)} entries, expected {len(owner)}")
     eligible = _check(owner, weights)
@@ -164,11 +170,14 @@ def plan_load(owner: Sequence[int], weights: Mapping[int, float], slot_load: Seq
 
     # 1. drain: groups of weight 0 give away everything, each slot to the neediest group
     #    (zero-load slots by count, so a drained group's empty slots spread evenly too).
+    limit = max_moves if max_moves is not None else len(owner)
     counts = {g: sum(1 for s in assigned if cur[s] == g) for g in eligible}
     for g in gids:
         if g in eligible:
             continue
         for x, s in sorted(movable[g], reverse=True):
+            if len(moved) >= limit:
+                break
             if x > 0:
                 dst = min(eligible, key=lambda h: (gload[h] - target[h], h))
             else:
@@ -178,40 +187,68 @@ def plan_load(owner: Sequence[int], weights: Mapping[int, float], slot_load: Seq
             bisect.insort(movable[dst], (x, s))
         movable[g] = []
     # 2. greedy: largest surplus gives to largest deficit
-    limit = max_moves if max_moves is not None else len(owner)
-    slack = tolerance * total / len(eligible)
-    for _ in range(limit):
+    slack = {g: tolerance * (target[g] if relative else total / len(eligible)) for g in eligible}
+    bad = set(forbidden)
+    for _ in range(2 * len(owner)):  # each step shrinks the squared error: this never binds
+        if len(moved) >= limit:
+            break
         dev = {g: gload[g] - target[g] for g in eligible}
-        donor = max(eligible, key=lambda g: (dev[g], -g))
-        taker = min(eligible, key=lambda g: (dev[g], g))
-        if dev[donor] <= slack and -dev[taker] <= slack:
+        if all(abs(dev[g]) <= slack[g] for g in eligible):
             break
-        best_x = (dev[donor] - dev[taker]) / 2  # the slot load that shrinks the error most
-        cands = movable[donor]
-        if not cands or donor == taker:
-            break
-        i = bisect.bisect_left(cands, (best_x, -1))
-        pick = min((c for c in cands[max(0, i - 1):i + 1]), key=lambda c: abs(c[0] - best_x))
-        x, s = pick
-        if not 0 < x < dev[donor] - dev[taker]:
-            break  # moving it would not reduce the squared error
-        cands.remove(pick)
+        step = _best_step(eligible, dev, target if relative else None, movable, bad)
+        if step is None:
+            break  # no allowed move reduces the squared error
+        donor, taker, i = step
+        x, s = movable[donor].pop(i)  # by index: O(1) search (a tuple .remove() was linear)
         move(s, donor, taker, x)
-        bisect.insort(movable[taker], pick)
+        bisect.insort(movable[taker], (x, s))
     moves = sorted((s, src, dst) for s, (src, dst) in moved.items())
     return Plan("load", moves, _summary(owner, gids, load), _summary(cur, gids, load))
 
 
-def combine_loads(nslots: int, metrics: Mapping[str, Sequence[float]]) -> list[float]:
+def combine_loads(nslots: int, metrics: Mapping[str, Sequence[float]],
+                  weights: Mapping[str, float] | None = None) -> list[float]:
     """One load per slot: the mean over metrics (keys, memory, ops) of the slot's share of that
-    metric's total; metrics whose total is 0 are left out."""
+    metric's total, weighted by `weights` (default 1 each); metrics whose total (or weight) is
+    0 are left out, so the loads sum to 1 (or are all 0)."""
     out = [0.0] * nslots
-    used = 0
-    for values in metrics.values():
+    used = 0.0
+    for name, values in metrics.items():
+        w = 1.0 if weights is None else float(weights.get(name, 0.0))
         total = float(sum(values))
-        if total <= 0:
+        if total <= 0 or w <= 0:
             continue
-        used += 1
+        used += w
+        scale = w / total
         for s, v in enumerate(values):
-            out[s] += v / total
+            out[s] += v * scale
     return [x / used for x in out] if used else out
+
+
+def _best_step(eligible: Mapping[int, float], dev: Mapping[int, float],
+               target: Mapping[int, float] | None,
+               movable: Mapping[int, list[tuple[float, int]]],
+               forbidden: set[tuple[int, int]]) -> tuple[int, int, int] | None:
+    """The next greedy move: (donor, taker, index in movable[donor]) of the slot whose load is
+    closest to half the pair's gap, trying pairs from the most over- and under-loaded groups
+    (by share of their own target when `target` is given) down; None if no pair can help."""
+    def score(g: int) -> float:
+        return dev[g] / target[g] if target else dev[g]
+
+    donors = sorted((g for g in eligible if dev[g] > 0), key=lambda g: (-score(g), g))
+    takers = sorted((g for g in eligible if dev[g] < 0), key=lambda g: (score(g), g))
+    for donor in donors:
+        cands = movable[donor]
+        if not cands:
+            continue
+        for taker in takers:
+            if (donor, taker) in forbidden:
+                continue
+            gap = dev[donor] - dev[taker]
+            best_x = gap / 2  # the slot load that shrinks the squared error most
+            i = bisect.bisect_left(cands, (best_x, -1))
+            near = [j for j in (i - 1, i) if 0 <= j < len(cands)]
+            j = min(near, key=lambda j: abs(cands[j][0] - best_x))
+            if 0 < cands[j][0] < gap:
+                return donor, taker, j
+    return None

@@ -16,7 +16,7 @@ from typing import Any
 
 from slotcore.keyslot import SLOT_COUNTS
 from slotcore.ranges import ranges_of
-from slotcore.slotmap import GroupSpec, SlotMap
+from slotcore.slotmap import LOCKED, GroupSpec, SlotMap
 
 from .states import TRANSIT_OF
 
@@ -33,20 +33,28 @@ class GroupRecord:
     replicas: tuple[str, ...] = ()
     state: str = "active"
     weight: float = 1.0   # share of slots (or load) rebalance gives this group; 0 = drain it
+    # CONFIG SET settings the dashboard applies to the group's master, and to every newly
+    # promoted one (model.replication.KNOBS: min-replicas-to-write, min-replicas-max-lag).
+    config: dict[str, str] = field(default_factory=dict)
 
     @property
     def servers(self) -> tuple[str, ...]:
         return ((self.master,) if self.master else ()) + self.replicas
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "master": self.master, "replicas": list(self.replicas),
-                "state": self.state, "weight": self.weight}
+        out: dict[str, Any] = {"id": self.id, "master": self.master,
+                               "replicas": list(self.replicas), "state": self.state,
+                               "weight": self.weight}
+        if self.config:
+            out["config"] = dict(sorted(self.config.items()))
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GroupRecord:
         return cls(id=int(data["id"]), master=data.get("master") or None,
                    replicas=tuple(data.get("replicas", ())), state=data.get("state", "active"),
-                   weight=float(data.get("weight", 1.0)))
+                   weight=float(data.get("weight", 1.0)),
+                   config={str(k): str(v) for k, v in (data.get("config") or {}).items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +112,17 @@ class Topology:
         """What proxies route by. Groups without a master own no slots and are left out."""
         specs = {g.id: GroupSpec(g.id, g.master, g.replicas)
                  for g in self.groups.values() if g.master}
-        if not self.migrations and not self.fenced:
+        # A group switching masters (`group promote`) has its slots LOCKED in place (source =
+        # target = the group): every proxy holds their requests until the map that names the
+        # new master, the same hold a migrating slot gets while it is prepared.
+        paused = {g.id for g in self.groups.values() if g.state == "promoting" and g.master}
+        if not self.migrations and not self.fenced and not paused:
             return SlotMap(nslots=self.nslots, owner=self.owner, groups=specs, epoch=self.epoch)
         owner = list(self.owner)
         moving: dict[tuple[int, int, str], list[int]] = {}
+        for s, gid in enumerate(self.owner):
+            if gid in paused and s not in self.migrations:
+                moving.setdefault((gid, gid, LOCKED), []).append(s)
         for s, m in sorted(self.migrations.items()):
             how = TRANSIT_OF[m.state]
             if how is None:

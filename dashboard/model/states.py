@@ -10,8 +10,8 @@ import itertools
 
 from slotcore.slotmap import LOCKED, MIGRATING
 
-# A group is "active" today. "promoting" is reserved for master failover (a later issue), so the
-# field is in the stored document from day one and old documents stay readable.
+# A group is "active", or "promoting" while `group promote` switches its master: its slots are
+# then LOCKED in place on every proxy (`Topology.slot_map`, docs/replication.md).
 GROUP_STATES = ("active", "promoting")
 
 # Per-slot migration states, in the order a slot walks them.

@@ -2,7 +2,12 @@
 
 `summarize()` is pure (INFO dict in, summary out) so it is tested without a server; the
 `HealthMonitor` only does the polling: every server of every group, concurrently, each with a
-timeout, so one dead server costs one timeout and never delays the others.
+timeout, so one dead server costs one timeout and never delays the others. It logs in with the
+dashboard's backend credentials (`backend.password` / `backend.username`).
+
+Each replica's entry also carries its replication health (`model.replication.replica_link`):
+link status, and lag in bytes (the master's offset minus the replica's last acknowledged one,
+both from the master's INFO) and seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..model.records import Topology
+from ..model.replication import replica_link
 from .redisconn import connect
 
 log = logging.getLogger(__name__)
@@ -41,7 +47,16 @@ def summarize(info: dict[str, Any]) -> dict[str, Any]:
     if out["role"] == "replica":
         out["master_link"] = info.get("master_link_status")
         out["replica_of"] = f"{info.get('master_host')}:{info.get('master_port')}"
+    # What replication health needs later (group_health), kept out of the API's view.
+    out["_repl"] = {k: v for k, v in info.items()
+                    if k in _REPL_FIELDS or (k.startswith("slave") and k[5:].isdigit())}
     return out
+
+
+_REPL_FIELDS = frozenset({
+    "role", "master_host", "master_port", "master_link_status", "master_last_io_seconds_ago",
+    "master_sync_in_progress", "slave_repl_offset", "master_repl_offset", "connected_slaves",
+})
 
 
 def group_health(topo: Topology, servers: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -49,11 +64,16 @@ def group_health(topo: Topology, servers: dict[str, dict[str, Any]]) -> dict[str
     out: dict[str, Any] = {}
     for gid, group in sorted(topo.groups.items()):
         entries = []
+        master = servers.get(group.master or "", {})
         for addr in group.servers:
             expected = "master" if addr == group.master else "replica"
             h = servers.get(addr) or {"reachable": None, "error": "not polled yet"}
-            entries.append({"addr": addr, "expected_role": expected, **h})
-        master = servers.get(group.master or "", {})
+            entry = {"addr": addr, "expected_role": expected,
+                     **{k: v for k, v in h.items() if k != "_repl"}}
+            if expected == "replica":
+                entry["replication"] = replica_link(group.master, master.get("_repl"), addr,
+                                                    h.get("_repl"))
+            entries.append(entry)
         out[str(gid)] = {
             "ok": bool(group.master) and master.get("reachable") is True
             and master.get("role") == "master",
@@ -67,11 +87,13 @@ def group_health(topo: Topology, servers: dict[str, dict[str, Any]]) -> dict[str
 
 class HealthMonitor:
     def __init__(self, topology: Callable[[], Topology | None], interval: float = 1.0,
-                 timeout: float = 1.0, password: str | None = None) -> None:
+                 timeout: float = 1.0, password: str | None = None,
+                 username: str | None = None) -> None:
         self._topology = topology
         self.interval = interval
         self.timeout = timeout
         self.password = password
+        self.username = username
         self.servers: dict[str, dict[str, Any]] = {}
         self._clients: dict[str, aioredis.Redis] = {}
 
@@ -79,7 +101,7 @@ class HealthMonitor:
         client = self._clients.get(addr)
         if client is None:
             client = connect(addr, timeout=self.timeout, connect_timeout=self.timeout,
-                             password=self.password)
+                             password=self.password, username=self.username)
             self._clients[addr] = client
         return client
 

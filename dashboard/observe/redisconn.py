@@ -6,7 +6,11 @@ connection the dashboard opens is built (address, timeouts) in one place.
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from slotcore.addr import split_addr
 
@@ -22,11 +26,17 @@ return out
 
 
 def connect(addr: str, *, timeout: float = 30, connect_timeout: float = 2,
-            password: str | None = None, protocol: int | None = None) -> aioredis.Redis:
-    """A redis-py client of the server at "host:port" (connects lazily, on first use)."""
+            password: str | None = None, protocol: int | None = None,
+            username: str | None = None, retry: bool = True) -> aioredis.Redis:
+    """A redis-py client of the server at "host:port" (connects lazily, on first use).
+    `retry=False`: a refused connection fails at once (redis-py retries with backoff by
+    default), for callers that report "unreachable" rather than wait."""
     host, port = split_addr(addr)
-    extra = {"protocol": protocol} if protocol is not None else {}
-    return aioredis.Redis(host=host, port=port, password=password, socket_timeout=timeout,
+    extra: dict[str, Any] = {"protocol": protocol} if protocol is not None else {}
+    if not retry:
+        extra["retry"] = Retry(NoBackoff(), 0)
+    return aioredis.Redis(host=host, port=port, password=password, username=username,
+                          socket_timeout=timeout,
                           socket_connect_timeout=connect_timeout, **extra)
 
 

@@ -247,6 +247,17 @@ class BackendConn(asyncio.Protocol):
                 await self._task
         self._fail_all(backend_error(self.addr, "closed"))
 
+    def fail_unsent(self, raw: bytes) -> int:
+        """Not connected: answer `raw` to every request queued for when it connects, so none
+        of them is ever written (a group re-pointed away from this server). Nothing is in
+        flight on a connection that is not up; an up one is left alone. Returns how many."""
+        if self.state == UP:
+            return 0
+        n = len(self.fifo)
+        self.out.clear()
+        self._fail_all(raw)
+        return n
+
     def _fail_all(self, raw: bytes) -> None:
         fifo = self.fifo
         while fifo:

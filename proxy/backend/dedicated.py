@@ -114,6 +114,10 @@ class DedicatedConn(BackendConn):
         self.id_asked = False
         # Called once backend_id is known (or the connection failed before it was).
         self.on_id: Callable[[], None] | None = None
+        # The socket failed (refused, or dropped by the server): set before what was pending on
+        # it is answered with the connection error, so a blocked call can tell "the server
+        # went away" from an error reply of the server.
+        self.lost = False
 
     def start(self) -> None:
         if self._task is None and self.state != CLOSED:
@@ -130,6 +134,7 @@ class DedicatedConn(BackendConn):
         except (OSError, TimeoutError) as e:
             self.last_error = f"connect: {e}" if str(e) else "connect: timed out"
             self.state = CLOSED
+            self.lost = True
             self.out.clear()
             self._fail_all(self.unavailable)
             self._id_known()
@@ -138,6 +143,8 @@ class DedicatedConn(BackendConn):
     def connection_lost(self, exc: Exception | None) -> None:
         """Called by the loop: the server state (WATCH, a blocked pop) is gone with the socket;
         the command pending on it gets the error reply."""
+        if self.state != CLOSED:  # not our own abort()
+            self.lost = True
         self.state = CLOSED
         super().connection_lost(exc)
         self._id_known()
@@ -245,6 +252,13 @@ class DedicatedPool:
         for key in [k for k in self.idle if k[0] not in live]:
             for conn in self.idle.pop(key):
                 self._close(conn)
+
+    def close_leased(self, addr: str, kind: LeaseKind) -> int:
+        """Close the connections of `kind` leased to `addr` (its lessees see them broken)."""
+        doomed = [c for c in self.conns if c.leased and c.kind is kind and c.addr == addr]
+        for conn in doomed:
+            conn.abort()
+        return len(doomed)
 
     # ------------------------------------------------------------------ internals
     def _open(self, addr: str, proto: int) -> DedicatedConn:

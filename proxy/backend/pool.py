@@ -95,6 +95,19 @@ class BackendPool:
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
+    def fence(self, addr: str, raw: bytes) -> int:
+        """`addr` is no master any more (failover, promotion): requests queued for its lanes
+        while they reconnect are answered `raw` instead of being written once it is back (it
+        may come back still believing it is a master). Requests in flight on an up lane are
+        left to the drain. Returns how many requests were failed."""
+        return sum(c.fail_unsent(raw) for c in self._conns.get(addr, ()))
+
+    def end_watches(self, addr: str) -> int:
+        """Close the WATCH connections leased to `addr` (after the drain: no EXEC in flight):
+        their EXEC answers nil, the transaction's "retry" (the watch cannot be trusted on a
+        server that is no master any more)."""
+        return self.dedicated.close_leased(addr, self.dedicated.watch)
+
     async def _retire(self, conns: list[BackendConn]) -> None:
         for conn in conns:
             if conn.up:

@@ -72,7 +72,8 @@ class ClientConnection(asyncio.Protocol):
         self.query_limit = limits.max_query_buffer
         cid = services.clients.next_id()
         self.state = ClientState(id=cid, created=services.loop_time(),
-                                 lane=services.pool.lane_for(cid, 2))
+                                 lane=services.pool.lane_for(cid, 2),
+                                 read_from=services.router.reads.default_policy)
         self.mode: Mode = AUTH_REQUIRED if cfg.password else NORMAL
         # Replies owed, in request order (see client.reply), and the bytes ready to write.
         self.fifo: deque[ReplySlot] = deque()
@@ -259,7 +260,9 @@ class ClientConnection(asyncio.Protocol):
         fifo = self.fifo
         mark = self.flusher.mark
         lane = self.state.lane
-        fast_path = self.mode.fast_path and not self.reply_ctl
+        # A client reading from replicas (state.read_from) takes dispatch.keyed, which picks
+        # the replica: the fast path below stays the master path, untouched.
+        fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
         dispatch = self.dispatch
         fast_last = False
         i = 0
@@ -306,7 +309,7 @@ class ClientConnection(asyncio.Protocol):
                 break
             # The command may have changed the mode or the lane (AUTH, HELLO, RESET, CLIENT
             # REPLY).
-            fast_path = self.mode.fast_path and not self.reply_ctl
+            fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
             lane = self.state.lane
         if fast_last:
             self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)

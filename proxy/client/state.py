@@ -28,4 +28,8 @@ class ClientState:
     last_read: float = 0.0  # loop time of the last read (CLIENT LIST's idle=)
     # The last command: its name (dispatch) or argv[0] (fast path, set once per read).
     cmd: str | bytes = b"NULL"
+    # Read policy (routing.replicas: 0 master, 1 prefer-replica, 2 replica): the proxy's
+    # read_from at connect, changed by READONLY/READWRITE. Not 0: the fast path is off and
+    # dispatch.keyed may send read-only commands to a replica.
+    read_from: int = 0
     no_evict: bool = False  # CLIENT NO-EVICT (shown as flag "e"; nothing to evict in the proxy)

@@ -193,6 +193,10 @@ def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clie
     for sec, fields in (overrides or {}).items():
         if sec in merged:
             merged[sec].update(fields)
+    if "Replication" in merged:
+        # The proxy answers as a master whatever its backends are (their replicas serve reads
+        # through it, they are not the proxy's replicas): no backend's role or replica list.
+        merged["Replication"] = proxy_replication(merged["Replication"])
     if "Server" in merged:
         srv = merged["Server"]
         srv["redis_mode"] = "proxy"
@@ -206,3 +210,18 @@ def merge_info(parts: list[bytes], sections: list[str], proxy_section: str, clie
     for sec in order:
         text += f"# {sec}\r\n" + "".join(f"{k}:{v}\r\n" for k, v in merged[sec].items()) + "\r\n"
     return encode_bulk(text.rstrip("\r\n").encode() + b"\r\n")
+
+
+_REPLICATION_KEPT = ("master_failover_state", "master_replid", "master_replid2",
+                     "master_repl_offset", "second_repl_offset", "repl_backlog_active",
+                     "repl_backlog_size", "repl_backlog_first_byte_offset",
+                     "repl_backlog_histlen")
+
+
+def proxy_replication(fields: dict[str, str]) -> dict[str, str]:
+    """INFO replication as the proxy states it: a master with no replicas of its own (the
+    same as CLUSTER NODES/SLOTS/SHARDS, where every proxy is a master and backend replicas are
+    never nodes); the first group's replication ids and offsets are kept as they are."""
+    out = {"role": "master", "connected_slaves": "0"}
+    out.update((k, fields[k]) for k in _REPLICATION_KEPT if k in fields)
+    return out

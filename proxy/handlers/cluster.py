@@ -38,6 +38,7 @@ from slotcore.slotmap import SlotMap
 
 from ..client.context import Client, Services
 from ..errors import NOT_INTEGER, backend_error, not_supported, unknown_subcommand
+from ..routing.replicas import MASTER, PREFER_REPLICA
 
 DISABLED = encode_error("ERR This instance has cluster support disabled")
 INVALID_SLOT = encode_error("ERR Invalid slot")
@@ -364,9 +365,26 @@ def _int(b: bytes) -> int | None:
 
 
 def readonly(c: Client, argv: list[bytes]) -> None:
-    """READONLY / READWRITE / ASKING: OK as a cluster node (every proxy reads from masters and
-    serves every slot, so there is nothing to switch), an error as a non-cluster Redis."""
-    c.reply(OK if enabled(c.services) else DISABLED)
+    """READONLY / READWRITE / ASKING: OK as a cluster node, an error as a non-cluster Redis.
+
+    As on a Redis Cluster replica, READONLY lets this connection's read-only commands be served
+    by a replica (routing.replicas): the proxy's own `read_from` if that already reads from
+    replicas, else prefer-replica (a replica in sync, else the master). READWRITE sends them
+    to the masters again. ASKING changes nothing: every proxy serves every slot."""
+    if not enabled(c.services):
+        c.reply(DISABLED)
+        return
+    name = argv[0].lower()
+    if name == b"readonly":
+        c.state.read_from = c.services.router.reads.default_policy or PREFER_REPLICA
+    elif name == b"readwrite":
+        c.state.read_from = MASTER
+    c.reply(OK)
+
+
+def reset_read_policy(c: Client) -> None:
+    """RESET: back to the proxy's read_from (as Redis's RESET leaves READONLY mode)."""
+    c.state.read_from = c.services.router.reads.default_policy
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from ..errors import (
     unrecognized_option,
     wrong_args,
 )
+from .cluster import reset_read_policy
 
 
 def ping(c: Client, argv: list[bytes]) -> None:
@@ -440,6 +441,7 @@ def reset(c: Client, argv: list[bytes]) -> None:
     c.state.name = b""
     c.state.user = "default"
     c.state.no_evict = False
+    reset_read_policy(c)  # READONLY/READWRITE forgotten (handlers.cluster)
     c.reply_mode(b"reset")  # CLIENT REPLY OFF/SKIP cleared, as clearClientConnectionState
     c.set_mode(AUTH_REQUIRED if c.services.cfg.password else NORMAL)
     c.switch_protocol(2)

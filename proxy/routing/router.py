@@ -12,18 +12,29 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from slotcore.resp import encode_error
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
 from ..backend.conn import Waiter
 from ..backend.pool import BackendPool
+from ..config import ReadConfig
 from .groups import RoutedGroup
+from .replicas import ReplicaReads
 from .transit import Owner, Transit, TransitSlot
 
 log = logging.getLogger("slotproxy.router")
 
 
+def repointed(gid: int, old: str, new: str) -> bytes:
+    """The reply of a request queued for a master the map no longer names (it was never
+    written): TRYAGAIN, which cluster clients retry and which says it is safe to."""
+    return encode_error(f"TRYAGAIN group {gid} master moved from {old} to {new}: "
+                        "the request was not sent, retry it")
+
+
 class Router:
-    def __init__(self, nslots: int, pool: BackendPool, transit: Transit) -> None:
+    def __init__(self, nslots: int, pool: BackendPool, transit: Transit,
+                 reads: ReplicaReads | None = None) -> None:
         self.nslots = nslots
         self.mask = nslots - 1
         self.pool = pool
@@ -37,6 +48,11 @@ class Router:
         self.slot_gen: list[int] = [0] * nslots
         self._route_ids: list[object] = [None] * nslots
         self._lock = asyncio.Lock()
+        # Replica health and the choice of a replica for a read (reads from replicas).
+        self.reads = reads if reads is not None else ReplicaReads(ReadConfig(), pool)
+        # Re-pointed groups: (gid, old master, new master) of the last swaps, newest last
+        # (INFO, logs); bounded.
+        self.repoints: list[tuple[int, str, str]] = []
         # Called at each swap, as soon as the new map is in force (Pub/Sub re-places its
         # subscriptions at once), and after it once requests sent under the old map are
         # answered (blocked clients on a moving slot are re-issued from there). Never on the
@@ -63,6 +79,7 @@ class Router:
                 raise StaleSlotMap(
                     f"stale epoch {slotmap.epoch}: proxy is at epoch {self.slotmap.epoch}")
             pool = self.pool
+            old_masters = {g.gid: g.master for g in self.groups.values()}
             groups = {
                 gid: RoutedGroup(spec, pool.lanes(spec.master), pool.per_protocol)
                 for gid, spec in slotmap.groups.items()
@@ -94,6 +111,7 @@ class Router:
             self.slot_count = counts
             self.slotmap = slotmap
             self.transit.install(transit, slotmap.fenced)
+            demoted = self._fence_demoted(old_masters, groups)
             self._notify(self._on_swap)
             log.info("slot map epoch %d applied: %d groups, %d slots in transit, %d fenced keys",
                      slotmap.epoch, len(groups), len(transit), len(slotmap.fenced))
@@ -102,7 +120,30 @@ class Router:
             await pool.drain()
             self.transit.release_held(self.forward)
             self._notify(self._on_drained)
-            pool.retire_unused({g.master for g in groups.values()})
+            for addr in demoted:
+                pool.end_watches(addr)
+            live = {g.master for g in groups.values()}
+            replicas = {r for g in groups.values() for r in g.replicas}
+            self.reads.forget_except(replicas - live)
+            # A replica's lanes (reads) stay open while a map lists it.
+            pool.retire_unused(live | replicas)
+
+    def _fence_demoted(self, old: dict[int, str], groups: dict[int, RoutedGroup]) -> set[str]:
+        """Addresses that were a master under the previous map and are none under the new one
+        (failover, promotion, a group removed): nothing queued for them is ever written."""
+        masters = {g.master for g in groups.values()}
+        demoted = set(old.values()) - masters
+        for gid, addr in old.items():
+            g = groups.get(gid)
+            if addr not in demoted:
+                continue
+            new = g.master if g is not None else "nowhere (group removed)"
+            n = self.pool.fence(addr, repointed(gid, addr, new))
+            if g is not None:
+                self.repoints = [*self.repoints[-15:], (gid, addr, new)]
+                log.warning("group %d re-pointed from %s to %s%s", gid, addr, new,
+                            f": {n} queued requests answered TRYAGAIN" if n else "")
+        return demoted
 
     def on_swap(self, listener: Callable[[], None]) -> None:
         """Call `listener` at every swap, as soon as the new map is in force."""

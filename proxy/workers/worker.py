@@ -78,6 +78,12 @@ class WorkerApp(ProxyApp):
         router = self.services.router
         while not router.online:  # the supervisor pushes the map in force
             await asyncio.sleep(0.02)
+        if self.sentinel is not None and router.slotmap is not None:
+            # Standalone with `sentinels`: each worker follows them itself, as N standalone
+            # proxies would; like one, it asks who is master before its first request.
+            slotmap = await self.sentinel.initial(router.slotmap)
+            if slotmap is not router.slotmap:
+                await self.apply_slot_map(slotmap)
         await self.wait_backends()
 
 

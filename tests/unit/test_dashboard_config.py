@@ -56,7 +56,18 @@ def test_group_health_checks_roles() -> None:
     h = group_health(topo, servers)
     assert h["1"]["ok"] and h["1"]["keys"] == 5
     assert h["1"]["servers"][1] == {"addr": "b:1", "expected_role": "replica",
-                                    "reachable": False, "error": "refused"}
+                                    "reachable": False, "error": "refused",
+                                    "replication": {"link": None, "lag_bytes": None,
+                                                    "lag_seconds": None, "offset": None}}
     assert not h["2"]["ok"]
     h = group_health(topo, {"a:1": {"reachable": True, "role": "replica"}})
     assert not h["1"]["ok"]  # a master that reports itself a replica is not healthy
+
+
+def test_autobalance_config_is_checked_at_startup() -> None:
+    cfg = from_dict({"autobalance": {"enabled": True, "tolerance": 5, "quiet": "30s"}})
+    assert cfg.autobalance["tolerance"] == 5
+    with pytest.raises(ConfigError, match="autobalance: quiet: expected a duration"):
+        from_dict({"autobalance": {"quiet": "later"}})
+    with pytest.raises(ConfigError, match="autobalance: unknown setting"):
+        from_dict({"autobalance": {"tolerence": 5}})

@@ -234,6 +234,18 @@ function serverRole(s) {
     title: wrong ? `expected ${s.expected_role}` : "" }, s.role);
 }
 
+// A replica's replication health: link to its master and lag (bytes behind, seconds).
+function replicaLink(s) {
+  const r = s.replication;
+  if (!r || s.expected_role !== "replica") return null;
+  const link = r.link || (s.reachable === false ? "down" : "unknown");
+  const cls = link === "up" ? "ok" : link === "syncing" ? "warn" : "bad";
+  const lag = r.lag_bytes === null || r.lag_bytes === undefined ? "" :
+    ` · lag ${fmtBytes(r.lag_bytes)}${r.lag_seconds !== null && r.lag_seconds !== undefined ? ` / ${r.lag_seconds}s` : ""}`;
+  return el("div", { class: "muted small repl", title: r.replica_of ? `replicates from ${r.replica_of}` : "" },
+    el("span", { class: `badge ${cls}` }, `link ${link}`), lag);
+}
+
 function renderGroups() {
   const tbody = $("#groups-table tbody");
   const rows = [];
@@ -253,10 +265,14 @@ function renderGroups() {
         return;
       }
       const dotCls = s.reachable === true ? "ok" : s.reachable === false ? "bad" : "warn";
+      const promoteBtn = state.admin && s.expected_role === "replica" && g.state === "active"
+        ? el("button", { class: "btn link", title: `make ${s.addr} the master of group ${g.id}`,
+          onclick: () => promoteServer(g.id, s.addr) }, "Promote") : null;
       rows.push(el("tr", { class: first ? "group-first" : "", "data-server": s.addr },
         gcell,
-        el("td", { class: "addr" }, el("span", { class: `dot ${dotCls}` }), s.addr),
-        el("td", {}, serverRole(s)),
+        el("td", { class: "addr" }, el("span", { class: `dot ${dotCls}` }), s.addr, promoteBtn),
+        el("td", {}, serverRole(s), g.state !== "active" && s.expected_role === "master"
+          ? el("span", { class: "badge warn" }, g.state) : null, replicaLink(s)),
         el("td", { class: "num" }, fmtBytes(s.used_memory)),
         el("td", { class: "num" }, fmtNum(s.keys)),
         el("td", { class: "num" }, fmtNum(s.ops_per_sec)),
@@ -568,12 +584,25 @@ function initManagement() {
 async function addServer(gid, input) {
   const addr = input.value.trim();
   if (!addr) { input.focus(); return; }
-  if (await act(`Server ${addr} added to group ${gid}`, "POST", `/api/v1/groups/${gid}/servers`, { addr })) input.value = "";
+  // A replica starts replicating at once; its row shows the link and lag while it syncs.
+  const out = await act(`Server ${addr} added to group ${gid}`, "POST", `/api/v1/groups/${gid}/servers`, { addr });
+  if (out) input.value = "";
 }
 
 async function removeServer(gid, addr) {
   if (!confirm(`Remove server ${addr} from group ${gid}?`)) return;
-  await act(`Server ${addr} removed`, "DELETE", `/api/v1/groups/${gid}/servers/${encodeURIComponent(addr)}`);
+  const group = state.snap.overview.groups.find((g) => g.id === gid);
+  // A replica keeps replicating unless detached (REPLICAOF NO ONE makes it a master).
+  const detach = group && group.replicas.includes(addr) &&
+    confirm(`Also detach ${addr} (REPLICAOF NO ONE)? Cancel leaves it replicating.`);
+  await act(`Server ${addr} removed${detach ? " and detached" : ""}`, "DELETE",
+    `/api/v1/groups/${gid}/servers/${encodeURIComponent(addr)}${detach ? "?detach=1" : ""}`);
+}
+
+async function promoteServer(gid, addr) {
+  if (!confirm(`Make ${addr} the master of group ${gid}? The group's requests are held while it catches up; the old master becomes its replica.`)) return;
+  const out = await act(`${addr} is now the master of group ${gid}`, "POST", `/api/v1/groups/${gid}/promote`, { addr });
+  if (out) for (const w of out.warnings || []) toast(w, "error", "Promotion warning");
 }
 
 async function removeGroup(gid) {

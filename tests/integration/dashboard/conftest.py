@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.config import StoreConfig
 from dashboard.store.base import Store
 from dashboard.store.etcd import EtcdStore
 from dashboard.store.file import FileStore
 from dashboard.store.keys import Keys
 from tests.harness import Process, RedisServer, start_etcd
+from tests.harness.inproc import DashboardServer
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +82,13 @@ def redis_servers(tmp_path: Path) -> Iterator[list[RedisServer]]:
     finally:
         for s in servers:
             s.stop()
+
+
+@pytest.fixture
+async def dash(tmp_path: Path):
+    """The real dashboard app in this event loop, on a file store of its own."""
+    server = await DashboardServer(store_cfg=StoreConfig(path=str(tmp_path / "store"))).start()
+    try:
+        yield server
+    finally:
+        await server.stop()

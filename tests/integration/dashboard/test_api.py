@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,15 +12,6 @@ from dashboard.config import StoreConfig
 from slotcore.slotmap import SlotMap
 from tests.harness import AsyncHttp
 from tests.harness.inproc import ContractProxy, DashboardServer
-
-
-@pytest.fixture
-async def dash(tmp_path: Path):
-    server = await DashboardServer(store_cfg=StoreConfig(path=str(tmp_path / "store"))).start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

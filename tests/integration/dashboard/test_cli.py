@@ -49,7 +49,9 @@ async def test_cli_round_trip(dash, redis_servers, monkeypatch: pytest.MonkeyPat
     assert code == 1 and "401" in err and "SLOTPROXY_ADMIN_TOKEN" in err
     monkeypatch.setenv("SLOTPROXY_ADMIN_TOKEN", TOKEN)
 
-    code, out, _ = await run("group", "add", "1", "--master", a, "--replica", b)
+    # --no-replicate: b is only recorded (no REPLICAOF), so status flags it below
+    code, out, _ = await run("group", "add", "1", "--master", a, "--replica", b,
+                             "--no-replicate")
     assert code == 0 and "group 1 created" in out
     code, out, _ = await run("group", "add", "--json")
     assert code == 0 and json.loads(out)["group"]["id"] == 2
@@ -66,7 +68,7 @@ async def test_cli_round_trip(dash, redis_servers, monkeypatch: pytest.MonkeyPat
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith(f"dashboard {dash.url}  leader")
-    # b is a standalone redis, not a replica of a: status flags it
+    # b is a standalone redis (recorded with --no-replicate), not a replica of a: flagged
     assert any(line.split()[:4] == ["1", a, f"{b}(!)", "0-8191"] for line in lines), out
     assert "(!) replica unreachable or not replicating" in out
     assert "no proxies" in out

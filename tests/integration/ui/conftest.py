@@ -69,6 +69,8 @@ def cluster() -> Iterator[Cluster]:
     c = Cluster(tmp, ngroups=2, nproxies=1, health_interval=0.5)
     spare = RedisServer(tmp / "spare").start()  # becomes group 3 from the page
     c.spare = spare  # type: ignore[attr-defined]
+    # added to group 1 as a replica from the page, then promoted
+    c.spare_replica = RedisServer(tmp / "spare-replica").start()  # type: ignore[attr-defined]
     traffic = Traffic(c.proxies[0].port)
     traffic.thread.start()
     try:
@@ -78,6 +80,7 @@ def cluster() -> Iterator[Cluster]:
         traffic.thread.join(10)
         c.close()
         spare.stop()
+        c.spare_replica.stop()  # type: ignore[attr-defined]
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -182,3 +182,28 @@ def test_add_group_and_rebalance_onto_it(page: Any, cluster: Cluster, shots: Pat
     page.screenshot(path=str(path), full_page=True)
     if os.environ.get("SLOTPROXY_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(path, REPO / "docs" / "screenshot.png")
+
+
+def test_add_a_replica_and_promote_it(page: Any, cluster: Cluster, shots: Path) -> None:
+    login(page)
+    expect(page.locator("#auth-state")).to_have_text("admin")
+    replica = cluster.spare_replica  # type: ignore[attr-defined]
+    old = cluster.redis[0].addr
+    page.fill('#groups-table input[data-gid="1"]', replica.addr)
+    page.locator('#groups-table input[data-gid="1"] + button').click()
+    expect(page.locator(".toast.ok", has_text=f"Server {replica.addr} added")).to_be_visible()
+    row = page.locator(f'#groups-table tr[data-server="{replica.addr}"]')
+    expect(row).to_contain_text("replica")
+    # its replication health: link up and the lag, live
+    expect(row).to_contain_text("link up", timeout=20_000)
+    expect(row).to_contain_text(re.compile(r"lag \d"))
+    page.screenshot(path=str(shots / "08-replica-added.png"), full_page=True)
+    row.get_by_role("button", name="Promote").click()
+    expect(page.locator(".toast.ok", has_text=f"{replica.addr} is now the master of group 1")
+           ).to_be_visible(timeout=20_000)
+    until(lambda: cluster.dash.get("/api/v1/groups/1")["master"] == replica.addr, 10,
+          "the promotion to be recorded")
+    expect(row).to_contain_text("master")
+    old_row = page.locator(f'#groups-table tr[data-server="{old}"]')
+    expect(old_row).to_contain_text("link up", timeout=20_000)  # the old master follows it
+    page.screenshot(path=str(shots / "09-promoted.png"), full_page=True)
