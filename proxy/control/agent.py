@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import aiohttp
 
@@ -26,10 +27,22 @@ from ..routing.router import Router
 log = logging.getLogger("slotproxy.agent")
 
 
+class MapHolder(Protocol):
+    """What the agent reads of whoever holds the map: a Router, or a worker supervisor."""
+
+    @property
+    def slotmap(self) -> SlotMap | None: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def online(self) -> bool: ...
+
+
 class DashboardAgent:
-    def __init__(self, urls: str, token: str | None, router: Router,
+    def __init__(self, urls: str, token: str | None, router: Router | MapHolder,
                  apply: Callable[[SlotMap], Awaitable[None]],
-                 identity: Callable[[], dict]) -> None:
+                 identity: Callable[[], dict],
+                 on_contact: Callable[[], None] | None = None) -> None:
         # Several URLs (leader and standbys): heartbeats go to the first that answers, so they
         # follow a dashboard failover.
         self.urls = [u.strip().rstrip("/") for u in urls.split(",") if u.strip()]
@@ -39,6 +52,8 @@ class DashboardAgent:
         self.router = router
         self.apply = apply
         self.identity = identity
+        # The dashboard was heard from: the proxy's fence (a supervisor tells its workers).
+        self.on_contact = on_contact or router.transit.touch_contact  # type: ignore[union-attr]
         self.session: aiohttp.ClientSession | None = None
         self.task: asyncio.Task[None] | None = None
         self.last_ok = 0.0
@@ -78,7 +93,7 @@ class DashboardAgent:
                 raise RuntimeError(f"register refused: HTTP {resp.status} {body}")
         epoch = int(body.get("epoch", 0))
         router = self.router
-        router.transit.touch_contact()
+        self.on_contact()
         # A dashboard that lists the proxies says which list it has; a proxy that missed a
         # membership push (same epoch) fetches the map to catch up.
         members = body.get("members")

@@ -4,6 +4,7 @@ proxy processes and redis-servers, plus a load generator that records every ackn
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from slotcore.keyslot import key_slot
 from slotcore.slotmap import SlotMap
@@ -21,8 +24,13 @@ NSLOTS = 1024
 
 
 class Cluster:
-    def __init__(self, tmp: Path, ngroups: int = 2, nproxies: int = 2, **dash_cfg: Any) -> None:
+    def __init__(self, tmp: Path, ngroups: int = 2, nproxies: int = 2,
+                 proxy_cfg: dict[str, Any] | None = None, **dash_cfg: Any) -> None:
         self.tmp = tmp
+        # extra proxy config (e.g. {"workers": 2}); SLOTPROXY_TEST_WORKERS=N runs every
+        # cluster test's proxies as N worker processes
+        workers = int(os.environ.get("SLOTPROXY_TEST_WORKERS", "1"))
+        self.proxy_cfg = {**({"workers": workers} if workers > 1 else {}), **(proxy_cfg or {})}
         self.redis = [RedisServer(tmp / f"redis{i}").start() for i in range(ngroups)]
         cfg = {"slots": NSLOTS, "store": {"kind": "file", "path": str(tmp / "store")},
                "fence_timeout": 10.0, **dash_cfg}
@@ -43,7 +51,8 @@ class Cluster:
     def make_proxy(self, name: str, ports: tuple[int, int] | None = None) -> ProxyProcess:
         return ProxyProcess.managed(self.tmp, name, self.dash.url, ports, slots=NSLOTS,
                                     migration={"lock_timeout": 10.0,
-                                               "fence_timeout": 10.0}).start()
+                                               "fence_timeout": 10.0},
+                                    **self.proxy_cfg).start()
 
     def restart_dashboard(self) -> None:
         self.dash.kill()
@@ -132,8 +141,11 @@ class Load:
             t.join(30)
 
     def _conn(self, i: int) -> redis.Redis:
+        # No hidden retries (redis-py retries a command, a pipeline too, after a dropped
+        # connection): an INCR whose reply was lost would be applied twice and counted once;
+        # a broken connection must reach the bookkeeping above as "unknown".
         return redis.Redis(port=self.ports[i % len(self.ports)], socket_timeout=15,
-                           protocol=2)
+                           protocol=2, retry=Retry(NoBackoff(), 0))
 
     def writer(self, w: int, nwriters: int) -> None:
         rnd = random.Random(w)

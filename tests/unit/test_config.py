@@ -66,3 +66,16 @@ def test_cluster_masquerade_config() -> None:
         config_from_dict({**base, "cluster": {"masquerad": False}})
     with pytest.raises(ConfigError, match=r"cluster\.masquerade: expected true/false"):
         config_from_dict({**base, "cluster": {"masquerade": "no"}})
+
+
+def test_command_line_flags_override_the_config() -> None:
+    from proxy.__main__ import build_config, parse_args
+
+    base = ["--backends", "127.0.0.1:7001"]
+    cfg = build_config(parse_args(base))
+    assert cfg.hotkeys.enabled and cfg.metrics
+    cfg = build_config(parse_args([*base, "--no-hotkeys", "--no-metrics",
+                                   "--latency-sample-every", "7"]))
+    assert not cfg.hotkeys.enabled and not cfg.metrics and cfg.latency_sample_every == 7
+    with pytest.raises(ConfigError, match="--latency-sample-every"):
+        build_config(parse_args([*base, "--latency-sample-every", "0"]))

@@ -1,0 +1,173 @@
+"""The adaptive pace of a MovePass: how many keys the next MIGRATE carries and how long to rest
+before it. Sans-IO: the mover feeds it measurements, it answers with numbers.
+
+Two signals, two loops:
+
+* **stall** -- every MIGRATE blocks the single-threaded source (and the target's RESTORE) for
+  its whole duration; every client request to either server waits behind it. The measured
+  duration of each MIGRATE (the source's own figure) is fitted to `fixed + per_key x keys`
+  (exponentially weighted least squares over the recent batches: the fixed part is the round
+  trip to the target and, on a busy host, the target's wait for a CPU), and the batch is sized
+  so that the stall fits the budget (`target_stall_ms`). The batch moves towards that size like
+  an AIMD controller: it shrinks at once (but at most by half per batch: one noisy sample must
+  not collapse it), it grows by at most an eighth per full batch. When the fixed part alone
+  takes half the budget or more, shrinking the batch would not shorten a stall, only multiply
+  them: the keys then get half the budget on top of the fixed part.
+* **latency** -- short stalls can still add up when they come back to back (the source never
+  drains the requests queued behind one before the next starts, and on a small box the mover's
+  own CPU competes with the servers'). A latency figure of the servers the clients use (a PING
+  probe on a separate connection to the source between batches, or a figure the proxies
+  report), smoothed (EWMA, so one late sample does not stop the mover), is compared with its
+  no-migration baseline: above `latency_factor` x baseline -- and more than `latency_slack_ms`
+  above it: a PING round trip is ~50 us, and a factor of that alone would react to the
+  mover's own scheduling noise, not to anything a client notices -- the mover rests between batches,
+  the rest doubling while it stays high (up to `max_pause_ms`) and the batch not growing; once
+  it is back under, the rest halves away.
+
+Both loops only ever make the mover gentler than the fixed-size mover it replaces, and every
+output is clamped to its bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DECAY = 0.9  # weight of the previous batches in the stall fit (~the last 10-20 count)
+MIN_PAUSE = 0.0005  # s: the first rest after latency went high; below it a rest is dropped
+ALPHA = 0.2  # weight of a new latency sample in the smoothed figure
+
+
+@dataclass(frozen=True, slots=True)
+class PaceLimits:
+    target_stall: float = 0.0005  # s, budget for one MIGRATE call
+    min_batch: int = 10
+    max_batch: int = 1000
+    latency_factor: float = 1.5   # latency above factor x baseline means back off ...
+    latency_slack: float = 0.0002  # ... if it is also this much (s) above the baseline
+    max_pause: float = 0.005      # s, longest rest between two batches
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_batch <= self.max_batch:
+            raise ValueError("need 1 <= min_batch <= max_batch")
+        if (self.target_stall <= 0 or self.latency_factor < 1 or self.max_pause < 0
+                or self.latency_slack < 0):
+            raise ValueError("need target_stall > 0, latency_factor >= 1, max_pause >= 0, "
+                             "latency_slack >= 0")
+
+
+class StallModel:
+    """stall = fixed + per_key x keys, fitted by exponentially weighted least squares."""
+
+    __slots__ = ("sn", "snn", "snt", "st", "w")
+
+    def __init__(self) -> None:
+        self.w = self.sn = self.st = self.snn = self.snt = 0.0
+
+    def add(self, keys: int, seconds: float) -> None:
+        self.w = self.w * DECAY + 1
+        self.sn = self.sn * DECAY + keys
+        self.st = self.st * DECAY + seconds
+        self.snn = self.snn * DECAY + keys * keys
+        self.snt = self.snt * DECAY + keys * seconds
+
+    def fit(self) -> tuple[float, float]:
+        """(fixed seconds, seconds per key); all per key while the recent sizes are too alike
+        to tell the two apart (the cautious reading: a smaller batch is then shorter)."""
+        mn, mt = self.sn / self.w, self.st / self.w
+        var = self.snn / self.w - mn * mn
+        cov = self.snt / self.w - mn * mt
+        if var > (0.02 * mn) ** 2 and cov > 0:
+            per_key = cov / var
+            fixed = min(max(0.0, mt - per_key * mn), mt)
+            return fixed, max(per_key, 1e-9)
+        return 0.0, max(mt / mn, 1e-9)
+
+
+class PaceController:
+    """AIMD on the batch size from measured stalls; a rest from measured latency."""
+
+    __slots__ = ("_asked", "_sign", "baseline", "batch", "batches", "high", "keys", "largest",
+                 "latency", "limits", "model", "pause", "smallest", "stall_ewma")
+
+    def __init__(self, limits: PaceLimits, start: int | None = None) -> None:
+        self.limits = limits
+        self.batch = self._clamp(start if start is not None else limits.min_batch)
+        self.pause = 0.0
+        self.baseline: float | None = None
+        self.stall_ewma = 0.0
+        self.model = StallModel()
+        self.latency = 0.0  # EWMA of the latency samples
+        self.high = False  # the last latency sample was above the bound
+        self.batches = self.keys = self.largest = 0  # what was sent (the view)
+        self.smallest = 0
+        self._sign = 1
+        self._asked = self.batch
+
+    def size(self) -> int:
+        """The size of the next MIGRATE: the batch, dithered by +-1/16 in turn (sizes that all
+        look alike would not tell the fit the fixed cost from the per-key cost)."""
+        self._sign = -self._sign
+        self._asked = self._clamp(self.batch + self._sign * max(1, self.batch // 16))
+        return self._asked
+
+    def set_limits(self, limits: PaceLimits) -> None:
+        """New bounds (the operator changed the settings): what was learnt is clamped to them."""
+        self.limits = limits
+        self.batch = self._clamp(self.batch)
+        self.pause = min(self.pause, limits.max_pause)
+
+    def _clamp(self, n: float) -> int:
+        return max(self.limits.min_batch, min(self.limits.max_batch, int(n)))
+
+    def on_stall(self, keys: int, seconds: float) -> None:
+        """One MIGRATE of `keys` keys took `seconds` (send to reply)."""
+        if keys <= 0 or seconds < 0:
+            return
+        self.batches += 1
+        self.keys += keys
+        self.largest = max(self.largest, keys)
+        self.smallest = min(self.smallest, keys) if self.smallest else keys
+        self.stall_ewma = seconds if not self.stall_ewma else 0.8 * self.stall_ewma + 0.2 * seconds
+        self.model.add(keys, seconds)
+        fixed, per_key = self.model.fit()
+        budget = self.limits.target_stall
+        room = budget - fixed if fixed < budget / 2 else budget / 2
+        want = room / per_key
+        if want < self.batch:
+            self.batch = self._clamp(max(want, self.batch / 2))
+        elif not self.high and keys * 4 >= min(self._asked, self.batch) * 3:
+            # grow only from a batch that was (nearly) full (a short page proves nothing
+            # about a full one) and not while latency is high
+            self.batch = self._clamp(min(want, self.batch + max(1, self.batch // 8)))
+
+    def set_baseline(self, seconds: float) -> None:
+        """The latency figure without a migration (None until known: no latency loop)."""
+        self.baseline = seconds if seconds > 0 else None
+
+    def on_latency(self, seconds: float) -> None:
+        """A latency sample taken while the migration runs."""
+        base = self.baseline
+        if base is None or seconds < 0:
+            return
+        lim = self.limits
+        self.latency = seconds if not self.latency else (1 - ALPHA) * self.latency + ALPHA * seconds
+        if self.latency > max(base * lim.latency_factor, base + lim.latency_slack):
+            self.high = True
+            self.pause = min(lim.max_pause, max(MIN_PAUSE, self.pause * 2))
+        else:
+            self.high = False
+            self.pause = self.pause / 2 if self.pause / 2 >= MIN_PAUSE else 0.0
+        self.pause = min(self.pause, lim.max_pause)
+
+    def view(self) -> dict[str, float | None]:
+        """The pace now, and the batches sent so far (sizes: smallest, mean, largest)."""
+        fixed, per_key = self.model.fit() if self.model.w else (0.0, 0.0)
+        return {"batch": self.batch, "pause_ms": round(self.pause * 1000, 3),
+                "stall_ms": round(self.stall_ewma * 1000, 3),
+                "stall_fixed_ms": round(fixed * 1000, 3),
+                "stall_per_key_us": round(per_key * 1e6, 2),
+                "baseline_ms": round(self.baseline * 1000, 3) if self.baseline else None,
+                "latency_ms": round(self.latency * 1000, 3),
+                "batches": self.batches, "batch_min": self.smallest,
+                "batch_mean": round(self.keys / self.batches, 1) if self.batches else None,
+                "batch_max": self.largest}

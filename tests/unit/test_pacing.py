@@ -1,0 +1,189 @@
+"""The migration mover's adaptive pace (dashboard/migrate/pacing.py), without sockets: a model
+source whose MIGRATE takes `fixed + per_key * keys` seconds."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from dashboard.migrate.mover import Settings, StallMeter
+from dashboard.migrate.pacing import MIN_PAUSE, PaceController, PaceLimits
+
+
+def run(pace: PaceController, rounds: int, per_key: float, fixed: float = 0.0001,
+        noise: float = 0.0, seed: int = 1) -> list[int]:
+    rnd = random.Random(seed)
+    sizes = []
+    for _ in range(rounds):
+        n = pace.size()
+        sizes.append(n)
+        pace.on_stall(n, (fixed + per_key * n) * (1 + rnd.uniform(-noise, noise)))
+    return sizes
+
+
+def test_converges_to_the_largest_batch_within_the_stall_budget() -> None:
+    lim = PaceLimits(target_stall=0.0005, min_batch=10, max_batch=1000)
+    # 6 us a key + 0.1 ms: the budget fits (0.5 - 0.1) / 0.006 = 66 keys
+    for start in (10, 500, 1000):
+        pace = PaceController(lim, start=start)
+        tail = run(pace, 300, per_key=6e-6)[-100:]
+        # dithered by 1/16 around the ideal, at most one step (an eighth) over it
+        assert min(tail) >= 50 and max(tail) <= 66 * 9 // 8 + 6, (start, min(tail), max(tail))
+
+
+def test_follows_a_source_that_gets_slower_and_faster() -> None:
+    pace = PaceController(PaceLimits(target_stall=0.001, min_batch=5, max_batch=2000), start=5)
+    fast = run(pace, 300, per_key=2e-6)[-50:]
+    slow = run(pace, 300, per_key=20e-6)[-50:]
+    fast_again = run(pace, 300, per_key=2e-6)[-50:]
+    assert min(fast) > 300 and max(slow) < 60 and min(fast_again) > 300
+
+
+def test_one_slow_sample_at_most_halves_the_batch() -> None:
+    pace = PaceController(PaceLimits(target_stall=0.001, max_batch=1000), start=800)
+    pace.on_stall(800, 1.0)  # a context switch, a page fault storm: a second
+    assert pace.batch == 400
+
+
+def test_a_short_page_does_not_grow_the_batch() -> None:
+    pace = PaceController(PaceLimits(target_stall=0.001), start=100)
+    for _ in range(50):
+        pace.on_stall(3, 0.00001)  # the tail of a SCAN page: proves nothing about 100+
+    assert pace.batch == 100
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_never_leaves_its_bounds(seed: int) -> None:
+    rnd = random.Random(seed)
+    lim = PaceLimits(target_stall=0.0005, min_batch=20, max_batch=300, max_pause=0.02)
+    pace = PaceController(lim, start=5000)
+    pace.set_baseline(0.0001)
+    assert pace.batch == 300
+    for _ in range(5000):
+        if rnd.random() < 0.3:
+            pace.on_latency(rnd.choice([0.00005, 0.0001, 0.01, 1.0]))
+        else:
+            pace.on_stall(rnd.randrange(1, 400), rnd.choice([0.0, 1e-5, 0.0004, 0.003, 2.0]))
+        assert 20 <= pace.batch <= 300
+        assert 0 <= pace.pause <= 0.02
+
+
+def test_backs_off_while_latency_is_high_and_recovers() -> None:
+    lim = PaceLimits(target_stall=0.001, latency_factor=1.5, latency_slack=0, max_pause=0.05)
+    pace = PaceController(lim, start=100)
+    pace.set_baseline(0.0002)
+    pace.on_latency(0.0002)
+    assert pace.pause == 0
+    for _ in range(40):
+        pace.on_latency(0.002)  # 10x the baseline, for a while
+    assert pace.pause == lim.max_pause and pace.high
+    batch = pace.batch
+    run(pace, 20, per_key=1e-6)  # stalls far under budget: no growth while latency is high
+    assert pace.batch == batch
+    for _ in range(60):
+        pace.on_latency(0.0002)  # back to normal: the rest halves away
+    assert pace.pause == 0 and not pace.high
+    run(pace, 5, per_key=1e-6)
+    assert pace.batch > batch
+
+
+def test_one_late_latency_sample_does_not_stop_the_mover() -> None:
+    pace = PaceController(PaceLimits(latency_factor=1.5, latency_slack=0), start=100)
+    pace.set_baseline(0.0002)
+    for _ in range(20):
+        pace.on_latency(0.0002)
+    pace.on_latency(0.0006)  # 3x once: smoothed, it stays under 1.5x
+    assert pace.pause == 0
+
+
+def test_a_small_absolute_rise_is_not_a_reason_to_rest() -> None:
+    # a PING of 50 us read at 120 us: 2.4x, but 70 us is nothing a client notices
+    pace = PaceController(PaceLimits(latency_factor=1.5, latency_slack=0.0002), start=100)
+    pace.set_baseline(0.00005)
+    for _ in range(50):
+        pace.on_latency(0.00012)
+    assert pace.pause == 0 and not pace.high
+    for _ in range(50):
+        pace.on_latency(0.0004)  # 350 us above: rest
+    assert pace.pause > 0 and pace.high
+
+
+def test_no_baseline_no_latency_loop() -> None:
+    pace = PaceController(PaceLimits(), start=100)
+    pace.on_latency(10.0)
+    assert pace.pause == 0 and not pace.high
+
+
+def test_rests_start_small_and_double() -> None:
+    pace = PaceController(PaceLimits(max_pause=1.0), start=100)
+    pace.set_baseline(0.001)
+    pauses = []
+    for _ in range(4):
+        pace.on_latency(1.0)
+        pauses.append(pace.pause)
+    assert pauses == [MIN_PAUSE, 2 * MIN_PAUSE, 4 * MIN_PAUSE, 8 * MIN_PAUSE]
+
+
+def test_new_limits_clamp_what_was_learnt() -> None:
+    pace = PaceController(PaceLimits(max_batch=1000, max_pause=1.0), start=900)
+    pace.set_baseline(0.001)
+    for _ in range(30):
+        pace.on_latency(1.0)
+    pace.set_limits(PaceLimits(max_batch=50, max_pause=0.01))
+    assert pace.batch == 50 and pace.pause == 0.01
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError):
+        PaceLimits(min_batch=0)
+    with pytest.raises(ValueError):
+        PaceLimits(min_batch=100, max_batch=10)
+    with pytest.raises(ValueError):
+        PaceLimits(target_stall=0)
+
+
+def test_settings_carry_the_pace_and_refuse_inverted_bounds() -> None:
+    s = Settings()
+    assert s.update({"target_stall_ms": 2, "min_batch": 5, "max_batch": 50,
+                     "adaptive": False}) == ["target_stall_ms", "min_batch", "max_batch",
+                                             "adaptive"]
+    lim = s.pace_limits()
+    assert (lim.target_stall, lim.min_batch, lim.max_batch) == (0.002, 5, 50)
+    assert s.adaptive is False
+    with pytest.raises(ValueError, match="min_batch"):
+        s.update({"min_batch": 60})
+    assert s.min_batch == 5  # all or nothing
+    with pytest.raises(ValueError, match="true or false"):
+        s.update({"adaptive": 1})
+    with pytest.raises(ValueError):
+        s.update({"max_pause_ms": -1})
+
+
+def _info(calls: int, usec: int) -> bytes:
+    return (b"# Commandstats\r\ncmdstat_scan:calls=9,usec=90,usec_per_call=10.00\r\n"
+            b"cmdstat_migrate:calls=%d,usec=%d,usec_per_call=1.00,rejected_calls=0,"
+            b"failed_calls=0\r\ncmdstat_ping:calls=1,usec=1\r\n" % (calls, usec))
+
+
+def test_stall_meter_reads_the_sources_own_migrate_time() -> None:
+    m = StallMeter()
+    assert m.measure(_info(10, 5000)) is None  # the first reading is the reference
+    assert m.measure(_info(11, 5600)) == pytest.approx(0.0006)
+    # two calls since (one of them a proxy's on-access MIGRATE): their mean
+    assert m.measure(_info(13, 6600)) == pytest.approx(0.0005)
+    assert m.measure(_info(13, 6600)) is None  # no call since
+    assert m.measure(_info(2, 100)) is None  # CONFIG RESETSTAT or a restart: start over
+    assert m.measure(_info(3, 400)) == pytest.approx(0.0003)
+    assert m.measure(b"# Commandstats\r\n") is None  # never called MIGRATE
+    assert m.measure(None) is None
+
+
+def test_a_fixed_cost_above_the_budget_does_not_collapse_the_batch() -> None:
+    # a busy host: each MIGRATE waits 2 ms for the target whatever it carries, 5 us a key;
+    # shrinking would multiply the 2 ms stalls: the keys get half the 0.5 ms budget instead
+    lim = PaceLimits(target_stall=0.0005, min_batch=10, max_batch=1000)
+    pace = PaceController(lim, start=500)
+    tail = run(pace, 300, per_key=5e-6, fixed=0.002)[-100:]
+    assert min(tail) >= 40 and max(tail) <= 60, (min(tail), max(tail))
+    assert pace.view()["stall_fixed_ms"] == pytest.approx(2.0, rel=0.1)
