@@ -48,7 +48,7 @@ def restore(ha: HACluster, gid: int, old) -> None:
     old.start()
     new = ha.master(gid)
     until(lambda: info(old.port).get("role") == "slave"
-          and info(old.port).get("master_port") == new.port, 60,
+          and info(old.port).get("master_port") == new.port, 90,
           f"{old.addr} to come back as a replica of {new.addr}")
     ha.wait_watched(gid, 60)
 

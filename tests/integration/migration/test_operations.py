@@ -165,11 +165,13 @@ def past_fence(c, fence: float) -> set[str]:
 
 
 def test_stale_proxy_blocks_new_batches_and_force_remove(tmp_path: Path) -> None:
-    with cluster(tmp_path, fence_timeout=4.0) as c:
+    # The fence is long enough that the migrator has surely looked at the force-removed proxy
+    # (and reported "blocked") before it expires, even on a loaded machine.
+    with cluster(tmp_path, fence_timeout=8.0) as c:
         frozen = c.proxies[1]
         frozen.process.signal(signal.SIGSTOP)
         try:
-            until(lambda: past_fence(c, 4.0) == {"proxy-1"}, 20,
+            until(lambda: past_fence(c, 8.0) == {"proxy-1"}, 30,
                   "the frozen proxy to be past fence_timeout")
             status, body = c.dash.call("POST", "/api/v1/migrations", {"slots": "0-9", "to": 2})
             assert status == 409 and "proxy-1" in body["error"], body
@@ -185,6 +187,7 @@ def test_stale_proxy_blocks_new_batches_and_force_remove(tmp_path: Path) -> None
         assert proxyctl(c, "proxy", "remove", "proxy-1", "--force")[0] == 0
         c.migrate("10-19", 2)
         # no batch starts until the removed proxy, if it were still running, fenced itself
+        until(lambda: c.migrations()["status"] == "blocked", 8, "the migrator to hold the batch")
         m = c.migrations()
         assert m["status"] == "blocked" and "force-removed" in m["error"], m
         c.wait_idle(30)

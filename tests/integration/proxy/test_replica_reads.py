@@ -83,6 +83,17 @@ def _visible(c: redis.Redis, key: str, value: bytes) -> None:
     until(lambda: c.get(key) == value, 10, f"{key} replicated")
 
 
+def _replicated(group: list[RedisServer], key: str, value: bytes) -> None:
+    """Every replica holds `value` (reads balance over them: one having it is not enough)."""
+    def everywhere() -> bool:
+        for s in group[1:]:
+            with redis.Redis(port=s.port) as r:
+                if r.get(key) != value:
+                    return False
+        return True
+    until(everywhere, 10, f"{key} replicated to every replica")
+
+
 def test_default_policy_reads_from_the_master(group: list[RedisServer],
                                               plain: ProxyProcess) -> None:
     c = _single(plain)
@@ -98,7 +109,7 @@ def test_readonly_reads_from_replicas_and_readwrite_goes_back(
     c = _single(plain)
     assert c.execute_command("READONLY") in (b"OK", "OK", True)
     c.set("k:ro", "v1")  # a write from a READONLY client: to the master, as always
-    _visible(c, "k:ro", b"v1")
+    _replicated(group, "k:ro", b"v1")
     before = _gets(group)
     for _ in range(N):
         assert c.get("k:ro") == b"v1"
@@ -132,7 +143,7 @@ def test_writes_transactions_and_blocking_never_go_to_replicas(
         c.set("k:w", i)
         c.incr("k:n")
         c.rpush("k:list", i)
-    _visible(c, "k:w", b"19")
+    _replicated(group, "k:w", b"19")
     # Plain reads: replicas (read_from prefer-replica, no READONLY needed).
     before = _gets(group)
     assert c.get("k:w") == b"19"
