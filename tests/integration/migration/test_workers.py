@@ -94,7 +94,10 @@ def test_migration_under_load_through_two_workers(tmp_path: Path) -> None:
         listed = c.dash.get("/api/v1/proxies")["proxies"]
         assert [p["id"] for p in listed] == ["proxy-0"]
         assert len(c.slotmap().proxies) == 1
-        # 8 connections per writer and reader: both workers serve load
+        # Both workers accept before the load connects (a worker still starting would leave
+        # every connection to the other); 8 connections per writer and reader spread over them.
+        for conn in one_per_worker(proxy.port).values():
+            conn.close()
         with Load([proxy.port] * 8) as load:
             until(lambda: load.ops > 200, 20, "load running")
             c.migrate("0-199", 2)
