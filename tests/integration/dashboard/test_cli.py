@@ -6,14 +6,11 @@ import asyncio
 import contextlib
 import io
 import json
-from pathlib import Path
 
 import pytest
 
 from dashboard import cli
-from dashboard.config import StoreConfig
 from tests.harness import TOKEN, free_port
-from tests.harness.inproc import DashboardServer
 
 
 async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -29,15 +26,6 @@ async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, 
 async def test_unreachable_dashboard_exits_3() -> None:
     code, _, err = await run("--dashboard", f"http://127.0.0.1:{free_port()}", "status")
     assert code == 3 and "unreachable" in err
-
-
-@pytest.fixture
-async def dash(tmp_path: Path):
-    server = await DashboardServer(store_cfg=StoreConfig(path=str(tmp_path / "s"))).start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_cli_round_trip(dash, redis_servers, monkeypatch: pytest.MonkeyPatch) -> None:

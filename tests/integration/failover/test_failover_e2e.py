@@ -43,6 +43,13 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HACluster]:
         c.close()
 
 
+@pytest.fixture(autouse=True)
+def healed(ha: HACluster) -> Iterator[None]:
+    """Every test starts with every group watched and replicated, whatever the last one left."""
+    ha.heal()
+    yield
+
+
 def restore(ha: HACluster, gid: int, old) -> None:
     """Restart a killed old master: sentinel makes it a replica of the new one, in sync."""
     old.start()
