@@ -72,6 +72,11 @@ if [[ ",$MODES," == *,compiled,* ]]; then
   TARGETS+=("slotproxy=$SLOTPROXY_CMD")
 fi
 [[ ",$MODES," == *,python,* ]] && TARGETS+=("slotproxy-py=$SLOTPROXY_CMD --no-accelerator")
+# The metrics' cost (issue: under 3% of ops/s): the same proxies with --no-metrics, in the
+# same interleaved rounds. MODES=compiled,compiled-nometrics (or python,python-nometrics).
+[[ ",$MODES," == *,compiled-nometrics,* ]] && TARGETS+=("slotproxy-nometrics=$SLOTPROXY_CMD --no-metrics")
+[[ ",$MODES," == *,python-nometrics,* ]] && \
+  TARGETS+=("slotproxy-py-nometrics=$SLOTPROXY_CMD --no-accelerator --no-metrics")
 
 start=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -96,7 +101,16 @@ for spec in "${TARGETS[@]}"; do
   [[ -n "${STRICT:-}" && "${spec%%=*}" == slotproxy ]] && summary_args+=(--strict)
   python3 "$HERE/bench_report.py" "${summary_args[@]}" | tee -a "$OUT_DIR/summary.txt" || rc=$?
 done
-if [[ ${#TARGETS[@]} == 2 ]]; then
+for base in slotproxy slotproxy-py; do
+  # metrics on / metrics off, when both ran: 1 - ratio is the metrics' cost in ops/s
+  if [[ " ${TARGETS[*]%%=*} " == *" $base-nometrics "* && " ${TARGETS[*]%%=*} " == *" $base "* ]]
+  then
+    python3 "$HERE/bench_report.py" summary "$OUT_DIR/raw.csv" --target "$base" \
+      --baseline "$base-nometrics" | sed 's/>= [0-9.]*)  \(PASS\|MISS\)/metrics on vs off)/' \
+      | tee -a "$OUT_DIR/summary.txt" || true
+  fi
+done
+if [[ ",$MODES," == *,compiled,* && ",$MODES," == *,python,* ]]; then
   python3 "$HERE/bench_report.py" summary "$OUT_DIR/raw.csv" --target slotproxy \
     --baseline slotproxy-py | sed 's/>= [0-9.]*)  \(PASS\|MISS\)/compiled vs python)/' \
     | tee -a "$OUT_DIR/summary.txt" || true

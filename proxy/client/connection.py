@@ -701,10 +701,13 @@ class ClientConnection(asyncio.Protocol):
 
 
 def _timed_slot(conn: ClientConnection, argv: list[bytes], group: RoutedGroup | None
-                ) -> TimedSlot:
+                ) -> ReplySlot:
     """The compiled fast path's latency sample (1 request in meter.every): what the Python
-    loop makes inline; group None: a split command, "*" as dispatch labels it. A function,
-    not a method: no bound method made per read."""
+    loop makes inline, as the compiled TimedSlot (clock and record in C); group None: a split
+    command, "*" as dispatch labels it. A function, not a method: no bound method made per
+    read."""
     meter = conn.services.stats.meter
-    return TimedSlot(conn, argv, meter, meter.raw_named(argv[0]),
-                     meter.gid(group.gid) if group is not None else meter.group("*"))
+    sp = _accel.speedups
+    cls = sp.TimedSlot if sp is not None else TimedSlot
+    return cls(conn, argv, meter, meter.raw_named(argv[0]),
+               meter.gid(group.gid) if group is not None else meter.group("*"))

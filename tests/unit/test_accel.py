@@ -454,3 +454,146 @@ def test_count_calls_matches_its_twin(sp: Any) -> None:
         assert got == want
     with pytest.raises(TypeError):
         sp.count_calls({}, [[]])
+
+
+def test_call_counts_is_the_dict_it_replaces(sp: Any) -> None:
+    # Meter.raw_calls on the compiled path: a C table, with an ordinary dict beside it for
+    # names too long for the table or past its bound. Every operation Meter and the hooks use
+    # (count_calls, the parser's count, get, [], []=, items, len, clear) against a dict.
+    from collections import _count_elements  # type: ignore[attr-defined]
+    rng = random.Random(11)
+    short = [bytes(rng.choice(b"abcdefgGETSET") for _ in range(rng.randrange(1, 8)))
+             for _ in range(900)]  # more distinct names than the table holds
+    long = [b"X" * n for n in (24, 25, 40, 200)]  # 24 fits, the others overflow
+    names = short + long
+    ref: dict[bytes, int] = {}
+    got = sp.CallCounts()
+    for _ in range(400):
+        reqs = [[rng.choice(names), b"k"] for _ in range(rng.randrange(0, 30))]
+        op = rng.randrange(4)
+        if op == 0:
+            _count_elements(ref, (r[0] for r in reqs))
+            sp.count_calls(got, reqs)
+        elif op == 1:
+            _count_elements(ref, (r[0] for r in reqs))
+            _count_elements(got, (r[0] for r in reqs))  # the Python path's count, into C
+        elif op == 2:
+            packed = b"".join(pack_command(*r) for r in reqs)
+            _count_elements(ref, (r[0] for r in reqs))
+            sp.RequestParser(calls=got).feed(packed)
+        else:  # Meter.dispatched: a count moves off the raw name
+            k = rng.choice(names)
+            ref[k] = ref.get(k, 0) - 1
+            got[k] = got.get(k, 0) - 1
+        assert sorted(got.items()) == sorted(ref.items())
+        assert len(got) == len(ref)
+    for k in names:
+        assert got.get(k) == ref.get(k)
+        assert got.get(k, 0) == ref.get(k, 0)
+        if k in ref:
+            assert got[k] == ref[k]
+        else:
+            with pytest.raises(KeyError):
+                got[k]
+    assert got.get("GET", 3) == 3  # a str is never a raw name
+    got.clear()
+    assert got.items() == [] and len(got) == 0 and got.get(names[0]) is None
+    with pytest.raises(TypeError):
+        del got[b"GET"]
+    with pytest.raises(TypeError):
+        sp.CallCounts(1)
+
+
+def test_timed_slot_records_as_its_twin(sp: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The compiled latency sample against proxy.observe.meter.record (and the Python
+    # TimedSlot): the same counts, sums, buckets, error counts and slow-log entries for the
+    # same latencies, around every bucket bound; then a whole resolve releases the reply.
+    from types import SimpleNamespace
+
+    from proxy.observe import meter as meter_mod
+    from proxy.observe.histogram import BOUNDS_US
+    from proxy.observe.meter import Meter, Timings, record
+    dts = [0, 1, 999, 1000, 1001, 5_000_000, 10**12]
+    for b in BOUNDS_US:
+        dts += [b * 1000 - 1, b * 1000, b * 1000 + 1000, b * 1000 + 1001]
+    client = SimpleNamespace(addr="127.0.0.1:5", name=b"app")
+    for slower_than in (-1, 0, 5000):
+        ref_m, got_m = Meter(every=1), Meter(every=1)
+        ref_m.slowlog.slower_than = got_m.slowlog.slower_than = slower_than
+        ref_t, got_t = Timings(label="get"), Timings(label="get")
+        ref_g, got_g = Timings(label="2"), Timings(label="2")
+        for i, dt in enumerate(dts):
+            raw = [b"+OK\r\n", b"-ERR x\r\n", b"!3\r\nerr\r\n", b""][i % 4]
+            g_ref, g_got = (ref_g, got_g) if i % 3 else (None, None)
+            argv = [b"GET", b"k%d" % i]
+            monkeypatch.setattr(meter_mod, "clock_ns", lambda dt=dt: dt)
+            record(ref_m, ref_t, g_ref, 0, raw, argv, client)
+            slot = sp.TimedSlot(SimpleNamespace(state=client), argv, got_m, got_t, g_got)
+            slot.t0 = 0
+            slot.record_at(raw, dt)
+        assert got_t == ref_t and got_g == ref_g
+        assert [(e.usec, e.argv, e.addr, e.name, e.group) for e in got_m.slowlog.get(-1)] \
+            == [(e.usec, e.argv, e.addr, e.name, e.group) for e in ref_m.slowlog.get(-1)]
+        assert (len(got_m.slowlog) > 0) == (slower_than >= 0)
+    # resolve: recorded once, then released in order as a ReplySlot
+    sink = SimpleNamespace(fifo=deque(), out=[], dirty=True, pipeline_paused=False,
+                           state=client)
+    m, t = Meter(every=1), Timings()
+    slot = sp.TimedSlot(sink, [b"GET", b"k"], m, t, None)
+    assert isinstance(slot, sp.ReplySlot) and slot.data is None
+    sink.fifo.append(slot)
+    slot.resolve(b"$1\r\nv\r\n")
+    assert sink.out == [b"$1\r\nv\r\n"] and not sink.fifo and t.count == 1 and t.failed == 0
+    assert sum(t.buckets) == 1 and t.sum_ns >= 0
+
+
+def test_slot_attribute_cache_follows_the_type(sp: Any) -> None:
+    # The compiled code reads and writes __slots__ attributes by offset, cached per (type,
+    # name): a class changed after the first access (a property put over a slot), an
+    # instance dict, and an empty slot (AttributeError) behave as plain attribute access.
+    class Sink:
+        __slots__ = ("dirty", "fifo", "flusher", "out", "pipeline_paused", "state")
+
+    def make(cls: type) -> Any:
+        s = cls()
+        s.fifo, s.out, s.dirty, s.pipeline_paused = deque(), [], True, False
+        return s
+
+    def release(sink: Any, raw: bytes) -> None:
+        slot = sp.ReplySlot(sink)
+        sink.fifo.append(slot)
+        slot.resolve(raw)
+
+    a = make(Sink)
+    release(a, b"+1\r\n")
+    release(a, b"+2\r\n")
+    assert a.out == [b"+1\r\n", b"+2\r\n"]
+    seen: list[bytes] = []
+
+    class Out(list):
+        def append(self, x: bytes) -> None:
+            seen.append(x)
+
+    store = Out()
+    Sink.out = property(lambda self: store)  # type: ignore[assignment]  # shadows the slot
+    b = Sink()
+    b.fifo, b.dirty, b.pipeline_paused = deque(), True, False
+    release(b, b"+3\r\n")
+    assert seen == [b"+3\r\n"]
+
+    class Plain:  # no slots: an instance dict
+        pass
+
+    c = make(Plain)
+    release(c, b"+4\r\n")
+    assert c.out == [b"+4\r\n"]
+
+    class Bare:
+        __slots__ = ("dirty", "fifo", "out", "pipeline_paused")
+
+    d = Bare()
+    d.fifo, d.dirty, d.pipeline_paused = deque(), True, False  # out never set
+    slot = sp.ReplySlot(d)
+    d.fifo.append(slot)
+    with pytest.raises(AttributeError):
+        slot.resolve(b"+5\r\n")
