@@ -192,6 +192,11 @@ class HACluster:
                     self.restart_as_replica(self.servers[addr], int(g["id"]))
         for gid in sorted(int(g["id"]) for g in self.dash.get("/api/v1/groups")["groups"]):
             self.wait_watched(gid, timeout)
+        # A restarted dashboard knows the proxies' last heartbeats from the store only; until
+        # each proxy's agent reconnects and beats again, it refuses migrations (fence).
+        until(lambda: all(time.time() - p["last_seen"] < 5 and not p["stale"]
+                          for p in self.dash.get("/api/v1/proxies")["proxies"]),
+              30, "every proxy to heartbeat the dashboard")
 
     def wait_master(self, gid: int, addr: str, timeout: float = 60) -> None:
         """The dashboard recorded `addr` as the group's master and every proxy applied it."""
