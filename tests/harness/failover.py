@@ -162,20 +162,41 @@ class HACluster:
             return True
         until(ready, timeout, f"the sentinels to watch group {gid}")
 
+    def restart_as_replica(self, srv: RedisServer, gid: int) -> None:
+        """Start a killed server of group `gid` as a replica of the group's current master.
+
+        Without persistence it restarts empty; started as a master, it waits for sentinel to
+        convert it, and if sentinel meanwhile sees the new master down even briefly (a loaded
+        machine), it can promote this empty server and wipe the group (seen here once). An
+        operator restarts such a server with --replicaof; so do the tests (docs/failover.md).
+        """
+        new = self.master(gid)
+        srv.extra = [*REPL, "--replicaof", new.host, str(new.port)]
+        try:
+            srv.start()
+        finally:
+            srv.extra = list(REPL)
+
     def heal(self, timeout: float = 90) -> None:
         """Bring back whatever a test left down -- a killed server, a stopped sentinel, a
         dashboard -- and wait until every group is watched again with an in-sync replica, so
         a test that failed half-way does not fail the ones after it."""
-        for srv in self.servers.values():
-            if not srv.alive():
-                srv.start()
         for s in self.sentinels:
             if not s.alive():
                 s.start()
         if self.dash is not None and not (self.dash.process and self.dash.process.alive()):
             self.dash.start()
+        for g in self.dash.get("/api/v1/groups")["groups"]:
+            for addr in g["replicas"]:
+                if not self.servers[addr].alive():
+                    self.restart_as_replica(self.servers[addr], int(g["id"]))
         for gid in sorted(int(g["id"]) for g in self.dash.get("/api/v1/groups")["groups"]):
             self.wait_watched(gid, timeout)
+        # A restarted dashboard knows the proxies' last heartbeats from the store only; until
+        # each proxy's agent reconnects and beats again, it refuses migrations (fence).
+        until(lambda: all(time.time() - p["last_seen"] < 5 and not p["stale"]
+                          for p in self.dash.get("/api/v1/proxies")["proxies"]),
+              30, "every proxy to heartbeat the dashboard")
 
     def wait_master(self, gid: int, addr: str, timeout: float = 60) -> None:
         """The dashboard recorded `addr` as the group's master and every proxy applied it."""

@@ -51,8 +51,9 @@ def healed(ha: HACluster) -> Iterator[None]:
 
 
 def restore(ha: HACluster, gid: int, old) -> None:
-    """Restart a killed old master: sentinel makes it a replica of the new one, in sync."""
-    old.start()
+    """Restart a killed old master as a replica of the new one (it restarts empty: see
+    HACluster.restart_as_replica); it syncs, and the sentinels watch it again."""
+    ha.restart_as_replica(old, gid)
     new = ha.master(gid)
     until(lambda: info(old.port).get("role") == "slave"
           and info(old.port).get("master_port") == new.port, 90,
