@@ -115,23 +115,40 @@ class Settings:
 
 
 class Throttle:
-    """Token bucket for keys/s; the rate is re-read on every call (changeable while running)."""
+    """Token bucket for keys/s; the rate is re-read on every call and while waiting
+    (changeable while running: a limit raised or removed mid-wait applies within `SLICE`,
+    not after a wait sized for the old rate -- a 100-key batch at 5 keys/s is 20 s)."""
 
-    def __init__(self, rate: Callable[[], int]) -> None:
+    SLICE = 0.2  # seconds: the longest sleep before the rate is read again
+
+    def __init__(self, rate: Callable[[], int],
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
         self.allowance = 0.0
-        self.last = time.monotonic()
+        self.last = clock()
+
+    def _refill(self, rate: int) -> None:
+        now = self.clock()
+        self.allowance = min(float(rate), self.allowance + (now - self.last) * rate)
+        self.last = now
 
     async def take(self, n: int) -> None:
         rate = self.rate()
         if rate <= 0:
             return
-        now = time.monotonic()
-        self.allowance = min(float(rate), self.allowance + (now - self.last) * rate)
-        self.last = now
+        self._refill(rate)
         self.allowance -= n
-        if self.allowance < 0:
-            await asyncio.sleep(-self.allowance / rate)
+        while self.allowance < 0:
+            await self.sleep(min(-self.allowance / rate, self.SLICE))
+            rate = self.rate()
+            if rate <= 0:  # the limit was removed: owe nothing
+                self.allowance = 0.0
+                self.last = self.clock()
+                return
+            self._refill(rate)
 
 
 class RawConn:

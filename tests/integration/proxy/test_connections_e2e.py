@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.harness import ProxyProcess, RedisServer, group_config, python_module, until
 
@@ -28,15 +30,18 @@ def fresh_backends(tmp_path: Path) -> Iterator[list[RedisServer]]:
 
 def test_auth_required(backends: list[RedisServer], tmp_path: Path) -> None:
     p = ProxyProcess(tmp_path, group_config(backends, password="s3cret", username="app")).start()
+    # redis-py retries a refused AUTH (a ConnectionError) with backoff, seconds per client:
+    # the refusals here are the point, so they are not retried.
+    once = {"retry": Retry(NoBackoff(), 0)}
     try:
-        c = p.client(protocol=2)
+        c = p.client(protocol=2, **once)
         with pytest.raises(redis.AuthenticationError):
             c.get("x")
         with pytest.raises(redis.AuthenticationError, match="Authentication required"):
             c.execute_command("PING")
         # a RESP3 client opens with HELLO 3, refused the way Redis refuses it
         with pytest.raises(redis.AuthenticationError, match="HELLO must be called with the"):
-            p.client(protocol=3).ping()
+            p.client(protocol=3, **once).ping()
         assert p.client(protocol=3, password="s3cret").ping() is True
         raw = p.raw()
         raw.send(b"GET x\r\nAUTH wrong\r\nAUTH s3cret\r\nGET x\r\n")
@@ -53,7 +58,7 @@ def test_auth_required(backends: list[RedisServer], tmp_path: Path) -> None:
         ok2 = p.client(username="app", password="s3cret")
         assert ok2.get("authed") == b"1"
         with pytest.raises(redis.AuthenticationError):
-            p.client(username="nobody", password="s3cret").ping()
+            p.client(username="nobody", password="s3cret", **once).ping()
     finally:
         p.stop()
 
