@@ -13,7 +13,14 @@ slot (CRC16 + {hash tag})      slotcore.keyslot.key_slot                     key
 MSET/MGET/DEL split            fanout.split.plan_split                       split_plan
 backend reply framing          slotcore.resp.ReplyReader                     ReplyReader
 in-order release of replies    client.reply.ReplySlot, BackendConn's loop    ReplySlot, deliver
+per-command call counts        a dict in observe.meter.Meter.raw_calls       CallCounts
+latency sample + its record    client.timed.TimedSlot, observe.meter.record  TimedSlot
 =============================  ============================================  ==================
+
+The compiled pieces read and write attributes of the Python objects they work on (a
+connection's fifo and out, the samplers' countdowns) by slot offset, as the interpreter's own
+specialised attribute access does, through a small (type, name) cache validated by the type's
+version tag; anything that is not a plain slot takes the generic attribute lookup.
 
 `select(use_accelerator)` is called (through `client.connection.select_hot_path`, which also
 picks the ReplySlot class of `client.reply`) by the composition root, `proxy.app.build_services`,

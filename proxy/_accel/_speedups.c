@@ -48,7 +48,8 @@ static PyObject *s_fifo, *s_out, *s_dirty, *s_flusher, *s_mark, *s_pipeline_paus
  * instance dict, a property, an empty slot: its AttributeError) takes the generic call.
  * The cache holds strong references to the types it names, so a pointer is never reused.
  * ---------------------------------------------------------------------------------------- */
-#define AC_SIZE 64
+#define AC_BITS 8
+#define AC_SIZE (1 << AC_BITS)  /* a few dozen (type, name) pairs are hot: room to spare */
 
 typedef struct {
     PyTypeObject *type;  /* strong */
@@ -61,8 +62,11 @@ typedef struct {
 
 static ac_entry ac_tab[AC_SIZE];
 
-static ac_entry *ac_find(PyTypeObject *tp, PyObject *name) {
-    size_t h = (((uintptr_t)tp >> 4) ^ ((uintptr_t)name >> 4) * 31u) & (AC_SIZE - 1);
+static inline ac_entry *ac_find(PyTypeObject *tp, PyObject *name) {
+    /* multiplicative hashing of both pointers (their low bits are alignment) */
+    uint64_t k = (uint64_t)(uintptr_t)tp * 0x9E3779B97F4A7C15ull
+                 ^ (uint64_t)(uintptr_t)name * 0xC2B2AE3D27D4EB4Full;
+    size_t h = (size_t)(k >> (64 - AC_BITS));
     ac_entry *e = &ac_tab[h];
     if (e->type == tp && e->name == name && e->version != 0 && tp->tp_version_tag == e->version
         && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
