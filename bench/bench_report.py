@@ -5,9 +5,10 @@
     bench_report.py summary RAW_CSV --target slotproxy [--baseline nutcracker]
 
 raw.csv columns: round,endpoint,size,pipe,test,rps,p50_ms,p99_ms (one row per
-redis-benchmark test result). Every figure is the median over rounds; ratios are
-ratios of medians. The summary geo-means those ratios over the (size, test) cells of
-a pipeline class and checks them against the issue's targets.
+redis-benchmark test result); cpu.csv: round,endpoint,size,pipe,tests,requests,cpu_s (the
+endpoint process's CPU time over one redis-benchmark call). Every figure is the median
+over rounds; ratios are ratios of medians. The summary geo-means those ratios over the
+(size, test) cells of a pipeline class and checks them against the issue's targets.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def test_key(t: str) -> tuple[int, str]:
     return (TEST_ORDER.index(t) if t in TEST_ORDER else len(TEST_ORDER), t)
 
 
-def load(path: str) -> tuple[dict[tuple[Cell, str], list[float]], list[str]]:
+def load(path: str, column: str = "rps") -> tuple[dict[tuple[Cell, str], list[float]],
+                                                  list[str]]:
     data: dict[tuple[Cell, str], list[float]] = defaultdict(list)
     endpoints: list[str] = []
     with open(path, newline="") as f:
@@ -44,13 +46,33 @@ def load(path: str) -> tuple[dict[tuple[Cell, str], list[float]], list[str]]:
             if ep not in endpoints:
                 endpoints.append(ep)
             try:
-                rps = float(r["rps"])
-            except ValueError:
+                v = float(r[column])
+            except (ValueError, KeyError, TypeError):
                 continue
-            if not math.isfinite(rps):  # "inf" when a run is too short to time
+            if not math.isfinite(v):  # "inf" when a run is too short to time
                 continue
-            data[((int(r["size"]), int(r["pipe"]), r["test"]), ep)].append(rps)
+            data[((int(r["size"]), int(r["pipe"]), r["test"]), ep)].append(v)
     return data, endpoints
+
+
+def load_cpu(path: str | None) -> dict[tuple[Cell, str], float]:
+    """Median CPU microseconds per request of each endpoint process, per cell. A run of several
+    tests (SET,GET,INCR in one redis-benchmark call) gives each of them the run's average."""
+    if not path or not Path(path).exists():
+        return {}
+    runs: dict[tuple[Cell, str], list[float]] = defaultdict(list)
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            try:
+                reqs, cpu = int(r["requests"]), float(r["cpu_s"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if reqs <= 0:
+                continue
+            for t in r["tests"].replace("+", " ").split():
+                cell = (int(r["size"]), int(r["pipe"]), t)
+                runs[(cell, r["endpoint"])].append(cpu / reqs * 1e6)
+    return {k: statistics.median(v) for k, v in runs.items() if v}
 
 
 def medians(data: dict[tuple[Cell, str], list[float]]) -> dict[tuple[Cell, str], float]:
@@ -64,9 +86,13 @@ def cells_of(data: dict[tuple[Cell, str], list[float]]) -> list[Cell]:
 def cmd_table(args: argparse.Namespace) -> int:
     data, eps = load(args.raw)
     med = medians(data)
+    p50 = medians(load(args.raw, "p50_ms")[0])
+    p99 = medians(load(args.raw, "p99_ms")[0])
+    cpu = load_cpu(args.cpu)
     head = (
         f"{'size':>5} {'P':>3} {'test':<6} {'endpoint':<12} {'median ops/s':>13} "
-        f"{'min-max':>21} {'n':>2} {'spread':>6} {'vs direct':>9} {'vs nut':>7}"
+        f"{'min-max':>21} {'n':>2} {'spread':>6} {'vs direct':>9} {'vs nut':>7} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'cpu us/req':>10}"
     )
     print(head)
     for cell in cells_of(data):
@@ -81,10 +107,16 @@ def cmd_table(args: argparse.Namespace) -> int:
             rn = f"{m / base_n:.2f}" if base_n else "-"
             spread = f"{(max(v) - min(v)) / m * 100:.0f}%" if len(v) > 1 else "-"
             mm = f"{min(v):,.0f}-{max(v):,.0f}"
+            lat = [f"{x[(cell, ep)]:.3f}" if (cell, ep) in x else "-" for x in (p50, p99)]
+            c = f"{cpu[(cell, ep)]:.2f}" if (cell, ep) in cpu else "-"
             print(
                 f"{cell[0]:>5} {cell[1]:>3} {cell[2]:<6} {ep:<12} {m:>13,.0f} {mm:>21} "
-                f"{len(v):>2} {spread:>6} {rd:>9} {rn:>7}"
+                f"{len(v):>2} {spread:>6} {rd:>9} {rn:>7} {lat[0]:>7} {lat[1]:>7} {c:>10}"
             )
+        print()
+    if cpu:
+        print("cpu us/req: the endpoint process's utime+stime / requests (median over rounds);"
+              " tests run in one redis-benchmark call (set,get,incr) share their average.")
         print()
     if args.failures and Path(args.failures).exists():
         with open(args.failures, newline="") as f:
@@ -162,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("table", help="median table with ratios vs direct and nutcracker")
     t.add_argument("raw")
     t.add_argument("--failures")
+    t.add_argument("--cpu", help="cpu.csv: CPU per request column")
     s = sub.add_parser("summary", help="target ratios vs the baseline with PASS/MISS")
     s.add_argument("raw")
     s.add_argument("--target", required=True)

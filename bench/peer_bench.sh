@@ -23,7 +23,9 @@
 #     (robust whether or not setsid had to fork), liveness is checked after
 #     every run, and every redis-benchmark run is bounded by BENCH_TIMEOUT;
 #   * the table is printed by bench_report.py (same directory), test names are
-#     normalised ("MSET (10 keys)" -> mset).
+#     normalised ("MSET (10 keys)" -> mset); it shows p50/p99 latency and the
+#     endpoint process's CPU per request (utime+stime from /proc/<pid>/stat
+#     around each redis-benchmark run, / requests; cpu.csv).
 #
 # What it does
 #   * starts 2 redis-server backends (daemonized, --save '' --appendonly no)
@@ -222,6 +224,19 @@ for spec in "${TARGET_SPECS[@]}"; do
   ENDPOINTS+=("$name $tp")
 done
 
+ep_pid() { # name -> the pid of the endpoint's (main) process
+  case $1 in
+    direct) cat "$TMP/redis1.pid" ;;
+    nutcracker) cat "$TMP/nutcracker.pid" ;;
+    *) echo "${TARGET_PGID[$1]}" ;;  # bash exec'd the target: the group leader is it
+  esac
+}
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # pid -> utime+stime of the process (all its threads), in clock ticks
+  # fields after "(comm) ": state is 1st, utime 12th, stime 13th
+  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0
+}
+
 alive() { # name -> 0 if the endpoint's processes are still there
   local name=$1
   if [[ "$name" == direct ]]; then kill -0 "$(cat "$TMP/redis1.pid")" 2>/dev/null; return; fi
@@ -292,7 +307,9 @@ done
 
 RAW=$OUT_DIR/raw.csv
 FAIL=$OUT_DIR/failures.csv
+CPU=$OUT_DIR/cpu.csv
 echo "round,endpoint,size,pipe,test,rps,p50_ms,p99_ms" > "$RAW"
+echo "round,endpoint,size,pipe,tests,requests,cpu_s" > "$CPU"
 echo "round,endpoint,size,pipe,tests,rc,message" > "$FAIL"
 DEAD=" "
 NEP=${#ENDPOINTS[@]}
@@ -322,10 +339,16 @@ for round in $(seq 1 "$ROUNDS"); do
           [[ -n "$BENCH_CPUS" ]] && bcmd=(taskset -c "$BENCH_CPUS" "${bcmd[@]}")
           # in the background + wait, so that a TERM is handled at once (bash runs
           # traps only after a foreground child ends); taskset execs timeout
+          epid=$(ep_pid "$name")
+          c0=$(cpu_ticks "$epid")
           "${bcmd[@]}" > "$OUT_DIR/logs/$tag.out" 2> "$OUT_DIR/logs/$tag.err" &
           BENCH_PID=$!
           wait "$BENCH_PID" || rc=$?
           BENCH_PID=
+          c1=$(cpu_ticks "$epid")
+          ntests=$(( $(tr -cd ',' <<< "$grp" | wc -c) + 1 ))
+          echo "$round,$name,$size,$pipe,${grp//,/+},$(( gn * ntests ))," \
+               "$(echo "scale=4; ($c1 - $c0) / $CLK_TCK" | bc)" | tr -d ' ' >> "$CPU"
           awk -F'","' -v r="$round" -v e="$name" -v s="$size" -v p="$pipe" '
               /^"/ && !/^"test"/ {
                 gsub(/"/, ""); split($0, f, ",")
@@ -356,5 +379,6 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- table
-"$HELPER_PY" "$HERE/bench_report.py" table "$RAW" --failures "$FAIL" | tee "$OUT_DIR/table.txt"
+"$HELPER_PY" "$HERE/bench_report.py" table "$RAW" --failures "$FAIL" --cpu "$CPU" \
+  | tee "$OUT_DIR/table.txt"
 echo "# raw results: $RAW" >&2

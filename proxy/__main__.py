@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--no-hiredis", action="store_true",
                    help="use the pure-Python request parser")
+    p.add_argument("--no-accelerator", action="store_true",
+                   help="use the pure-Python hot path even when the compiled one is built")
     p.add_argument("--no-metrics", action="store_true",
                    help="no per-command counts, latency timing or slow log (metrics: false)")
     p.add_argument("--latency-sample-every", type=int, metavar="N",
@@ -78,6 +80,8 @@ def build_config(ns: argparse.Namespace) -> ProxyConfig:
         overrides["log_level"] = ns.log_level
     if ns.no_hiredis:
         overrides["use_hiredis"] = False
+    if ns.no_accelerator:
+        overrides["use_accelerator"] = False
     if ns.no_metrics:
         overrides["metrics"] = False
     if ns.slowlog_log_slower_than is not None:

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import hiredis
 
@@ -24,14 +25,13 @@ from slotcore.resp import pack_command
 from slotcore.slotmap import SlotMap
 
 from . import __version__
-from .backend.conn import Flusher
+from .backend.conn import new_flusher
 from .backend.pool import BackendPool
 from .blocking import Blocking
+from .client.connection import select_hot_path
 from .client.context import ClientRegistry, Services
 from .commands.table import CommandTable
 from .config import ProxyConfig
-from .control.admin import AdminServer
-from .control.agent import DashboardAgent
 from .control.sentinel import SentinelFollower
 from .fanout.scan import MoveLog
 from .observe.hotkeys import HotKeys
@@ -44,6 +44,10 @@ from .routing.router import Router
 from .routing.transit import Transit
 from .server import Listener
 
+if TYPE_CHECKING:
+    from .control.admin import AdminServer
+    from .control.agent import DashboardAgent
+
 log = logging.getLogger("slotproxy")
 
 HOUSEKEEPING_INTERVAL = 0.25  # stalled backends, the dashboard fence, held requests
@@ -55,10 +59,12 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
     running loop; nothing is bound or connected yet. `fence_enabled` defaults to "has a dashboard";
     `clock` is the transit fence's clock (in-process tests pass their own)."""
     loop = asyncio.get_running_loop()
+    # Compiled or pure-Python hot path, before any connection exists (proxy._accel).
+    select_hot_path(cfg.use_accelerator)
     stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time(),
                        meter=Meter(cfg.metrics, cfg.latency_sample_every,
                                    SlowLog(cfg.slowlog_log_slower_than, cfg.slowlog_max_len)))
-    flusher = Flusher(loop)
+    flusher = new_flusher(loop)
     pool = BackendPool(cfg.backend, flusher, stats)
     if fence_enabled is None:
         fence_enabled = bool(cfg.dashboard)
@@ -89,11 +95,17 @@ class ProxyApp:
         self.services = build_services(cfg)
         router = self.services.router
         self.listener = Listener(self.services)
-        self.admin = (AdminServer(self.services, self.apply_slot_map, self.identity)
-                      if cfg.admin_listen is not None else None)
-        self.agent = (DashboardAgent(cfg.dashboard, cfg.admin_token, router,
-                                     self.apply_slot_map, self.registration)
-                      if cfg.dashboard else None)
+        # The HTTP stack (aiohttp, ~15 MiB of RSS) is imported only by a proxy that serves the
+        # admin API or follows a dashboard: a standalone proxy runs without it.
+        self.admin: AdminServer | None = None
+        self.agent: DashboardAgent | None = None
+        if cfg.admin_listen is not None:
+            from .control.admin import AdminServer
+            self.admin = AdminServer(self.services, self.apply_slot_map, self.identity)
+        if cfg.dashboard:
+            from .control.agent import DashboardAgent
+            self.agent = DashboardAgent(cfg.dashboard, cfg.admin_token, router,
+                                        self.apply_slot_map, self.registration)
         self.blocking = self.services.blocking
         # Reads from replicas: the proxy checks its groups' replicas itself (with or without a
         # dashboard); a standalone proxy may follow the sentinels for failovers.

@@ -216,6 +216,8 @@ class ProxyConfig:
     command_table: str = "backend"       # "backend": COMMAND from a backend, else builtin
     log_level: str = "info"
     use_hiredis: bool = True
+    # The compiled hot path (proxy._accel) when it is built; False: the pure-Python twins.
+    use_accelerator: bool = True
     # Observability (proxy.observe.meter): per-command counts, latency histograms and the
     # slow log. `metrics: false` turns the request-path part off (no call counts, no timing);
     # one request in `latency_sample_every` is timed (1 = all: exact latency and slow log, at
@@ -371,7 +373,7 @@ _TOP_LEVEL = {
     "listen", "slots", "password", "username", "idle_timeout", "shutdown_timeout", "tcp_backlog",
     "groups", "slot_map", "backend", "limits", "admin_listen", "admin_token", "dashboard",
     "proxy_id", "command_table", "log_level", "use_hiredis", "migration", "advertise",
-    "pubsub", "cluster", "config", "workers", "supervisor",
+    "pubsub", "cluster", "config", "use_accelerator", "workers", "supervisor",
     "metrics", "latency_sample_every", "slowlog_log_slower_than", "slowlog_max_len",
     "hotkeys",
 }
@@ -541,6 +543,8 @@ def config_from_dict(data: dict[str, Any]) -> ProxyConfig:
         kw["log_level"] = level
     if "use_hiredis" in data:
         kw["use_hiredis"] = _coerce(data["use_hiredis"], True, "use_hiredis")
+    if "use_accelerator" in data:
+        kw["use_accelerator"] = _coerce(data["use_accelerator"], True, "use_accelerator")
     _parse_observe(data, defaults, kw)
     lim: LimitsConfig = kw["limits"]
     if lim.max_pipeline < 1:

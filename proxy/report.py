@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from . import __version__
+from ._accel import name as hot_path_name
 from .client.context import Services
 from .routing.replicas import POLICY_NAMES
 
@@ -62,6 +63,7 @@ def proxy_section(services: Services) -> str:
         f"proxy_id:{cfg.resolved_proxy_id()}",
         f"process_id:{os.getpid()}",
         f"tcp_port:{services.port}",
+        f"hot_path:{hot_path_name()}",
         f"uptime_in_seconds:{int(services.loop_time() - stats.started)}",
         f"connected_clients:{len(services.clients)}",
         f"maxclients:{cfg.limits.max_clients}",

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from slotcore.resp import ProtocolError, ReplyReader, pack_command
 
+from .. import _accel
 from ..errors import backend_error
 from ..observe.stats import BackendCounters
 
@@ -62,6 +63,12 @@ class Flusher:
             conn.flush()
 
 
+def new_flusher(loop: asyncio.AbstractEventLoop) -> Flusher:
+    """The Flusher of the selected hot path (its compiled twin has the same surface)."""
+    sp = _accel.speedups
+    return Flusher(loop) if sp is None else sp.Flusher(loop)
+
+
 class _InitWaiter:
     """Checks the reply to AUTH/SELECT sent on connect; a failure closes the connection."""
 
@@ -90,6 +97,13 @@ class _ProbeWaiter:
 
 
 DOWN, CONNECTING, UP, CLOSED = 0, 1, 2, 3
+
+
+def _deliver(fifo: deque[Waiter], replies: list[bytes]) -> None:
+    """Each reply to the waiter at the head, in order (compiled twin: `_speedups.deliver`)."""
+    popleft = fifo.popleft
+    for raw in replies:
+        popleft().resolve(raw)
 
 
 class BackendConn(asyncio.Protocol):
@@ -128,8 +142,11 @@ class BackendConn(asyncio.Protocol):
         self.fifo: deque[Waiter] = deque()
         self.out: list[bytes] = []
         self.dirty = False
-        # Frames replies across reads; resumable, so a big aggregate is scanned once.
-        self.reader = ReplyReader()
+        # Frames replies across reads; resumable, so a big aggregate is scanned once. With the
+        # compiled hot path, its twin frames them, and `_deliver` hands them to the waiters.
+        sp = _accel.speedups
+        self.reader = ReplyReader() if sp is None else sp.ReplyReader()
+        self._deliver = _deliver if sp is None else sp.deliver
         self._task: asyncio.Task[None] | None = None
         self._up_event = asyncio.Event()
         self._lost = asyncio.Event()
@@ -314,9 +331,7 @@ class BackendConn(asyncio.Protocol):
                       self.addr)
             self.fail("protocol error: reply with no request waiting for it")
             return
-        popleft = fifo.popleft
-        for raw in replies:
-            popleft().resolve(raw)
+        self._deliver(fifo, replies)
 
     # ------------------------------------------------------------------ health
     def check_stall(self, now: float) -> None:

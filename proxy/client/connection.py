@@ -5,7 +5,13 @@ single-key command costs: one dict lookup for its arity (`CommandTable.fast_arit
 (`crc_hqx`, C), one list index for the group, one `ReplySlot`, one countdown decrement for
 the hot-key sampler (`observe/hotkeys.py`), and an append to a backend
 buffer that is written once per loop iteration (see `backend.conn.Flusher`). Everything else
-goes through `proxy.dispatch`.
+goes through `proxy.dispatch`. With the compiled hot path (`proxy._accel`) the parser and that
+loop are its compiled twins (`RequestParser`, `fast_run`); everything else is the same code.
+
+Requests of a client with a read policy (`state.read_from`) leave the fast path for
+`dispatch.keyed` (it picks the replica). The hot-key countdown and the 1-in-N latency sampler
+are counted by both implementations of the loop alike; per-command calls are counted once per
+read (`count_calls`, C in both).
 
 Flow control: at most `max_pipeline` replies are owed at once; the surplus stays parsed in
 `backlog` and reading pauses (backpressure, not buffering). Reading also pauses while the
@@ -27,6 +33,7 @@ from operator import itemgetter
 from slotcore.keyslot import hash_tag
 from slotcore.resp import pack_command
 
+from .. import _accel
 from ..backend.conn import UP
 from ..errors import MAX_CLIENTS, protocol_error
 from ..protocol.request import make_request_parser
@@ -57,19 +64,61 @@ class MutedSlot(ReplySlot):
         ReplySlot.resolve(self, b"")
 
 
+if _accel.built is not None:
+    _CReplySlot = _accel.built.ReplySlot
+
+    class CompiledMutedSlot(_CReplySlot):  # type: ignore[misc, valid-type]
+        """MutedSlot over the compiled ReplySlot (its twin)."""
+
+        __slots__ = ()
+
+        def resolve(self, raw: bytes) -> None:
+            _CReplySlot.resolve(self, b"")
+else:
+    CompiledMutedSlot = None  # type: ignore[assignment, misc]
+
+
+def select_hot_path(use_accelerator: bool, *, quiet: bool = False) -> str:
+    """Pick the compiled hot path (when built and wanted) or the Python one for connections
+    made from now on, and the ReplySlot class replies are queued with; returns its name."""
+    name = _accel.select(use_accelerator, quiet=quiet)
+    sp = _accel.speedups
+    replies.use_slot_class(ReplySlot if sp is None else sp.ReplySlot)
+    return name
+
+
 # `proxy.dispatch.dispatch`, handed in by the listener: the connection serves the fast path
 # itself and gives everything else to it (dispatch sits above the client package).
 Dispatch = Callable[["ClientConnection", list[bytes], bytes], None]
 
 
 class ClientConnection(asyncio.Protocol):
+    # Slots, not a __dict__: ~1 KiB less per connection (10,000 idle clients are a target).
+    __slots__ = (
+        "_fast_run", "_time", "backlog", "closed", "closing", "deferred_error", "dirty",
+        "dispatch", "eof", "fifo", "flusher", "in_backlog", "lane_barrier", "max_pipeline",
+        "mode", "muted", "out", "output_limit", "parser", "pipeline_paused", "query_limit",
+        "reading", "reply_ctl", "reply_off", "resume_at", "services", "skip_next", "stash",
+        "stash_len", "state", "stats", "subs", "timing", "transport", "write_paused",
+    )
+
     def __init__(self, services: Services, dispatch: Dispatch) -> None:
         self.services = services
         self.dispatch = dispatch
         self.flusher = services.flusher
         cfg = services.cfg
         limits = cfg.limits
-        self.parser = make_request_parser(limits.resp_limits(), prefer_hiredis=cfg.use_hiredis)
+        sp = _accel.speedups
+        if sp is None:
+            self.parser = make_request_parser(limits.resp_limits(),
+                                              prefer_hiredis=cfg.use_hiredis)
+            self._fast_run = None
+        else:
+            # The metrics hook's exact call count is made by the compiled parser, per read.
+            meter = services.stats.meter
+            self.parser = sp.RequestParser(limits.resp_limits(),
+                                           calls=meter.raw_calls if meter.enabled else None)
+            self._fast_run = sp.fast_run
         self.max_pipeline = limits.max_pipeline
         self.resume_at = max(1, limits.max_pipeline // 2)
         self.output_limit = limits.client_output_buffer  # pubsub.output_buffer while subscribed
@@ -86,7 +135,9 @@ class ClientConnection(asyncio.Protocol):
         self.out: list[bytes] = []
         self.dirty = False
         # Requests parsed but not dispatched yet (pipeline bound, or waiting at a barrier).
-        self.backlog: deque[tuple[list[bytes], bytes]] = deque()
+        # Empty tuple until first needed (_backlog_q): most clients never have one, and an
+        # idle connection's memory counts (bench/idle_conns.py).
+        self.backlog: deque[tuple[list[bytes], bytes]] | tuple[()] = ()
         self.deferred_error: str | None = None
         # Bytes read but not parsed: while a blocked client's backlog is full it is still read
         # (so its disconnect is seen) but not parsed, up to limits.max_query_buffer.
@@ -144,7 +195,7 @@ class ClientConnection(asyncio.Protocol):
         # Replies still owed to this client are dropped as they arrive; the waiters stay in the
         # backend FIFOs so those connections stay in step.
         self.fifo.clear()
-        self.backlog.clear()
+        self.backlog = ()
         self.out.clear()
         self.stash = None
         self.services.clients.forget(self)
@@ -219,14 +270,18 @@ class ClientConnection(asyncio.Protocol):
         reqs = parser.feed(data)
         if reqs:
             meter = self.stats.meter
-            if meter.enabled:  # metrics hook: every parsed request's call, counted in C
+            if meter.enabled and self._fast_run is None:
+                # Metrics hook: every parsed request's call, counted in C (Counter's helper;
+                # the compiled parser counts them itself).
                 count_calls(meter.raw_calls, map(first_arg, reqs))
             if (self.backlog or self.lane_barrier
                     or len(reqs) + len(self.fifo) > self.max_pipeline):
                 # More than the pipeline bound arrived at once: keep the surplus parsed but
                 # undispatched, so replies in flight (and memory) stay bounded.
-                self.backlog.extend(zip(reqs, parser.packed, strict=True))
+                self._backlog_q().extend(zip(reqs, parser.packed, strict=True))
                 self._run_backlog()
+            elif self._fast_run is not None:
+                self._dispatch_chunk_compiled(reqs, parser.packed)
             else:
                 self._dispatch_chunk(reqs, parser.packed)
         if parser.error is not None and not self.closing:
@@ -264,6 +319,9 @@ class ClientConnection(asyncio.Protocol):
         # has an owner, while the mode allows it. It is `dispatch.keyed` for exactly the
         # commands `CommandTable.fast_arity` lists, with `reply.expect` and
         # `BackendConn.send` written out; everything else goes through dispatch().
+        if self._fast_run is not None:
+            self._dispatch_chunk_compiled(reqs, packed)
+            return
         services = self.services
         fast = services.table.fast_arity
         router = services.router
@@ -278,7 +336,6 @@ class ClientConnection(asyncio.Protocol):
         # A client reading from replicas (state.read_from) takes dispatch.keyed, which picks
         # the replica: the fast path below stays the master path, untouched.
         fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
-        dispatch = self.dispatch
         meter = services.stats.meter  # metrics hook: see below
         metered = meter.enabled
         countdown = meter.countdown
@@ -294,12 +351,13 @@ class ClientConnection(asyncio.Protocol):
                     if 0x7B in key:  # "{" (int: memchr, no buffer protocol)
                         key = hash_tag(key)
                     slot = crc_hqx(key, 0) & mask
-                    slot_ops[slot] += 1
-                    tick -= 1
-                    if not tick:  # hot keys: 1 request in sample_rate offers its key
-                        tick = hot.sample(argv[1], slot)
                     group = by_slot[slot]
                     if group is not None:
+                        # (an unowned slot's request is counted and sampled by dispatch)
+                        slot_ops[slot] += 1
+                        tick -= 1
+                        if not tick:  # hot keys: 1 request in sample_rate offers its key
+                            tick = hot.sample(argv[1], slot)
                         # ---- metrics hook (proxy.observe.meter), the fast path's only one:
                         # 1 request in `every` gets a TimedSlot (clock read now and when its
                         # reply is queued). Calls are counted per read (data_received).
@@ -328,20 +386,12 @@ class ClientConnection(asyncio.Protocol):
                         i += 1
                         fast_last = True
                         continue
-            if self.reply_ctl:
-                self._dispatch_muted(argv, packed[i])
-            else:
-                dispatch(self, argv, packed[i])
             fast_last = False
             i += 1
-            if self.closing:  # QUIT: nothing after it runs
-                break
-            if self.lane_barrier:  # protocol or connection switch, blocked: the rest waits
-                self.backlog.extend(zip(reqs[i:], packed[i:], strict=True))
-                self.pipeline_paused = True
-                if not self.fifo:  # already answered (e.g. refused at once): go on now
-                    self.pipeline_progress()
-                self._update_reading()
+            hot.countdown = tick  # dispatch.keyed counts on from here
+            stop = self._dispatch_slow(reqs, packed, i - 1)
+            tick = hot.countdown
+            if stop:
                 break
             # The command may have changed the mode or the lane (AUTH, HELLO, RESET, CLIENT
             # REPLY).
@@ -351,11 +401,79 @@ class ClientConnection(asyncio.Protocol):
         # rate: CONFIG SET proxy-latency-sample-every has set it then).
         if meter.every == every:
             meter.countdown = countdown
-        hot.countdown = tick  # (requests dispatch() sampled meanwhile are not recounted)
+        hot.countdown = tick
         if fast_last:
             self.state.cmd = reqs[i - 1][0]  # CLIENT LIST's cmd= (dispatch sets the others)
         self.state.commands += i
         services.stats.commands += i
+
+    def _dispatch_chunk_compiled(self, reqs: list[list[bytes]], packed: list[bytes]) -> None:
+        # The same loop with the fast path compiled (`_speedups.fast_run`: the loop above,
+        # request for request, plus MSET/MGET/DEL... whose keys all have an owner, served as
+        # fanout.split.split serves them): it serves reqs[i:] until a request it does not
+        # serve, which goes through dispatch() here, and so on. The hooks of the loop above
+        # are counted in C: the hot-key countdown (services.hotkeys.countdown, read and
+        # written back by fast_run; hot.sample called at 0) and the latency sampler
+        # (meter.countdown; at 0 `_timed_slot` makes the TimedSlot); a client with a read
+        # policy (state.read_from) leaves the fast path, as above.
+        services = self.services
+        fast = services.table.fast_arity
+        router = services.router
+        by_slot = router.by_slot
+        mask = router.mask
+        slot_ops = services.stats.slot_ops
+        hot = services.hotkeys
+        meter = services.stats.meter
+        timed = _timed_slot if meter.enabled else None  # timed(conn, argv, group)
+        mark = self.flusher.mark
+        fast_run = self._fast_run
+        assert fast_run is not None
+        split_kinds = services.table.split_kinds
+        n = len(reqs)
+        fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
+        fast_last = False
+        i = 0
+        while i < n:
+            if fast_path:
+                j = fast_run(self, reqs, packed, i, fast, by_slot, mask, slot_ops,
+                             self.state.lane, mark, UP, hot, split_kinds, meter, timed)
+                if j > i:
+                    fast_last = True
+                    i = j
+                    if i == n:
+                        break
+            fast_last = False
+            i += 1
+            if self._dispatch_slow(reqs, packed, i - 1):
+                break
+            fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
+        if fast_last:
+            self.state.cmd = reqs[i - 1][0]
+        self.state.commands += i
+        services.stats.commands += i
+
+    def _dispatch_slow(self, reqs: list[list[bytes]], packed: list[bytes], i: int) -> bool:
+        """reqs[i] through dispatch(); True when the rest of the chunk must not run now."""
+        if self.reply_ctl:
+            self._dispatch_muted(reqs[i], packed[i])
+        else:
+            self.dispatch(self, reqs[i], packed[i])
+        if self.closing:  # QUIT: nothing after it runs
+            return True
+        if self.lane_barrier:  # protocol or connection switch, blocked: the rest waits
+            self._backlog_q().extend(zip(reqs[i + 1:], packed[i + 1:], strict=True))
+            self.pipeline_paused = True
+            if not self.fifo:  # already answered (e.g. refused at once): go on now
+                self.pipeline_progress()
+            self._update_reading()
+            return True
+        return False
+
+    def _backlog_q(self) -> deque[tuple[list[bytes], bytes]]:
+        backlog = self.backlog
+        if not isinstance(backlog, deque):
+            backlog = self.backlog = deque()
+        return backlog
 
     def _run_backlog(self) -> None:
         # Re-entry guard: dispatching can resolve replies synchronously (backend down, local
@@ -377,7 +495,7 @@ class ClientConnection(asyncio.Protocol):
                     if self.fifo:
                         break
                     self.lane_barrier = False
-                argv, packed = backlog.popleft()
+                argv, packed = backlog.popleft()  # type: ignore[union-attr]
                 if self.reply_ctl:
                     self._dispatch_muted(argv, packed)
                 else:
@@ -453,7 +571,7 @@ class ClientConnection(asyncio.Protocol):
         if self.muted:
             # Keeps its place in the order (a muted reply still comes before later ones), and
             # writes nothing when resolved.
-            slot = MutedSlot(self)
+            slot = MutedSlot(self) if self._fast_run is None else CompiledMutedSlot(self)
             self.fifo.append(slot)
             return slot
         return replies.expect(self)
@@ -479,7 +597,7 @@ class ClientConnection(asyncio.Protocol):
         so that nothing the client sent before can execute after them."""
         if not self.fifo:
             return False
-        self.backlog.appendleft((argv, pack_command(*argv)))
+        self._backlog_q().appendleft((argv, pack_command(*argv)))
         self.stats.meter.redispatched(argv[0], self.state.cmd)  # counted once, run twice
         self.lane_barrier = True
         if self.muted == MUTED_SKIP:
@@ -499,7 +617,7 @@ class ClientConnection(asyncio.Protocol):
 
     def run_after_replies(self, argv: list[bytes], packed: bytes) -> None:
         """Dispatch the current command again once every earlier reply is written (WAIT)."""
-        self.backlog.appendleft((argv, packed))
+        self._backlog_q().appendleft((argv, packed))
         self.stats.meter.redispatched(argv[0], self.state.cmd)  # counted once, run twice
         self.hold_later_commands()
 
@@ -580,3 +698,16 @@ class ClientConnection(asyncio.Protocol):
     def close_now(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _timed_slot(conn: ClientConnection, argv: list[bytes], group: RoutedGroup | None
+                ) -> ReplySlot:
+    """The compiled fast path's latency sample (1 request in meter.every): what the Python
+    loop makes inline, as the compiled TimedSlot (clock and record in C); group None: a split
+    command, "*" as dispatch labels it. A function, not a method: no bound method made per
+    read."""
+    meter = conn.services.stats.meter
+    sp = _accel.speedups
+    cls = sp.TimedSlot if sp is not None else TimedSlot
+    return cls(conn, argv, meter, meter.raw_named(argv[0]),
+               meter.gid(group.gid) if group is not None else meter.group("*"))

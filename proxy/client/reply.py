@@ -63,9 +63,19 @@ class ReplySlot:
                 s.pipeline_progress()
 
 
+# The ReplySlot class `expect` and `answer` make: this one, or its compiled twin
+# (proxy._accel, which calls use_slot_class when the process picks its hot path).
+_Slot: type[ReplySlot] = ReplySlot
+
+
+def use_slot_class(cls: type) -> None:
+    global _Slot
+    _Slot = cls
+
+
 def expect(sink: ReplySink) -> ReplySlot:
     """A placeholder for the reply to the request being dispatched, in order."""
-    slot = ReplySlot(sink)
+    slot = _Slot(sink)
     sink.fifo.append(slot)
     return slot
 
@@ -73,7 +83,7 @@ def expect(sink: ReplySink) -> ReplySlot:
 def answer(sink: ReplySink, raw: bytes) -> None:
     """Answer the request being dispatched with `raw` (after any replies still owed)."""
     if sink.fifo:
-        sink.fifo.append(ReplySlot(sink, raw))
+        sink.fifo.append(_Slot(sink, raw))
     else:
         sink.out.append(raw)
         if not sink.dirty:
@@ -99,11 +109,15 @@ class Gather:
         self.parts[index] = raw
         self.left -= 1
         if self.left == 0:
-            try:
-                merged = self.merge(self.parts)
-            except Exception as e:  # a malformed part must not kill the event loop callback
-                merged = merge_failed(e)
-            self.slot.resolve(merged)
+            self.slot.resolve(merge_safely(self.merge, self.parts))
+
+
+def merge_safely(merge: Callable[[list[bytes]], bytes], parts: list[bytes]) -> bytes:
+    """merge(parts), or an error reply saying why not (the compiled Gather falls back here)."""
+    try:
+        return merge(parts)
+    except Exception as e:  # a malformed part must not kill the event loop callback
+        return merge_failed(e)
 
 
 class Part:

@@ -143,6 +143,11 @@ class CommandTable:
         # It holds only spellings `_by_bytes` holds, so it shares its bound.
         self.fast_arity: dict[bytes, int] = {
             b: spec.arity for b, spec in self._by_bytes.items() if _fast(spec)}
+        # argv[0] bytes -> (merge kind, arity) of the SPLIT commands (MSET MGET DEL ...), for the
+        # compiled fast path, which splits them itself (fanout.split's MERGE_KIND numbers).
+        self.split_kinds: dict[bytes, tuple[int, int]] = {
+            b: (SPLIT_MERGE[spec.name], spec.arity) for b, spec in self._by_bytes.items()
+            if _splittable(spec)}
 
     # -- construction ------------------------------------------------------------------------
 
@@ -179,6 +184,8 @@ class CommandTable:
                 self._by_bytes[argv[0]] = spec
                 if _fast(spec):
                     self.fast_arity[argv[0]] = spec.arity
+                elif _splittable(spec):
+                    self.split_kinds[argv[0]] = (SPLIT_MERGE[spec.name], spec.arity)
         if spec.subcommands is None or len(argv) < 2:
             return spec
         subs = self._sub_bytes[spec.name]
@@ -242,6 +249,18 @@ class CommandTable:
             if spec.subcommands:
                 for sub in sorted(spec.subcommands):
                     yield spec.subcommands[sub]
+
+
+# How each SPLIT command's replies merge (fanout.merge; the compiled Gather's `kind`): all
+# OK (MSET), the sum of the counts (DEL ...), the values back in key order (MGET).
+MERGE_OK, MERGE_SUM, MERGE_MGET = 0, 1, 2
+SPLIT_MERGE = {"mset": MERGE_OK, "mget": MERGE_MGET, "del": MERGE_SUM, "unlink": MERGE_SUM,
+               "exists": MERGE_SUM, "touch": MERGE_SUM}
+
+
+def _splittable(spec: CommandSpec) -> bool:
+    return (spec.route is Route.SPLIT and spec.subcommands is None
+            and spec.name in SPLIT_MERGE)
 
 
 def _fast(spec: CommandSpec) -> bool:

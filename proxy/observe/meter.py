@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _accel
 from . import histogram
 from .slowlog import SlowLog
 
@@ -56,6 +58,10 @@ class CommandRow:
 
 
 class Meter:
+    # Slots: the compiled fast path reads and writes the countdowns once per run.
+    __slots__ = ("_by_gid", "_by_raw", "_names", "calls", "commands", "countdown", "enabled",
+                 "every", "groups", "raw_calls", "rejected", "slow_countdown", "slowlog")
+
     def __init__(self, enabled: bool = True, every: int = 1, slowlog: SlowLog | None = None,
                  ) -> None:
         self.enabled = enabled
@@ -66,8 +72,11 @@ class Meter:
         self.slow_countdown = self.every
         # Exact call counts: by the raw name as sent on the fast path (GET, get, Get ...),
         # by the table's name elsewhere; merged by `rows`.
-        # Counted per read, by C code: every parsed request under its name as sent.
-        self.raw_calls: dict[bytes, int] = {}
+        # Counted per read, by C code: every parsed request under its name as sent. On the
+        # compiled hot path a C table (CallCounts: a probe and an add, no bytes hash or new
+        # int per read), else a dict; both are the same mapping to the code here.
+        sp = _accel.speedups
+        self.raw_calls: MutableMapping[bytes, int] = sp.CallCounts() if sp is not None else {}
         self.calls: defaultdict[str, int] = defaultdict(int)
         self.rejected: defaultdict[str, int] = defaultdict(int)
         self.commands: dict[str, Timings] = {}
@@ -154,6 +163,12 @@ class Meter:
             t = self._by_gid[gid] = self.group(str(gid))  # type: ignore[assignment]
         return t  # type: ignore[return-value]
 
+    def slow_entry(self, argv: list[bytes], usec: int, client: Any, g: Timings | None) -> None:
+        """A timed request at or over the slow log's threshold (record's, and the compiled
+        TimedSlot's, only call into this)."""
+        self.slowlog.add(argv, usec, client.addr, client.name.decode(errors="replace"),
+                         g.label if g is not None else "")
+
     def finish(self, name: str, group: str, t0: int, raw: bytes, argv: list[bytes],
                client: Any) -> None:
         """A timed request answered at once (a local reply): record it."""
@@ -209,10 +224,8 @@ def record(meter: Meter, t: Timings, g: Timings | None, t0: int, raw: bytes,
         t.failed += 1
         if g is not None:
             g.failed += 1
-    slow = meter.slowlog
-    if 0 <= slow.slower_than <= usec:
-        slow.add(argv, usec, client.addr, client.name.decode(errors="replace"),
-                 g.label if g is not None else "")
+    if 0 <= meter.slowlog.slower_than <= usec:
+        meter.slow_entry(argv, usec, client, g)
 
 
 _ERRORS = (b"-", b"!")  # RESP2 error, RESP3 blob error

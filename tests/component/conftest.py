@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import hiredis
 import pytest
 
+from proxy import _accel
 from proxy.app import build_services
-from proxy.client.connection import ClientConnection
+from proxy.client.connection import ClientConnection, select_hot_path
 from proxy.client.context import Services
 from proxy.config import BackendConfig, LimitsConfig, MigrationConfig, ProxyConfig
 from proxy.dispatch import dispatch
@@ -411,14 +412,25 @@ async def backends() -> AsyncIterator[list[FakeBackend]]:
         await b.close()
 
 
+@pytest.fixture(params=["compiled", "python"])
+def hot_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every component test runs over both hot paths (proxy._accel): the compiled one and the
+    pure-Python one. The compiled one must be built: its absence is a broken install."""
+    if request.param == "compiled":
+        assert _accel.COMPILED_AVAILABLE, f"compiled hot path not built: {_accel.IMPORT_ERROR}"
+    yield request.param
+    select_hot_path(True, quiet=True)
+
+
 @pytest.fixture
-async def make_proxy(backends: list[FakeBackend]) -> AsyncIterator[MakeProxy]:
+async def make_proxy(backends: list[FakeBackend], hot_path: str) -> AsyncIterator[MakeProxy]:
     """Build a proxy's services over the fake backends (config overrides as keywords) with the
     even slot map applied and every backend connection up."""
     made: list[Proxy] = []
 
     async def make(*, fence_enabled: bool = False,
                    clock: Callable[[], float] | None = None, **cfg: Any) -> Proxy:
+        cfg.setdefault("use_accelerator", hot_path == "compiled")
         kw: dict[str, Any] = {"fence_enabled": fence_enabled}
         if clock is not None:
             kw["clock"] = clock

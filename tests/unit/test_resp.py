@@ -1,18 +1,21 @@
 """Tests for proxy.protocol.request and slotcore.resp: request parsers (both implementations),
 reply framing, encoders.
 
-Every request-parser test runs against both PyRequestParser and HiredisRequestParser, and the
-corpus/error tests feed each stream whole, split in two at every byte, byte by byte and in random
-chunks: the result must never depend on how the bytes were chunked.
+Every request-parser test runs against PyRequestParser, HiredisRequestParser and the compiled
+RequestParser (proxy._accel), every reply-framing test against slotcore's ReplyReader and its
+compiled twin, and the corpus/error tests feed each stream whole, split in two at every byte,
+byte by byte and in random chunks: the result must never depend on how the bytes were chunked.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from proxy import _accel
 from proxy.protocol import request
 from proxy.protocol.request import (
     HiredisRequestParser,
@@ -42,14 +45,46 @@ from slotcore.resp import (
     split_array,
 )
 
-ParserCls = type[PyRequestParser] | type[HiredisRequestParser]
+ParserCls = Any
 
 
-@pytest.fixture(params=[PyRequestParser, HiredisRequestParser], ids=["py", "hiredis"])
+def compiled() -> Any:
+    # The compiled hot path is built by the install: its absence is a broken install.
+    assert _accel.built is not None, f"compiled hot path not built: {_accel.IMPORT_ERROR}"
+    return _accel.built
+
+
+class CompiledParser:
+    """Marker param: the compiled RequestParser (resolved when a test runs, so collection
+    works even where it is not built and the test then fails saying so)."""
+
+    def __new__(cls, limits: Limits | None = None) -> Any:  # type: ignore[misc]
+        return compiled().RequestParser(limits or Limits())
+
+
+class CompiledReplyReader:
+    def __new__(cls) -> Any:  # type: ignore[misc]
+        return compiled().ReplyReader()
+
+
+PARSERS = [PyRequestParser, HiredisRequestParser, CompiledParser]
+
+
+@pytest.fixture(params=PARSERS, ids=["py", "hiredis", "compiled"])
 def parser_cls(request: pytest.FixtureRequest) -> ParserCls:
     # hiredis is a dependency: its absence is a broken install, not a reason to skip.
     assert HAVE_HIREDIS, "hiredis is not installed"
     return request.param
+
+
+@pytest.fixture(params=[ReplyReader, CompiledReplyReader], ids=["py", "compiled"])
+def reader_cls(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+def pending(p: Any) -> int:
+    """Bytes a parser holds for an incomplete request."""
+    return p.pending_bytes if hasattr(p, "pending_bytes") else p._pend_len
 
 
 def run(
@@ -237,9 +272,11 @@ def test_big_value_many_chunks_is_linear(parser_cls: ParserCls) -> None:
     p = parser_cls()
     for i, chunk in enumerate(chunks[:-1]):
         assert p.feed(chunk) == []
-        if i >= 1:
+        if i >= 1 and parser_cls is not CompiledParser:
             assert p._pend[-1] is chunk and len(p._pend) == i + 1, i
-    assert p.feed(chunks[-1]) == [[b"SET", b"k", value]] and p._pend == []
+    # (The compiled parser copies each chunk once into a buffer grown geometrically, capped
+    # at the value's known length.)
+    assert p.feed(chunks[-1]) == [[b"SET", b"k", value]] and pending(p) == 0
 
 
 def test_partial_state_is_small(parser_cls: ParserCls) -> None:
@@ -248,9 +285,9 @@ def test_partial_state_is_small(parser_cls: ParserCls) -> None:
     assert p.feed(pack_command(b"SET", b"k", b"v" * 10000) + b"*2\r\n$3\r\nGET\r\n$3\r\nab") == [
         [b"SET", b"k", b"v" * 10000]
     ]
-    assert p._pend_len == 2
+    assert pending(p) == 2
     assert p.feed(b"c\r\n") == [[b"GET", b"abc"]]
-    assert p._pend_len == 0
+    assert pending(p) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,22 +494,29 @@ def mutated_streams(n: int, seed: int) -> Iterator[bytes]:
                 parts.append(rng.choice([b"\r\n", b"\n"]))
             else:
                 parts.append(rng.choice([b"*0\r\n", b"*-1\r\n", b"\r\n", b"PING\r\n"]))
-        s = bytearray(b"".join(parts))
-        for _ in range(rng.randint(0, 2)):
-            j = rng.randrange(len(s))
-            ch = rng.choice(b"*$:+-0123456789\r\n aX")
-            op = rng.random()
-            if op < 0.4:
-                s[j] = ch
-            elif op < 0.7:
-                s.insert(j, ch)
-            else:
-                del s[j]
-        yield bytes(s)
+        yield mutate(rng, b"".join(parts), rng.randint(0, 2), b"*$:+-0123456789\r\n aX")
+
+
+def mutate(rng: random.Random, data: bytes, n: int, alphabet: bytes) -> bytes:
+    """`data` with up to n random one-byte edits (replace, insert or delete)."""
+    s = bytearray(data)
+    for _ in range(n):
+        if not s:
+            break
+        j = rng.randrange(len(s))
+        ch = rng.choice(alphabet)
+        op = rng.random()
+        if op < 0.4:
+            s[j] = ch
+        elif op < 0.7:
+            s.insert(j, ch)
+        else:
+            del s[j]
+    return bytes(s)
 
 
 def test_parsers_agree_on_mutated_streams() -> None:
-    classes: list[ParserCls] = [PyRequestParser]
+    classes: list[ParserCls] = [PyRequestParser, CompiledParser]
     if HAVE_HIREDIS:
         classes.append(HiredisRequestParser)
     for i, stream in enumerate(mutated_streams(400, seed=11)):
@@ -624,13 +668,16 @@ def test_make_request_parser() -> None:
 def test_split_inline_args(line: bytes, expected: list[bytes] | None) -> None:
     assert split_inline_args(line) == expected
     assert request._split_inline_args_slow(line) == expected
+    assert compiled().split_inline_args(line) == expected
 
 
 def test_split_inline_fast_path_matches_port() -> None:
     rng = random.Random(5)
     for _ in range(3000):
-        line = bytes(rng.choice(b"ab \t\r\x0b\x0c\"'\\xF") for _ in range(rng.randint(0, 12)))
-        assert split_inline_args(line) == request._split_inline_args_slow(line), line
+        line = bytes(rng.choice(b"ab \t\r\x0b\x0c\"'\\xF\x00") for _ in range(rng.randint(0, 12)))
+        ref = request._split_inline_args_slow(line)
+        assert split_inline_args(line) == ref, line
+        assert compiled().split_inline_args(line) == ref, line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -678,36 +725,39 @@ def test_frame_reply_every_prefix(reply: bytes) -> None:
 @pytest.mark.parametrize(
     "bad", [b"@x\r\n", b"$x\r\n", b"!x\r\n", b"*?\r\n", b"%x\r\n", b"*1\r\n^t\r\n", b"\r\n"]
 )
-def test_frame_reply_bad_input(bad: bytes) -> None:
+def test_frame_reply_bad_input(bad: bytes, reader_cls: Any) -> None:
     with pytest.raises(ProtocolError):
         frame_reply(bad, 0)
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError) as ref:
         ReplyReader().feed(bad)
+    with pytest.raises(ProtocolError) as got:
+        reader_cls().feed(bad)
+    assert str(got.value) == str(ref.value)
 
 
-def test_reply_reader_chunkings() -> None:
+def test_reply_reader_chunkings(reader_cls: Any) -> None:
     stream = b"".join(REPLIES) * 3
     expected = REPLIES * 3
     chunkings = [[stream], byte_by_byte(stream), *splits_in_two(stream)]
     chunkings += [random_chunks(stream, seed, 13) for seed in range(20)]
     for chunks in chunkings:
-        rr = ReplyReader()
+        rr = reader_cls()
         got = [r for c in chunks for r in rr.feed(c)]
         assert got == expected
         assert all(type(r) is bytes for r in got)
 
 
-def test_reply_reader_big_replies_in_chunks() -> None:
+def test_reply_reader_big_replies_in_chunks(reader_cls: Any) -> None:
     big_bulk = encode_bulk(BIG * 4)
     big_array = encode_array([b"item-%d" % i for i in range(200000)])
     stream = b"+OK\r\n" + big_bulk + big_array + b":1\r\n"
-    rr = ReplyReader()
+    rr = reader_cls()
     got = [r for i in range(0, len(stream), 4096) for r in rr.feed(stream[i : i + 4096])]
     assert got == [b"+OK\r\n", big_bulk, big_array, b":1\r\n"]
 
 
-def test_reply_reader_bad_byte_after_partial() -> None:
-    rr = ReplyReader()
+def test_reply_reader_bad_byte_after_partial(reader_cls: Any) -> None:
+    rr = reader_cls()
     assert rr.feed(b"*2\r\n$1\r\na") == []
     with pytest.raises(ProtocolError):
         rr.feed(b"\r\n!oops\r\n")

@@ -17,13 +17,15 @@ pytestmark = pytest.mark.integration
 PROMTOOL = "/usr/bin/promtool"
 
 
-@pytest.fixture(scope="module")
-def metered(backends: list[RedisServer], tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[ProxyProcess]:
-    """A proxy timing every request (sample 1 in 1) and logging every one as slow."""
+@pytest.fixture(scope="module", params=["compiled", "python"])
+def metered(request: pytest.FixtureRequest, backends: list[RedisServer],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    """A proxy timing every request (sample 1 in 1) and logging every one as slow, over each
+    hot path (the compiled fast path counts and times its requests itself)."""
     cfg = group_config(backends, admin_listen=f"127.0.0.1:{free_port()}",
-                       latency_sample_every=1, slowlog_log_slower_than=0, slowlog_max_len=1000)
-    p = ProxyProcess(tmp_path_factory.mktemp("metered"), cfg).start()
+                       latency_sample_every=1, slowlog_log_slower_than=0, slowlog_max_len=1000,
+                       use_accelerator=request.param == "compiled")
+    p = ProxyProcess(tmp_path_factory.mktemp(f"metered-{request.param}"), cfg).start()
     yield p
     p.stop()
 

@@ -1,7 +1,8 @@
 """Malformed input, inline commands and limits against a real proxy process, over raw sockets.
 
 A protocol violation gets `-ERR Protocol error: ...` and that connection is closed, as Redis
-does; the proxy and every other client carry on. Run against both request parsers.
+does; the proxy and every other client carry on. Run against every request parser: the
+compiled hot path, and with it off the hiredis-assisted and the pure-Python one.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from tests.harness import ProxyProcess, RedisServer, group_config
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module", params=["hiredis", "python"])
+@pytest.fixture(scope="module", params=["compiled", "hiredis", "python"])
 def pproxy(request: pytest.FixtureRequest, backends: list[RedisServer],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     cfg = group_config(backends, limits={"max_bulk_len": 1_000_000, "max_multibulk_len": 1000},
-                       use_hiredis=request.param == "hiredis")
+                       use_hiredis=request.param == "hiredis",
+                       use_accelerator=request.param == "compiled")
     p = ProxyProcess(tmp_path_factory.mktemp(f"pp-{request.param}"), cfg).start()
     yield p
     p.stop()
