@@ -11,7 +11,8 @@ loop are its compiled twins (`RequestParser`, `fast_run`); everything else is th
 Requests of a client with a read policy (`state.read_from`) leave the fast path for
 `dispatch.keyed` (it picks the replica). The hot-key countdown and the 1-in-N latency sampler
 are counted by both implementations of the loop alike; per-command calls are counted once per
-read (`count_calls`, C in both).
+read, in C in both (the compiled parser into `CallCounts` itself, the Python path through
+`count_calls`).
 
 Flow control: at most `max_pipeline` replies are owed at once; the surplus stays parsed in
 `backlog` and reading pauses (backpressure, not buffering). Reading also pauses while the

@@ -2,9 +2,10 @@
 and the slow log, as plain counters and arrays (the exposition is built at scrape time).
 
 What the request path pays (see `client.timed` and the marked hooks in client.connection):
-* every read: the call count of every request in it, by its name as sent, in one C call
-  (`collections._count_elements`): no Python bytecode per request (dispatch moves a count
-  to the table's name, "config|get");
+* every read: the call count of every request in it, by its name as sent, in C: the compiled
+  parser counts into `raw_calls` itself (a `CallCounts` table), the Python path in one call of
+  `collections._count_elements`; no Python bytecode per request (dispatch moves a count to the
+  table's name, "config|get");
 * every request: a countdown (small ints: no allocation);
 * one request in `every` (a counter, not a random draw): a `TimedSlot` that reads a monotonic
   nanosecond clock when the request is parsed and again when its reply is queued, then
@@ -12,7 +13,8 @@ What the request path pays (see `client.timed` and the marked hooks in client.co
   error reply, and feeds the slow log. With `every == 1` every request is timed, so latency
   sums, error counts and the slow log are exact; otherwise they describe the sampled requests
   (calls and rejections stay exact). Timing costs ~10k CPU instructions a request in CPython
-  (bench/README.md), hence the proxy's default of 1 in 61.
+  (bench/README.md), hence the proxy's default of 1 in 61; on the compiled fast path the
+  `TimedSlot` and its record are C (`proxy._accel`), Python only for a slow-log entry.
 """
 
 from __future__ import annotations
