@@ -4,7 +4,6 @@ Debian's promtool, the dashboard's hot-key merge)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import pytest
 from dashboard.observe.hotkeys import merge as cluster_merge
 from tests.harness import ProxyProcess, RedisServer, free_port, group_config, until
 from tests.integration.migration.test_workers import one_per_worker
+from tests.integration.observe.test_proxy_metrics import promtool_check, samples
 
 pytestmark = pytest.mark.integration
-PROMTOOL = "/usr/bin/promtool"
 TOKEN = "sup-secret"
 SETS, GETS = 15, 7  # per worker
 
@@ -33,16 +32,6 @@ def supervised(tmp_path: Path) -> Iterator[ProxyProcess]:
         p.stop()
         for s in servers:
             s.stop()
-
-
-def samples(text: str, name: str) -> dict[str, float]:
-    """{label text: value} of one metric's samples in an exposition."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            head, _, value = line.rpartition(" ")
-            out[head[len(name):]] = float(value)
-    return out
 
 
 def test_supervisor_serves_metrics_latency_slowlog_hotkeys_for_all_workers(
@@ -69,9 +58,7 @@ def test_supervisor_serves_metrics_latency_slowlog_hotkeys_for_all_workers(
     text = until(lambda: (t := scrape()) and sum(
         v for k, v in samples(t, "slotproxy_commands_total").items()
         if 'command="set"' in k) == 2 * SETS and t, 30, "both workers' SETs counted")
-    res = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(),
-                         capture_output=True, timeout=60)
-    assert res.returncode == 0, (res.stdout + res.stderr).decode()
+    promtool_check(text)
     calls = samples(text, "slotproxy_commands_total")
     assert calls['{worker="0",command="set"}'] == SETS
     assert calls['{worker="1",command="set"}'] == SETS
