@@ -6,6 +6,16 @@ GET  /api/stats   totals across workers (`aggregate.total_stats`) plus `workers`
                   state and its own stats (?slots=1: with per-slot ops, summed in the total)
 GET  /api/slots   the slot map in force
 PUT  /api/slots   apply a slot map in every worker; 200 only once all of them applied it
+GET  /metrics     every worker's series labelled worker="<index>" in one exposition, plus the
+                  supervisor's own (slotproxy_workers by state, slotproxy_worker_restarts);
+                  totals: `sum without(worker) (...)`
+GET  /api/latency the workers' histograms added up, per command and per group
+GET  /api/slowlog the workers' slow logs merged newest first, each entry with its `worker`
+                  (?count=N after merging; admin token)
+GET  /api/hotkeys one report over the workers' samples, in a proxy's shape (?limit=N)
+
+The merged routes count the synced workers that answer: one restarting or not answering is
+left out (it is in /api/info's `workers` with its state).
 """
 
 from __future__ import annotations
@@ -15,11 +25,20 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from slotcore.contract import PROXY_HOTKEYS, PROXY_LATENCY, PROXY_METRICS, PROXY_SLOWLOG
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
 from ..config import ProxyConfig
 from ..control.admin import _error, add_proxy_routes, authorized, start_tcp
+from ..observe.metrics import CONTENT_TYPE
 from .errors import WorkerError
+from .merge import (
+    merge_expositions,
+    merge_hotkeys,
+    merge_latency,
+    merge_slowlog,
+    supervisor_series,
+)
 
 
 class Supervised(Protocol):
@@ -33,6 +52,8 @@ class Supervised(Protocol):
     def identity(self) -> dict[str, Any]: ...
     async def stats(self, slots: bool = False) -> dict[str, Any]: ...
     async def apply(self, slotmap: SlotMap) -> None: ...
+    async def collect(self, path: str, text: bool = False) -> list[tuple[int, Any]]: ...
+    def worker_views(self) -> list[dict[str, Any]]: ...
 
 
 class SupervisorAdmin:
@@ -69,10 +90,61 @@ class SupervisorAdmin:
             return _error(503, str(e))
         return web.json_response({"epoch": self.sup.epoch})
 
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        texts = await self.sup.collect(PROXY_METRICS, text=True)
+        body = merge_expositions(texts, supervisor_series(self.sup.worker_views()))
+        resp = web.Response(body=body.encode())
+        resp.headers["Content-Type"] = CONTENT_TYPE  # with its version= parameter
+        return resp
+
+    async def get_latency(self, request: web.Request) -> web.Response:
+        docs = [d for _, d in await self.sup.collect(PROXY_LATENCY)]
+        try:
+            merged = merge_latency(docs, self.sup.cfg.resolved_proxy_id())
+        except (KeyError, TypeError, ValueError) as e:
+            return _error(502, f"workers' latency reports do not add up: {e}")
+        return web.json_response(merged)
+
+    async def get_slowlog(self, request: web.Request) -> web.Response:
+        # The arguments of clients' commands: admin token, as on a proxy.
+        if not authorized(request, self.sup.cfg.admin_token):
+            return _error(401, "missing or wrong admin token")
+        raw = request.query.get("count", "-1")
+        try:
+            count = int(raw)
+        except ValueError:
+            return _error(400, f"count: expected an integer, got {raw!r}")
+        # Each worker's newest `count` hold the newest `count` of all of them.
+        docs = await self.sup.collect(f"{PROXY_SLOWLOG}?count={count}")
+        try:
+            merged = merge_slowlog(docs, count, self.sup.cfg.resolved_proxy_id())
+        except (KeyError, TypeError) as e:
+            return _error(502, f"workers' slow logs do not merge: {e}")
+        return web.json_response(merged)
+
+    async def get_hotkeys(self, request: web.Request) -> web.Response:
+        raw = request.query.get("limit")
+        limit = None
+        if raw is not None:
+            if not raw.isdigit() or int(raw) < 1:
+                return _error(400, "limit must be a positive integer")
+            limit = int(raw)
+        # Whole reports (at most `hotkeys.capacity` keys each): see merge_hotkeys.
+        reports = await self.sup.collect(PROXY_HOTKEYS)
+        try:
+            merged = merge_hotkeys(reports, limit)
+        except (KeyError, TypeError) as e:
+            return _error(502, f"workers' hot keys do not merge: {e}")
+        return web.json_response(merged)
+
     async def start(self) -> None:
         assert self.sup.cfg.admin_listen is not None
         app = web.Application()
         add_proxy_routes(app, self)
+        app.router.add_get(PROXY_SLOWLOG, self.get_slowlog)
+        app.router.add_get(PROXY_LATENCY, self.get_latency)
+        app.router.add_get(PROXY_METRICS, self.get_metrics)
+        app.router.add_get(PROXY_HOTKEYS, self.get_hotkeys)
         self.runner = web.AppRunner(app, access_log=None)
         self.port = await start_tcp(self.runner, *self.sup.cfg.admin_listen)
 

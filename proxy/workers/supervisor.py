@@ -19,7 +19,8 @@ dashboard.
   and when no worker is left the supervisor exits 1. A worker that stops answering its control
   socket for `hang_timeout` is killed (and so restarted).
 * **Stats**: the admin API answers for all workers: per worker and in total
-  (`aggregate.total_stats`).
+  (`aggregate.total_stats`); /metrics, /api/latency, /api/slowlog and /api/hotkeys are the
+  workers' own, fetched from each and merged (`merge`).
 * **SIGTERM/SIGINT**: every worker drains (stops accepting, answers what it read, exits), then
   the supervisor exits 0.
 """
@@ -92,19 +93,25 @@ class Worker:
                 connector=aiohttp.UnixConnector(path=self.control), headers=self._headers)
         return self._session
 
-    async def call(self, method: str, path: str, timeout: float,
-                   body: Any = None) -> tuple[int, Any]:
-        """One request to the worker's control socket: (status, JSON body)."""
+    async def call_text(self, method: str, path: str, timeout: float,
+                        body: Any = None) -> tuple[int, str]:
+        """One request to the worker's control socket: (status, body text)."""
         async with self._http().request(
                 method, f"http://worker{path}", json=body,
                 timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             text = await resp.text()
+        self.last_answer = time.monotonic()
+        return resp.status, text
+
+    async def call(self, method: str, path: str, timeout: float,
+                   body: Any = None) -> tuple[int, Any]:
+        """One request to the worker's control socket: (status, JSON body)."""
+        status, text = await self.call_text(method, path, timeout, body)
         try:
             data = json.loads(text) if text else {}
         except json.JSONDecodeError:
             data = {"error": text[:200]}
-        self.last_answer = time.monotonic()
-        return resp.status, data
+        return status, data
 
     async def exited(self, within: float) -> bool:
         """Whether the process is gone (waiting up to `within` for it to be reaped)."""
@@ -391,20 +398,33 @@ class Supervisor:
         self._spawn(relay())
 
     # ------------------------------------------------------------------ stats
+    async def _ask(self, w: Worker, path: str, text: bool = False) -> Any:
+        """A synced worker's answer to GET `path` (a JSON object, or the text), None when
+        it is not synced or does not answer 200 in time."""
+        if not w.synced:
+            return None
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            if text:
+                status, raw = await w.call_text("GET", path, 3.0)
+                return raw if status == 200 else None
+            status, body = await w.call("GET", path, 3.0)
+            if status == 200 and isinstance(body, dict):
+                return body
+        return None
+
+    async def collect(self, path: str, text: bool = False) -> list[tuple[int, Any]]:
+        """(index, answer) of every synced worker that answers GET `path` (the admin API's
+        merged /metrics, /api/latency, /api/slowlog and /api/hotkeys)."""
+        got = await asyncio.gather(*(self._ask(w, path, text) for w in self.workers))
+        return [(w.index, d) for w, d in zip(self.workers, got, strict=True) if d is not None]
+
+    def worker_views(self) -> list[dict[str, Any]]:
+        return [w.view() for w in self.workers]
+
     async def stats(self, slots: bool = False) -> dict[str, Any]:
         """Per worker and in total (the admin API's /api/stats)."""
         path = f"{PROXY_STATS}?slots=1" if slots else PROXY_STATS
-
-        async def one(w: Worker) -> dict[str, Any] | None:
-            if not w.synced:
-                return None
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                status, body = await w.call("GET", path, 3.0)
-                if status == 200 and isinstance(body, dict):
-                    return body
-            return None
-
-        docs = await asyncio.gather(*(one(w) for w in self.workers))
+        docs = await asyncio.gather(*(self._ask(w, path) for w in self.workers))
         total = total_stats(d for d in docs if d is not None)
         total.update(epoch=self.epoch, uptime=round(time.time() - self.started_wall, 1))
         total["workers"] = [{**w.view(), "stats": d}
