@@ -109,11 +109,10 @@ class AdminServer:
         # SLOWLOG is an admin command.
         if not self._authorized(request):
             return _error(401, "missing or wrong admin token")
-        raw = request.query.get("count", "-1")
         try:
-            count = int(raw)
-        except ValueError:
-            return _error(400, f"count: expected an integer, got {raw!r}")
+            count = slowlog_count(request)
+        except BadQuery as e:
+            return _error(400, str(e))
         log = self.services.stats.meter.slowlog
         return web.json_response({
             "proxy_id": self.services.cfg.resolved_proxy_id(),
@@ -147,12 +146,10 @@ class AdminServer:
         return web.json_response({"epoch": router.epoch})
 
     async def get_hotkeys(self, request: web.Request) -> web.Response:
-        raw = request.query.get("limit")
-        limit = None
-        if raw is not None:
-            if not raw.isdigit() or int(raw) < 1:
-                return _error(400, "limit must be a positive integer")
-            limit = int(raw)
+        try:
+            limit = hotkeys_limit(request)
+        except BadQuery as e:
+            return _error(400, str(e))
         router = self.services.router
 
         def group_of(slot: int) -> int | None:
@@ -166,10 +163,7 @@ class AdminServer:
     async def start(self) -> None:
         app = web.Application()
         add_proxy_routes(app, self)
-        app.router.add_get(PROXY_SLOWLOG, self.get_slowlog)
-        app.router.add_get(PROXY_LATENCY, self.get_latency)
-        app.router.add_get(PROXY_METRICS, self.get_metrics)
-        app.router.add_get(PROXY_HOTKEYS, self.get_hotkeys)
+        add_observe_routes(app, self)
         self.runner = web.AppRunner(app, access_log=None)
         if self.unix_path is not None:
             app.router.add_post(WORKER_CONTACT, self.post_contact)
@@ -199,6 +193,45 @@ def add_proxy_routes(app: web.Application, h: ProxyRoutes) -> None:
     app.router.add_get(PROXY_STATS, h.get_stats)
     app.router.add_get(PROXY_SLOTS, h.get_slots)
     app.router.add_put(PROXY_SLOTS, h.put_slots)
+
+
+class ObserveRoutes(Protocol):
+    async def get_slowlog(self, request: web.Request) -> web.Response: ...
+    async def get_latency(self, request: web.Request) -> web.Response: ...
+    async def get_metrics(self, request: web.Request) -> web.Response: ...
+    async def get_hotkeys(self, request: web.Request) -> web.Response: ...
+
+
+def add_observe_routes(app: web.Application, h: ObserveRoutes) -> None:
+    """The observability routes: a proxy's own figures, or a supervisor's merged over its
+    workers (proxy.workers.admin)."""
+    app.router.add_get(PROXY_SLOWLOG, h.get_slowlog)
+    app.router.add_get(PROXY_LATENCY, h.get_latency)
+    app.router.add_get(PROXY_METRICS, h.get_metrics)
+    app.router.add_get(PROXY_HOTKEYS, h.get_hotkeys)
+
+
+class BadQuery(ValueError):
+    """A query parameter that does not parse: its text is the 400 reply's error."""
+
+
+def slowlog_count(request: web.Request) -> int:
+    """?count=N of GET /api/slowlog (default -1: every entry)."""
+    raw = request.query.get("count", "-1")
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadQuery(f"count: expected an integer, got {raw!r}") from None
+
+
+def hotkeys_limit(request: web.Request) -> int | None:
+    """?limit=N of GET /api/hotkeys (default: the whole list)."""
+    raw = request.query.get("limit")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadQuery("limit must be a positive integer")
+    return int(raw)
 
 
 async def start_tcp(runner: web.AppRunner, host: str, port: int) -> int:

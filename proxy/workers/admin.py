@@ -29,7 +29,16 @@ from slotcore.contract import PROXY_HOTKEYS, PROXY_LATENCY, PROXY_METRICS, PROXY
 from slotcore.slotmap import SlotMap, StaleSlotMap
 
 from ..config import ProxyConfig
-from ..control.admin import _error, add_proxy_routes, authorized, start_tcp
+from ..control.admin import (
+    BadQuery,
+    _error,
+    add_observe_routes,
+    add_proxy_routes,
+    authorized,
+    hotkeys_limit,
+    slowlog_count,
+    start_tcp,
+)
 from ..observe.metrics import CONTENT_TYPE
 from .errors import WorkerError
 from .merge import (
@@ -109,11 +118,10 @@ class SupervisorAdmin:
         # The arguments of clients' commands: admin token, as on a proxy.
         if not authorized(request, self.sup.cfg.admin_token):
             return _error(401, "missing or wrong admin token")
-        raw = request.query.get("count", "-1")
         try:
-            count = int(raw)
-        except ValueError:
-            return _error(400, f"count: expected an integer, got {raw!r}")
+            count = slowlog_count(request)
+        except BadQuery as e:
+            return _error(400, str(e))
         # Each worker's newest `count` hold the newest `count` of all of them.
         docs = await self.sup.collect(f"{PROXY_SLOWLOG}?count={count}")
         try:
@@ -123,12 +131,10 @@ class SupervisorAdmin:
         return web.json_response(merged)
 
     async def get_hotkeys(self, request: web.Request) -> web.Response:
-        raw = request.query.get("limit")
-        limit = None
-        if raw is not None:
-            if not raw.isdigit() or int(raw) < 1:
-                return _error(400, "limit must be a positive integer")
-            limit = int(raw)
+        try:
+            limit = hotkeys_limit(request)
+        except BadQuery as e:
+            return _error(400, str(e))
         # Whole reports (at most `hotkeys.capacity` keys each): see merge_hotkeys.
         reports = await self.sup.collect(PROXY_HOTKEYS)
         try:
@@ -141,10 +147,7 @@ class SupervisorAdmin:
         assert self.sup.cfg.admin_listen is not None
         app = web.Application()
         add_proxy_routes(app, self)
-        app.router.add_get(PROXY_SLOWLOG, self.get_slowlog)
-        app.router.add_get(PROXY_LATENCY, self.get_latency)
-        app.router.add_get(PROXY_METRICS, self.get_metrics)
-        app.router.add_get(PROXY_HOTKEYS, self.get_hotkeys)
+        add_observe_routes(app, self)
         self.runner = web.AppRunner(app, access_log=None)
         self.port = await start_tcp(self.runner, *self.sup.cfg.admin_listen)
 
