@@ -35,11 +35,13 @@ def pid_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_up(workdir: Path, *args: str) -> Iterator[tuple[subprocess.Popen, dict[str, Any]]]:
+def running_up(workdir: Path, *args: str, extra_env: dict[str, str] | None = None
+               ) -> Iterator[tuple[subprocess.Popen, dict[str, Any]]]:
     """`proxyctl up ARGS --json` in the background: (process, the cluster it printed)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "dashboard.cli", "up", *args, "--dir", str(workdir), "--json"],
-        cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, env={**env(), **(extra_env or {})}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line, proc.stderr.read() if proc.stderr else ""
