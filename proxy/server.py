@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from .client.connection import ClientConnection
+from .client.connection import new_client
 from .client.context import Client, Services
 from .dispatch import dispatch
 
@@ -27,7 +27,7 @@ class Listener:
         s = self.services
         cfg = s.cfg
         self._server = await s.loop.create_server(
-            lambda: ClientConnection(s, dispatch), cfg.listen[0], cfg.listen[1],
+            lambda: new_client(s, dispatch), cfg.listen[0], cfg.listen[1],
             backlog=cfg.tcp_backlog, reuse_address=True, reuse_port=self.reuse_port or None,
             start_serving=False,
         )

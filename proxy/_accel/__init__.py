@@ -15,12 +15,22 @@ backend reply framing          slotcore.resp.ReplyReader                     Rep
 in-order release of replies    client.reply.ReplySlot, BackendConn's loop    ReplySlot, deliver
 per-command call counts        a dict in observe.meter.Meter.raw_calls       CallCounts
 latency sample + its record    client.timed.TimedSlot, observe.meter.record  TimedSlot
+client read callback           ClientConnection.data_received (+ _serve)     client_data_received
+client write (one per loop)    ClientConnection.flush (+ _after_write)       client_flush
+backend write (one per loop)   BackendConn.flush                             backend_flush
 =============================  ============================================  ==================
+
+The last three are method descriptors that `CompiledClientConnection` and `CompiledBackendConn`
+(the classes `new_client` and `new_backend_conn` make while the compiled hot path is selected)
+put in place of the Python methods, so the event loop and the Flusher call C with no Python
+frame; they serve the common case and call the Python methods for every other one.
 
 The compiled pieces read and write attributes of the Python objects they work on (a
 connection's fifo and out, the samplers' countdowns) by slot offset, as the interpreter's own
-specialised attribute access does, through a small (type, name) cache validated by the type's
-version tag; anything that is not a plain slot takes the generic attribute lookup.
+specialised attribute access does: each access in the C source has its own inline cache (the
+type last seen there and its version tag), filled from a (type, name) table; anything that is
+not a plain slot takes the generic attribute lookup. That is why the objects on the hot path
+(connections, ClientState, ProxyStats, Services, Router, CommandTable) have __slots__.
 
 `select(use_accelerator)` is called (through `client.connection.select_hot_path`, which also
 picks the ReplySlot class of `client.reply`) by the composition root, `proxy.app.build_services`,

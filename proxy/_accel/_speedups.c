@@ -48,8 +48,8 @@ static PyObject *s_fifo, *s_out, *s_dirty, *s_flusher, *s_mark, *s_pipeline_paus
  * instance dict, a property, an empty slot: its AttributeError) takes the generic call.
  * The cache holds strong references to the types it names, so a pointer is never reused.
  * ---------------------------------------------------------------------------------------- */
-#define AC_BITS 8
-#define AC_SIZE (1 << AC_BITS)  /* a few dozen (type, name) pairs are hot: room to spare */
+#define AC_BITS 10
+#define AC_SIZE (1 << AC_BITS)  /* ~60 (type, name) pairs are hot: room to spare (a collision evicts) */
 
 typedef struct {
     PyTypeObject *type;  /* strong */
@@ -94,27 +94,114 @@ static inline ac_entry *ac_find(PyTypeObject *tp, PyObject *name) {
     return e;
 }
 
+/* Per call site, in front of that table: each aget/aset/get_ll/... written in the source has
+ * its own one-entry inline cache (IC(): a static made by the macro's expansion, as the
+ * interpreter keeps one per LOAD_ATTR instruction): the type it saw last and that type's
+ * version tag. A hit is a compare and a load; a miss (another type at that site, or the type
+ * changed) refills it from the table above. A type's version tag is never reused, so a
+ * stale pointer in an inline cache can only miss. */
+typedef struct {
+    PyTypeObject *type;    /* borrowed: the table above holds the reference */
+    unsigned int version;  /* 0: empty */
+    int writable;
+    Py_ssize_t off;
+} ic_t;
+
+#define IC() ({ static ic_t ic_; &ic_; })
+
+static inline void ic_check(ic_t *ic, PyTypeObject *tp, PyObject *name) {
+    if (ic->type == tp && ic->version == tp->tp_version_tag && ic->version != 0) return;
+    ac_entry *e = ac_find(tp, name);
+    ic->type = tp;
+    ic->version = e->version;
+    ic->off = e->off;
+    ic->writable = e->writable;
+}
+
 /* o.name, a new reference (NULL with an exception set) */
-static inline PyObject *aget(PyObject *o, PyObject *name) {
-    ac_entry *e = ac_find(Py_TYPE(o), name);
-    if (e->off) {
-        PyObject *v = *(PyObject **)((char *)o + e->off);
+static inline PyObject *aget_ic(ic_t *ic, PyObject *o, PyObject *name) {
+    ic_check(ic, Py_TYPE(o), name);
+    if (ic->off) {
+        PyObject *v = *(PyObject **)((char *)o + ic->off);
         if (v != NULL) return Py_NewRef(v);
     }
     return PyObject_GetAttr(o, name);
 }
 
 /* o.name = v (a new reference taken); 0, or -1 with an exception set */
-static inline int aset(PyObject *o, PyObject *name, PyObject *v) {
-    ac_entry *e = ac_find(Py_TYPE(o), name);
-    if (e->off && e->writable) {
-        PyObject **slot = (PyObject **)((char *)o + e->off);
+static inline int aset_ic(ic_t *ic, PyObject *o, PyObject *name, PyObject *v) {
+    ic_check(ic, Py_TYPE(o), name);
+    if (ic->off && ic->writable) {
+        PyObject **slot = (PyObject **)((char *)o + ic->off);
         PyObject *old = *slot;
         *slot = Py_NewRef(v);
         Py_XDECREF(old);
         return 0;
     }
     return PyObject_SetAttr(o, name, v);
+}
+
+/* obj.name as a C integer (the hook countdowns, counters); -1 with an exception set on error */
+static inline int get_ll_ic(ic_t *ic, PyObject *obj, PyObject *name, long long *out) {
+    PyObject *v = aget_ic(ic, obj, name);
+    if (v == NULL) return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static inline int set_ll_ic(ic_t *ic, PyObject *obj, PyObject *name, long long v) {
+    PyObject *o = PyLong_FromLongLong(v);
+    if (o == NULL) return -1;
+    int r = aset_ic(ic, obj, name, o);
+    Py_DECREF(o);
+    return r;
+}
+
+/* obj.name += n */
+static inline int add_ll_ic(ic_t *ic, PyObject *obj, PyObject *name, long long n) {
+    long long v;
+    if (get_ll_ic(ic, obj, name, &v) < 0) return -1;
+    return set_ll_ic(ic, obj, name, v + n);
+}
+
+/* truth of o.name: 1, 0, or -1 with an exception set */
+static inline int attr_true_ic(ic_t *ic, PyObject *o, PyObject *name) {
+    PyObject *v = aget_ic(ic, o, name);
+    if (v == NULL) return -1;
+    int r = v == Py_True ? 1 : v == Py_False || v == Py_None ? 0 : PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+#define aget(o, name) aget_ic(IC(), (o), (name))
+#define aset(o, name, v) aset_ic(IC(), (o), (name), (v))
+#define get_ll(o, name, out) get_ll_ic(IC(), (o), (name), (out))
+#define set_ll(o, name, v) set_ll_ic(IC(), (o), (name), (v))
+#define add_ll(o, name, n) add_ll_ic(IC(), (o), (name), (n))
+#define attr_true(o, name) attr_true_ic(IC(), (o), (name))
+
+/* A connection's fifo is a collections.deque: its append and popleft are called through the
+ * type's method descriptors (a vectorcall) rather than looked up by name on every call. */
+static PyTypeObject *deque_type;
+static PyObject *deque_append, *deque_popleft;
+
+static inline PyObject *fifo_popleft(PyObject *fifo) {
+    if (Py_IS_TYPE(fifo, deque_type)) return PyObject_Vectorcall(deque_popleft, &fifo, 1, NULL);
+    return PyObject_CallMethodNoArgs(fifo, s_popleft);
+}
+
+static inline int fifo_append(PyObject *fifo, PyObject *x) {
+    PyObject *r;
+    if (Py_IS_TYPE(fifo, deque_type)) {
+        PyObject *a[2] = {fifo, x};
+        r = PyObject_Vectorcall(deque_append, a, 2, NULL);
+    } else {
+        r = PyObject_CallMethodOneArg(fifo, s_append, x);
+    }
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1209,7 +1296,7 @@ static int rs_resolve_impl(ReplySlot *self, PyObject *raw) {
     if (head != (PyObject *)self) { rc = 0; goto end; }
     Py_CLEAR(head);
     /* Only the head can be written; a reply behind an unanswered one waits for it. */
-    PyObject *x = PyObject_CallMethodNoArgs(fifo, s_popleft);
+    PyObject *x = fifo_popleft(fifo);
     if (x == NULL) goto end;
     Py_DECREF(x);
     out = aget(s, s_out);
@@ -1228,7 +1315,7 @@ static int rs_resolve_impl(ReplySlot *self, PyObject *raw) {
         Py_CLEAR(head);
         if (d == NULL) goto end;
         if (d == Py_None) { Py_DECREF(d); break; }
-        x = PyObject_CallMethodNoArgs(fifo, s_popleft);
+        x = fifo_popleft(fifo);
         if (x == NULL) { Py_DECREF(d); goto end; }
         Py_DECREF(x);
         int r = PyList_CheckExact(out) ? PyList_Append(out, d) : -1;
@@ -1317,8 +1404,6 @@ static PyTypeObject ReplySlotType = {
  * ------------------------------------------------------------------------------------------ */
 #include <time.h>
 
-static int get_ll(PyObject *obj, PyObject *name, long long *out);
-static int set_ll(PyObject *obj, PyObject *name, long long v);
 
 typedef struct {
     ReplySlot base;
@@ -1376,12 +1461,6 @@ static void ts_dealloc(TimedSlot *self) {
 }
 
 /* obj.name += n (a Timings int field) */
-static int add_ll(PyObject *obj, PyObject *name, long long n) {
-    long long v;
-    if (get_ll(obj, name, &v) < 0) return -1;
-    return set_ll(obj, name, v + n);
-}
-
 static int timings_add(PyObject *t, long long dt, Py_ssize_t k, int failed) {
     if (add_ll(t, s_count, 1) < 0 || add_ll(t, s_sum_ns, dt) < 0) return -1;
     if (failed && add_ll(t, s_failed, 1) < 0) return -1;
@@ -1912,6 +1991,9 @@ static inline int slot_ops_incr(PyObject *slot_ops, Py_ssize_t slot) {
     return 0;
 }
 
+/* mark(conn), or Flusher.mark without a bound method when `mark` is the C Flusher itself */
+static PyObject *call_mark(PyObject *mark, PyObject *conn);
+
 /* Queue packed request `pk` on group.lanes[lane] for `waiter`: what BackendConn.send does,
  * written out for a connection that is UP (its fifo, its output, mark it dirty once). */
 static int route_req(PyObject *group, Py_ssize_t lane, PyObject *pk, PyObject *waiter,
@@ -1938,10 +2020,9 @@ static int route_req(PyObject *group, Py_ssize_t lane, PyObject *pk, PyObject *w
     }
     PyObject *bf = aget(bconn, s_fifo);
     if (bf == NULL) goto end;
-    x = PyObject_CallMethodOneArg(bf, s_append, waiter);
+    int ea = fifo_append(bf, waiter);
     Py_DECREF(bf);
-    if (x == NULL) goto end;
-    Py_DECREF(x);
+    if (ea < 0) goto end;
     PyObject *bout = aget(bconn, s_out);
     if (bout == NULL) goto end;
     if (PyList_CheckExact(bout)) {
@@ -1961,7 +2042,7 @@ static int route_req(PyObject *group, Py_ssize_t lane, PyObject *pk, PyObject *w
     if (isd < 0) goto end;
     if (!isd) {
         if (aset(bconn, s_dirty, Py_True) < 0) goto end;
-        x = PyObject_CallOneArg(mark, bconn);
+        x = call_mark(mark, bconn);
         if (x == NULL) goto end;
         Py_DECREF(x);
     }
@@ -1992,23 +2073,6 @@ static PyObject *timed_slot(PyObject *timed, PyObject *conn, PyObject *argv, PyO
     if (x == NULL) { Py_DECREF(rs); return NULL; }
     Py_DECREF(x);
     return rs;
-}
-
-/* obj.name as a C integer (the hook countdowns); -1 with an exception set on error. */
-static int get_ll(PyObject *obj, PyObject *name, long long *out) {
-    PyObject *v = aget(obj, name);
-    if (v == NULL) return -1;
-    *out = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
-}
-
-static int set_ll(PyObject *obj, PyObject *name, long long v) {
-    PyObject *o = PyLong_FromLongLong(v);
-    if (o == NULL) return -1;
-    int r = aset(obj, name, o);
-    Py_DECREF(o);
-    return r;
 }
 
 static PyObject *build_frame(PyObject *argv, Py_ssize_t step, PyObject *ix);
@@ -2116,33 +2180,45 @@ done:
  * one in meter.every by meter.slow_countdown, and not offered to the hot-key sampler.
  * The countdowns live in C locals during the run and are written back before returning.
  */
+static Py_ssize_t fast_run_impl(PyObject *conn, PyObject *reqs, PyObject *packed, Py_ssize_t i,
+                                PyObject *fast, PyObject *by_slot, long mask,
+                                PyObject *slot_ops, Py_ssize_t lane, PyObject *mark,
+                                PyObject *up, PyObject *hot, PyObject *split, PyObject *meter,
+                                PyObject *timed);
+
 static PyObject *py_fast_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 15) {
         PyErr_SetString(PyExc_TypeError, "fast_run() takes 15 arguments");
         return NULL;
     }
-    PyObject *conn = args[0], *reqs = args[1], *packed = args[2];
     Py_ssize_t i = PyLong_AsSsize_t(args[3]);
-    PyObject *fast = args[4], *by_slot = args[5];
     long mask = PyLong_AsLong(args[6]);
-    PyObject *slot_ops = args[7];
     Py_ssize_t lane = PyLong_AsSsize_t(args[8]);
-    PyObject *mark = args[9], *up = args[10], *hot = args[11], *split = args[12];
-    PyObject *meter = args[13], *timed = args[14];
     if (PyErr_Occurred()) return NULL;
+    Py_ssize_t j = fast_run_impl(args[0], args[1], args[2], i, args[4], args[5], mask, args[7],
+                                 lane, args[9], args[10], args[11], args[12], args[13], args[14]);
+    return j < 0 ? NULL : PyLong_FromSsize_t(j);
+}
+
+/* fast_run's body: the index it stopped at, or -1 with an exception set. */
+static Py_ssize_t fast_run_impl(PyObject *conn, PyObject *reqs, PyObject *packed, Py_ssize_t i,
+                                PyObject *fast, PyObject *by_slot, long mask,
+                                PyObject *slot_ops, Py_ssize_t lane, PyObject *mark,
+                                PyObject *up, PyObject *hot, PyObject *split, PyObject *meter,
+                                PyObject *timed) {
     if (!PyList_CheckExact(reqs) || !PyList_CheckExact(packed) || !PyDict_Check(fast)
         || !PyList_CheckExact(by_slot) || (split != Py_None && !PyDict_Check(split))) {
         PyErr_SetString(PyExc_TypeError,
                         "fast_run(): reqs, packed, by_slot lists; fast_arity, split_kinds dicts");
-        return NULL;
+        return -1;
     }
     if (timed == Py_None) timed = NULL;
     /* meter.every and meter.slow_countdown are read only when needed (a countdown at 0, a
      * split command): most runs read and write two countdowns and nothing else. */
     long long tick, cd = 0, slow_cd = 0, every = 0;
     int have_slow = 0;
-    if (get_ll(hot, s_countdown, &tick) < 0) return NULL;
-    if (timed != NULL && get_ll(meter, s_countdown, &cd) < 0) return NULL;
+    if (get_ll(hot, s_countdown, &tick) < 0) return -1;
+    if (timed != NULL && get_ll(meter, s_countdown, &cd) < 0) return -1;
     Py_ssize_t n = PyList_GET_SIZE(reqs);
     if (PyList_GET_SIZE(packed) < n) n = PyList_GET_SIZE(packed);
     PyObject *cfifo = NULL, *cappend = NULL;
@@ -2244,11 +2320,11 @@ out:
                 || (have_slow && set_ll(meter, s_slow_countdown, slow_cd) < 0) ? -1 : 0;
         if (failed) {
             PyErr_Restore(et, ev, tb);
-            return NULL;
+            return -1;
         }
-        if (w < 0) return NULL;
+        if (w < 0) return -1;
     }
-    return PyLong_FromSsize_t(i);
+    return i;
 }
 
 
@@ -2614,6 +2690,298 @@ static PyTypeObject FlusherType = {
     .tp_new = PyType_GenericNew,
 };
 
+static PyObject *call_mark(PyObject *mark, PyObject *conn) {
+    if (Py_IS_TYPE(mark, &FlusherType)) return fl_mark((Flusher *)mark, conn);
+    return PyObject_CallOneArg(mark, conn);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The client connection's read and write callbacks, and the backend connection's write
+ * (twins: ClientConnection.data_received and .flush, BackendConn.flush).
+ *
+ * A -P 1 request ran three Python frames of glue around the compiled pieces: the read
+ * callback (accounting, feed, the checks that pick the fast path), the loop that calls
+ * fast_run, and the write (join, transport.write). Here they are method descriptors that
+ * CompiledClientConnection (and CompiledBackendConn) put in place of those methods, so the
+ * event loop calls C directly. They serve the common case only, and hand every other one, at
+ * the point where it leaves the common case, to the Python methods the twins are made of
+ * (_py_data_received, _serve, _dispatch_chunk_compiled, _after_read, _after_write): the
+ * Python code stays the one definition of every rare case.
+ * ---------------------------------------------------------------------------------------- */
+static PyObject *s_activity, *s_last_read, *s__time, *s_stats, *s_bytes_in, *s_bytes_out,
+    *s_closing, *s_stash, *s_parser, *s_backlog, *s_lane_barrier, *s_max_pipeline, *s_mode,
+    *s_fast_path, *s_reply_ctl, *s_read_from, *s_services, *s_table, *s_fast_arity,
+    *s_split_kinds, *s_router, *s_by_slot, *s_mask, *s_slot_ops, *s_hotkeys, *s_meter,
+    *s_enabled, *s_lane, *s_cmd, *s_commands, *s_transport, *s_write, *s_write_paused, *s_eof,
+    *s_feed, *s_packed, *s__serve, *s__dispatch_chunk_compiled, *s__after_read,
+    *s__py_data_received, *s__after_write, *s__stash, *s_counters, *s_requests;
+static PyObject *client_timed;  /* client.connection._timed_slot (set_client_hooks) */
+static PyObject *client_up;     /* backend.conn.UP */
+
+static PyObject *py_set_client_hooks(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_client_hooks(timed_slot, up)");
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_XSETREF(client_timed, args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(client_up, args[1]);
+    Py_RETURN_NONE;
+}
+
+/* len(o.name), or -1 with an exception set */
+static Py_ssize_t attr_len(PyObject *o, PyObject *name) {
+    PyObject *v = aget(o, name);
+    if (v == NULL) return -1;
+    Py_ssize_t n = PyObject_Length(v);
+    Py_DECREF(v);
+    return n;
+}
+
+/* o.name(args...) with the result dropped: 0, or -1 with an exception set */
+static int call_void(PyObject *o, PyObject *name, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *a[4] = {o};
+    for (Py_ssize_t k = 0; k < nargs && k < 3; k++) a[k + 1] = args[k];
+    PyObject *r = PyObject_VectorcallMethod(name, a, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* The fast path's context, read afresh on every read (the router's table, the samplers and
+ * the metrics switch can all change between reads), then fast_run over the whole read. */
+static Py_ssize_t cl_fast(PyObject *conn, PyObject *state, PyObject *stats, PyObject *reqs,
+                          PyObject *packed) {
+    Py_ssize_t j = -1;
+    long long lane;
+    PyObject *services = NULL, *table = NULL, *fast = NULL, *split = NULL, *router = NULL,
+             *by_slot = NULL, *mask_o = NULL, *slot_ops = NULL, *hot = NULL, *meter = NULL,
+             *flusher = NULL;
+    if ((services = aget(conn, s_services)) == NULL || (table = aget(services, s_table)) == NULL
+        || (fast = aget(table, s_fast_arity)) == NULL
+        || (split = aget(table, s_split_kinds)) == NULL
+        || (router = aget(services, s_router)) == NULL
+        || (by_slot = aget(router, s_by_slot)) == NULL
+        || (mask_o = aget(router, s_mask)) == NULL
+        || (slot_ops = aget(stats, s_slot_ops)) == NULL
+        || (hot = aget(services, s_hotkeys)) == NULL || (meter = aget(stats, s_meter)) == NULL
+        || (flusher = aget(conn, s_flusher)) == NULL || get_ll(state, s_lane, &lane) < 0)
+        goto end;
+    long mask = PyLong_AsLong(mask_o);
+    if (mask == -1 && PyErr_Occurred()) goto end;
+    int on = attr_true(meter, s_enabled);
+    if (on < 0) goto end;
+    if (on && client_timed == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_client_hooks() was not called");
+        goto end;
+    }
+    j = fast_run_impl(conn, reqs, packed, 0, fast, by_slot, mask, slot_ops, (Py_ssize_t)lane,
+                      flusher, client_up != NULL ? client_up : Py_None, hot, split, meter,
+                      on ? client_timed : NULL);
+end:
+    Py_XDECREF(services); Py_XDECREF(table); Py_XDECREF(fast); Py_XDECREF(split);
+    Py_XDECREF(router); Py_XDECREF(by_slot); Py_XDECREF(mask_o); Py_XDECREF(slot_ops);
+    Py_XDECREF(hot); Py_XDECREF(meter); Py_XDECREF(flusher);
+    return j;
+}
+
+/* ClientConnection.data_received(data) */
+static PyObject *cl_data_received(PyObject *conn, PyObject *data) {
+    if (!PyBytes_CheckExact(data))
+        return PyObject_CallMethodOneArg(conn, s__py_data_received, data);
+    PyObject *state = NULL, *stats = NULL, *parser = NULL, *reqs = NULL, *fifo = NULL,
+             *mode = NULL, *x;
+    int rc = -1, t;
+    long long maxp;
+    if ((state = aget(conn, s_state)) == NULL || add_ll(state, s_activity, 1) < 0) goto end;
+    if ((x = aget(conn, s__time)) == NULL) goto end;
+    PyObject *now = PyObject_CallNoArgs(x);
+    Py_DECREF(x);
+    if (now == NULL || aset(state, s_last_read, now) < 0) { Py_XDECREF(now); goto end; }
+    Py_DECREF(now);
+    if ((stats = aget(conn, s_stats)) == NULL
+        || add_ll(stats, s_bytes_in, PyBytes_GET_SIZE(data)) < 0)
+        goto end;
+    if ((t = attr_true(conn, s_closing)) != 0) { rc = t; goto end; }
+    if ((x = aget(conn, s_stash)) == NULL) goto end;
+    t = x != Py_None;
+    Py_DECREF(x);
+    if (t) { rc = call_void(conn, s__stash, &data, 1); goto end; }
+    if ((parser = aget(conn, s_parser)) == NULL) goto end;
+    int cparser = Py_IS_TYPE(parser, &RequestParserType);
+    reqs = cparser ? rp_feed((RequestParser *)parser, data)
+                   : PyObject_CallMethodOneArg(parser, s_feed, data);
+    if (reqs == NULL) goto end;
+    /* the common case: a C parser's whole read, no error, nothing held back, within the
+     * pipeline bound, in a mode that allows the fast path; anything else: _serve(reqs) */
+    int common = cparser && PyList_CheckExact(reqs)
+                 && ((RequestParser *)parser)->error == Py_None;
+    Py_ssize_t n = common ? PyList_GET_SIZE(reqs) : 0;
+    Py_ssize_t flen = 0;
+    if (common && n) {
+        if ((t = attr_true(conn, s_backlog)) < 0) goto end;
+        common = !t;
+    }
+    if (common && n) {
+        if ((t = attr_true(conn, s_lane_barrier)) < 0) goto end;
+        common = !t;
+    }
+    if ((fifo = aget(conn, s_fifo)) == NULL || (flen = PyObject_Length(fifo)) < 0
+        || get_ll(conn, s_max_pipeline, &maxp) < 0)
+        goto end;
+    if (common && n) common = n + flen <= maxp;
+    if (common && n) {
+        if ((mode = aget(conn, s_mode)) == NULL || (t = attr_true(mode, s_fast_path)) < 0)
+            goto end;
+        common = t;
+    }
+    if (common && n) {
+        if ((t = attr_true(conn, s_reply_ctl)) < 0) goto end;
+        common = !t;
+    }
+    if (common && n) {
+        if ((t = attr_true(state, s_read_from)) < 0) goto end;
+        common = !t;
+    }
+    if (!common) { rc = call_void(conn, s__serve, &reqs, 1); goto end; }
+    if (n) {
+        PyObject *packed = ((RequestParser *)parser)->packed;
+        Py_INCREF(packed);
+        Py_ssize_t j = cl_fast(conn, state, stats, reqs, packed);
+        if (j < 0 || add_ll(state, s_commands, j) < 0 || add_ll(stats, s_commands, j) < 0) {
+            Py_DECREF(packed);
+            goto end;
+        }
+        if (j < n) {  /* a request the fast path does not serve: the Python loop from there */
+            PyObject *ja = PyLong_FromSsize_t(j);
+            PyObject *a[3] = {reqs, packed, ja};
+            int e = ja == NULL ? -1 : call_void(conn, s__dispatch_chunk_compiled, a, 3);
+            Py_XDECREF(ja);
+            Py_DECREF(packed);
+            if (e < 0) goto end;
+            rc = call_void(conn, s__after_read, NULL, 0);
+            goto end;
+        }
+        Py_DECREF(packed);
+        PyObject *last = PyList_GET_ITEM(reqs, n - 1);  /* served: a list of >= 2 */
+        if (aset(state, s_cmd, PyList_GET_ITEM(last, 0)) < 0) goto end;
+        if ((flen = PyObject_Length(fifo)) < 0) goto end;
+    }
+    /* backpressure (_after_read) only when it has something to do */
+    if (flen >= maxp) {
+        if ((t = attr_true(conn, s_pipeline_paused)) < 0) goto end;
+        if (!t) { rc = call_void(conn, s__after_read, NULL, 0); goto end; }
+    }
+    if ((t = attr_true(conn, s_lane_barrier)) < 0) goto end;
+    rc = t ? call_void(conn, s__after_read, NULL, 0) : 0;
+end:
+    Py_XDECREF(state); Py_XDECREF(stats); Py_XDECREF(parser); Py_XDECREF(reqs);
+    Py_XDECREF(fifo); Py_XDECREF(mode);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* out (a list) joined into one bytes and emptied; a new reference, or NULL with an exception */
+static PyObject *take_out(PyObject *out) {
+    Py_ssize_t n = PyList_GET_SIZE(out);
+    PyObject *data;
+    if (n == 1) {
+        data = Py_NewRef(PyList_GET_ITEM(out, 0));
+    } else {
+        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+        if (empty == NULL) return NULL;
+        data = _PyBytes_Join(empty, out);
+        Py_DECREF(empty);
+        if (data == NULL) return NULL;
+    }
+    if (PyList_SetSlice(out, 0, n, NULL) < 0) { Py_DECREF(data); return NULL; }
+    return data;
+}
+
+/* A flush's start, either connection's: dirty = False; its out (a list) and transport (new
+ * references); 0, or -1 with an exception set. The caller's inline caches are passed in: the
+ * client's and the backend's flush are different types at the same attributes. */
+static inline int flush_begin(ic_t *ic_dirty, ic_t *ic_out, ic_t *ic_transport, PyObject *conn,
+                              PyObject **out, PyObject **transport) {
+    if (aset_ic(ic_dirty, conn, s_dirty, Py_False) < 0
+        || (*out = aget_ic(ic_out, conn, s_out)) == NULL
+        || (*transport = aget_ic(ic_transport, conn, s_transport)) == NULL)
+        return -1;
+    if (!PyList_CheckExact(*out)) {
+        PyErr_SetString(PyExc_TypeError, "flush(): out must be a list");
+        return -1;
+    }
+    return 0;
+}
+
+/* ClientConnection.flush(): one write for all ready replies */
+static PyObject *cl_flush(PyObject *conn, PyObject *unused) {
+    PyObject *out = NULL, *transport = NULL, *data = NULL, *stats = NULL;
+    int rc = -1;
+    if (flush_begin(IC(), IC(), IC(), conn, &out, &transport) < 0) goto end;
+    if (transport == Py_None) {
+        rc = PyList_SetSlice(out, 0, PyList_GET_SIZE(out), NULL);
+        goto end;
+    }
+    int wrote = PyList_GET_SIZE(out) > 0;
+    if (wrote) {
+        if ((data = take_out(out)) == NULL) goto end;
+        PyObject *r = PyObject_CallMethodOneArg(transport, s_write, data);
+        if (r == NULL) goto end;
+        Py_DECREF(r);
+        if ((stats = aget(conn, s_stats)) == NULL
+            || add_ll(stats, s_bytes_out, PyBytes_GET_SIZE(data)) < 0)
+            goto end;
+    }
+    int t;
+    if ((t = attr_true(conn, s_write_paused)) == 0 && (t = attr_true(conn, s_closing)) == 0)
+        t = attr_true(conn, s_eof);
+    if (t < 0) goto end;
+    if (t) {
+        PyObject *a[2] = {transport, wrote ? Py_True : Py_False};
+        rc = call_void(conn, s__after_write, a, 2);
+        goto end;
+    }
+    rc = 0;
+end:
+    Py_XDECREF(out); Py_XDECREF(transport); Py_XDECREF(data); Py_XDECREF(stats);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* BackendConn.flush(): one write for everything queued this iteration */
+static PyObject *bk_flush(PyObject *conn, PyObject *unused) {
+    PyObject *out = NULL, *transport = NULL, *data = NULL, *counters = NULL;
+    int rc = -1;
+    if (flush_begin(IC(), IC(), IC(), conn, &out, &transport) < 0) goto end;
+    Py_ssize_t n = PyList_GET_SIZE(out);
+    if (n == 0 || transport == Py_None) { rc = 0; goto end; }
+    /* requests are counted here, once per write, not once per request */
+    if ((counters = aget(conn, s_counters)) == NULL || add_ll(counters, s_requests, n) < 0
+        || (data = take_out(out)) == NULL)
+        goto end;
+    PyObject *r = PyObject_CallMethodOneArg(transport, s_write, data);
+    if (r == NULL) goto end;
+    Py_DECREF(r);
+    rc = 0;
+end:
+    Py_XDECREF(out); Py_XDECREF(transport); Py_XDECREF(data); Py_XDECREF(counters);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cl_data_received_def = {
+    "data_received", (PyCFunction)cl_data_received, METH_O,
+    "Called by the loop with request bytes (compiled twin of ClientConnection's)."};
+static PyMethodDef cl_flush_def = {
+    "flush", (PyCFunction)cl_flush, METH_NOARGS,
+    "Called by the Flusher: one write for all ready replies (compiled twin)."};
+static PyMethodDef bk_flush_def = {
+    "flush", (PyCFunction)bk_flush, METH_NOARGS,
+    "Called by the Flusher: one write for everything queued (compiled twin of BackendConn's)."};
+
 /* ------------------------------------------------------------------------------------------
  * MSET/MGET/DEL split (twin: proxy.fanout.split.plan_split)
  * ---------------------------------------------------------------------------------------- */
@@ -2785,6 +3153,8 @@ static PyMethodDef module_methods[] = {
     {"pack_list", (PyCFunction)py_pack_list, METH_O, "Canonical RESP encoding of a list of bytes."},
     {"deliver", (PyCFunction)(void (*)(void))py_deliver, METH_FASTCALL,
      "deliver(fifo, replies): fifo.popleft().resolve(raw) for each reply, in order."},
+    {"set_client_hooks", (PyCFunction)(void (*)(void))py_set_client_hooks, METH_FASTCALL,
+     "set_client_hooks(timed_slot, up): what the compiled data_received calls and compares."},
     {"fast_run", (PyCFunction)(void (*)(void))py_fast_run, METH_FASTCALL,
      "The client connection's fast path over reqs[i:]; returns where it stopped."},
     {"count_calls", (PyCFunction)(void (*)(void))py_count_calls, METH_FASTCALL,
@@ -2804,7 +3174,67 @@ static struct PyModuleDef speedups_module = {
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     crc_init();
+    {
+        PyObject *coll = PyImport_ImportModule("collections");
+        if (coll == NULL) return NULL;
+        PyObject *dq = PyObject_GetAttrString(coll, "deque");
+        Py_DECREF(coll);
+        if (dq == NULL) return NULL;
+        if (!PyType_Check(dq)) {
+            Py_DECREF(dq);
+            PyErr_SetString(PyExc_ImportError, "collections.deque is not a type");
+            return NULL;
+        }
+        deque_type = (PyTypeObject *)dq;  /* kept for the process's life */
+        if ((deque_append = PyObject_GetAttrString(dq, "append")) == NULL
+            || (deque_popleft = PyObject_GetAttrString(dq, "popleft")) == NULL)
+            return NULL;
+    }
     INTERN(s_fifo, "fifo");
+    INTERN(s_activity, "activity");
+    INTERN(s_last_read, "last_read");
+    INTERN(s__time, "_time");
+    INTERN(s_stats, "stats");
+    INTERN(s_bytes_in, "bytes_in");
+    INTERN(s_bytes_out, "bytes_out");
+    INTERN(s_closing, "closing");
+    INTERN(s_stash, "stash");
+    INTERN(s_parser, "parser");
+    INTERN(s_backlog, "backlog");
+    INTERN(s_lane_barrier, "lane_barrier");
+    INTERN(s_max_pipeline, "max_pipeline");
+    INTERN(s_mode, "mode");
+    INTERN(s_fast_path, "fast_path");
+    INTERN(s_reply_ctl, "reply_ctl");
+    INTERN(s_read_from, "read_from");
+    INTERN(s_services, "services");
+    INTERN(s_table, "table");
+    INTERN(s_fast_arity, "fast_arity");
+    INTERN(s_split_kinds, "split_kinds");
+    INTERN(s_router, "router");
+    INTERN(s_by_slot, "by_slot");
+    INTERN(s_mask, "mask");
+    INTERN(s_slot_ops, "slot_ops");
+    INTERN(s_hotkeys, "hotkeys");
+    INTERN(s_meter, "meter");
+    INTERN(s_enabled, "enabled");
+    INTERN(s_lane, "lane");
+    INTERN(s_cmd, "cmd");
+    INTERN(s_commands, "commands");
+    INTERN(s_transport, "transport");
+    INTERN(s_write, "write");
+    INTERN(s_write_paused, "write_paused");
+    INTERN(s_eof, "eof");
+    INTERN(s_feed, "feed");
+    INTERN(s_packed, "packed");
+    INTERN(s__serve, "_serve");
+    INTERN(s__dispatch_chunk_compiled, "_dispatch_chunk_compiled");
+    INTERN(s__after_read, "_after_read");
+    INTERN(s__py_data_received, "_py_data_received");
+    INTERN(s__after_write, "_after_write");
+    INTERN(s__stash, "_stash");
+    INTERN(s_counters, "counters");
+    INTERN(s_requests, "requests");
     INTERN(s_out, "out");
     INTERN(s_dirty, "dirty");
     INTERN(s_flusher, "flusher");
@@ -2880,6 +3310,19 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         || PyModule_AddObject(m, "ReplySlot", (PyObject *)&ReplySlotType) < 0) {
         Py_DECREF(m);
         return NULL;
+    }
+    /* Methods for Python classes (CompiledClientConnection, CompiledBackendConn): method
+     * descriptors bound to any object, so `conn.flush` is a C call with no Python frame. */
+    struct { const char *name; PyMethodDef *def; } meths[] = {
+        {"client_data_received", &cl_data_received_def}, {"client_flush", &cl_flush_def},
+        {"backend_flush", &bk_flush_def}};
+    for (size_t k = 0; k < sizeof meths / sizeof meths[0]; k++) {
+        PyObject *d = PyDescr_NewMethod(&PyBaseObject_Type, meths[k].def);
+        if (d == NULL || PyModule_AddObject(m, meths[k].name, d) < 0) {
+            Py_XDECREF(d);
+            Py_DECREF(m);
+            return NULL;
+        }
     }
     return m;
 }

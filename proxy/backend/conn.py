@@ -109,6 +109,15 @@ def _deliver(fifo: deque[Waiter], replies: list[bytes]) -> None:
 class BackendConn(asyncio.Protocol):
     """One pipelined connection to a redis-server, reconnecting with backoff."""
 
+    # Slots, not a __dict__: the compiled hot path reads fifo, out, dirty and state of the
+    # lane it routes to on every request, by slot offset (see proxy._accel).
+    __slots__ = (
+        "_backoff", "_connect_timeout", "_db", "_deliver", "_flusher", "_lost", "_password",
+        "_reconnect_max", "_reconnect_min", "_request_timeout", "_stall_head", "_stall_since",
+        "_task", "_up_event", "_username", "addr", "counters", "dirty", "fifo", "host",
+        "last_error", "out", "port", "proto", "reader", "state", "transport", "unavailable",
+    )
+
     def __init__(
         self,
         host: str,
@@ -357,3 +366,21 @@ class BackendConn(asyncio.Protocol):
     @property
     def up(self) -> bool:
         return self.state == UP
+
+
+if _accel.built is not None:
+    class CompiledBackendConn(BackendConn):
+        """BackendConn of the compiled hot path: its write (`flush`, called by the Flusher once
+        per loop iteration) is the compiled twin (`_speedups.backend_flush`)."""
+
+        __slots__ = ()
+        flush = _accel.built.backend_flush
+else:
+    CompiledBackendConn = None  # type: ignore[assignment, misc]
+
+
+def new_backend_conn(host: str, port: int, flusher: Flusher, **kw: Any) -> BackendConn:
+    """A BackendConn of the hot path selected now (see proxy._accel.select)."""
+    if _accel.speedups is not None and CompiledBackendConn is not None:
+        return CompiledBackendConn(host, port, flusher, **kw)
+    return BackendConn(host, port, flusher, **kw)

@@ -16,7 +16,7 @@ from slotcore.resp import pack_command
 
 from ..config import BackendConfig
 from ..observe.stats import ProxyStats
-from .conn import BackendConn, Flusher
+from .conn import BackendConn, Flusher, new_backend_conn
 from .dedicated import DedicatedPool
 
 _PING = pack_command(b"PING")
@@ -51,7 +51,7 @@ class BackendPool:
         c = self.cfg
         counters = self.stats.backend(addr)
         conns = [
-            BackendConn(
+            new_backend_conn(
                 host, port, self.flusher,
                 password=c.password, username=c.username, db=c.db, proto=proto,
                 connect_timeout=c.connect_timeout, request_timeout=c.request_timeout,

@@ -267,8 +267,15 @@ class ClientConnection(asyncio.Protocol):
         if self.stash is not None:
             self._stash(data)
             return
+        self._serve(self.parser.feed(data))
+
+    # The twin of the compiled data_received (CompiledClientConnection), which serves the
+    # common case itself and calls the Python methods below at the point where it leaves it.
+    _py_data_received = data_received
+
+    def _serve(self, reqs: list[list[bytes]]) -> None:
+        """Dispatch the requests one read parsed, then its protocol error and backpressure."""
         parser = self.parser
-        reqs = parser.feed(data)
         if reqs:
             meter = self.stats.meter
             if meter.enabled and self._fast_run is None:
@@ -290,6 +297,9 @@ class ClientConnection(asyncio.Protocol):
                 self.deferred_error = parser.error
             else:
                 self._protocol_error(parser.error)
+        self._after_read()
+
+    def _after_read(self) -> None:
         if len(self.fifo) >= self.max_pipeline and not self.pipeline_paused:
             # Backpressure: stop reading this client until half its replies are written.
             self.pipeline_paused = True
@@ -408,7 +418,8 @@ class ClientConnection(asyncio.Protocol):
         self.state.commands += i
         services.stats.commands += i
 
-    def _dispatch_chunk_compiled(self, reqs: list[list[bytes]], packed: list[bytes]) -> None:
+    def _dispatch_chunk_compiled(self, reqs: list[list[bytes]], packed: list[bytes],
+                                 start: int = 0) -> None:
         # The same loop with the fast path compiled (`_speedups.fast_run`: the loop above,
         # request for request, plus MSET/MGET/DEL... whose keys all have an owner, served as
         # fanout.split.split serves them): it serves reqs[i:] until a request it does not
@@ -416,7 +427,8 @@ class ClientConnection(asyncio.Protocol):
         # are counted in C: the hot-key countdown (services.hotkeys.countdown, read and
         # written back by fast_run; hot.sample called at 0) and the latency sampler
         # (meter.countdown; at 0 `_timed_slot` makes the TimedSlot); a client with a read
-        # policy (state.read_from) leaves the fast path, as above.
+        # policy (state.read_from) leaves the fast path, as above. From reqs[start]: the
+        # compiled data_received served (and counted) the ones before.
         services = self.services
         fast = services.table.fast_arity
         router = services.router
@@ -433,7 +445,7 @@ class ClientConnection(asyncio.Protocol):
         n = len(reqs)
         fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
         fast_last = False
-        i = 0
+        i = start
         while i < n:
             if fast_path:
                 j = fast_run(self, reqs, packed, i, fast, by_slot, mask, slot_ops,
@@ -450,8 +462,8 @@ class ClientConnection(asyncio.Protocol):
             fast_path = self.mode.fast_path and not (self.reply_ctl or self.state.read_from)
         if fast_last:
             self.state.cmd = reqs[i - 1][0]
-        self.state.commands += i
-        services.stats.commands += i
+        self.state.commands += i - start
+        services.stats.commands += i - start
 
     def _dispatch_slow(self, reqs: list[list[bytes]], packed: list[bytes], i: int) -> bool:
         """reqs[i] through dispatch(); True when the rest of the chunk must not run now."""
@@ -654,22 +666,27 @@ class ClientConnection(asyncio.Protocol):
         if transport is None:
             out.clear()
             return
-        if out:
+        wrote = bool(out)
+        if wrote:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             transport.write(data)
             self.stats.bytes_out += len(data)  # metrics: per write, not per reply
-            # Only a client over the high-water mark (pause_writing was called) can be over the
-            # output limit, so the size is asked only then.
-            if self.write_paused and transport.get_write_buffer_size() > self.output_limit:
-                log.warning("client %s: output buffer over %d bytes; closing", self.state.addr,
-                            self.output_limit)
-                if self.subs is not None and self.subs.active:
-                    self.services.stats.pubsub_dropped += 1
-                self.closing = True
-                self.fifo.clear()
-                transport.abort()
-                return
+        if self.write_paused or self.closing or self.eof:
+            self._after_write(transport, wrote)
+
+    def _after_write(self, transport: asyncio.Transport, wrote: bool) -> None:
+        # Only a client over the high-water mark (pause_writing was called) can be over the
+        # output limit, so the size is asked only then.
+        if wrote and self.write_paused and transport.get_write_buffer_size() > self.output_limit:
+            log.warning("client %s: output buffer over %d bytes; closing", self.state.addr,
+                        self.output_limit)
+            if self.subs is not None and self.subs.active:
+                self.services.stats.pubsub_dropped += 1
+            self.closing = True
+            self.fifo.clear()
+            transport.abort()
+            return
         if (self.closing or self.eof) and self._drained():
             transport.close()
 
@@ -701,6 +718,27 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
 
 
+if _accel.built is not None:
+    class CompiledClientConnection(ClientConnection):
+        """The connection of the compiled hot path: its read and write callbacks are the
+        compiled twins of ClientConnection's (`_speedups.client_data_received` and
+        `client_flush`), which the event loop and the Flusher call with no Python frame. They
+        serve the common case and call the Python methods above for everything else."""
+
+        __slots__ = ()
+        data_received = _accel.built.client_data_received
+        flush = _accel.built.client_flush
+else:
+    CompiledClientConnection = None  # type: ignore[assignment, misc]
+
+
+def new_client(services: Services, dispatch: Dispatch) -> ClientConnection:
+    """A connection of the hot path selected now (select_hot_path)."""
+    if _accel.speedups is not None and CompiledClientConnection is not None:
+        return CompiledClientConnection(services, dispatch)
+    return ClientConnection(services, dispatch)
+
+
 def _timed_slot(conn: ClientConnection, argv: list[bytes], group: RoutedGroup | None
                 ) -> ReplySlot:
     """The compiled fast path's latency sample (1 request in meter.every): what the Python
@@ -712,3 +750,7 @@ def _timed_slot(conn: ClientConnection, argv: list[bytes], group: RoutedGroup | 
     cls = sp.TimedSlot if sp is not None else TimedSlot
     return cls(conn, argv, meter, meter.raw_named(argv[0]),
                meter.gid(group.gid) if group is not None else meter.group("*"))
+
+
+if _accel.built is not None:
+    _accel.built.set_client_hooks(_timed_slot, UP)

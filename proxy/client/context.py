@@ -130,7 +130,7 @@ class ClientRegistry:
         return len(self.clients)
 
 
-@dataclass
+@dataclass(slots=True)
 class Services:
     """The process-wide parts every client connection uses."""
 

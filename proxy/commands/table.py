@@ -115,6 +115,10 @@ def _name_key(name: Any) -> str:
 class CommandTable:
     """All commands of one backend, by name, with a hot-path lookup on raw argv."""
 
+    # Slots: the compiled hot path reads fast_arity and split_kinds on every read.
+    __slots__ = ("_by_bytes", "_by_name", "_cache_room", "_raw", "_sub_bytes", "fast_arity",
+                 "split_kinds")
+
     def __init__(self, raw: list[list[Any]]) -> None:
         self._raw: dict[str, list[Any]] = {}
         self._by_name: dict[str, CommandSpec] = {}

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from slotcore.addr import split_addr
 from slotcore.resp import pack_command, parse_reply
 
-from ..backend.conn import BackendConn, Flusher
+from ..backend.conn import BackendConn, Flusher, new_backend_conn
 from ..config import BackendConfig, ReadConfig
 from .replicas import ReplicaReads, Verdict, assess, info_fields
 
@@ -40,7 +40,7 @@ class ReplicaHealth:
         if conn is None:
             host, port = split_addr(addr)
             b = self.backend
-            conn = self.conns[addr] = BackendConn(
+            conn = self.conns[addr] = new_backend_conn(
                 host, port, self.flusher, password=b.password, username=b.username,
                 connect_timeout=min(b.connect_timeout, self.cfg.check_timeout),
                 request_timeout=0.0, reconnect_min=b.reconnect_min,

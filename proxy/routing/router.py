@@ -33,6 +33,11 @@ def repointed(gid: int, old: str, new: str) -> bytes:
 
 
 class Router:
+    # Slots: the compiled hot path reads by_slot and mask on every read.
+    __slots__ = ("_lock", "_on_drained", "_on_swap", "_route_ids", "by_slot", "groups", "mask",
+                 "nslots", "pool", "reads", "repoints", "slot_count", "slot_gen", "slotmap",
+                 "transit")
+
     def __init__(self, nslots: int, pool: BackendPool, transit: Transit,
                  reads: ReplicaReads | None = None) -> None:
         self.nslots = nslots

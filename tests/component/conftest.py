@@ -26,7 +26,7 @@ import pytest
 
 from proxy import _accel
 from proxy.app import build_services
-from proxy.client.connection import ClientConnection, select_hot_path
+from proxy.client.connection import new_client, select_hot_path
 from proxy.client.context import Services
 from proxy.config import BackendConfig, LimitsConfig, MigrationConfig, ProxyConfig
 from proxy.dispatch import dispatch
@@ -130,7 +130,7 @@ class Client:
     _ports = itertools.count(40000)
 
     def __init__(self, services: Services) -> None:
-        self.conn = ClientConnection(services, dispatch)
+        self.conn = new_client(services, dispatch)
         self.transport = FakeTransport(self.conn, ("127.0.0.1", next(self._ports)))
         self.conn.connection_made(self.transport)  # type: ignore[arg-type]
         self.taken = 0
