@@ -55,6 +55,9 @@ typedef struct {
     PyTypeObject *type;  /* strong */
     PyObject *name;      /* interned, borrowed from the s_* statics (immortal for us) */
     Py_ssize_t off;      /* > 0: the slot's offset; 0: not a plain slot (generic path) */
+    PyObject *cval;      /* or a class constant: a plain value in the type's dict, on a type
+                            whose instances have no __dict__ to shadow it (borrowed: the
+                            version tag changes if the type's dict does) */
     int writable;
     unsigned int version;  /* the type's tp_version_tag when filled: any change to the type
                               (a class attribute set, a base changed) gives it a new one */
@@ -77,11 +80,15 @@ static inline ac_entry *ac_find(PyTypeObject *tp, PyObject *name) {
     e->type = tp;
     e->name = name;
     e->off = 0;
+    e->cval = NULL;
     e->writable = 0;
     e->version = 0;
     if (tp->tp_getattro == PyObject_GenericGetAttr && PyUnicode_CheckExact(name)) {
         PyObject *d = _PyType_Lookup(tp, name);  /* borrowed; assigns a version tag */
         if (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) e->version = tp->tp_version_tag;
+        if (d != NULL && Py_TYPE(d)->tp_descr_get == NULL && tp->tp_dictoffset == 0
+            && !(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT))
+            e->cval = d;  /* e.g. Mode.fast_path */
         if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
             PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
             if (m->type == T_OBJECT_EX && m->offset > 0) {
@@ -105,6 +112,7 @@ typedef struct {
     unsigned int version;  /* 0: empty */
     int writable;
     Py_ssize_t off;
+    PyObject *cval;
 } ic_t;
 
 #define IC() ({ static ic_t ic_; &ic_; })
@@ -115,6 +123,7 @@ static inline void ic_check(ic_t *ic, PyTypeObject *tp, PyObject *name) {
     ic->type = tp;
     ic->version = e->version;
     ic->off = e->off;
+    ic->cval = e->cval;
     ic->writable = e->writable;
 }
 
@@ -124,6 +133,8 @@ static inline PyObject *aget_ic(ic_t *ic, PyObject *o, PyObject *name) {
     if (ic->off) {
         PyObject *v = *(PyObject **)((char *)o + ic->off);
         if (v != NULL) return Py_NewRef(v);
+    } else if (ic->cval != NULL) {
+        return Py_NewRef(ic->cval);
     }
     return PyObject_GetAttr(o, name);
 }
@@ -334,6 +345,32 @@ static int cur_put(cur_t *c, unsigned char ch) {
     }
     c->p[c->n++] = (char)ch;
     return 0;
+}
+
+static int append_new_bytes(PyObject *list, const char *p, Py_ssize_t n);
+
+/* Command names (argv[0]) are few and repeat on every request: the parser hands out one
+ * shared bytes object per name from this small table instead of a new one each time, so the
+ * object is not allocated again and its hash (the command lookups are dicts keyed by bytes)
+ * is computed once. Direct-mapped; a collision replaces the entry (bounded: NC_SIZE names of
+ * at most NC_NAME_MAX bytes). */
+#define NC_NAME_MAX 24
+#define NC_SIZE 64
+static PyObject *nc_tab[NC_SIZE];
+
+static int append_name(PyObject *list, const char *p, Py_ssize_t n) {
+    if (n > NC_NAME_MAX || n == 0) return append_new_bytes(list, p, n);
+    uint32_t h = 2166136261u;  /* FNV-1a */
+    for (Py_ssize_t k = 0; k < n; k++) h = (h ^ (unsigned char)p[k]) * 16777619u;
+    PyObject **e = &nc_tab[(h ^ (h >> 16)) & (NC_SIZE - 1)];
+    PyObject *b = *e;
+    if (b == NULL || PyBytes_GET_SIZE(b) != n || memcmp(PyBytes_AS_STRING(b), p, n) != 0) {
+        b = PyBytes_FromStringAndSize(p, n);
+        if (b == NULL) return -1;
+        if (PyObject_Hash(b) == -1) { Py_DECREF(b); return -1; }
+        Py_XSETREF(*e, b);  /* the table's reference */
+    }
+    return PyList_Append(list, b);
 }
 
 static int append_new_bytes(PyObject *list, const char *p, Py_ssize_t n) {
@@ -736,7 +773,9 @@ static int rp_parse(RequestParser *self, PyObject *src, const unsigned char *p, 
             }
             if (bulklen + 2 > n - pos) break;
             Py_ssize_t end = pos + bulklen;
-            if (append_new_bytes(argv, (const char *)p + pos, bulklen) < 0) goto error;
+            if ((PyList_GET_SIZE(argv) == 0 ? append_name(argv, (const char *)p + pos, bulklen)
+                 : append_new_bytes(argv, (const char *)p + pos, bulklen)) < 0)
+                goto error;
             if (p[end] != '\r' || p[end + 1] != '\n') req_start = -1;
             pos = end + 2;  /* the 2 bytes after the data are not checked, as in Redis */
             left -= 1;
@@ -2696,6 +2735,63 @@ static PyObject *call_mark(PyObject *mark, PyObject *conn) {
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Counter bases (twins: the plain int fields they replace): ClientState's per-read counters
+ * and ProxyStats' traffic counters as C fields. Python reads and writes them as ints (member
+ * descriptors); the callbacks below add to them in place: an int attribute is a new int
+ * object on every add (past 256), five of them per -P 1 request.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct {
+    PyObject_HEAD
+    long long activity;  /* reads seen: the idle sweep compares it between rounds */
+    long long commands;  /* commands dispatched */
+    double last_read;    /* loop time of the last read (CLIENT LIST's idle=) */
+} ClientCounters;
+
+static PyMemberDef ccn_members[] = {
+    {"activity", T_LONGLONG, offsetof(ClientCounters, activity), 0, "reads seen"},
+    {"commands", T_LONGLONG, offsetof(ClientCounters, commands), 0, "commands dispatched"},
+    {"last_read", T_DOUBLE, offsetof(ClientCounters, last_read), 0, "loop time of the last read"},
+    {NULL}
+};
+
+static PyTypeObject ClientCountersType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "proxy._accel._speedups.ClientCounters",
+    .tp_basicsize = sizeof(ClientCounters),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "ClientState's per-read counters, as C fields (base class).",
+    .tp_members = ccn_members,
+    .tp_new = PyType_GenericNew,
+};
+
+typedef struct {
+    PyObject_HEAD
+    long long commands, bytes_in, bytes_out;
+} TrafficCounters;
+
+static PyMemberDef tc_members[] = {
+    {"commands", T_LONGLONG, offsetof(TrafficCounters, commands), 0, "commands dispatched"},
+    {"bytes_in", T_LONGLONG, offsetof(TrafficCounters, bytes_in), 0, "client bytes read"},
+    {"bytes_out", T_LONGLONG, offsetof(TrafficCounters, bytes_out), 0, "client bytes written"},
+    {NULL}
+};
+
+static PyTypeObject TrafficCountersType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "proxy._accel._speedups.TrafficCounters",
+    .tp_basicsize = sizeof(TrafficCounters),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "ProxyStats' traffic counters, as C fields (base class).",
+    .tp_members = tc_members,
+    .tp_new = PyType_GenericNew,
+};
+
+#define AS_CLIENT_COUNTERS(o) \
+    (PyObject_TypeCheck((o), &ClientCountersType) ? (ClientCounters *)(o) : NULL)
+#define AS_TRAFFIC(o) \
+    (PyObject_TypeCheck((o), &TrafficCountersType) ? (TrafficCounters *)(o) : NULL)
+
+/* ------------------------------------------------------------------------------------------
  * The client connection's read and write callbacks, and the backend connection's write
  * (twins: ClientConnection.data_received and .flush, BackendConn.flush).
  *
@@ -2795,15 +2891,25 @@ static PyObject *cl_data_received(PyObject *conn, PyObject *data) {
              *mode = NULL, *x;
     int rc = -1, t;
     long long maxp;
-    if ((state = aget(conn, s_state)) == NULL || add_ll(state, s_activity, 1) < 0) goto end;
+    if ((state = aget(conn, s_state)) == NULL) goto end;
+    ClientCounters *cc = AS_CLIENT_COUNTERS(state);
+    if (cc != NULL) cc->activity++;
+    else if (add_ll(state, s_activity, 1) < 0) goto end;
     if ((x = aget(conn, s__time)) == NULL) goto end;
     PyObject *now = PyObject_CallNoArgs(x);
     Py_DECREF(x);
-    if (now == NULL || aset(state, s_last_read, now) < 0) { Py_XDECREF(now); goto end; }
-    Py_DECREF(now);
-    if ((stats = aget(conn, s_stats)) == NULL
-        || add_ll(stats, s_bytes_in, PyBytes_GET_SIZE(data)) < 0)
+    if (now == NULL) goto end;
+    if (cc != NULL && PyFloat_CheckExact(now)) {
+        cc->last_read = PyFloat_AS_DOUBLE(now);
+    } else if (aset(state, s_last_read, now) < 0) {
+        Py_DECREF(now);
         goto end;
+    }
+    Py_DECREF(now);
+    if ((stats = aget(conn, s_stats)) == NULL) goto end;
+    TrafficCounters *tc = AS_TRAFFIC(stats);
+    if (tc != NULL) tc->bytes_in += PyBytes_GET_SIZE(data);
+    else if (add_ll(stats, s_bytes_in, PyBytes_GET_SIZE(data)) < 0) goto end;
     if ((t = attr_true(conn, s_closing)) != 0) { rc = t; goto end; }
     if ((x = aget(conn, s_stash)) == NULL) goto end;
     t = x != Py_None;
@@ -2850,7 +2956,16 @@ static PyObject *cl_data_received(PyObject *conn, PyObject *data) {
         PyObject *packed = ((RequestParser *)parser)->packed;
         Py_INCREF(packed);
         Py_ssize_t j = cl_fast(conn, state, stats, reqs, packed);
-        if (j < 0 || add_ll(state, s_commands, j) < 0 || add_ll(stats, s_commands, j) < 0) {
+        int e = j < 0;
+        if (!e) {
+            if (cc != NULL) cc->commands += j;
+            else e = add_ll(state, s_commands, j) < 0;
+        }
+        if (!e) {
+            if (tc != NULL) tc->commands += j;
+            else e = add_ll(stats, s_commands, j) < 0;
+        }
+        if (e) {
             Py_DECREF(packed);
             goto end;
         }
@@ -2931,9 +3046,10 @@ static PyObject *cl_flush(PyObject *conn, PyObject *unused) {
         PyObject *r = PyObject_CallMethodOneArg(transport, s_write, data);
         if (r == NULL) goto end;
         Py_DECREF(r);
-        if ((stats = aget(conn, s_stats)) == NULL
-            || add_ll(stats, s_bytes_out, PyBytes_GET_SIZE(data)) < 0)
-            goto end;
+        if ((stats = aget(conn, s_stats)) == NULL) goto end;
+        TrafficCounters *tc = AS_TRAFFIC(stats);
+        if (tc != NULL) tc->bytes_out += PyBytes_GET_SIZE(data);
+        else if (add_ll(stats, s_bytes_out, PyBytes_GET_SIZE(data)) < 0) goto end;
     }
     int t;
     if ((t = attr_true(conn, s_write_paused)) == 0 && (t = attr_true(conn, s_closing)) == 0)
@@ -3285,7 +3401,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (PyType_Ready(&RequestParserType) < 0 || PyType_Ready(&ReplyReaderType) < 0
         || PyType_Ready(&ReplySlotType) < 0 || PyType_Ready(&FlusherType) < 0
         || PyType_Ready(&GatherType) < 0 || PyType_Ready(&GatherPartType) < 0
-        || PyType_Ready(&CallCountsType) < 0)
+        || PyType_Ready(&CallCountsType) < 0 || PyType_Ready(&ClientCountersType) < 0
+        || PyType_Ready(&TrafficCountersType) < 0)
         return NULL;
     TimedSlotType.tp_base = &ReplySlotType;
     if (PyType_Ready(&TimedSlotType) < 0)
@@ -3300,7 +3417,11 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     Py_INCREF(&GatherPartType);
     Py_INCREF(&CallCountsType);
     Py_INCREF(&TimedSlotType);
-    if (PyModule_AddObject(m, "CallCounts", (PyObject *)&CallCountsType) < 0 ||
+    Py_INCREF(&ClientCountersType);
+    Py_INCREF(&TrafficCountersType);
+    if (PyModule_AddObject(m, "ClientCounters", (PyObject *)&ClientCountersType) < 0 ||
+        PyModule_AddObject(m, "TrafficCounters", (PyObject *)&TrafficCountersType) < 0 ||
+        PyModule_AddObject(m, "CallCounts", (PyObject *)&CallCountsType) < 0 ||
         PyModule_AddObject(m, "TimedSlot", (PyObject *)&TimedSlotType) < 0 ||
         PyModule_AddObject(m, "Flusher", (PyObject *)&FlusherType) < 0 ||
         PyModule_AddObject(m, "Gather", (PyObject *)&GatherType) < 0 ||

@@ -29,6 +29,10 @@ from .state import ClientState
 class Mode:
     """A connection's behaviour (the modes themselves are in `client.modes`)."""
 
+    # No instance __dict__ (modes that keep state add their own): the compiled read callback
+    # then reads `fast_path` as a class constant, from its attribute cache.
+    __slots__ = ()
+
     name = "base"
     fast_path = False  # whether the connection's inlined single-key fast path may run
     multi = -1  # commands queued in MULTI (CLIENT LIST's multi=), -1 outside MULTI

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import _accel
+
+if _accel.built is not None:
+    # activity, commands and last_read as C fields: the compiled read callback adds to them in
+    # place (an int attribute would be a new object on every read).
+    _Counters: type = _accel.built.ClientCounters
+else:
+    class _Counters:  # the compiled base's twin
+        __slots__ = ("activity", "commands", "last_read")
+        activity: int
+        commands: int
+        last_read: float
+
 
 @dataclass(slots=True)
-class ClientState:
+class ClientState(_Counters):  # type: ignore[misc, valid-type]
     id: int
     created: float  # loop time of accept
     addr: str = "?"
@@ -23,9 +36,6 @@ class ClientState:
     proto: int = 2  # RESP version the client speaks (HELLO)
     lane: int = 0  # index into every group's backend connections (BackendPool.lane_for)
     db: int = 0
-    commands: int = 0  # commands dispatched
-    activity: int = 0  # reads seen: the idle sweep compares it between rounds
-    last_read: float = 0.0  # loop time of the last read (CLIENT LIST's idle=)
     # The last command: its name (dispatch) or argv[0] (fast path, set once per read).
     cmd: str | bytes = b"NULL"
     # Read policy (routing.replicas: 0 master, 1 prefer-replica, 2 replica): the proxy's
@@ -33,3 +43,10 @@ class ClientState:
     # dispatch.keyed may send read-only commands to a replica.
     read_from: int = 0
     no_evict: bool = False  # CLIENT NO-EVICT (shown as flag "e"; nothing to evict in the proxy)
+
+    # From the counters base (_Counters), not fields, set here: commands (commands
+    # dispatched), activity (reads seen: the idle sweep compares it between rounds),
+    # last_read (loop time of the last read: CLIENT LIST's idle=).
+    def __post_init__(self) -> None:
+        self.commands = self.activity = 0
+        self.last_read = 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import _accel
 from .meter import Meter
 
 
@@ -22,14 +23,25 @@ class BackendCounters:
     connects: int = 0  # successful connections, reconnects included
 
 
+if _accel.built is not None:
+    # commands, bytes_in and bytes_out as C fields: the compiled callbacks add to them in place
+    # (an int attribute would be a new object on every read and write).
+    _Traffic: type = _accel.built.TrafficCounters
+else:
+    class _Traffic:  # the compiled base's twin
+        __slots__ = ("bytes_in", "bytes_out", "commands")
+        bytes_in: int
+        bytes_out: int
+        commands: int
+
+
 @dataclass(slots=True)
-class ProxyStats:
+class ProxyStats(_Traffic):  # type: ignore[misc, valid-type]
     """Process-wide counters. `slot_ops` is cumulative ops per slot (load-aware rebalancing)."""
 
     nslots: int
     started: float  # loop time at start
     started_wall: float  # wall-clock time at start
-    commands: int = 0
     connections_received: int = 0
     rejected_connections: int = 0
     ops_per_sec: float = 0.0
@@ -53,13 +65,13 @@ class ProxyStats:
     txn_discarded: int = 0  # DISCARD, RESET or disconnect inside MULTI
     txn_queued: int = 0  # commands queued inside MULTI
     scan_restarts: int = 0  # SCAN passes restarted because a slot move could hide a key
-    # Client traffic (counted per read and per write, not per request).
-    bytes_in: int = 0
-    bytes_out: int = 0
     # Per-command calls/errors, latency histograms and the slow log (observe.meter).
     meter: Meter = field(default_factory=Meter)
 
+    # From the traffic base (_Traffic), not fields: commands (commands dispatched); bytes_in
+    # and bytes_out, client traffic (counted per read and per write, not per request).
     def __post_init__(self) -> None:
+        self.commands = self.bytes_in = self.bytes_out = 0
         if not self.slot_ops:
             self.slot_ops = [0] * self.nslots
 

@@ -16,6 +16,7 @@ import random
 
 import pytest
 
+from proxy import _accel
 from proxy.backend.conn import BackendConn
 from proxy.client.connection import ClientConnection, CompiledClientConnection
 from slotcore.resp import encode_array, encode_bulk, encode_int, pack_command
@@ -126,6 +127,7 @@ async def run(make_proxy: MakeProxy, compiled: bool, data: bytes, seed: int
 async def test_both_hot_paths_write_the_same_bytes(make_proxy: MakeProxy, hot_path: str,
                                                    seed: int) -> None:
     # Both paths run in each case; the conftest's hot_path only picks which one goes first.
+    assert _accel.COMPILED_AVAILABLE, f"compiled hot path not built: {_accel.IMPORT_ERROR}"
     data = stream(random.Random(seed), protocol_error=seed % 2 == 1)
     first = hot_path == "compiled"
     a = await run(make_proxy, first, data, seed)

@@ -11,6 +11,7 @@ AUTH_EXEMPT = frozenset({"auth", "hello", "quit"})
 
 
 class AuthRequiredMode(Mode):
+    __slots__ = ()
     name = "auth-required"
     fast_path = False
 

@@ -6,6 +6,7 @@ from ..context import Mode
 
 
 class NormalMode(Mode):
+    __slots__ = ()
     name = "normal"
     fast_path = True
 
