@@ -63,7 +63,18 @@ COMPILED_AVAILABLE: bool = built is not None
 #: The default, before any select(): compiled when built.
 speedups: ModuleType | None = built
 
-__all__ = ["COMPILED_AVAILABLE", "IMPORT_ERROR", "built", "name", "select", "speedups"]
+__all__ = ["COMPILED_AVAILABLE", "IMPORT_ERROR", "built", "counters_base", "name", "select",
+           "speedups"]
+
+
+def counters_base(compiled: str, fields: tuple[str, ...]) -> type:
+    """A base class holding integer counters `fields`: the compiled one named `compiled` (C
+    fields, which the compiled callbacks add to in place) when built, else its twin, a class
+    with those slots. The subclass sets them in __post_init__/__init__."""
+    if built is not None:
+        cls: type = getattr(built, compiled)
+        return cls
+    return type(compiled, (), {"__slots__": fields})
 
 
 def name() -> str:

@@ -10,16 +10,9 @@ from dataclasses import dataclass
 
 from .. import _accel
 
-if _accel.built is not None:
-    # activity, commands and last_read as C fields: the compiled read callback adds to them in
-    # place (an int attribute would be a new object on every read).
-    _Counters: type = _accel.built.ClientCounters
-else:
-    class _Counters:  # the compiled base's twin
-        __slots__ = ("activity", "commands", "last_read")
-        activity: int
-        commands: int
-        last_read: float
+# activity, commands and last_read as C fields when compiled: the compiled read callback adds
+# to them in place (an int attribute would be a new object on every read).
+_Counters = _accel.counters_base("ClientCounters", ("activity", "commands", "last_read"))
 
 
 @dataclass(slots=True)

@@ -23,16 +23,9 @@ class BackendCounters:
     connects: int = 0  # successful connections, reconnects included
 
 
-if _accel.built is not None:
-    # commands, bytes_in and bytes_out as C fields: the compiled callbacks add to them in place
-    # (an int attribute would be a new object on every read and write).
-    _Traffic: type = _accel.built.TrafficCounters
-else:
-    class _Traffic:  # the compiled base's twin
-        __slots__ = ("bytes_in", "bytes_out", "commands")
-        bytes_in: int
-        bytes_out: int
-        commands: int
+# commands, bytes_in and bytes_out as C fields when compiled: the compiled callbacks add to
+# them in place (an int attribute would be a new object on every read and write).
+_Traffic = _accel.counters_base("TrafficCounters", ("bytes_in", "bytes_out", "commands"))
 
 
 @dataclass(slots=True)
