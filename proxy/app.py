@@ -37,7 +37,7 @@ from .fanout.scan import MoveLog
 from .observe.hotkeys import HotKeys
 from .observe.meter import Meter
 from .observe.slowlog import SlowLog
-from .observe.stats import OpsSampler, ProxyStats
+from .observe.stats import OpsSampler, new_stats
 from .routing.replica_health import ReplicaHealth
 from .routing.replicas import ReplicaReads
 from .routing.router import Router
@@ -61,9 +61,9 @@ def build_services(cfg: ProxyConfig, *, fence_enabled: bool | None = None,
     loop = asyncio.get_running_loop()
     # Compiled or pure-Python hot path, before any connection exists (proxy._accel).
     select_hot_path(cfg.use_accelerator)
-    stats = ProxyStats(nslots=cfg.slots, started=loop.time(), started_wall=time.time(),
-                       meter=Meter(cfg.metrics, cfg.latency_sample_every,
-                                   SlowLog(cfg.slowlog_log_slower_than, cfg.slowlog_max_len)))
+    stats = new_stats(nslots=cfg.slots, started=loop.time(), started_wall=time.time(),
+                      meter=Meter(cfg.metrics, cfg.latency_sample_every,
+                                  SlowLog(cfg.slowlog_log_slower_than, cfg.slowlog_max_len)))
     flusher = new_flusher(loop)
     pool = BackendPool(cfg.backend, flusher, stats)
     if fence_enabled is None:

@@ -67,14 +67,14 @@ __all__ = ["COMPILED_AVAILABLE", "IMPORT_ERROR", "built", "counters_base", "name
            "speedups"]
 
 
-def counters_base(compiled: str, fields: tuple[str, ...]) -> type:
-    """A base class holding integer counters `fields`: the compiled one named `compiled` (C
-    fields, which the compiled callbacks add to in place) when built, else its twin, a class
-    with those slots. The subclass sets them in __post_init__/__init__."""
-    if built is not None:
-        cls: type = getattr(built, compiled)
+def counters_base(name: str, fields: tuple[str, ...], *, compiled: bool = True) -> type:
+    """A base class holding the counters `fields`: the compiled one called `name` (C fields,
+    which the compiled callbacks add to in place) when built and `compiled`, else its twin, a
+    class with those slots. The subclass sets them in __post_init__/__init__."""
+    if compiled and built is not None:
+        cls: type = getattr(built, name)
         return cls
-    return type(compiled, (), {"__slots__": fields})
+    return type(name, (), {"__slots__": fields})
 
 
 def name() -> str:

@@ -10,36 +10,57 @@ from dataclasses import dataclass
 
 from .. import _accel
 
-# activity, commands and last_read as C fields when compiled: the compiled read callback adds
-# to them in place (an int attribute would be a new object on every read).
-_Counters = _accel.counters_base("ClientCounters", ("activity", "commands", "last_read"))
+_COUNTERS = ("activity", "commands", "last_read")
 
 
-@dataclass(slots=True)
-class ClientState(_Counters):  # type: ignore[misc, valid-type]
-    id: int
-    created: float  # loop time of accept
-    addr: str = "?"
-    laddr: str = "?"  # the proxy's address as this client connected to it
-    fd: int = -1
-    user: str = "default"  # the user AUTH/HELLO authenticated as (CLIENT LIST's user=)
-    name: bytes = b""
-    lib_name: bytes = b""
-    lib_ver: bytes = b""
-    proto: int = 2  # RESP version the client speaks (HELLO)
-    lane: int = 0  # index into every group's backend connections (BackendPool.lane_for)
-    db: int = 0
-    # The last command: its name (dispatch) or argv[0] (fast path, set once per read).
-    cmd: str | bytes = b"NULL"
-    # Read policy (routing.replicas: 0 master, 1 prefer-replica, 2 replica): the proxy's
-    # read_from at connect, changed by READONLY/READWRITE. Not 0: the fast path is off and
-    # dispatch.keyed may send read-only commands to a replica.
-    read_from: int = 0
-    no_evict: bool = False  # CLIENT NO-EVICT (shown as flag "e"; nothing to evict in the proxy)
+def _state_class(counters: type, name: str) -> type:
+    """ClientState over a base holding its per-read counters (activity, commands, last_read):
+    plain slots for the Python hot path, C fields for the compiled one (its read callback adds
+    to them in place; an int attribute is a new object on every read, while the Python path
+    reads and writes plain slots fastest)."""
 
-    # From the counters base (_Counters), not fields, set here: commands (commands
-    # dispatched), activity (reads seen: the idle sweep compares it between rounds),
-    # last_read (loop time of the last read: CLIENT LIST's idle=).
-    def __post_init__(self) -> None:
-        self.commands = self.activity = 0
-        self.last_read = 0.0
+    @dataclass(slots=True)
+    class State(counters):  # type: ignore[misc, valid-type]
+        id: int
+        created: float  # loop time of accept
+        addr: str = "?"
+        laddr: str = "?"  # the proxy's address as this client connected to it
+        fd: int = -1
+        user: str = "default"  # the user AUTH/HELLO authenticated as (CLIENT LIST's user=)
+        name: bytes = b""
+        lib_name: bytes = b""
+        lib_ver: bytes = b""
+        proto: int = 2  # RESP version the client speaks (HELLO)
+        lane: int = 0  # index into every group's backend connections (BackendPool.lane_for)
+        db: int = 0
+        # The last command: its name (dispatch) or argv[0] (fast path, set once per read).
+        cmd: str | bytes = b"NULL"
+        # Read policy (routing.replicas: 0 master, 1 prefer-replica, 2 replica): the proxy's
+        # read_from at connect, changed by READONLY/READWRITE. Not 0: the fast path is off and
+        # dispatch.keyed may send read-only commands to a replica.
+        read_from: int = 0
+        # CLIENT NO-EVICT (shown as flag "e"; nothing to evict in the proxy)
+        no_evict: bool = False
+
+        # From the counters base, not fields, set here: commands (commands
+        # dispatched), activity (reads seen: the idle sweep compares it between rounds),
+        # last_read (loop time of the last read: CLIENT LIST's idle=).
+        def __post_init__(self) -> None:
+            self.commands = self.activity = 0
+            self.last_read = 0.0
+
+    State.__name__ = State.__qualname__ = name
+    return State
+
+
+ClientState = _state_class(_accel.counters_base("ClientCounters", _COUNTERS, compiled=False),
+                           "ClientState")
+CompiledClientState = (ClientState if _accel.built is None else
+                       _state_class(_accel.counters_base("ClientCounters", _COUNTERS),
+                                    "CompiledClientState"))
+
+
+def new_client_state(**fields: object) -> ClientState:  # type: ignore[valid-type]
+    """The state of a client connection made now, on the hot path selected (proxy._accel)."""
+    cls = CompiledClientState if _accel.speedups is not None else ClientState
+    return cls(**fields)  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ connections to one redis-server, so a group's figures are one lookup, not a sum 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import _accel
 from .meter import Meter
@@ -23,57 +24,77 @@ class BackendCounters:
     connects: int = 0  # successful connections, reconnects included
 
 
-# commands, bytes_in and bytes_out as C fields when compiled: the compiled callbacks add to
-# them in place (an int attribute would be a new object on every read and write).
-_Traffic = _accel.counters_base("TrafficCounters", ("bytes_in", "bytes_out", "commands"))
+_TRAFFIC = ("bytes_in", "bytes_out", "commands")
 
 
-@dataclass(slots=True)
-class ProxyStats(_Traffic):  # type: ignore[misc, valid-type]
-    """Process-wide counters. `slot_ops` is cumulative ops per slot (load-aware rebalancing)."""
+def _stats_class(traffic: type, name: str) -> type:
+    """ProxyStats over a base holding its traffic counters (commands, bytes_in, bytes_out):
+    plain slots for the Python hot path, C fields for the compiled one (its callbacks add to
+    them in place; an int attribute is a new object on every read and write)."""
 
-    nslots: int
-    started: float  # loop time at start
-    started_wall: float  # wall-clock time at start
-    connections_received: int = 0
-    rejected_connections: int = 0
-    ops_per_sec: float = 0.0
-    # Pub/Sub: dedicated subscriber connections open now, connects made, opens refused over
-    # the bound; messages and bytes delivered to clients; subscribers dropped over the
-    # output limit.
-    pubsub_connections: int = 0
-    pubsub_connects: int = 0
-    pubsub_refused: int = 0
-    pubsub_messages: int = 0
-    pubsub_bytes: int = 0
-    pubsub_dropped: int = 0
-    slot_ops: list[int] = field(default_factory=list)
-    backends: dict[str, BackendCounters] = field(default_factory=dict)
-    # Transactions (MULTI/EXEC/WATCH); their dedicated connections count in
-    # `backend.dedicated.DedicatedPool.watch`.
-    txn_multi: int = 0  # MULTI commands that opened a transaction
-    txn_exec: int = 0  # EXECs sent to a backend
-    txn_aborted: int = 0  # EXECs answered EXECABORT (queue-time errors, proxy or backend)
-    txn_watch_failed: int = 0  # EXECs answered nil (a WATCHed key changed or its slot moved)
-    txn_discarded: int = 0  # DISCARD, RESET or disconnect inside MULTI
-    txn_queued: int = 0  # commands queued inside MULTI
-    scan_restarts: int = 0  # SCAN passes restarted because a slot move could hide a key
-    # Per-command calls/errors, latency histograms and the slow log (observe.meter).
-    meter: Meter = field(default_factory=Meter)
+    @dataclass(slots=True)
+    class Stats(traffic):  # type: ignore[misc, valid-type]
+        """Process-wide counters. `slot_ops` is cumulative ops per slot (load-aware
+        rebalancing)."""
 
-    # From the traffic base (_Traffic), not fields: commands (commands dispatched); bytes_in
-    # and bytes_out, client traffic (counted per read and per write, not per request).
-    def __post_init__(self) -> None:
-        self.commands = self.bytes_in = self.bytes_out = 0
-        if not self.slot_ops:
-            self.slot_ops = [0] * self.nslots
+        nslots: int
+        started: float  # loop time at start
+        started_wall: float  # wall-clock time at start
+        connections_received: int = 0
+        rejected_connections: int = 0
+        ops_per_sec: float = 0.0
+        # Pub/Sub: dedicated subscriber connections open now, connects made, opens refused over
+        # the bound; messages and bytes delivered to clients; subscribers dropped over the
+        # output limit.
+        pubsub_connections: int = 0
+        pubsub_connects: int = 0
+        pubsub_refused: int = 0
+        pubsub_messages: int = 0
+        pubsub_bytes: int = 0
+        pubsub_dropped: int = 0
+        slot_ops: list[int] = field(default_factory=list)
+        backends: dict[str, BackendCounters] = field(default_factory=dict)
+        # Transactions (MULTI/EXEC/WATCH); their dedicated connections count in
+        # `backend.dedicated.DedicatedPool.watch`.
+        txn_multi: int = 0  # MULTI commands that opened a transaction
+        txn_exec: int = 0  # EXECs sent to a backend
+        txn_aborted: int = 0  # EXECs answered EXECABORT (queue-time errors, proxy or backend)
+        txn_watch_failed: int = 0  # EXECs answered nil (a WATCHed key changed or its slot moved)
+        txn_discarded: int = 0  # DISCARD, RESET or disconnect inside MULTI
+        txn_queued: int = 0  # commands queued inside MULTI
+        scan_restarts: int = 0  # SCAN passes restarted because a slot move could hide a key
+        # Per-command calls/errors, latency histograms and the slow log (observe.meter).
+        meter: Meter = field(default_factory=Meter)
 
-    def backend(self, addr: str) -> BackendCounters:
-        """The counters of backend `addr`, created on first use."""
-        c = self.backends.get(addr)
-        if c is None:
-            c = self.backends[addr] = BackendCounters()
-        return c
+        # From the traffic base (_Traffic), not fields: commands (commands dispatched); bytes_in
+        # and bytes_out, client traffic (counted per read and per write, not per request).
+        def __post_init__(self) -> None:
+            self.commands = self.bytes_in = self.bytes_out = 0
+            if not self.slot_ops:
+                self.slot_ops = [0] * self.nslots
+
+        def backend(self, addr: str) -> BackendCounters:
+            """The counters of backend `addr`, created on first use."""
+            c = self.backends.get(addr)
+            if c is None:
+                c = self.backends[addr] = BackendCounters()
+            return c
+
+    Stats.__name__ = Stats.__qualname__ = name
+    return Stats
+
+
+ProxyStats = _stats_class(_accel.counters_base("TrafficCounters", _TRAFFIC, compiled=False),
+                          "ProxyStats")
+CompiledProxyStats = (ProxyStats if _accel.built is None else
+                      _stats_class(_accel.counters_base("TrafficCounters", _TRAFFIC),
+                                   "CompiledProxyStats"))
+
+
+def new_stats(**fields: Any) -> ProxyStats:  # type: ignore[valid-type]
+    """The process's counters, for the hot path selected now (proxy._accel)."""
+    cls = CompiledProxyStats if _accel.speedups is not None else ProxyStats
+    return cls(**fields)  # type: ignore[no-any-return]
 
 
 class OpsSampler:
