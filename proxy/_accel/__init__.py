@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from types import ModuleType
 
 log = logging.getLogger("slotproxy")
@@ -63,18 +64,26 @@ COMPILED_AVAILABLE: bool = built is not None
 #: The default, before any select(): compiled when built.
 speedups: ModuleType | None = built
 
-__all__ = ["COMPILED_AVAILABLE", "IMPORT_ERROR", "built", "counters_base", "name", "select",
-           "speedups"]
+__all__ = ["COMPILED_AVAILABLE", "IMPORT_ERROR", "built", "counter_classes", "for_hot_path",
+           "name", "select", "speedups"]
 
 
-def counters_base(name: str, fields: tuple[str, ...], *, compiled: bool = True) -> type:
-    """A base class holding the counters `fields`: the compiled one called `name` (C fields,
-    which the compiled callbacks add to in place) when built and `compiled`, else its twin, a
-    class with those slots. The subclass sets them in __post_init__/__init__."""
-    if compiled and built is not None:
-        cls: type = getattr(built, name)
-        return cls
-    return type(name, (), {"__slots__": fields})
+def counter_classes(make: Callable[[type, str], type], name: str, base: str,
+                    fields: tuple[str, ...]) -> tuple[type, type]:
+    """A class made twice by `make(base class, class name)`: over a base whose counters
+    `fields` are plain slots (what the Python hot path reads and writes fastest), and as
+    "Compiled<name>" over the compiled base `base`, whose counters are C fields the compiled
+    callbacks add to in place (an int attribute is a new object on every add). The same class
+    twice when the extension is not built. The class sets the counters in __post_init__."""
+    plain = make(type(base, (), {"__slots__": fields}), name)
+    if built is None:
+        return plain, plain
+    return plain, make(getattr(built, base), "Compiled" + name)
+
+
+def for_hot_path(plain: type, compiled: type) -> type:
+    """Of a pair from counter_classes, the one for objects made now (after select())."""
+    return compiled if speedups is not None else plain
 
 
 def name() -> str:

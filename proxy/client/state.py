@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 from .. import _accel
 
-_COUNTERS = ("activity", "commands", "last_read")
-
 
 def _state_class(counters: type, name: str) -> type:
     """ClientState over a base holding its per-read counters (activity, commands, last_read):
@@ -53,14 +51,10 @@ def _state_class(counters: type, name: str) -> type:
     return State
 
 
-ClientState = _state_class(_accel.counters_base("ClientCounters", _COUNTERS, compiled=False),
-                           "ClientState")
-CompiledClientState = (ClientState if _accel.built is None else
-                       _state_class(_accel.counters_base("ClientCounters", _COUNTERS),
-                                    "CompiledClientState"))
+ClientState, CompiledClientState = _accel.counter_classes(
+    _state_class, "ClientState", "ClientCounters", ("activity", "commands", "last_read"))
 
 
 def new_client_state(**fields: object) -> ClientState:  # type: ignore[valid-type]
     """The state of a client connection made now, on the hot path selected (proxy._accel)."""
-    cls = CompiledClientState if _accel.speedups is not None else ClientState
-    return cls(**fields)  # type: ignore[no-any-return]
+    return _accel.for_hot_path(ClientState, CompiledClientState)(**fields)  # type: ignore

@@ -24,9 +24,6 @@ class BackendCounters:
     connects: int = 0  # successful connections, reconnects included
 
 
-_TRAFFIC = ("bytes_in", "bytes_out", "commands")
-
-
 def _stats_class(traffic: type, name: str) -> type:
     """ProxyStats over a base holding its traffic counters (commands, bytes_in, bytes_out):
     plain slots for the Python hot path, C fields for the compiled one (its callbacks add to
@@ -84,17 +81,13 @@ def _stats_class(traffic: type, name: str) -> type:
     return Stats
 
 
-ProxyStats = _stats_class(_accel.counters_base("TrafficCounters", _TRAFFIC, compiled=False),
-                          "ProxyStats")
-CompiledProxyStats = (ProxyStats if _accel.built is None else
-                      _stats_class(_accel.counters_base("TrafficCounters", _TRAFFIC),
-                                   "CompiledProxyStats"))
+ProxyStats, CompiledProxyStats = _accel.counter_classes(
+    _stats_class, "ProxyStats", "TrafficCounters", ("bytes_in", "bytes_out", "commands"))
 
 
 def new_stats(**fields: Any) -> ProxyStats:  # type: ignore[valid-type]
     """The process's counters, for the hot path selected now (proxy._accel)."""
-    cls = CompiledProxyStats if _accel.speedups is not None else ProxyStats
-    return cls(**fields)  # type: ignore[no-any-return]
+    return _accel.for_hot_path(ProxyStats, CompiledProxyStats)(**fields)  # type: ignore
 
 
 class OpsSampler:
