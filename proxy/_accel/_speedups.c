@@ -118,7 +118,9 @@ typedef struct {
 #define IC() ({ static ic_t ic_; &ic_; })
 
 static inline void ic_check(ic_t *ic, PyTypeObject *tp, PyObject *name) {
-    if (ic->type == tp && ic->version == tp->tp_version_tag && ic->version != 0) return;
+    if (ic->type == tp && ic->version == tp->tp_version_tag && ic->version != 0
+        && (tp->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
+        return;
     ac_entry *e = ac_find(tp, name);
     ic->type = tp;
     ic->version = e->version;

@@ -597,3 +597,35 @@ def test_slot_attribute_cache_follows_the_type(sp: Any) -> None:
     d.fifo.append(slot)
     with pytest.raises(AttributeError):
         slot.resolve(b"+5\r\n")
+
+
+def test_class_constant_in_the_attribute_cache_follows_the_class(sp: Any) -> None:
+    # A plain class attribute of a type whose instances have no __dict__ (Mode.fast_path) is
+    # cached as a constant per call site; setting it on the class must be seen at once.
+    progressed: list[int] = []
+
+    class Sink:
+        __slots__ = ("dirty", "fifo", "flusher", "out")
+        pipeline_paused = False  # a class constant: no instance can shadow it
+
+        def pipeline_progress(self) -> None:
+            progressed.append(len(self.out))
+
+    s = Sink()
+    s.fifo, s.out, s.dirty = deque(), [], True
+
+    def release(raw: bytes) -> None:
+        slot = sp.ReplySlot(s)
+        s.fifo.append(slot)
+        slot.resolve(raw)
+
+    release(b"+1\r\n")
+    release(b"+2\r\n")
+    assert progressed == []
+    Sink.pipeline_paused = True  # type: ignore[assignment]
+    release(b"+3\r\n")
+    assert progressed == [3]
+    Sink.pipeline_paused = False  # type: ignore[assignment]
+    release(b"+4\r\n")
+    assert progressed == [3]
+    assert s.out == [b"+1\r\n", b"+2\r\n", b"+3\r\n", b"+4\r\n"]
