@@ -140,6 +140,10 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, help="adaptive pace: largest batch")
     ap.add_argument("--latency-factor", type=float, help="adaptive pace: back-off threshold")
     ap.add_argument("--max-pause-ms", type=float, help="adaptive pace: longest rest")
+    ap.add_argument("--proxy-poll-ms", type=float,
+                    help="adaptive pace: read the proxies' p99 this often (0: PING only)")
+    ap.add_argument("--stall-share", type=float,
+                    help="adaptive pace: MIGRATE budget as a share of the clients' p99 (0: off)")
     ap.add_argument("--dashboard-nice", type=int, default=10,
                     help="CPU niceness of the dashboard process (it would run on another "
                          "host in production; here it shares the cores with the proxy)")
@@ -157,7 +161,7 @@ def main() -> int:
         migration = {"max_concurrent_slots": args.max_slots, "batch_size": args.batch_size,
                      "keys_per_sec": args.keys_per_sec, "adaptive": not args.fixed}
         for name in ("target_stall_ms", "min_batch", "max_batch", "latency_factor",
-                     "max_pause_ms"):
+                     "max_pause_ms", "proxy_poll_ms", "stall_share"):
             if getattr(args, name) is not None:
                 migration[name] = getattr(args, name)
         dash = DashboardProcess(tmp, slots=NSLOTS, store={"kind": "file", "path": str(tmp / "st")},

@@ -187,3 +187,91 @@ def test_a_fixed_cost_above_the_budget_does_not_collapse_the_batch() -> None:
     tail = run(pace, 300, per_key=5e-6, fixed=0.002)[-100:]
     assert min(tail) >= 40 and max(tail) <= 60, (min(tail), max(tail))
     assert pace.view()["stall_fixed_ms"] == pytest.approx(2.0, rel=0.1)
+
+
+# -- the clients' latency as the proxies time it (per group) -----------------------------------
+
+def test_proxies_p99_above_its_baseline_makes_the_mover_rest() -> None:
+    lim = PaceLimits(max_pause=0.004)
+    pace = PaceController(lim, start=100)
+    pace.on_client_latency("1", 0.0005, baseline=0.0005)
+    assert pace.pause == 0 and not pace.high
+    for _ in range(20):
+        pace.on_client_latency("1", 0.002, baseline=0.0005)  # 4x the quiet p99
+    assert pace.pause == lim.max_pause and pace.high
+    before = pace.batch
+    pace.on_stall(pace.size(), 1e-6)  # a cheap batch does not grow while clients suffer
+    assert pace.batch == before
+    for _ in range(20):
+        pace.on_client_latency("1", 0.0005, baseline=0.0005)
+    assert pace.pause == 0 and not pace.high
+
+
+def test_the_worst_group_sets_the_rest() -> None:
+    pace = PaceController(PaceLimits(max_pause=1.0), start=100)
+    for _ in range(3):
+        pace.on_client_latency("1", 0.0004, baseline=0.0004)  # the source: fine
+        pace.on_client_latency("2", 0.004, baseline=0.0004)   # the target: 10x
+    assert pace.pause == 4 * MIN_PAUSE and pace.high
+    view = pace.view()["clients"]
+    assert view["2"]["high"] and not view["1"]["high"] and view["1"]["pause_ms"] == 0
+
+
+def test_proxies_p99_within_the_slack_is_no_reason_to_rest() -> None:
+    # 0.1 ms quiet p99: 0.18 ms is 1.8x, but only 80 us above (the buckets are that coarse)
+    pace = PaceController(PaceLimits(client_slack=0.0001), start=100)
+    for _ in range(10):
+        pace.on_client_latency("1", 0.00018, baseline=0.0001)
+    assert pace.pause == 0 and not pace.high
+
+
+def test_no_figure_for_a_window_lets_the_rest_fade() -> None:
+    pace = PaceController(PaceLimits(max_pause=1.0), start=100)
+    for _ in range(5):
+        pace.on_client_latency("1", 0.01, baseline=0.001)
+    rest = pace.pause
+    pace.on_client_latency("1", None, baseline=0.001)  # no traffic timed: nothing to protect
+    assert pace.pause == rest / 2 and not pace.high
+
+
+def test_no_client_baseline_no_client_loop() -> None:
+    pace = PaceController(PaceLimits(), start=100)
+    pace.on_client_latency("1", 1.0, baseline=None)
+    assert pace.pause == 0 and not pace.high and pace.budget() == PaceLimits().target_stall
+
+
+def test_the_stall_budget_is_a_share_of_the_clients_p99() -> None:
+    lim = PaceLimits(target_stall=0.0005, stall_share=0.5, min_batch=5, max_batch=1000)
+    pace = PaceController(lim, start=200)
+    assert pace.budget() == 0.0005
+    pace.on_client_latency("1", 0.0004, baseline=0.0004)
+    pace.on_client_latency("2", 0.0006, baseline=0.0006)
+    assert pace.budget() == pytest.approx(0.0002)  # half the lower group's p99
+    # 5 us a key + 20 us: (0.2 - 0.02) / 0.005 = 36 keys
+    tail = run(pace, 300, per_key=5e-6, fixed=0.00002)[-100:]
+    assert max(tail) <= 36 * 9 // 8 + 3 and min(tail) >= 25, (min(tail), max(tail))
+    # a share of 0 leaves the budget to target_stall alone
+    pace.set_limits(PaceLimits(target_stall=0.0005, stall_share=0, min_batch=5))
+    assert pace.budget() == 0.0005
+
+
+def test_new_limits_clamp_the_client_loops_rest() -> None:
+    pace = PaceController(PaceLimits(max_pause=1.0), start=100)
+    for _ in range(30):
+        pace.on_client_latency("3", 1.0, baseline=0.001)
+    pace.set_limits(PaceLimits(max_pause=0.002))
+    assert pace.pause == 0.002
+
+
+def test_client_settings_are_validated_and_reach_the_limits() -> None:
+    s = Settings()
+    s.update({"proxy_poll_ms": 0, "stall_share": 0, "client_slack_ms": 0.3,
+              "proxy_window_ms": 500})
+    lim = s.pace_limits()
+    assert (lim.stall_share, lim.client_slack) == (0, pytest.approx(0.0003))
+    assert s.proxy_poll_ms == 0.0 and s.proxy_window_ms == 500.0
+    for bad in ({"proxy_window_ms": 0}, {"stall_share": -1}, {"client_slack_ms": -0.1}):
+        with pytest.raises(ValueError):
+            s.update(bad)
+    with pytest.raises(ValueError):
+        PaceLimits(stall_share=-0.5)
