@@ -147,6 +147,8 @@ def main() -> int:
     ap.add_argument("--dashboard-nice", type=int, default=10,
                     help="CPU niceness of the dashboard process (it would run on another "
                          "host in production; here it shares the cores with the proxy)")
+    ap.add_argument("--max-seconds", type=float, default=0,
+                    help="stop measuring after this long (keys/s from the keys moved so far)")
     ap.add_argument("--out", help="write the JSON result here too")
     args = ap.parse_args()
     moving = parse_ranges(args.slots, NSLOTS)
@@ -205,23 +207,28 @@ def main() -> int:
         meter.begin()
         rows: list[dict[str, float]] = []
         i = 0
+        complete = True
         while True:
             m = dash.get("/api/v1/migrations")
             if not m["slots"]:
+                break
+            if args.max_seconds and time.time() - start > args.max_seconds:
+                complete = False
                 break
             rows += one_round(i)
             i += 1
         mig_cpu = meter.end()
         took = time.time() - start
         m = dash.get("/api/v1/migrations")
+        moved = n if complete else m["keys_moved"]
         during = summarize(rows) if rows else {}
         left = int(subprocess.run(["redis-cli", "-p", str(servers[0].port), "dbsize"],
                                   capture_output=True, text=True).stdout.strip())
         moved_target = int(subprocess.run(["redis-cli", "-p", str(servers[1].port), "dbsize"],
                                           capture_output=True, text=True).stdout.strip())
         result = {
-            "keys": n, "slots": len(moving), "seconds": round(took, 2),
-            "keys_per_sec": round(n / took), "slots_per_sec": round(len(moving) / took, 1),
+            "keys": n, "slots": len(moving), "seconds": round(took, 2), "complete": complete,
+            "keys_per_sec": round(moved / took), "slots_per_sec": round(len(moving) / took, 1),
             "keys_moved_by_dashboard": m["keys_moved"],
             "source_keys_left": left, "target_keys": moved_target,
             "baseline": baseline, "during_migration": during,

@@ -101,6 +101,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "client_slack_ms": {"type": "number",
                             "description": "rest while the proxies' p99 > factor x its "
                                            "baseline and more than this above it"},
+        "recheck_s": {"type": "number",
+                      "description": "the proxies' p99 high this long: rest one window and "
+                                     "re-measure it (0 = never)"},
         "stall_share": {"type": "number",
                         "description": "one MIGRATE blocks at most this share of the "
                                        "clients' baseline p99 (0 = target_stall_ms only)"}}},

@@ -205,8 +205,8 @@ class Migrator:
             pace = self.pace.get(gid)
             if pace is None:
                 continue
-            for g in sorted(names):
-                pace.on_client_latency(g, figures.get(g), self.client_baseline.get(g))
+            pace.on_client_latency(time.monotonic(), {
+                g: (figures.get(g), self.client_baseline.get(g)) for g in sorted(names)})
 
     async def _run(self) -> None:
         while True:

@@ -49,6 +49,7 @@ DECAY = 0.9  # weight of the previous batches in the stall fit (~the last 10-20 
 MIN_PAUSE = 0.0005  # s: the first rest after latency went high; below it a rest is dropped
 ALPHA = 0.2  # weight of a new PING sample in the smoothed figure
 CLIENT_ALPHA = 0.5  # ... of a proxies' window p99 (each already sums hundreds of requests)
+REBASE_TTL = 30.0  # s a baseline raised by a check holds before the quiet one applies again
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +63,18 @@ class PaceLimits:
     client_slack: float = 0.0001  # s, the proxies' p99 must also be this much above its baseline
     stall_share: float = 1.0      # a MIGRATE's budget: at most this share of the clients'
     #                               baseline p99 (0: target_stall alone)
+    recheck: float = 3.0  # s of the clients' latency high before a check (0: never)
+    hold: float = 1.5     # s the check rests (longer than the proxies' window + a poll)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.max_batch:
             raise ValueError("need 1 <= min_batch <= max_batch")
         if (self.target_stall <= 0 or self.latency_factor < 1 or self.max_pause < 0
-                or self.latency_slack < 0 or self.client_slack < 0 or self.stall_share < 0):
+                or self.latency_slack < 0 or self.client_slack < 0 or self.stall_share < 0
+                or self.recheck < 0 or self.hold <= 0):
             raise ValueError("need target_stall > 0, latency_factor >= 1, max_pause >= 0, "
-                             "latency_slack >= 0, client_slack >= 0, stall_share >= 0")
+                             "latency_slack >= 0, client_slack >= 0, stall_share >= 0, "
+                             "recheck >= 0, hold > 0")
 
 
 class StallModel:
@@ -105,11 +110,13 @@ class LatencyLoop:
     above factor x baseline and more than `slack` above it; the rest it asks for doubles while
     high (from MIN_PAUSE, up to the limit) and halves away once it is back under."""
 
-    __slots__ = ("alpha", "baseline", "high", "latency", "pause")
+    __slots__ = ("alpha", "baseline", "high", "latency", "origin", "pause", "raised_until")
 
     def __init__(self, alpha: float) -> None:
         self.alpha = alpha
         self.baseline: float | None = None  # None: unknown, the loop does nothing
+        self.origin: float | None = None  # the baseline as given (before any check raised it)
+        self.raised_until = 0.0
         self.latency = 0.0  # EWMA of the samples
         self.high = False  # the last sample left the smoothed figure above the bound
         self.pause = 0.0
@@ -117,13 +124,23 @@ class LatencyLoop:
     def set_baseline(self, seconds: float | None) -> None:
         self.baseline = seconds if seconds is not None and seconds > 0 else None
 
+    def above(self, seconds: float, factor: float, slack: float,
+              base: float | None = None) -> bool:
+        base = self.baseline if base is None else base
+        return base is not None and seconds > max(base * factor, base + slack)
+
+    def relax(self) -> None:
+        """No figure (no client timed) or a fresh start: not high, the rest halves away."""
+        self.high = False
+        self.pause = self.pause / 2 if self.pause / 2 >= MIN_PAUSE else 0.0
+
     def sample(self, seconds: float, factor: float, slack: float, max_pause: float) -> None:
         base = self.baseline
         if base is None or seconds < 0:
             return
         a = self.alpha
         self.latency = seconds if not self.latency else (1 - a) * self.latency + a * seconds
-        if self.latency > max(base * factor, base + slack):
+        if self.above(self.latency, factor, slack):
             self.high = True
             self.pause = max(MIN_PAUSE, self.pause * 2)
         else:
@@ -136,14 +153,18 @@ class PaceController:
     """AIMD on the batch size from measured stalls; a rest from measured latency (the source's
     PING, and the proxies' p99 per group)."""
 
-    __slots__ = ("_asked", "_sign", "batch", "batches", "clients", "keys", "largest", "limits",
-                 "model", "probe", "smallest", "stall_ewma")
+    __slots__ = ("_asked", "_high_since", "_sign", "batch", "batches", "checks", "clients",
+                 "hold_until", "keys", "largest", "limits", "model", "probe", "smallest",
+                 "stall_ewma")
 
     def __init__(self, limits: PaceLimits, start: int | None = None) -> None:
         self.limits = limits
         self.batch = self._clamp(start if start is not None else limits.min_batch)
         self.probe = LatencyLoop(ALPHA)  # the source's PING
         self.clients: dict[str, LatencyLoop] = {}  # group -> the proxies' p99 for it
+        self.hold_until = 0.0  # a check: no MIGRATE before this (the feeder's clock)
+        self.checks = 0
+        self._high_since: float | None = None
         self.stall_ewma = 0.0
         self.model = StallModel()
         self.batches = self.keys = self.largest = 0  # what was sent (the view)
@@ -236,22 +257,67 @@ class PaceController:
         lim = self.limits
         self.probe.sample(seconds, lim.latency_factor, lim.latency_slack, lim.max_pause)
 
-    def on_client_latency(self, group: str, seconds: float | None,
-                          baseline: float | None) -> None:
-        """The proxies' p99 for `group` over the last window (None: too few requests were
-        timed in it -- no client to protect: that group's rest halves away) and its
-        no-migration figure (None: unknown, that group's loop does nothing)."""
+    def rest(self, now: float) -> float:
+        """Seconds to wait before the next MIGRATE: the rest, or what is left of a check."""
+        return max(self.pause, self.hold_until - now) if self.hold_until else self.pause
+
+    def on_client_latency(self, now: float,
+                          figures: dict[str, tuple[float | None, float | None]]) -> None:
+        """One reading of the proxies, at `now`: group -> (its p99 over the last window, or
+        None when too few requests were timed in it -- no client to protect: that group's
+        rest halves away; its no-migration p99, or None: unknown, the group's loop does
+        nothing).
+
+        Is it the migration? A p99 high for `recheck` seconds may be someone else's load:
+        then resting does not help the clients and only stalls the migration. So the mover
+        holds for `hold` seconds and the first window inside the hold is what the clients
+        see without it now; a group whose figure is still above its bound gets that figure
+        as its baseline for REBASE_TTL seconds (the rests then answer only what the
+        migration adds), the others keep theirs."""
+        lim = self.limits
+        if self.hold_until:
+            if now < self.hold_until:
+                return  # the window still holds time the mover was moving
+            self.hold_until = 0.0
+            for group, (seconds, baseline) in figures.items():
+                loop = self._client_loop(group, baseline, now)
+                if (seconds is not None and loop.origin is not None
+                        and loop.above(seconds, lim.latency_factor, lim.client_slack,
+                                       loop.origin)):
+                    loop.baseline, loop.raised_until = seconds, now + REBASE_TTL
+                elif loop.origin is not None:
+                    loop.baseline, loop.raised_until = loop.origin, 0.0
+                loop.latency = seconds or 0.0
+                loop.pause = 0.0
+                loop.high = False
+            self._high_since = None
+            return
+        for group, (seconds, baseline) in figures.items():
+            loop = self._client_loop(group, baseline, now)
+            if seconds is None:
+                loop.relax()
+            else:
+                loop.sample(seconds, lim.latency_factor, lim.client_slack, lim.max_pause)
+        if not any(c.high for c in self.clients.values()):
+            self._high_since = None
+        elif self._high_since is None:
+            self._high_since = now
+        elif lim.recheck and now - self._high_since >= lim.recheck:
+            self.hold_until = now + lim.hold
+            self.checks += 1
+
+    def _client_loop(self, group: str, baseline: float | None, now: float) -> LatencyLoop:
         loop = self.clients.get(group)
         if loop is None:
             loop = self.clients[group] = LatencyLoop(CLIENT_ALPHA)
-        if loop.baseline != baseline:
+        if loop.origin != baseline:  # a new migration's baseline
+            loop.origin = baseline
             loop.set_baseline(baseline)
-        lim = self.limits
-        if seconds is None:
-            loop.high = False
-            loop.pause = loop.pause / 2 if loop.pause / 2 >= MIN_PAUSE else 0.0
-            return
-        loop.sample(seconds, lim.latency_factor, lim.client_slack, lim.max_pause)
+            loop.raised_until = 0.0
+        elif loop.raised_until and now >= loop.raised_until:
+            loop.set_baseline(loop.origin)  # a raised baseline expired
+            loop.raised_until = 0.0
+        return loop
 
     def view(self) -> dict[str, Any]:
         """The pace now, and the batches sent so far (sizes: smallest, mean, largest)."""
@@ -265,8 +331,10 @@ class PaceController:
                 "budget_ms": round(self.budget() * 1000, 3),
                 "clients": {g: {"p99_ms": round(c.latency * 1000, 3),
                                 "baseline_ms": round(c.baseline * 1000, 3) if c.baseline else None,
+                                "raised": bool(c.raised_until),
                                 "pause_ms": round(c.pause * 1000, 3), "high": c.high}
                             for g, c in sorted(self.clients.items())},
+                "checks": self.checks,
                 "batches": self.batches, "batch_min": self.smallest,
                 "batch_mean": round(self.keys / self.batches, 1) if self.batches else None,
                 "batch_max": self.largest}

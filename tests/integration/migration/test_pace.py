@@ -114,7 +114,7 @@ def test_the_pace_follows_the_proxies_latency_and_loses_nothing(tmp_path: Path) 
                         and all(v["baseline_ms"] for v in clients.values()))
 
             until(fed, 60, "the source's pace fed the proxies' p99 of both groups")
-            m = c.wait_idle(120)
+            c.wait_idle(120)
         load.verify(port)
         c.check_placement()
         assert via.dbsize() >= 12000
