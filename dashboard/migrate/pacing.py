@@ -35,6 +35,10 @@ Two signals, two loops:
   that baseline is known, one MIGRATE may block the source for at most `stall_share` of it
   (a request arriving just as a MIGRATE starts waits for all of it): the stall budget is
   min(`target_stall`, `stall_share` x the clients' baseline p99).
+* **is it the migration?** -- the clients' p99 high for `recheck` seconds may be someone
+  else's load, which resting does not help: the mover then holds for `hold` seconds and the
+  first window inside the hold says what the clients see without it; a group still above its
+  bound takes that figure as its baseline for REBASE_TTL seconds (`on_client_latency`).
 
 Every loop only ever makes the mover gentler than the fixed-size mover it replaces, and every
 output is clamped to its bounds; the rest is the longest any loop asks for.
