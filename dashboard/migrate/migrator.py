@@ -596,6 +596,7 @@ class Migrator:
             self.keys_moved = self.bytes_moved = self.slots_done = 0
             self.window.clear()
             self.pace = {}
+            self.client_baseline = {}  # taken again before its first batch
             self.progress = {s: p for s, p in self.progress.items() if s in topo.migrations}
             self.big_keys = {k: v for k, v in self.big_keys.items() if not v.get("moved")}
         for s in queued:
