@@ -149,6 +149,8 @@ def main() -> int:
                          "host in production; here it shares the cores with the proxy)")
     ap.add_argument("--max-seconds", type=float, default=0,
                     help="stop measuring after this long (keys/s from the keys moved so far)")
+    ap.add_argument("--redis-arg", action="append", default=[],
+                    help="extra redis-server option for both servers, e.g. 'activerehashing no'")
     ap.add_argument("--out", help="write the JSON result here too")
     args = ap.parse_args()
     moving = parse_ranges(args.slots, NSLOTS)
@@ -156,8 +158,11 @@ def main() -> int:
         ap.error("--slots must lie in 0-511 (512-1023 are the untouched benchmark slots)")
 
     tmp = Path(tempfile.mkdtemp(prefix="migrate-bench-"))
-    servers = [RedisServer(tmp / f"redis{i}", extra=["--lazyfree-lazy-server-del", "yes"]
-                           ).start() for i in range(2)]
+    extra = ["--lazyfree-lazy-server-del", "yes"]
+    for opt in args.redis_arg:
+        name, _, value = opt.partition(" ")
+        extra += [f"--{name}", value]
+    servers = [RedisServer(tmp / f"redis{i}", extra=extra).start() for i in range(2)]
     dash = proxy = None
     try:
         migration = {"max_concurrent_slots": args.max_slots, "batch_size": args.batch_size,
