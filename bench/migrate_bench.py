@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -74,9 +75,46 @@ def bench_round(port: int, tag: str, n: int, clients: int) -> list[dict[str, flo
         head = [h.strip('"') for h in lines[0].split(",")]
         vals = [v.strip('"') for v in lines[-1].split(",")]
         row = dict(zip(head, vals, strict=False))
-        out.append({"rps": float(row["rps"]), "p50": float(row["p50_latency_ms"]),
+        out.append({"cmd": cmd[0], "rps": float(row["rps"]), "p50": float(row["p50_latency_ms"]),
                     "p99": float(row["p99_latency_ms"]), "max": float(row["max_latency_ms"])})
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_delay(pid: int) -> float:
+    """Seconds the process's main thread has waited, runnable, for a CPU so far."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+class CpuMeter:
+    """CPU seconds each named process (and redis-benchmark, our children) used over a window,
+    and how long each waited for a CPU while runnable (the kernel's schedstat run delay)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.t0 = 0.0
+        self.start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        out.update({f"{name} wait": run_delay(pid) for name, pid in self.pids.items()})
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out["redis-benchmark"] = ru.ru_utime + ru.ru_stime
+        return out
+
+    def begin(self) -> None:
+        self.t0, self.start = time.monotonic(), self._now()
+
+    def end(self) -> dict[str, float]:
+        """Each process's CPU use over the window, and its wait for a CPU, in % of the window."""
+        wall = max(time.monotonic() - self.t0, 1e-9)
+        now = self._now()
+        return {k: round(100 * (now[k] - self.start[k]) / wall, 1) for k in now}
 
 
 def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -102,9 +140,17 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, help="adaptive pace: largest batch")
     ap.add_argument("--latency-factor", type=float, help="adaptive pace: back-off threshold")
     ap.add_argument("--max-pause-ms", type=float, help="adaptive pace: longest rest")
+    ap.add_argument("--proxy-poll-ms", type=float,
+                    help="adaptive pace: read the proxies' p99 this often (0: PING only)")
+    ap.add_argument("--stall-share", type=float,
+                    help="adaptive pace: MIGRATE budget as a share of the clients' p99 (0: off)")
     ap.add_argument("--dashboard-nice", type=int, default=10,
                     help="CPU niceness of the dashboard process (it would run on another "
                          "host in production; here it shares the cores with the proxy)")
+    ap.add_argument("--max-seconds", type=float, default=0,
+                    help="stop measuring after this long (keys/s from the keys moved so far)")
+    ap.add_argument("--redis-arg", action="append", default=[],
+                    help="extra redis-server option for both servers, e.g. 'activerehashing no'")
     ap.add_argument("--out", help="write the JSON result here too")
     args = ap.parse_args()
     moving = parse_ranges(args.slots, NSLOTS)
@@ -112,14 +158,17 @@ def main() -> int:
         ap.error("--slots must lie in 0-511 (512-1023 are the untouched benchmark slots)")
 
     tmp = Path(tempfile.mkdtemp(prefix="migrate-bench-"))
-    servers = [RedisServer(tmp / f"redis{i}", extra=["--lazyfree-lazy-server-del", "yes"]
-                           ).start() for i in range(2)]
+    extra = ["--lazyfree-lazy-server-del", "yes"]
+    for opt in args.redis_arg:
+        name, _, value = opt.partition(" ")
+        extra += [f"--{name}", value]
+    servers = [RedisServer(tmp / f"redis{i}", extra=extra).start() for i in range(2)]
     dash = proxy = None
     try:
         migration = {"max_concurrent_slots": args.max_slots, "batch_size": args.batch_size,
                      "keys_per_sec": args.keys_per_sec, "adaptive": not args.fixed}
         for name in ("target_stall_ms", "min_batch", "max_batch", "latency_factor",
-                     "max_pause_ms"):
+                     "max_pause_ms", "proxy_poll_ms", "stall_share"):
             if getattr(args, name) is not None:
                 migration[name] = getattr(args, name)
         dash = DashboardProcess(tmp, slots=NSLOTS, store={"kind": "file", "path": str(tmp / "st")},
@@ -137,39 +186,61 @@ def main() -> int:
         n = fill(servers[0].port, args.keys, set(moving))
         print(f"loaded {n} keys into slots {args.slots} of group 1 in {time.time() - t0:.1f}s",
               flush=True)
-        tags = tags_in(list(range(512, 1024)), 16)
+        # alternate the source group's untouched slots (512-767) and the target's (768-1023)
+        src, dst = tags_in(list(range(512, 768)), 8), tags_in(list(range(768, 1024)), 8)
+        tags = [tg for a, b in zip(src, dst, strict=True) for tg in ((a, 1), (b, 2))]
+        meter = CpuMeter({"proxy": proxy.process.pid, "dashboard": dash.process.pid,
+                          "redis-source": servers[0].process.pid,
+                          "redis-target": servers[1].process.pid})
+
+        def one_round(i: int) -> list[dict[str, float]]:
+            tag, gid = tags[i % len(tags)]
+            return [{**r, "group": gid} for r in bench_round(proxy.port, tag, args.requests,
+                                                              args.clients)]
 
         base_rows: list[dict[str, float]] = []
+        meter.begin()
         for i in range(4):
-            base_rows += bench_round(proxy.port, tags[i % len(tags)], args.requests,
-                                     args.clients)
+            base_rows += one_round(i)
+        base_cpu = meter.end()
         baseline = summarize(base_rows)
-        print(f"baseline (no migration): {baseline}", flush=True)
+        print(f"baseline (no migration): {baseline} cpu% {base_cpu}", flush=True)
 
         status, body = dash.call("POST", "/api/v1/migrations", {"slots": args.slots, "to": 2})
         assert status == 201, body
         start = time.time()
+        meter.begin()
         rows: list[dict[str, float]] = []
         i = 0
+        complete = True
         while True:
             m = dash.get("/api/v1/migrations")
             if not m["slots"]:
                 break
-            rows += bench_round(proxy.port, tags[i % len(tags)], args.requests, args.clients)
+            if args.max_seconds and time.time() - start > args.max_seconds:
+                complete = False
+                break
+            rows += one_round(i)
             i += 1
+        mig_cpu = meter.end()
         took = time.time() - start
         m = dash.get("/api/v1/migrations")
+        moved = n if complete else m["keys_moved"]
         during = summarize(rows) if rows else {}
         left = int(subprocess.run(["redis-cli", "-p", str(servers[0].port), "dbsize"],
                                   capture_output=True, text=True).stdout.strip())
         moved_target = int(subprocess.run(["redis-cli", "-p", str(servers[1].port), "dbsize"],
                                           capture_output=True, text=True).stdout.strip())
         result = {
-            "keys": n, "slots": len(moving), "seconds": round(took, 2),
-            "keys_per_sec": round(n / took), "slots_per_sec": round(len(moving) / took, 1),
+            "keys": n, "slots": len(moving), "seconds": round(took, 2), "complete": complete,
+            "keys_per_sec": round(moved / took), "slots_per_sec": round(len(moving) / took, 1),
             "keys_moved_by_dashboard": m["keys_moved"],
             "source_keys_left": left, "target_keys": moved_target,
             "baseline": baseline, "during_migration": during,
+            "by_group": {f"{name} group {g}": summarize([r for r in rs if r["group"] == g])
+                         for name, rs in (("baseline", base_rows), ("during", rows))
+                         for g in (1, 2) if any(r["group"] == g for r in rs)},
+            "cpu_percent": {"baseline": base_cpu, "during": mig_cpu},
             "p99_ratio": round(during["p99_ms"] / baseline["p99_ms"], 2) if during else None,
             "settings": m["settings"], "dashboard_nice": args.dashboard_nice,
             "pace": m.get("pace"),

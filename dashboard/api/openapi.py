@@ -93,7 +93,20 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "latency_slack_ms": {"type": "number",
                              "description": "... and more than this above the baseline"},
         "max_pause_ms": {"type": "number", "description": "longest rest between batches"},
-        "probe_interval_ms": {"type": "number", "description": "latency probe period"}}},
+        "probe_interval_ms": {"type": "number", "description": "latency probe period"},
+        "proxy_poll_ms": {"type": "number",
+                          "description": "read the proxies' p99 per group this often while "
+                                         "moving (0 = not used)"},
+        "proxy_window_ms": {"type": "number", "description": "window of that p99"},
+        "client_slack_ms": {"type": "number",
+                            "description": "rest while the proxies' p99 > factor x its "
+                                           "baseline and more than this above it"},
+        "recheck_s": {"type": "number",
+                      "description": "the proxies' p99 high this long: rest one window and "
+                                     "re-measure it (0 = never)"},
+        "stall_share": {"type": "number",
+                        "description": "one MIGRATE blocks at most this share of the "
+                                       "clients' baseline p99 (0 = target_stall_ms only)"}}},
     "Rebalance": {"type": "object", "properties": {
         "dry_run": {"type": "boolean", "default": True},
         "mode": {"type": "string", "enum": ["count", "load"], "default": "count"},

@@ -50,6 +50,7 @@ from .bigkeys import copy_big_key
 from .failover import dedupe, relock_source
 from .mover import LatencyProbe, MovePass, PassResult, ServerDown, Settings, Throttle, prescan
 from .pacing import PaceController
+from .proxylat import ProxyLatencyWatch
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,10 @@ class Migrator:
         self._relocked = asyncio.Event()
         self.failovers_seen = 0
         self.pace: dict[int, PaceController] = {}  # source group -> its mover's pace
+        # The proxies' p99 per group (the pace's view of the clients), and its figures from
+        # before the current migration started (taken when its first batch starts).
+        self.watch = ProxyLatencyWatch(proxies)
+        self.client_baseline: dict[str, float] = {}
 
     # -- settings --------------------------------------------------------------------------------
 
@@ -161,6 +166,49 @@ class Migrator:
     # -- the loop --------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        watch = asyncio.create_task(self._watch_loop())
+        try:
+            await self._run()
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+
+    async def _watch_loop(self) -> None:
+        """Read the proxies' latency: every `proxy_poll_ms` while slots move (fed to each
+        source's pace), about once a second otherwise (the quiet figures a migration starts
+        from)."""
+        while True:
+            s = self.settings
+            interval = s.proxy_poll_ms / 1000
+            topo = self.plane.current()
+            if not interval or not s.adaptive or topo is None or not self.plane.leading.is_set():
+                await asyncio.sleep(1.0)
+                continue
+            self.watch.groups.window = s.proxy_window_ms / 1000
+            moving = bool(topo.migrations)
+            try:
+                figures = await self.watch.poll(quiet=not moving)
+            except Exception as e:  # the pace then goes on with what it had
+                log.debug("reading the proxies' latency failed: %s", e)
+                figures = {}
+            if moving:
+                self._feed_paces(topo, figures)
+            await asyncio.sleep(interval if moving else max(interval, 1.0))
+
+    def _feed_paces(self, topo: Topology, figures: dict[str, float]) -> None:
+        """Each moving source's pace gets the p99 of its own group and of its targets'."""
+        groups: dict[int, set[str]] = {}
+        for m in topo.migrations.values():
+            if m.state == "migrating":
+                groups.setdefault(m.source, {str(m.source)}).add(str(m.target))
+        for gid, names in groups.items():
+            pace = self.pace.get(gid)
+            if pace is None:
+                continue
+            pace.on_client_latency(time.monotonic(), {
+                g: (figures.get(g), self.client_baseline.get(g)) for g in sorted(names)})
+
+    async def _run(self) -> None:
         while True:
             await self.plane.leading.wait()
             try:
@@ -211,6 +259,7 @@ class Migrator:
         pending = mig.in_state(topo, "pending")
         if not pending:
             self.status = "idle"
+            self.client_baseline = {}  # the next migration starts from the figures before it
             return False
         if self.settings.paused:
             self.status = "paused"
@@ -228,6 +277,12 @@ class Migrator:
         self.status, self.error = "scanning", None
         if self.started_at is None:
             self.started_at = time.time()
+        if not self.client_baseline:  # the first batch: nothing has loaded the servers yet
+            self.client_baseline = self.watch.baseline(max_age=10.0)
+            if self.client_baseline:
+                log.info("clients' p99 before the migration (the proxies' figures): %s",
+                         ", ".join(f"group {g} {v * 1000:.3f} ms"
+                                   for g, v in sorted(self.client_baseline.items())))
         key = frozenset(batch)
         if not (self._prescanned and self._prescanned[0] == key
                 and time.monotonic() - self._prescanned[1] < 120):
@@ -541,6 +596,7 @@ class Migrator:
             self.keys_moved = self.bytes_moved = self.slots_done = 0
             self.window.clear()
             self.pace = {}
+            self.client_baseline = {}  # taken again before its first batch
             self.progress = {s: p for s, p in self.progress.items() if s in topo.migrations}
             self.big_keys = {k: v for k, v in self.big_keys.items() if not v.get("moved")}
         for s in queued:
@@ -617,4 +673,11 @@ class Migrator:
                          for b in self.big_keys.values()],
             # per source group: the batch size and rest the adaptive pace chose (pacing.py)
             "pace": {str(gid): p.view() for gid, p in sorted(self.pace.items())},
+            # the proxies' p99 per group: the last quiet window's, and the baseline the
+            # current migration started from (the pace's client loop compares with it)
+            "client_p99_ms": {
+                "quiet": {g: round(v * 1000, 3)
+                          for g, v in sorted(self.watch.baseline(max_age=10.0).items())},
+                "baseline": {g: round(v * 1000, 3)
+                             for g, v in sorted(self.client_baseline.items())}},
         }

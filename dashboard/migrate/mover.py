@@ -69,14 +69,25 @@ class Settings:
     latency_slack_ms: float = 0.5    # ... and this much above it: back off
     max_pause_ms: float = 5.0        # longest rest between two batches
     probe_interval_ms: float = 5.0   # at most one latency probe (PING) this often
+    # The clients' latency as the proxies time it (proxylat.py): their p99 per group over a
+    # window, read this often while moving (0: not used), against the window before.
+    proxy_poll_ms: float = 250.0
+    proxy_window_ms: float = 1000.0
+    client_slack_ms: float = 0.1     # proxies' p99 above factor x baseline and this much above
+    stall_share: float = 1.0         # one MIGRATE blocks <= this share of their baseline p99
+    recheck_s: float = 3.0           # their p99 high this long: hold a window, re-measure (0: no)
 
     FIELDS = ("batch_size", "batch_bytes", "keys_per_sec", "max_concurrent_slots",
               "big_key_bytes", "stall_ms", "chunk_elements", "migrate_timeout_ms", "paused",
               "adaptive", "target_stall_ms", "min_batch", "max_batch", "latency_factor",
-              "latency_slack_ms", "max_pause_ms", "probe_interval_ms")
+              "latency_slack_ms", "max_pause_ms", "probe_interval_ms", "proxy_poll_ms",
+              "proxy_window_ms", "client_slack_ms", "stall_share", "recheck_s")
     _FLAGS = ("paused", "adaptive")
     _FLOATS = ("stall_ms", "target_stall_ms", "latency_factor", "latency_slack_ms",
-               "max_pause_ms", "probe_interval_ms")
+               "max_pause_ms", "probe_interval_ms", "proxy_poll_ms", "proxy_window_ms",
+               "client_slack_ms", "stall_share", "recheck_s")
+    _ZERO_OK = ("keys_per_sec", "max_pause_ms", "latency_slack_ms", "proxy_poll_ms",
+                "client_slack_ms", "stall_share", "recheck_s")
 
     def to_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.FIELDS}
@@ -95,7 +106,7 @@ class Settings:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{name!r} must be a number")
                 value = float(value) if name in self._FLOATS else int(value)
-                low = {"keys_per_sec": 0, "max_pause_ms": 0, "latency_slack_ms": 0}.get(name, 1)
+                low = 0 if name in self._ZERO_OK else 1
                 if value < low:
                     raise ValueError(f"{name!r} must be >= {low}")
             new[name] = value
@@ -111,7 +122,12 @@ class Settings:
         return PaceLimits(target_stall=self.target_stall_ms / 1000, min_batch=self.min_batch,
                           max_batch=self.max_batch, latency_factor=self.latency_factor,
                           latency_slack=self.latency_slack_ms / 1000,
-                          max_pause=self.max_pause_ms / 1000)
+                          max_pause=self.max_pause_ms / 1000,
+                          client_slack=self.client_slack_ms / 1000,
+                          stall_share=self.stall_share, recheck=self.recheck_s,
+                          # a check's rest: one whole window of the proxies' figures after
+                          # the last batch, and the poll that reads it
+                          hold=(self.proxy_window_ms + 2 * self.proxy_poll_ms) / 1000)
 
 
 class Throttle:
@@ -425,8 +441,10 @@ class MovePass:
                        items: list[tuple[bytes, int, int]]) -> None:
         await self.throttle.take(len(items))
         pace = self.pace if self.settings.adaptive else None
-        if pace is not None and pace.pause:
-            await asyncio.sleep(pace.pause)
+        if pace is not None:
+            rest = pace.rest(time.monotonic())
+            if rest > 0:
+                await asyncio.sleep(rest)
         host, port = split_addr(target)
         migrate = ("MIGRATE", host, port, "", 0, self.settings.migrate_timeout_ms, "REPLACE",
                    "KEYS", *(k for k, _, _ in items))

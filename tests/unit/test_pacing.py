@@ -187,3 +187,151 @@ def test_a_fixed_cost_above_the_budget_does_not_collapse_the_batch() -> None:
     tail = run(pace, 300, per_key=5e-6, fixed=0.002)[-100:]
     assert min(tail) >= 40 and max(tail) <= 60, (min(tail), max(tail))
     assert pace.view()["stall_fixed_ms"] == pytest.approx(2.0, rel=0.1)
+
+
+# -- the clients' latency as the proxies time it (per group) -----------------------------------
+
+CLOCK = [0.0]
+
+
+def feed(pace: PaceController, figures: dict, step: float = 0.25) -> None:
+    """One reading of the proxies, `step` seconds after the previous one (a fake clock)."""
+    CLOCK[0] += step
+    pace.on_client_latency(CLOCK[0], figures)
+
+def test_proxies_p99_above_its_baseline_makes_the_mover_rest() -> None:
+    lim = PaceLimits(max_pause=0.004, recheck=0)
+    pace = PaceController(lim, start=100)
+    feed(pace, {"1": (0.0005, 0.0005)})
+    assert pace.pause == 0 and not pace.high
+    for _ in range(20):
+        feed(pace, {"1": (0.002, 0.0005)})  # 4x the quiet p99
+    assert pace.pause == lim.max_pause and pace.high
+    before = pace.batch
+    pace.on_stall(pace.size(), 1e-6)  # a cheap batch does not grow while clients suffer
+    assert pace.batch == before
+    for _ in range(20):
+        feed(pace, {"1": (0.0005, 0.0005)})
+    assert pace.pause == 0 and not pace.high
+
+
+def test_the_worst_group_sets_the_rest() -> None:
+    pace = PaceController(PaceLimits(max_pause=1.0), start=100)
+    for _ in range(3):
+        feed(pace, {"1": (0.0004, 0.0004),   # the source: fine
+                    "2": (0.004, 0.0004)})   # the target: 10x
+    assert pace.pause == 4 * MIN_PAUSE and pace.high
+    view = pace.view()["clients"]
+    assert view["2"]["high"] and not view["1"]["high"] and view["1"]["pause_ms"] == 0
+
+
+def test_proxies_p99_within_the_slack_is_no_reason_to_rest() -> None:
+    # 0.1 ms quiet p99: 0.18 ms is 1.8x, but only 80 us above (the buckets are that coarse)
+    pace = PaceController(PaceLimits(client_slack=0.0001), start=100)
+    for _ in range(10):
+        feed(pace, {"1": (0.00018, 0.0001)})
+    assert pace.pause == 0 and not pace.high
+
+
+def test_no_figure_for_a_window_lets_the_rest_fade() -> None:
+    pace = PaceController(PaceLimits(max_pause=1.0), start=100)
+    for _ in range(5):
+        feed(pace, {"1": (0.01, 0.001)})
+    rest = pace.pause
+    feed(pace, {"1": (None, 0.001)})  # no traffic timed: nothing to protect
+    assert pace.pause == rest / 2 and not pace.high
+
+
+def test_no_client_baseline_no_client_loop() -> None:
+    pace = PaceController(PaceLimits(), start=100)
+    feed(pace, {"1": (1.0, None)})
+    assert pace.pause == 0 and not pace.high and pace.budget() == PaceLimits().target_stall
+
+
+def test_the_stall_budget_is_a_share_of_the_clients_p99() -> None:
+    lim = PaceLimits(target_stall=0.0005, stall_share=0.5, min_batch=5, max_batch=1000)
+    pace = PaceController(lim, start=200)
+    assert pace.budget() == 0.0005
+    feed(pace, {"1": (0.0004, 0.0004), "2": (0.0006, 0.0006)})
+    assert pace.budget() == pytest.approx(0.0002)  # half the lower group's p99
+    # 5 us a key + 20 us: (0.2 - 0.02) / 0.005 = 36 keys
+    tail = run(pace, 300, per_key=5e-6, fixed=0.00002)[-100:]
+    assert max(tail) <= 36 * 9 // 8 + 3 and min(tail) >= 25, (min(tail), max(tail))
+    # a share of 0 leaves the budget to target_stall alone
+    pace.set_limits(PaceLimits(target_stall=0.0005, stall_share=0, min_batch=5))
+    assert pace.budget() == 0.0005
+
+
+def test_new_limits_clamp_the_client_loops_rest() -> None:
+    pace = PaceController(PaceLimits(max_pause=1.0, recheck=0), start=100)
+    for _ in range(30):
+        feed(pace, {"3": (1.0, 0.001)})
+    pace.set_limits(PaceLimits(max_pause=0.002))
+    assert pace.pause == 0.002
+
+
+def test_client_settings_are_validated_and_reach_the_limits() -> None:
+    s = Settings()
+    s.update({"proxy_poll_ms": 0, "stall_share": 0, "client_slack_ms": 0.3,
+              "proxy_window_ms": 500})
+    lim = s.pace_limits()
+    assert (lim.stall_share, lim.client_slack) == (0, pytest.approx(0.0003))
+    assert s.proxy_poll_ms == 0.0 and s.proxy_window_ms == 500.0
+    s.update({"recheck_s": 0})
+    assert s.pace_limits().recheck == 0 and s.pace_limits().hold == pytest.approx(0.5)
+    for bad in ({"proxy_window_ms": 0}, {"stall_share": -1}, {"client_slack_ms": -0.1},
+                {"recheck_s": -1}):
+        with pytest.raises(ValueError):
+            s.update(bad)
+    with pytest.raises(ValueError):
+        PaceLimits(stall_share=-0.5)
+
+
+def test_someone_elses_load_raises_the_baseline_after_a_check() -> None:
+    lim = PaceLimits(max_pause=0.004, recheck=1.0, hold=1.5)
+    pace = PaceController(lim, start=100)
+    feed(pace, {"1": (0.0004, 0.0004)})
+    for _ in range(5):  # another process loads the host: 3x, for longer than `recheck`
+        feed(pace, {"1": (0.0012, 0.0004)})
+    assert pace.hold_until > CLOCK[0] and pace.checks == 1
+    assert pace.rest(CLOCK[0]) == pytest.approx(pace.hold_until - CLOCK[0])
+    hold_end = pace.hold_until
+    feed(pace, {"1": (0.0012, 0.0004)})  # inside the hold: the window still saw moving
+    assert pace.hold_until == hold_end
+    CLOCK[0] = hold_end
+    feed(pace, {"1": (0.0012, 0.0004)}, step=0.0)  # quiet window: still 3x, not the mover
+    view = pace.view()["clients"]["1"]
+    assert view["baseline_ms"] == pytest.approx(1.2) and view["raised"]
+    assert pace.pause == 0 and not pace.high and pace.rest(CLOCK[0]) == 0
+    for _ in range(8):  # the same 1.2 ms is now the norm: no rest
+        feed(pace, {"1": (0.0012, 0.0004)})
+    assert pace.pause == 0 and pace.checks == 1
+    CLOCK[0] += 31  # the raised baseline expires: the quiet one applies again
+    feed(pace, {"1": (0.0004, 0.0004)})
+    assert pace.view()["clients"]["1"]["baseline_ms"] == pytest.approx(0.4)
+
+
+def test_a_check_that_finds_the_mover_guilty_keeps_the_baseline() -> None:
+    lim = PaceLimits(max_pause=0.004, recheck=1.0, hold=1.5)
+    pace = PaceController(lim, start=100)
+    for _ in range(6):
+        feed(pace, {"1": (0.002, 0.0005), "2": (0.0005, 0.0005)})
+    assert pace.checks == 1
+    CLOCK[0] = pace.hold_until
+    # resting, the clients are back at 0.5 ms: the migration was the cause
+    feed(pace, {"1": (0.0005, 0.0005), "2": (None, 0.0005)}, step=0.0)
+    assert pace.view()["clients"]["1"]["baseline_ms"] == pytest.approx(0.5)
+    assert not pace.view()["clients"]["1"]["raised"]
+    for _ in range(3):  # moving again makes them slow again: rests, then another check
+        feed(pace, {"1": (0.002, 0.0005)})
+    assert pace.pause > 0 and pace.high
+    for _ in range(5):
+        feed(pace, {"1": (0.002, 0.0005)})
+    assert pace.checks == 2
+
+
+def test_no_checks_when_recheck_is_zero() -> None:
+    pace = PaceController(PaceLimits(recheck=0), start=100)
+    for _ in range(100):
+        feed(pace, {"1": (0.01, 0.0005)})
+    assert pace.checks == 0 and pace.hold_until == 0 and pace.rest(CLOCK[0]) == pace.pause
