@@ -272,13 +272,14 @@ def test_new_limits_clamp_the_client_loops_rest() -> None:
 
 def test_client_settings_are_validated_and_reach_the_limits() -> None:
     s = Settings()
-    s.update({"proxy_poll_ms": 0, "stall_share": 0, "client_slack_ms": 0.3,
+    assert s.proxy_poll_ms == 0.0  # the clients' latency loop is off unless asked for
+    s.update({"proxy_poll_ms": 100, "stall_share": 0, "client_slack_ms": 0.3,
               "proxy_window_ms": 500})
     lim = s.pace_limits()
     assert (lim.stall_share, lim.client_slack) == (0, pytest.approx(0.0003))
-    assert s.proxy_poll_ms == 0.0 and s.proxy_window_ms == 500.0
+    assert s.proxy_poll_ms == 100.0 and s.proxy_window_ms == 500.0
     s.update({"recheck_s": 0})
-    assert s.pace_limits().recheck == 0 and s.pace_limits().hold == pytest.approx(0.5)
+    assert s.pace_limits().recheck == 0 and s.pace_limits().hold == pytest.approx(0.7)
     for bad in ({"proxy_window_ms": 0}, {"stall_share": -1}, {"client_slack_ms": -0.1},
                 {"recheck_s": -1}):
         with pytest.raises(ValueError):
