@@ -2811,7 +2811,7 @@ static PyObject *s_activity, *s_last_read, *s__time, *s_stats, *s_bytes_in, *s_b
     *s_fast_path, *s_reply_ctl, *s_read_from, *s_services, *s_table, *s_fast_arity,
     *s_split_kinds, *s_router, *s_by_slot, *s_mask, *s_slot_ops, *s_hotkeys, *s_meter,
     *s_enabled, *s_lane, *s_cmd, *s_commands, *s_transport, *s_write, *s_write_paused, *s_eof,
-    *s_feed, *s_packed, *s__serve, *s__dispatch_chunk_compiled, *s__after_read,
+    *s_feed, *s__serve, *s__dispatch_chunk_compiled, *s__after_read,
     *s__py_data_received, *s__after_write, *s__stash, *s_counters, *s_requests;
 static PyObject *client_timed;  /* client.connection._timed_slot (set_client_hooks) */
 static PyObject *client_up;     /* backend.conn.UP */
@@ -2826,15 +2826,6 @@ static PyObject *py_set_client_hooks(PyObject *self, PyObject *const *args, Py_s
     Py_INCREF(args[1]);
     Py_XSETREF(client_up, args[1]);
     Py_RETURN_NONE;
-}
-
-/* len(o.name), or -1 with an exception set */
-static Py_ssize_t attr_len(PyObject *o, PyObject *name) {
-    PyObject *v = aget(o, name);
-    if (v == NULL) return -1;
-    Py_ssize_t n = PyObject_Length(v);
-    Py_DECREF(v);
-    return n;
 }
 
 /* o.name(args...) with the result dropped: 0, or -1 with an exception set */
@@ -3344,7 +3335,6 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     INTERN(s_write_paused, "write_paused");
     INTERN(s_eof, "eof");
     INTERN(s_feed, "feed");
-    INTERN(s_packed, "packed");
     INTERN(s__serve, "_serve");
     INTERN(s__dispatch_chunk_compiled, "_dispatch_chunk_compiled");
     INTERN(s__after_read, "_after_read");
