@@ -1958,13 +1958,11 @@ static PyObject *py_deliver(PyObject *self, PyObject *const *args, Py_ssize_t na
         return NULL;
     }
     PyObject *fifo = args[0], *replies = args[1];
-    PyObject *popleft = aget(fifo, s_popleft);
-    if (popleft == NULL) return NULL;
     Py_INCREF(replies);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(replies); i++) {
         PyObject *raw = PyList_GET_ITEM(replies, i);
         Py_INCREF(raw);
-        PyObject *w = PyObject_CallNoArgs(popleft);
+        PyObject *w = fifo_popleft(fifo);
         if (w == NULL) { Py_DECREF(raw); goto error; }
         int r;
         if (Py_IS_TYPE(w, &ReplySlotType)) {
@@ -1982,11 +1980,9 @@ static PyObject *py_deliver(PyObject *self, PyObject *const *args, Py_ssize_t na
         if (r < 0) goto error;
     }
     Py_DECREF(replies);
-    Py_DECREF(popleft);
     Py_RETURN_NONE;
 error:
     Py_DECREF(replies);
-    Py_DECREF(popleft);
     return NULL;
 }
 
@@ -2093,26 +2089,22 @@ end:
     return r;
 }
 
-/* A new ReplySlot for `conn` appended to its fifo (`cappend`: the fifo's bound append). */
-static PyObject *expect_slot(PyObject *conn, PyObject *cappend) {
+/* A new ReplySlot for `conn` appended to its fifo `cfifo`. */
+static PyObject *expect_slot(PyObject *conn, PyObject *cfifo) {
     PyObject *rs = rs_new(conn);
     if (rs == NULL) return NULL;
-    PyObject *x = PyObject_CallOneArg(cappend, rs);
-    if (x == NULL) { Py_DECREF(rs); return NULL; }
-    Py_DECREF(x);
+    if (fifo_append(cfifo, rs) < 0) { Py_DECREF(rs); return NULL; }
     return rs;
 }
 
 /* The metrics sampler's TimedSlot: timed(conn, argv, group) (client.connection._timed_slot;
  * group None: a split command, "*"), appended to the client's fifo. */
 static PyObject *timed_slot(PyObject *timed, PyObject *conn, PyObject *argv, PyObject *group,
-                            PyObject *cappend) {
+                            PyObject *cfifo) {
     PyObject *targs[3] = {conn, argv, group};
     PyObject *rs = PyObject_Vectorcall(timed, targs, 3, NULL);
     if (rs == NULL) return NULL;
-    PyObject *x = PyObject_CallOneArg(cappend, rs);
-    if (x == NULL) { Py_DECREF(rs); return NULL; }
-    Py_DECREF(x);
+    if (fifo_append(cfifo, rs) < 0) { Py_DECREF(rs); return NULL; }
     return rs;
 }
 
@@ -2126,7 +2118,7 @@ static PyObject *build_frame(PyObject *argv, Py_ssize_t step, PyObject *ix);
  */
 static int fast_split(PyObject *conn, PyObject *argv, PyObject *pk, long kind,
                       PyObject *by_slot, long mask, PyObject *slot_ops, Py_ssize_t lane,
-                      PyObject *mark, PyObject *up, PyObject *cappend, PyObject *timed) {
+                      PyObject *mark, PyObject *up, PyObject *cfifo, PyObject *timed) {
     Py_ssize_t argc = PyList_GET_SIZE(argv);
     Py_ssize_t step = kind == MERGE_OK ? 2 : 1;
     if (kind == MERGE_OK && argc % 2 == 0) return 0;  /* wrong args: the Python path says so */
@@ -2174,7 +2166,7 @@ static int fast_split(PyObject *conn, PyObject *argv, PyObject *pk, long kind,
             if (e < 0) { rc = -1; goto done; }
         }
     }
-    rs = timed != NULL ? timed_slot(timed, conn, argv, Py_None, cappend) : expect_slot(conn, cappend);
+    rs = timed != NULL ? timed_slot(timed, conn, argv, Py_None, cfifo) : expect_slot(conn, cfifo);
     if (rs == NULL) { rc = -1; goto done; }
     Py_ssize_t nd = PyList_GET_SIZE(dests);
     if (nd == 1) {
@@ -2262,17 +2254,12 @@ static Py_ssize_t fast_run_impl(PyObject *conn, PyObject *reqs, PyObject *packed
     if (timed != NULL && get_ll(meter, s_countdown, &cd) < 0) return -1;
     Py_ssize_t n = PyList_GET_SIZE(reqs);
     if (PyList_GET_SIZE(packed) < n) n = PyList_GET_SIZE(packed);
-    PyObject *cfifo = NULL, *cappend = NULL;
+    PyObject *cfifo = NULL;
     int failed = 0;
     for (; i < n; i++) {
         PyObject *argv = PyList_GET_ITEM(reqs, i);
         if (!PyList_CheckExact(argv) || PyList_GET_SIZE(argv) < 2) break;
-        if (cappend == NULL) {
-            cfifo = aget(conn, s_fifo);
-            if (cfifo == NULL) goto error;
-            cappend = aget(cfifo, s_append);
-            if (cappend == NULL) goto error;
-        }
+        if (cfifo == NULL && (cfifo = aget(conn, s_fifo)) == NULL) goto error;
         PyObject *ar = PyDict_GetItemWithError(fast, PyList_GET_ITEM(argv, 0));
         Py_ssize_t argc = PyList_GET_SIZE(argv);
         if (ar == NULL) {
@@ -2298,7 +2285,7 @@ static Py_ssize_t fast_run_impl(PyObject *conn, PyObject *reqs, PyObject *packed
                 goto error;
             int time_it = timed != NULL && slow_cd <= 1;
             int r = fast_split(conn, argv, PyList_GET_ITEM(packed, i), kind, by_slot, mask,
-                               slot_ops, lane, mark, up, cappend, time_it ? timed : NULL);
+                               slot_ops, lane, mark, up, cfifo, time_it ? timed : NULL);
             if (r < 0) goto error;
             if (r == 0) break;
             if (timed != NULL && --slow_cd <= 0) slow_cd = every;
@@ -2335,9 +2322,9 @@ static Py_ssize_t fast_run_impl(PyObject *conn, PyObject *reqs, PyObject *packed
                 goto error;
             }
             cd = every;
-            rs = timed_slot(timed, conn, argv, group, cappend);
+            rs = timed_slot(timed, conn, argv, group, cfifo);
         } else {
-            rs = expect_slot(conn, cappend);
+            rs = expect_slot(conn, cfifo);
         }
         if (rs == NULL) { Py_DECREF(group); goto error; }
         int r = route_req(group, lane, PyList_GET_ITEM(packed, i), rs, mark, up);
@@ -2349,7 +2336,6 @@ static Py_ssize_t fast_run_impl(PyObject *conn, PyObject *reqs, PyObject *packed
 error:
     failed = 1;
 out:
-    Py_XDECREF(cappend);
     Py_XDECREF(cfifo);
     {
         /* the countdowns back where the Python side (dispatch, the next read) reads them */
