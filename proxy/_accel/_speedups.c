@@ -293,10 +293,90 @@ static inline char *put_header(char *w, char type, Py_ssize_t v) {
     return w;
 }
 
+/*
+ * An argument the parser did not copy: the bytes [ptr, ptr + len) of the read `src` it came
+ * in. Only MSET's values of at least ARGREF_MIN bytes, and only on the compiled client's read
+ * (RequestParser.lazy): the fast path copies them once, into the sub-request of their group,
+ * or not at all when every key is on one group (the read is forwarded as it came). Above
+ * pymalloc's 512-byte limit a bytes object is malloc'ed and freed; below, a copy costs no more
+ * than this reference. Python code never sees one: every request the fast path does not serve
+ * is given real bytes first (materialize), and so is everything the Python feed() returns.
+ */
+#define ARGREF_MIN 512
+typedef struct {
+    PyObject_HEAD
+    PyObject *src;  /* bytes */
+    const char *ptr;
+    Py_ssize_t len;
+} ArgRef;
+
+static void argref_dealloc(ArgRef *self) {
+    Py_XDECREF(self->src);
+    PyObject_Free(self);
+}
+
+static PyTypeObject ArgRefType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "proxy._accel._speedups.ArgRef",
+    .tp_basicsize = sizeof(ArgRef),
+    .tp_dealloc = (destructor)argref_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Internal: an argument left in the read it came in (never handed to Python).",
+};
+
+static inline const char *arg_data(PyObject *b, Py_ssize_t *n) {
+    if (Py_IS_TYPE(b, &ArgRefType)) {
+        *n = ((ArgRef *)b)->len;
+        return ((ArgRef *)b)->ptr;
+    }
+    *n = PyBytes_GET_SIZE(b);
+    return PyBytes_AS_STRING(b);
+}
+
+static inline int is_arg(PyObject *b) {
+    return PyBytes_Check(b) || Py_IS_TYPE(b, &ArgRefType);
+}
+
+static int append_ref(PyObject *list, PyObject *src, const char *p, Py_ssize_t n) {
+    ArgRef *r = PyObject_New(ArgRef, &ArgRefType);
+    if (r == NULL) return -1;
+    Py_INCREF(src);
+    r->src = src;
+    r->ptr = p;
+    r->len = n;
+    int e = PyList_Append(list, (PyObject *)r);
+    Py_DECREF(r);
+    return e;
+}
+
+/* Every ArgRef in argv replaced by its bytes: 1 if there was one, 0 if not, -1 error. */
+static int materialize_argv(PyObject *argv) {
+    if (!PyList_Check(argv)) return 0;
+    int any = 0;
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(argv); k++) {
+        PyObject *a = PyList_GET_ITEM(argv, k);
+        if (!Py_IS_TYPE(a, &ArgRefType)) continue;
+        PyObject *b = PyBytes_FromStringAndSize(((ArgRef *)a)->ptr, ((ArgRef *)a)->len);
+        if (b == NULL) return -1;
+        PyList_SET_ITEM(argv, k, b);  /* the list's reference to the ArgRef: dropped below */
+        Py_DECREF(a);
+        any = 1;
+    }
+    return any;
+}
+
+/* materialize_argv over reqs[from:]; 0, or -1 with an exception set. */
+static int materialize(PyObject *reqs, Py_ssize_t from) {
+    for (Py_ssize_t i = from; i < PyList_GET_SIZE(reqs); i++)
+        if (materialize_argv(PyList_GET_ITEM(reqs, i)) < 0) return -1;
+    return 0;
+}
+
 static inline char *put_bulk(char *w, PyObject *b) {
-    Py_ssize_t n = PyBytes_GET_SIZE(b);
+    Py_ssize_t n;
+    const char *d = arg_data(b, &n);
     w = put_header(w, '$', n);
-    memcpy(w, PyBytes_AS_STRING(b), (size_t)n);
+    memcpy(w, d, (size_t)n);
     w += n;
     *w++ = '\r';
     *w++ = '\n';
@@ -304,7 +384,8 @@ static inline char *put_bulk(char *w, PyObject *b) {
 }
 
 static inline Py_ssize_t bulk_size(PyObject *b) {
-    Py_ssize_t n = PyBytes_GET_SIZE(b);
+    Py_ssize_t n;
+    arg_data(b, &n);
     return 1 + ndigits(n) + 2 + n + 2;
 }
 
@@ -506,6 +587,10 @@ typedef struct {
     Py_ssize_t len, cap;
     /* metrics: calls[argv[0]] += 1 for each request parsed (Meter.raw_calls), or NULL */
     PyObject *calls;
+    /* set by the compiled client around its feed: MSET's big values may be ArgRefs */
+    int lazy;
+    /* the last feed's output may hold ArgRefs (the caller must materialize what it hands on) */
+    int has_refs;
 } RequestParser;
 
 static int count_names(PyObject *calls, PyObject *reqs);
@@ -667,6 +752,14 @@ static inline const unsigned char *find_byte(const unsigned char *p, Py_ssize_t 
  * whose bytes are canonical is forwarded as a slice of the input, with no re-packing.
  * Returns 0, or -1 with an exception set.
  */
+/* argv[0] is MSET, in any case (the one command whose values are left in the read). */
+static inline int is_mset(PyObject *name) {
+    if (!PyBytes_Check(name) || PyBytes_GET_SIZE(name) != 4) return 0;
+    const char *c = PyBytes_AS_STRING(name);
+    return (c[0] | 0x20) == 'm' && (c[1] | 0x20) == 's' && (c[2] | 0x20) == 'e'
+           && (c[3] | 0x20) == 't';
+}
+
 static int rp_parse(RequestParser *self, PyObject *src, const unsigned char *p, Py_ssize_t n,
                     Py_ssize_t canon_from, PyObject *out) {
     Py_ssize_t pos = 0;
@@ -775,9 +868,18 @@ static int rp_parse(RequestParser *self, PyObject *src, const unsigned char *p, 
             }
             if (bulklen + 2 > n - pos) break;
             Py_ssize_t end = pos + bulklen;
-            if ((PyList_GET_SIZE(argv) == 0 ? append_name(argv, (const char *)p + pos, bulklen)
-                 : append_new_bytes(argv, (const char *)p + pos, bulklen)) < 0)
-                goto error;
+            Py_ssize_t ai = PyList_GET_SIZE(argv);
+            int e;
+            if (ai == 0) {
+                e = append_name(argv, (const char *)p + pos, bulklen);
+            } else if (bulklen >= ARGREF_MIN && self->lazy && src != NULL && (ai & 1) == 0
+                       && is_mset(PyList_GET_ITEM(argv, 0))) {
+                e = append_ref(argv, src, (const char *)p + pos, bulklen);
+                self->has_refs = 1;
+            } else {
+                e = append_new_bytes(argv, (const char *)p + pos, bulklen);
+            }
+            if (e < 0) goto error;
             if (p[end] != '\r' || p[end + 1] != '\n') req_start = -1;
             pos = end + 2;  /* the 2 bytes after the data are not checked, as in Redis */
             left -= 1;
@@ -826,6 +928,12 @@ static PyObject *rp_feed(RequestParser *self, PyObject *data) {
     if (packed == NULL) { Py_DECREF(out); return NULL; }
     Py_SETREF(self->packed, packed);
     if (self->error != Py_None) return out;
+    /* a request begun in an earlier read may hold ArgRefs already */
+    self->has_refs = 0;
+    if (self->argv != NULL) {
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(self->argv); k++)
+            if (Py_IS_TYPE(PyList_GET_ITEM(self->argv, k), &ArgRefType)) self->has_refs = 1;
+    }
     PyObject *bytes;
     if (PyBytes_CheckExact(data)) {
         bytes = data;
@@ -865,7 +973,10 @@ static PyObject *rp_feed(RequestParser *self, PyObject *data) {
         }
     }
     Py_DECREF(bytes);
-    if (r < 0) { Py_DECREF(out); return NULL; }
+    if (r < 0 || (!self->lazy && self->has_refs && materialize(out, 0) < 0)) {
+        Py_DECREF(out);
+        return NULL;
+    }
     /* The metrics hook's exact call count, every request of this read (as the Python path
      * counts what feed() returns, in data_received). */
     if (self->calls != NULL && PyList_GET_SIZE(out) && count_names(self->calls, out) < 0) {
@@ -2166,6 +2277,8 @@ static int fast_split(PyObject *conn, PyObject *argv, PyObject *pk, long kind,
             if (e < 0) { rc = -1; goto done; }
         }
     }
+    /* a timed request's argv is kept (slow log, latency by command): real bytes */
+    if (timed != NULL && materialize_argv(argv) < 0) { rc = -1; goto done; }
     rs = timed != NULL ? timed_slot(timed, conn, argv, Py_None, cfifo) : expect_slot(conn, cfifo);
     if (rs == NULL) { rc = -1; goto done; }
     Py_ssize_t nd = PyList_GET_SIZE(dests);
@@ -2896,8 +3009,16 @@ static PyObject *cl_data_received(PyObject *conn, PyObject *data) {
     if (t) { rc = call_void(conn, s__stash, &data, 1); goto end; }
     if ((parser = aget(conn, s_parser)) == NULL) goto end;
     int cparser = Py_IS_TYPE(parser, &RequestParserType);
-    reqs = cparser ? rp_feed((RequestParser *)parser, data)
-                   : PyObject_CallMethodOneArg(parser, s_feed, data);
+    int refs = 0;
+    if (cparser) {
+        RequestParser *rp = (RequestParser *)parser;
+        rp->lazy = 1;
+        reqs = rp_feed(rp, data);
+        rp->lazy = 0;
+        refs = rp->has_refs;
+    } else {
+        reqs = PyObject_CallMethodOneArg(parser, s_feed, data);
+    }
     if (reqs == NULL) goto end;
     /* the common case: a C parser's whole read, no error, nothing held back, within the
      * pipeline bound, in a mode that allows the fast path; anything else: _serve(reqs) */
@@ -2930,7 +3051,11 @@ static PyObject *cl_data_received(PyObject *conn, PyObject *data) {
         if ((t = attr_true(state, s_read_from)) < 0) goto end;
         common = !t;
     }
-    if (!common) { rc = call_void(conn, s__serve, &reqs, 1); goto end; }
+    if (!common) {
+        if (refs && materialize(reqs, 0) < 0) goto end;
+        rc = call_void(conn, s__serve, &reqs, 1);
+        goto end;
+    }
     if (n) {
         PyObject *packed = ((RequestParser *)parser)->packed;
         Py_INCREF(packed);
@@ -2949,6 +3074,10 @@ static PyObject *cl_data_received(PyObject *conn, PyObject *data) {
             goto end;
         }
         if (j < n) {  /* a request the fast path does not serve: the Python loop from there */
+            if (refs && materialize(reqs, j) < 0) {
+                Py_DECREF(packed);
+                goto end;
+            }
             PyObject *ja = PyLong_FromSsize_t(j);
             PyObject *a[3] = {reqs, packed, ja};
             int e = ja == NULL ? -1 : call_void(conn, s__dispatch_chunk_compiled, a, 3);
@@ -3097,7 +3226,7 @@ static PyObject *build_frame(PyObject *argv, Py_ssize_t step, PyObject *ix) {
         for (Py_ssize_t e = 0; e < step; e++) {
             Py_ssize_t a = 1 + j * step + e;
             PyObject *b = (j >= 0 && a < argc) ? PyList_GET_ITEM(argv, a) : NULL;
-            if (b == NULL || !PyBytes_Check(b)) {
+            if (b == NULL || !is_arg(b)) {
                 PyErr_SetString(PyExc_TypeError, "split: incomplete key/value pair");
                 return NULL;
             }
@@ -3380,7 +3509,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         || PyType_Ready(&ReplySlotType) < 0 || PyType_Ready(&FlusherType) < 0
         || PyType_Ready(&GatherType) < 0 || PyType_Ready(&GatherPartType) < 0
         || PyType_Ready(&CallCountsType) < 0 || PyType_Ready(&ClientCountersType) < 0
-        || PyType_Ready(&TrafficCountersType) < 0)
+        || PyType_Ready(&TrafficCountersType) < 0 || PyType_Ready(&ArgRefType) < 0)
         return NULL;
     TimedSlotType.tp_base = &ReplySlotType;
     if (PyType_Ready(&TimedSlotType) < 0)

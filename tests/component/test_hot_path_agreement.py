@@ -24,7 +24,8 @@ from slotcore.resp import encode_array, encode_bulk, encode_int, pack_command
 from .conftest import Client, FakeBackend, MakeProxy, settle, wait_until
 
 KEYS = [b"k%d" % i for i in range(40)] + [b"{t}a", b"{t}b", b"{t}c"]
-DATA = {b"GET", b"SET", b"INCR", b"MGET", b"MSET", b"DEL", b"EXISTS", b"WATCH"}
+DATA = {b"GET", b"SET", b"INCR", b"MGET", b"MSET", b"mset", b"MsEt", b"DEL", b"EXISTS",
+        b"WATCH"}
 
 
 def deterministic(backends: list[FakeBackend]) -> None:
@@ -57,7 +58,16 @@ def one_command(rng: random.Random) -> bytes:
         return pack_command(b"MGET", *rng.sample(KEYS, rng.randint(1, 5)))
     if r < 0.60:
         ks = rng.sample(KEYS, rng.randint(1, 4))
-        return pack_command(b"MSET", *(x for key in ks for x in (key, b"m")))
+        if rng.random() < 0.5:  # small values (copied by the parser)
+            return pack_command(b"MSET", *(x for key in ks for x in (key, b"m")))
+        # values of >= 512 bytes: the compiled parser leaves them in the read (ArgRef) and
+        # they are copied once, into each group's sub-request
+        name = rng.choice([b"MSET", b"mset", b"MsEt"])
+        args = [x for key in ks for x in (key, bytes([rng.randint(97, 122)]) * rng.choice(
+            [511, 512, 513, 1024, 3000]))]
+        if rng.random() < 0.1:
+            args.pop()  # wrong number of arguments: dispatch's error reply (Python path)
+        return pack_command(name, *args)
     if r < 0.64:
         return pack_command(b"DEL", *rng.sample(KEYS, rng.randint(1, 3)))
     if r < 0.70:

@@ -438,3 +438,29 @@ def test_auth_default_with_a_password(backends: list[RedisServer],
         c.close()
     finally:
         p.stop()
+
+
+# ------------------------------------------------------------------------------ big MSET values
+def test_mset_of_big_values_spanning_groups(r: redis.Redis, proxy: ProxyProcess) -> None:
+    """MSET values of >= 512 bytes are left in the client's read and copied once into each
+    group's sub-request (compiled hot path): every value comes back byte for byte, written
+    alone, pipelined behind a command off the fast path, and split over several reads."""
+    sizes = [511, 512, 513, 1000, 4096, 65536, 300_000]
+    kv = {f"big:{i}:{n}".encode(): bytes([33 + (i * 7 + j) % 90 for j in range(n)])
+          for i, n in enumerate(sizes)}
+    assert r.mset(kv) is True
+    assert r.mget(list(kv)) == list(kv.values())
+    p = r.pipeline(transaction=False)
+    p.echo("first")  # off the fast path: the MSET behind it is served by the Python loop
+    p.mset({b"again:" + k: v[::-1] for k, v in kv.items()})
+    p.mget([b"again:" + k for k in kv])
+    got = p.execute()
+    assert got[:2] == [b"first", True]
+    assert got[2] == [v[::-1] for v in kv.values()]
+    # one request written a few bytes at a time: its values arrive over many reads
+    payload = pack_command(b"MSET", *(x for k, v in kv.items() for x in (b"cut:" + k, v)))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        for i in range(0, len(payload), 1500):
+            s.sendall(payload[i:i + 1500])
+        assert s.recv(16) == b"+OK\r\n"
+    assert r.mget([b"cut:" + k for k in kv]) == list(kv.values())
