@@ -18,9 +18,10 @@ latency sample + its record    client.timed.TimedSlot, observe.meter.record  Tim
 client read callback           ClientConnection.data_received (+ _serve)     client_data_received
 client write (one per loop)    ClientConnection.flush (+ _after_write)       client_flush
 backend write (one per loop)   BackendConn.flush                             backend_flush
+backend read callback          BackendConn.data_received                     backend_data_received
 =============================  ============================================  ==================
 
-The last three are method descriptors that `CompiledClientConnection` and `CompiledBackendConn`
+The last four are method descriptors that `CompiledClientConnection` and `CompiledBackendConn`
 (the classes `new_client` and `new_backend_conn` make while the compiled hot path is selected)
 put in place of the Python methods, so the event loop and the Flusher call C with no Python
 frame; they serve the common case and call the Python methods for every other one.

@@ -2062,13 +2062,8 @@ static PyTypeObject GatherPartType = {
     .tp_methods = gp_methods,
 };
 
-/* deliver(fifo, replies): for raw in replies: fifo.popleft().resolve(raw) */
-static PyObject *py_deliver(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyList_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "deliver(fifo, replies: list)");
-        return NULL;
-    }
-    PyObject *fifo = args[0], *replies = args[1];
+/* for raw in replies: fifo.popleft().resolve(raw); 0, or -1 with an exception set */
+static int deliver_impl(PyObject *fifo, PyObject *replies) {
     Py_INCREF(replies);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(replies); i++) {
         PyObject *raw = PyList_GET_ITEM(replies, i);
@@ -2091,10 +2086,20 @@ static PyObject *py_deliver(PyObject *self, PyObject *const *args, Py_ssize_t na
         if (r < 0) goto error;
     }
     Py_DECREF(replies);
-    Py_RETURN_NONE;
+    return 0;
 error:
     Py_DECREF(replies);
-    return NULL;
+    return -1;
+}
+
+/* deliver(fifo, replies): for raw in replies: fifo.popleft().resolve(raw) */
+static PyObject *py_deliver(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "deliver(fifo, replies: list)");
+        return NULL;
+    }
+    if (deliver_impl(args[0], args[1]) < 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -2911,7 +2916,8 @@ static PyObject *s_activity, *s_last_read, *s__time, *s_stats, *s_bytes_in, *s_b
     *s_split_kinds, *s_router, *s_by_slot, *s_mask, *s_slot_ops, *s_hotkeys, *s_meter,
     *s_enabled, *s_lane, *s_cmd, *s_commands, *s_transport, *s_write, *s_write_paused, *s_eof,
     *s_feed, *s__serve, *s__dispatch_chunk_compiled, *s__after_read,
-    *s__py_data_received, *s__after_write, *s__stash, *s_counters, *s_requests;
+    *s__py_data_received, *s__after_write, *s__stash, *s_counters, *s_requests, *s_reader,
+    *s_errors, *s__unparsable, *s__unrequested;
 static PyObject *client_timed;  /* client.connection._timed_slot (set_client_hooks) */
 static PyObject *client_up;     /* backend.conn.UP */
 
@@ -3196,6 +3202,55 @@ end:
     Py_RETURN_NONE;
 }
 
+/* BackendConn.data_received(data): the replies framed and handed to their waiters in order;
+ * a stream gone wrong (unparsable, or a reply nobody asked for) goes to the Python methods
+ * that say so and drop the connection. */
+static PyObject *bk_data_received(PyObject *conn, PyObject *data) {
+    PyObject *reader = NULL, *replies = NULL, *fifo = NULL, *counters = NULL;
+    int rc = -1;
+    if (!PyBytes_Check(data) || (reader = aget(conn, s_reader)) == NULL) goto slow;
+    if (!Py_IS_TYPE(reader, &ReplyReaderType)) goto slow;
+    replies = rr_feed((ReplyReader *)reader, data);
+    if (replies == NULL) {
+        if (!PyErr_ExceptionMatches(ProtocolError)) goto end;
+        PyObject *t, *e, *tb;
+        PyErr_Fetch(&t, &e, &tb);
+        PyErr_NormalizeException(&t, &e, &tb);
+        Py_XDECREF(t);
+        Py_XDECREF(tb);
+        if (e == NULL) goto end;
+        rc = call_void(conn, s__unparsable, &e, 1);
+        Py_DECREF(e);
+        goto end;
+    }
+    ReplyReader *rr = (ReplyReader *)reader;
+    if (rr->errors) {
+        if ((counters = aget(conn, s_counters)) == NULL
+            || add_ll(counters, s_errors, rr->errors) < 0)
+            goto end;
+        rr->errors = 0;
+    }
+    if ((fifo = aget(conn, s_fifo)) == NULL) goto end;
+    Py_ssize_t nf = PyObject_Length(fifo);
+    if (nf < 0) goto end;
+    if (PyList_GET_SIZE(replies) > nf) { rc = call_void(conn, s__unrequested, NULL, 0); goto end; }
+    rc = deliver_impl(fifo, replies);
+    goto end;
+slow:
+    Py_CLEAR(reader);
+    if (PyErr_Occurred()) goto end;
+    PyObject *r = PyObject_CallMethodOneArg(conn, s__py_data_received, data);
+    rc = r == NULL ? -1 : 0;
+    Py_XDECREF(r);
+end:
+    Py_XDECREF(reader); Py_XDECREF(replies); Py_XDECREF(fifo); Py_XDECREF(counters);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef bk_data_received_def = {
+    "data_received", (PyCFunction)bk_data_received, METH_O,
+    "Called by the loop with reply bytes (compiled twin of BackendConn's)."};
 static PyMethodDef cl_data_received_def = {
     "data_received", (PyCFunction)cl_data_received, METH_O,
     "Called by the loop with request bytes (compiled twin of ClientConnection's)."};
@@ -3415,6 +3470,10 @@ PyMODINIT_FUNC PyInit__speedups(void) {
             return NULL;
     }
     INTERN(s_fifo, "fifo");
+    INTERN(s_reader, "reader");
+    INTERN(s_errors, "errors");
+    INTERN(s__unparsable, "_unparsable");
+    INTERN(s__unrequested, "_unrequested");
     INTERN(s_activity, "activity");
     INTERN(s_last_read, "last_read");
     INTERN(s__time, "_time");
@@ -3543,7 +3602,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
      * descriptors bound to any object, so `conn.flush` is a C call with no Python frame. */
     struct { const char *name; PyMethodDef *def; } meths[] = {
         {"client_data_received", &cl_data_received_def}, {"client_flush", &cl_flush_def},
-        {"backend_flush", &bk_flush_def}};
+        {"backend_flush", &bk_flush_def}, {"backend_data_received", &bk_data_received_def}};
     for (size_t k = 0; k < sizeof meths / sizeof meths[0]; k++) {
         PyObject *d = PyDescr_NewMethod(&PyBaseObject_Type, meths[k].def);
         if (d == NULL || PyModule_AddObject(m, meths[k].name, d) < 0) {

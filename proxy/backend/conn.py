@@ -328,19 +328,29 @@ class BackendConn(asyncio.Protocol):
         try:
             replies = reader.feed(data)
         except ProtocolError as e:
-            log.error("backend %s sent an unparsable reply (%s); reconnecting", self.addr, e)
-            self.fail(f"protocol error: {e}")
+            self._unparsable(e)
             return
         if reader.errors:
             self.counters.errors += reader.errors
             reader.errors = 0
         fifo = self.fifo
         if len(replies) > len(fifo):
-            log.error("backend %s sent a reply with no request waiting for it; reconnecting",
-                      self.addr)
-            self.fail("protocol error: reply with no request waiting for it")
+            self._unrequested()
             return
         self._deliver(fifo, replies)
+
+    _py_data_received = data_received
+
+    # The two ways a backend's byte stream goes wrong (also called by the compiled twin of
+    # data_received): the connection cannot be trusted any more.
+    def _unparsable(self, e: ProtocolError) -> None:
+        log.error("backend %s sent an unparsable reply (%s); reconnecting", self.addr, e)
+        self.fail(f"protocol error: {e}")
+
+    def _unrequested(self) -> None:
+        log.error("backend %s sent a reply with no request waiting for it; reconnecting",
+                  self.addr)
+        self.fail("protocol error: reply with no request waiting for it")
 
     # ------------------------------------------------------------------ health
     def check_stall(self, now: float) -> None:
@@ -370,10 +380,12 @@ class BackendConn(asyncio.Protocol):
 
 if _accel.built is not None:
     class CompiledBackendConn(BackendConn):
-        """BackendConn of the compiled hot path: its write (`flush`, called by the Flusher once
-        per loop iteration) is the compiled twin (`_speedups.backend_flush`)."""
+        """BackendConn of the compiled hot path: its read callback and its write (`flush`,
+        called by the Flusher once per loop iteration) are the compiled twins
+        (`_speedups.backend_data_received`, `_speedups.backend_flush`)."""
 
         __slots__ = ()
+        data_received = _accel.built.backend_data_received
         flush = _accel.built.backend_flush
 else:
     CompiledBackendConn = None  # type: ignore[assignment, misc]
