@@ -295,9 +295,10 @@ static inline char *put_header(char *w, char type, Py_ssize_t v) {
 
 /*
  * An argument the parser did not copy: the bytes [ptr, ptr + len) of the read `src` it came
- * in. Only MSET's values of at least ARGREF_MIN bytes, and only on the compiled client's read
- * (RequestParser.lazy): the fast path copies them once, into the sub-request of their group,
- * or not at all when every key is on one group (the read is forwarded as it came). Above
+ * in. Only arguments of at least ARGREF_MIN bytes that the fast path does not read (values:
+ * see lazy_at), and only on the compiled client's read (RequestParser.lazy): the fast path
+ * copies MSET's once, into the sub-request of their group, or not at all when every key is
+ * on one group, and forwards a single-key request as it came (its value is never copied). Above
  * pymalloc's 512-byte limit a bytes object is malloc'ed and freed; below, a copy costs no more
  * than this reference. Python code never sees one: every request the fast path does not serve
  * is given real bytes first (materialize), and so is everything the Python feed() returns.
@@ -752,12 +753,29 @@ static inline const unsigned char *find_byte(const unsigned char *p, Py_ssize_t 
  * whose bytes are canonical is forwarded as a slice of the input, with no re-packing.
  * Returns 0, or -1 with an exception set.
  */
-/* argv[0] is MSET, in any case (the one command whose values are left in the read). */
-static inline int is_mset(PyObject *name) {
-    if (!PyBytes_Check(name) || PyBytes_GET_SIZE(name) != 4) return 0;
+static inline int name_is(const char *c, Py_ssize_t n, const char *upper) {
+    Py_ssize_t k = 0;
+    for (; k < n && upper[k]; k++)
+        if ((c[k] & ~0x20) != upper[k]) return 0;
+    return k == n && upper[k] == 0;
+}
+
+/* May argument `ai` (>= 2) of a request named `name` stay in the read (an ArgRef)? Not the
+ * keys of the split commands, which the fast path reads: of MSET only the values (even
+ * positions), of MGET, DEL, UNLINK, EXISTS and TOUCH nothing. Any other command, yes: of a
+ * single-key command the fast path reads only argv[0] and argv[1], and a request it does not
+ * serve gets real bytes before Python sees it. (Command names are ASCII letters: clearing
+ * bit 0x20 upper-cases them, and maps no other byte onto a letter that matters here.) */
+static inline int lazy_at(PyObject *name, Py_ssize_t ai) {
+    if (!PyBytes_Check(name)) return 0;
     const char *c = PyBytes_AS_STRING(name);
-    return (c[0] | 0x20) == 'm' && (c[1] | 0x20) == 's' && (c[2] | 0x20) == 'e'
-           && (c[3] | 0x20) == 't';
+    Py_ssize_t n = PyBytes_GET_SIZE(name);
+    if (n == 4 && name_is(c, n, "MSET")) return (ai & 1) == 0;
+    if (n == 3) return !name_is(c, n, "DEL");
+    if (n == 4) return !name_is(c, n, "MGET");
+    if (n == 5) return !name_is(c, n, "TOUCH");
+    if (n == 6) return !name_is(c, n, "UNLINK") && !name_is(c, n, "EXISTS");
+    return 1;
 }
 
 static int rp_parse(RequestParser *self, PyObject *src, const unsigned char *p, Py_ssize_t n,
@@ -872,8 +890,8 @@ static int rp_parse(RequestParser *self, PyObject *src, const unsigned char *p, 
             int e;
             if (ai == 0) {
                 e = append_name(argv, (const char *)p + pos, bulklen);
-            } else if (bulklen >= ARGREF_MIN && self->lazy && src != NULL && (ai & 1) == 0
-                       && is_mset(PyList_GET_ITEM(argv, 0))) {
+            } else if (bulklen >= ARGREF_MIN && self->lazy && src != NULL && ai >= 2
+                       && lazy_at(PyList_GET_ITEM(argv, 0), ai)) {
                 e = append_ref(argv, src, (const char *)p + pos, bulklen);
                 self->has_refs = 1;
             } else {
@@ -2440,6 +2458,8 @@ static Py_ssize_t fast_run_impl(PyObject *conn, PyObject *reqs, PyObject *packed
                 goto error;
             }
             cd = every;
+            /* a timed request's argv is kept (slow log, latency by command): real bytes */
+            if (materialize_argv(argv) < 0) { Py_DECREF(group); goto error; }
             rs = timed_slot(timed, conn, argv, group, cfifo);
         } else {
             rs = expect_slot(conn, cfifo);

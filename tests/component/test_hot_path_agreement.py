@@ -51,7 +51,8 @@ def one_command(rng: random.Random) -> bytes:
     if r < 0.25:
         return pack_command(b"GET", k)
     if r < 0.40:
-        return pack_command(b"SET", k, b"x" * rng.randint(0, 40))
+        n = rng.randint(0, 40) if rng.random() < 0.8 else rng.choice([511, 512, 2000])
+        return pack_command(b"SET", k, b"x" * n)  # >= 512: left in the read (compiled)
     if r < 0.47:
         return pack_command(b"INCR", k)
     if r < 0.55:

@@ -1,8 +1,10 @@
-"""MSET's big values are copied once on the compiled hot path.
+"""Big values are copied once, or not at all, on the compiled hot path.
 
-The compiled client's parser leaves each MSET value of >= 512 bytes in the read it came in
-(an internal reference, `ArgRef`) instead of copying it into a bytes object; the fast path
-copies it once, into its group's sub-request (or not at all when every key is on one group).
+The compiled client's parser leaves each value of >= 512 bytes in the read it came in (an
+internal reference, `ArgRef`) instead of copying it into a bytes object: MSET's values, and
+every argument after the key of other commands, but never the keys of MGET, DEL, UNLINK,
+EXISTS and TOUCH. The fast path copies MSET's once, into its group's sub-request (or not at
+all when every key is on one group), and forwards a single-key request as it came.
 Python code must never see such a reference: every request the fast path does not serve, and
 every argv it keeps (a timed request, for the slow log), gets real bytes first. Each case
 below takes MSET through one of those hand-overs, on both hot paths, and checks what the
@@ -17,7 +19,7 @@ import pytest
 
 from proxy.client.connection import CompiledClientConnection
 from slotcore.keyslot import key_slot
-from slotcore.resp import pack_command
+from slotcore.resp import encode_array, encode_int, pack_command
 from slotcore.slotmap import LOCKED
 
 from .conftest import NSLOTS, MakeProxy, Proxy, settle, wait_until
@@ -178,3 +180,48 @@ async def test_held_in_a_locked_slot_then_sent(make_proxy: MakeProxy) -> None:
     await p.apply(p.slot_map(move={s: 2}))
     assert await c.take(1) == [b"OK"]
     assert received(p) == dict(kv)
+
+
+async def test_single_key_commands_forward_big_values(make_proxy: MakeProxy) -> None:
+    p = await make_proxy()
+    k1, k2 = p.keys_on(1, 1, b"sk")[0], p.keys_on(2, 1, b"sk")[0]
+    big, other = b"v" * 4000, b"w" * 700
+    cmds = [(b"SET", k1, big), (b"set", k2, other, b"EX", b"100"), (b"LPUSH", k1 + b"l", big,
+            other, b"small"), (b"HSET", k2 + b"h", big, other), (b"ECHO", big),
+            (b"APPEND", k1, other)]
+    c = p.client()
+    c.feed(b"".join(pack_command(*cmd) for cmd in cmds))
+    got = await c.take(len(cmds))
+    assert got[4] == big  # ECHO: answered by the Python path, with real bytes
+    sent = [a for b in p.backends for a in b.commands() if a[0].upper() != b"PING"]
+    assert sorted(map(tuple, sent)) == sorted(c for c in cmds if c[0] != b"ECHO")
+
+
+async def test_big_keys_of_split_commands(make_proxy: MakeProxy) -> None:
+    """Keys of MGET, DEL, EXISTS of >= 512 bytes are keys, read by the fast path's split."""
+    p = await make_proxy()
+    # {k}: the slot of k, whatever the padding
+    keys = [b"{" + k + b"}" + b"." * 600 for k in p.keys_on(1, 2, b"bk") + p.keys_on(2, 2, b"bk")]
+    keys = [keys[0], keys[2], keys[1], keys[3]]  # groups 1, 2, 1, 2
+    for b in p.backends:
+        b.handlers[b"MGET"] = lambda argv, seq: encode_array([b"v:" + k for k in argv[1:]])
+        for name in (b"DEL", b"EXISTS", b"TOUCH", b"UNLINK"):
+            b.handlers[name] = lambda argv, seq: encode_int(len(argv) - 1)
+    c = p.client()
+    for name in (b"MGET", b"DEL", b"EXISTS", b"TOUCH", b"UNLINK"):
+        c.feed(pack_command(name, *keys))
+        (got,) = await c.take(1)
+        assert got == ([b"v:" + k for k in keys] if name == b"MGET" else 4), name
+        # split over both groups: each got its two keys
+        assert sorted(len(a) for b in p.backends for a in b.commands(name)) == [3, 3], name
+
+
+async def test_timed_single_key_request_keeps_real_bytes(make_proxy: MakeProxy) -> None:
+    p = await make_proxy(metrics=True, latency_sample_every=1, slowlog_log_slower_than=0)
+    k = p.keys_on(3, 1, b"ts")[0]
+    c = p.client()
+    c.feed(pack_command(b"SET", k, b"z" * 1000))
+    await c.take(1)
+    (entries,) = await c.call((b"SLOWLOG", b"GET", b"100"))
+    args = next(e[3] for e in entries if e[3][0] == b"SET")
+    assert args == [b"SET", k, b"z" * 128 + b"... (872 more bytes)"]

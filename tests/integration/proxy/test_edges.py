@@ -464,3 +464,21 @@ def test_mset_of_big_values_spanning_groups(r: redis.Redis, proxy: ProxyProcess)
             s.sendall(payload[i:i + 1500])
         assert s.recv(16) == b"+OK\r\n"
     assert r.mget([b"cut:" + k for k in kv]) == list(kv.values())
+
+
+def test_big_values_and_big_keys_of_single_key_and_split_commands(r: redis.Redis) -> None:
+    """Arguments of >= 512 bytes after the key stay in the read on the compiled path; the keys
+    of MGET/DEL/EXISTS never do. Both come back byte for byte from real servers."""
+    big = bytes(range(256)) * 16  # 4 KiB, every byte value
+    keys = [b"{bigkey%d}" % i + b"\xff" * 700 for i in range(6)]
+    assert r.set(keys[0], big) is True
+    assert r.get(keys[0]) == big
+    assert r.rpush(keys[1], big, big[::-1], b"x") == 3
+    assert r.lrange(keys[1], 0, -1) == [big, big[::-1], b"x"]
+    assert r.hset(keys[2], big[:600], big) == 1
+    assert r.hget(keys[2], big[:600]) == big
+    assert r.set(keys[3], b"v", ex=100) is True
+    assert r.mget([*keys[:4], keys[5]]) == [big, None, None, b"v", None]
+    assert r.exists(*keys) == 4
+    assert r.delete(*keys) == 4
+    assert r.exists(*keys) == 0
