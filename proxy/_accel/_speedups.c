@@ -301,7 +301,8 @@ static inline char *put_header(char *w, char type, Py_ssize_t v) {
  * on one group, and forwards a single-key request as it came (its value is never copied). Above
  * pymalloc's 512-byte limit a bytes object is malloc'ed and freed; below, a copy costs no more
  * than this reference. Python code never sees one: every request the fast path does not serve
- * is given real bytes first (materialize), and so is everything the Python feed() returns.
+ * is given real bytes first (materialize), a request still incomplete at the end of a read
+ * too, and the Python feed() never makes them.
  */
 #define ARGREF_MIN 512
 typedef struct {
@@ -588,7 +589,7 @@ typedef struct {
     Py_ssize_t len, cap;
     /* metrics: calls[argv[0]] += 1 for each request parsed (Meter.raw_calls), or NULL */
     PyObject *calls;
-    /* set by the compiled client around its feed: MSET's big values may be ArgRefs */
+    /* set by the compiled client around its feed: big values may be left as ArgRefs */
     int lazy;
     /* the last feed's output may hold ArgRefs (the caller must materialize what it hands on) */
     int has_refs;
@@ -946,12 +947,7 @@ static PyObject *rp_feed(RequestParser *self, PyObject *data) {
     if (packed == NULL) { Py_DECREF(out); return NULL; }
     Py_SETREF(self->packed, packed);
     if (self->error != Py_None) return out;
-    /* a request begun in an earlier read may hold ArgRefs already */
     self->has_refs = 0;
-    if (self->argv != NULL) {
-        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(self->argv); k++)
-            if (Py_IS_TYPE(PyList_GET_ITEM(self->argv, k), &ArgRefType)) self->has_refs = 1;
-    }
     PyObject *bytes;
     if (PyBytes_CheckExact(data)) {
         bytes = data;
@@ -991,7 +987,12 @@ static PyObject *rp_feed(RequestParser *self, PyObject *data) {
         }
     }
     Py_DECREF(bytes);
-    if (r < 0 || (!self->lazy && self->has_refs && materialize(out, 0) < 0)) {
+    /* A request still incomplete keeps real bytes: an ArgRef would pin the whole read (up to
+     * the loop's read size) for as long as the client takes to send the rest. So an ArgRef
+     * never outlives the feed that made it, except in the requests it returns. */
+    if (r == 0 && self->has_refs && self->argv != NULL && materialize_argv(self->argv) < 0)
+        r = -1;
+    if (r < 0) {
         Py_DECREF(out);
         return NULL;
     }
