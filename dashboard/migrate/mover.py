@@ -242,14 +242,16 @@ class StallMeter:
     def measure(self, info: Any) -> float | None:
         if not isinstance(info, bytes):
             return None
-        i = info.find(b"cmdstat_migrate:")
+        # "cmdstat_migrate:calls=N,usec=U,...": read in place (one per MIGRATE: no dict)
+        i = info.find(b"cmdstat_migrate:calls=")
         if i < 0:
             return None
-        fields = dict(f.split(b"=", 1) for f in
-                      info[i + 16:info.find(b"\r\n", i)].split(b",") if b"=" in f)
+        i += 22
+        j = info.find(b",usec=", i)
+        k = info.find(b",", j + 6) if j > 0 else -1
         try:
-            calls, usec = int(fields[b"calls"]), int(fields[b"usec"])
-        except (KeyError, ValueError):
+            calls, usec = int(info[i:j]), int(info[j + 6:k])
+        except ValueError:
             return None
         prev_calls, prev_usec = self.calls, self.usec
         self.calls, self.usec = calls, usec
