@@ -87,8 +87,8 @@ class Settings:
     _FLOATS = ("stall_ms", "target_stall_ms", "latency_factor", "latency_slack_ms",
                "max_pause_ms", "probe_interval_ms", "proxy_poll_ms", "proxy_window_ms",
                "client_slack_ms", "stall_share", "recheck_s")
-    _ZERO_OK = ("keys_per_sec", "max_pause_ms", "latency_slack_ms", "proxy_poll_ms",
-                "client_slack_ms", "stall_share", "recheck_s")
+    _ZERO_OK = frozenset(("keys_per_sec", "max_pause_ms", "latency_slack_ms", "proxy_poll_ms",
+                          "client_slack_ms", "stall_share", "recheck_s"))
 
     def to_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.FIELDS}
@@ -107,9 +107,14 @@ class Settings:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{name!r} must be a number")
                 value = float(value) if name in self._FLOATS else int(value)
-                low = 0 if name in self._ZERO_OK else 1
-                if value < low:
-                    raise ValueError(f"{name!r} must be >= {low}")
+                if name in self._FLOATS and name not in self._ZERO_OK | {"latency_factor"}:
+                    # a duration below 1 ms is a valid budget (the default stall is 0.5)
+                    if value <= 0:
+                        raise ValueError(f"{name!r} must be > 0")
+                else:
+                    low = 0 if name in self._ZERO_OK else 1
+                    if value < low:
+                        raise ValueError(f"{name!r} must be >= {low}")
             new[name] = value
         lo = new.get("min_batch", self.min_batch)
         hi = new.get("max_batch", self.max_batch)
