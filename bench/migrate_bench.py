@@ -99,6 +99,8 @@ class CpuMeter:
         self.pids = pids
         self.t0 = 0.0
         self.start: dict[str, float] = {}
+        self.last: dict[str, float] = {}  # CPU seconds over the last window
+        self.last_wall = 0.0
 
     def _now(self) -> dict[str, float]:
         out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
@@ -120,9 +122,9 @@ class CpuMeter:
 
     def per_key(self, keys: int, baseline: dict[str, float] | None = None) -> dict[str, float]:
         """CPU microseconds per key moved of each process over the last window: all of it
-        (`gross`), and what is left after the CPU the same process used in the no-migration
-        window at the same rate (`net`: the migration's own share, roughly -- the clients'
-        load is not the same in both windows)."""
+        (under the process's name), and what is left after the CPU the same process used in
+        the no-migration window at the same rate (`net`: the migration's own share, roughly
+        -- the clients' load is not the same in both windows)."""
         keys = max(keys, 1)
         out: dict[str, float] = {}
         for k, v in self.last.items():
