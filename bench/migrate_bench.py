@@ -99,6 +99,8 @@ class CpuMeter:
         self.pids = pids
         self.t0 = 0.0
         self.start: dict[str, float] = {}
+        self.last: dict[str, float] = {}  # CPU seconds over the last window
+        self.last_wall = 0.0
 
     def _now(self) -> dict[str, float]:
         out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
@@ -114,7 +116,24 @@ class CpuMeter:
         """Each process's CPU use over the window, and its wait for a CPU, in % of the window."""
         wall = max(time.monotonic() - self.t0, 1e-9)
         now = self._now()
-        return {k: round(100 * (now[k] - self.start[k]) / wall, 1) for k in now}
+        self.last = {k: now[k] - self.start[k] for k in now}  # seconds, for per_key()
+        self.last_wall = wall
+        return {k: round(100 * v / wall, 1) for k, v in self.last.items()}
+
+    def per_key(self, keys: int, baseline: dict[str, float] | None = None) -> dict[str, float]:
+        """CPU microseconds per key moved of each process over the last window: all of it
+        (under the process's name), and what is left after the CPU the same process used in
+        the no-migration window at the same rate (`net`: the migration's own share, roughly
+        -- the clients' load is not the same in both windows)."""
+        keys = max(keys, 1)
+        out: dict[str, float] = {}
+        for k, v in self.last.items():
+            if k.endswith(" wait"):
+                continue
+            out[k] = round(1e6 * v / keys, 2)
+            if baseline is not None and k in baseline:
+                out[f"{k} net"] = round(1e6 * (v - baseline[k] / 100 * self.last_wall) / keys, 2)
+        return out
 
 
 def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -151,6 +170,9 @@ def main() -> int:
                     help="stop measuring after this long (keys/s from the keys moved so far)")
     ap.add_argument("--redis-arg", action="append", default=[],
                     help="extra redis-server option for both servers, e.g. 'activerehashing no'")
+    ap.add_argument("--no-load", action="store_true",
+                    help="no redis-benchmark during the migration (the CPU per key moved of "
+                         "each process alone; no latency figures)")
     ap.add_argument("--out", help="write the JSON result here too")
     args = ap.parse_args()
     moving = parse_ranges(args.slots, NSLOTS)
@@ -200,10 +222,10 @@ def main() -> int:
 
         base_rows: list[dict[str, float]] = []
         meter.begin()
-        for i in range(4):
+        for i in range(0 if args.no_load else 4):
             base_rows += one_round(i)
         base_cpu = meter.end()
-        baseline = summarize(base_rows)
+        baseline = summarize(base_rows) if base_rows else {}
         print(f"baseline (no migration): {baseline} cpu% {base_cpu}", flush=True)
 
         status, body = dash.call("POST", "/api/v1/migrations", {"slots": args.slots, "to": 2})
@@ -220,6 +242,9 @@ def main() -> int:
             if args.max_seconds and time.time() - start > args.max_seconds:
                 complete = False
                 break
+            if args.no_load:
+                time.sleep(0.2)
+                continue
             rows += one_round(i)
             i += 1
         mig_cpu = meter.end()
@@ -241,7 +266,11 @@ def main() -> int:
                          for name, rs in (("baseline", base_rows), ("during", rows))
                          for g in (1, 2) if any(r["group"] == g for r in rs)},
             "cpu_percent": {"baseline": base_cpu, "during": mig_cpu},
-            "p99_ratio": round(during["p99_ms"] / baseline["p99_ms"], 2) if during else None,
+            # CPU microseconds per key moved, per process, over the migration window
+            "cpu_us_per_key": meter.per_key(m["keys_moved"],
+                                            None if args.no_load else base_cpu),
+            "p99_ratio": (round(during["p99_ms"] / baseline["p99_ms"], 2)
+                          if during and baseline else None),
             "settings": m["settings"], "dashboard_nice": args.dashboard_nice,
             "pace": m.get("pace"),
             "cpus": os.cpu_count(),

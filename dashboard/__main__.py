@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from aiohttp import web
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"slotproxy-dashboard: {e}", file=sys.stderr)
         return 2
+    if cfg.nice:
+        # Before any thread starts (Linux nice values are per thread; new ones inherit it).
+        os.setpriority(os.PRIO_PROCESS, 0, max(cfg.nice, os.getpriority(os.PRIO_PROCESS, 0)))
     logging.basicConfig(level=cfg.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("dashboard")

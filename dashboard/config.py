@@ -107,6 +107,10 @@ class DashboardConfig:
     # operator changed them. Checked at startup.
     autobalance: dict[str, Any] = field(default_factory=dict)
     log_level: str = "info"
+    # CPU niceness the dashboard process gives itself at startup (0-19; 0: unchanged). On a
+    # host it shares with proxies or redis-servers, a migration's mover then yields the CPU to
+    # the data path (docs/migration.md, "CPU priority"); it only ever lowers the priority.
+    nice: int = 0
 
     @property
     def keys(self) -> Keys:
@@ -201,6 +205,8 @@ def from_dict(data: dict[str, Any], base: Path | None = None,
             raise ConfigError(f"autobalance: {e}") from None
     if cfg.slots not in SLOT_COUNTS:
         raise ConfigError(f"slots: expected one of {SLOT_COUNTS}, got {cfg.slots}")
+    if isinstance(cfg.nice, bool) or not isinstance(cfg.nice, int) or not 0 <= cfg.nice <= 19:
+        raise ConfigError(f"nice: expected an integer from 0 to 19, got {cfg.nice!r}")
     return replace(cfg, admin_token=resolve_token(configured=cfg.admin_token, env=env))
 
 

@@ -109,6 +109,7 @@ class Migrator:
         # before the current migration started (taken when its first batch starts).
         self.watch = ProxyLatencyWatch(proxies)
         self.client_baseline: dict[str, float] = {}
+        self._fenced_cache: tuple[Any, frozenset[bytes]] = ((), frozenset())
 
     # -- settings --------------------------------------------------------------------------------
 
@@ -451,7 +452,7 @@ class Migrator:
                 return self._big(k, size, slot, source, mine[slot])
 
             mover = MovePass(source, mine, topo.nslots, self.settings, self._moved, on_big,
-                             skip=lambda k: k.hex() in self._topo().fenced,
+                             fenced=self._fenced_keys,
                              throttle=throttle, pace=pace, probe=probe)
             result = await self._run_pass(mover, gid, (source, dict(mine)))
             if result is None:
@@ -521,6 +522,16 @@ class Migrator:
             self.window.append((now, keys))
         while self.window and now - self.window[0][0] > 5.0:
             self.window.popleft()
+
+    def _fenced_keys(self) -> frozenset[bytes]:
+        """The fenced keys, raw (the mover asks once per SCAN page)."""
+        fenced = self._topo().fenced
+        if not fenced:
+            return frozenset()
+        cached = self._fenced_cache
+        if cached[0] is not fenced:
+            cached = self._fenced_cache = (fenced, frozenset(bytes.fromhex(k) for k in fenced))
+        return cached[1]
 
     async def _unpaused(self) -> None:
         while self.settings.paused:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +32,10 @@ from slotcore.addr import split_addr
 from slotcore.keyslot import key_slot
 from slotcore.resp import pack_command
 
-from ..observe.keyscan import ScanError, scan_keys
-from ..observe.redisconn import SIZES_LUA, connect
+from ..observe.keyscan import MAX_COUNT
+from ..observe.redisconn import connect
 from .pacing import PaceController, PaceLimits
+from .pages import PageError, leaving, next_page, page_request, page_sizes
 
 
 class ServerDown(Exception):
@@ -86,8 +87,8 @@ class Settings:
     _FLOATS = ("stall_ms", "target_stall_ms", "latency_factor", "latency_slack_ms",
                "max_pause_ms", "probe_interval_ms", "proxy_poll_ms", "proxy_window_ms",
                "client_slack_ms", "stall_share", "recheck_s")
-    _ZERO_OK = ("keys_per_sec", "max_pause_ms", "latency_slack_ms", "proxy_poll_ms",
-                "client_slack_ms", "stall_share", "recheck_s")
+    _ZERO_OK = frozenset(("keys_per_sec", "max_pause_ms", "latency_slack_ms", "proxy_poll_ms",
+                          "client_slack_ms", "stall_share", "recheck_s"))
 
     def to_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.FIELDS}
@@ -106,9 +107,14 @@ class Settings:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{name!r} must be a number")
                 value = float(value) if name in self._FLOATS else int(value)
-                low = 0 if name in self._ZERO_OK else 1
-                if value < low:
-                    raise ValueError(f"{name!r} must be >= {low}")
+                if name in self._FLOATS and name not in self._ZERO_OK | {"latency_factor"}:
+                    # a duration below 1 ms is a valid budget (the default stall is 0.5)
+                    if value <= 0:
+                        raise ValueError(f"{name!r} must be > 0")
+                else:
+                    low = 0 if name in self._ZERO_OK else 1
+                    if value < low:
+                        raise ValueError(f"{name!r} must be >= {low}")
             new[name] = value
         lo = new.get("min_batch", self.min_batch)
         hi = new.get("max_batch", self.max_batch)
@@ -178,7 +184,6 @@ class RawConn:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.parser = hiredis.Reader()
-        self.sha: bytes | None = None
 
     async def connect(self) -> RawConn:
         host, port = split_addr(self.addr)
@@ -192,19 +197,27 @@ class RawConn:
     async def pipeline(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Send several commands at once; replies in order (error replies are returned as
         hiredis.ReplyError objects, not raised)."""
+        return await self.send(b"".join([pack_command(*c) for c in commands]), len(commands))
+
+    async def send(self, payload: bytes, n: int) -> list[Any]:
+        """Write pre-packed commands; read their `n` replies (errors returned, not raised).
+        One deadline for the whole exchange (`asyncio.timeout`, not `wait_for` per read:
+        that wraps every read in a task of its own, one more event-loop turn per reply)."""
         assert self.writer is not None and self.reader is not None
+        parser, reader = self.parser, self.reader
         try:
-            self.writer.write(b"".join(pack_command(*c) for c in commands))
+            self.writer.write(payload)
             replies: list[Any] = []
-            while len(replies) < len(commands):
-                reply = self.parser.gets()
-                if reply is False:
-                    data = await asyncio.wait_for(self.reader.read(1 << 20), self.timeout)
-                    if not data:
-                        raise ConnectionError("connection closed")
-                    self.parser.feed(data)
-                    continue
-                replies.append(reply)
+            async with asyncio.timeout(self.timeout):
+                while len(replies) < n:
+                    reply = parser.gets()
+                    if reply is False:
+                        data = await reader.read(1 << 20)
+                        if not data:
+                            raise ConnectionError("connection closed")
+                        parser.feed(data)
+                        continue
+                    replies.append(reply)
             return replies
         except (OSError, TimeoutError, ConnectionError) as e:
             raise _down(self.role, self.addr, e) from None
@@ -214,19 +227,6 @@ class RawConn:
         if isinstance(reply, hiredis.ReplyError):
             raise ResponseError(str(reply))
         return reply
-
-    async def sizes(self, keys: list[bytes]) -> list[int]:
-        if not keys:
-            return []
-        if self.sha is None:
-            self.sha = await self.call("SCRIPT", "LOAD", SIZES_LUA)
-        reply = (await self.pipeline(("EVALSHA", self.sha, len(keys), *keys)))[0]
-        if isinstance(reply, hiredis.ReplyError):
-            if "NOSCRIPT" not in str(reply):
-                raise ResponseError(str(reply))
-            self.sha = None
-            return await self.sizes(keys)
-        return [int(x) for x in reply]
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -247,14 +247,16 @@ class StallMeter:
     def measure(self, info: Any) -> float | None:
         if not isinstance(info, bytes):
             return None
-        i = info.find(b"cmdstat_migrate:")
+        # "cmdstat_migrate:calls=N,usec=U,...": read in place (one per MIGRATE: no dict)
+        i = info.find(b"cmdstat_migrate:calls=")
         if i < 0:
             return None
-        fields = dict(f.split(b"=", 1) for f in
-                      info[i + 16:info.find(b"\r\n", i)].split(b",") if b"=" in f)
+        i += 22
+        j = info.find(b",usec=", i)
+        k = info.find(b",", j + 6) if j > 0 else -1
         try:
-            calls, usec = int(fields[b"calls"]), int(fields[b"usec"])
-        except (KeyError, ValueError):
+            calls, usec = int(info[i:j]), int(info[j + 6:k])
+        except ValueError:
             return None
         prev_calls, prev_usec = self.calls, self.usec
         self.calls, self.usec = calls, usec
@@ -304,23 +306,48 @@ class PrescanResult:
     big: list[tuple[bytes, int, int]] = field(default_factory=list)  # (key, bytes, slot)
 
 
+async def scan_pages(conn: RawConn, nslots: int, slots: Container[int], count: int
+                     ) -> AsyncIterator[tuple[list[tuple[bytes, int]], list[int]]]:
+    """Every page of one full SCAN of `conn`'s server that holds keys of `slots`: their
+    (key, slot) and sizes (-1: gone since the SCAN), one round trip per page (pages.py).
+    `slots` is read at every page (a dict of slots still moving may shrink meanwhile)."""
+    count = max(1, min(count, MAX_COUNT))
+    try:
+        cursor, keys = await conn.call("SCAN", 0, "COUNT", count)
+        while True:
+            mine = leaving(keys, nslots, slots)
+            done = cursor in (b"0", 0)
+            if not mine and done:
+                return
+            replies = await conn.send(
+                page_request([k for k, _ in mine], None if done else cursor, count),
+                len(mine) + (not done))
+            if mine:
+                yield mine, page_sizes(replies, len(mine))
+            if done:
+                return
+            cursor, keys = next_page(replies, len(mine))
+    except (PageError, ResponseError) as e:
+        raise ServerDown("source", conn.addr, f"scan failed: {e}") from None
+
+
 async def prescan(addr: str, slots: set[int], nslots: int, settings: Settings) -> PrescanResult:
-    """Count keys and bytes per leaving slot and find the big keys (nothing is moved): the
-    shared key scanner (observe/keyscan.py) over the leaving slots, unthrottled."""
+    """Count keys and bytes per leaving slot and find the big keys (nothing is moved): one
+    SCAN pass over the source, unthrottled, sized like the move passes (`scan_pages`)."""
     res = PrescanResult()
+    keys, nbytes, big = res.keys, res.bytes, settings.big_key_bytes
     conn = await RawConn(addr, "source").connect()
     try:
-        async for batch in scan_keys(conn, nslots, count=max(1000, settings.batch_size),
-                                     want=slots.__contains__):
-            for info in batch:
-                s, size = info.slot, info.bytes
-                res.keys[s] = res.keys.get(s, 0) + 1
-                res.bytes[s] = res.bytes.get(s, 0) + size
-                if size > settings.big_key_bytes:
-                    res.big.append((info.key, size, s))
+        async for mine, sizes in scan_pages(conn, nslots, slots,
+                                            max(1000, settings.batch_size)):
+            for (k, s), size in zip(mine, sizes, strict=True):
+                if size < 0:
+                    continue
+                keys[s] = keys.get(s, 0) + 1
+                nbytes[s] = nbytes.get(s, 0) + size
+                if size > big:
+                    res.big.append((k, size, s))
         return res
-    except ScanError as e:
-        raise ServerDown("source", addr, str(e)) from None
     finally:
         await conn.close()
 
@@ -337,19 +364,24 @@ class MovePass:
     `targets` maps slot -> target addr and may shrink while the pass runs (slots finished
     elsewhere are simply skipped). `on_big(key, size, slot)` is awaited for a key above the
     big-key threshold: it must move the key (chunked, fenced) or raise.
-    `on_moved(slot, keys, bytes)` reports progress.
+    `on_moved(slot, keys, bytes)` reports progress (once per slot and MIGRATE).
+    `fenced()` names the keys no MIGRATE may carry (fenced big keys being chunk-copied).
 
     With `pace` (and `settings.adaptive`), each MIGRATE's size is the controller's and it is
     fed the duration of every MIGRATE; with `probe` too, a latency sample of the source
     between batches, at most every `probe_interval_ms` (pacing.py). Otherwise every MIGRATE
     is `batch_size` keys. SCAN pages are `batch_size` keys either way (a page holds keys of
     slots that stay as well; small pages would cost a round trip for few keys to move).
+
+    What the pass costs per key moved is mostly per round trip (a wake-up of the source, the
+    target and this process each), so everything per page is one round trip (`scan_pages`)
+    and per key only a slot computation, a size and a place in a MIGRATE remain here.
     """
 
     def __init__(self, source: str, targets: dict[int, str], nslots: int, settings: Settings,
                  on_moved: Callable[[int, int, int], None],
                  on_big: Callable[[bytes, int, int], Awaitable[None]],
-                 skip: Callable[[bytes], bool] = lambda k: False,
+                 fenced: Callable[[], Collection[bytes]] = frozenset,
                  throttle: Throttle | None = None, pace: PaceController | None = None,
                  probe: LatencyProbe | None = None) -> None:
         self.source = source
@@ -358,7 +390,7 @@ class MovePass:
         self.settings = settings
         self.on_moved = on_moved
         self.on_big = on_big
-        self.skip = skip
+        self.fenced = fenced
         self.throttle = throttle or Throttle(lambda: settings.keys_per_sec)
         self.pace = pace
         self.probe = probe
@@ -376,44 +408,27 @@ class MovePass:
                   ) -> PassResult:
         conn = await RawConn(self.source, "source").connect()
         try:
-            cursor, keys = await conn.call("SCAN", 0, "COUNT", self.settings.batch_size)
-            while True:
+            async for mine, sizes in scan_pages(conn, self.nslots, self.targets,
+                                                self.settings.batch_size):
                 if wait_unpaused is not None:
                     await wait_unpaused()
-                mine = [(k, s) for k in keys if (s := key_slot(k, self.nslots)) in self.targets]
-                done = cursor in (b"0", 0)
-                # the sizes of this page and the next page of the scan: one round trip
-                cmds: list[tuple[Any, ...]] = []
-                if mine:
-                    if conn.sha is None:
-                        conn.sha = await conn.call("SCRIPT", "LOAD", SIZES_LUA)
-                    cmds.append(("EVALSHA", conn.sha, len(mine), *(k for k, _ in mine)))
-                if not done:
-                    cmds.append(("SCAN", cursor, "COUNT", self.settings.batch_size))
-                replies = await conn.pipeline(*cmds) if cmds else []
-                for r in replies:
-                    if isinstance(r, hiredis.ReplyError):
-                        conn.sha = None
-                        raise ServerDown("source", self.source, f"scan failed: {r}")
-                sizes = [int(x) for x in replies[0]] if mine else []
-                if mine:
-                    await self._move(conn, mine, sizes)
-                if done:
-                    return self.result
-                cursor, keys = replies[-1]
+                await self._move(conn, mine, sizes)
+            return self.result
         finally:
             await conn.close()
 
     async def _move(self, conn: RawConn, keys: list[tuple[bytes, int]],
                     sizes: list[int]) -> None:
         batches: dict[str, list[tuple[bytes, int, int]]] = {}
+        targets, big = self.targets, self.settings.big_key_bytes
+        fenced = self.fenced()
         for (k, slot), size in zip(keys, sizes, strict=True):
             if size < 0:
                 continue  # gone since the SCAN (moved on access, expired, deleted)
-            target = self.targets.get(slot)
-            if target is None or self.skip(k):
+            target = targets.get(slot)
+            if target is None or (fenced and k in fenced):
                 continue
-            if size > self.settings.big_key_bytes:
+            if size > big:
                 try:
                     await self.on_big(k, size, slot)
                 except ServerDown:
@@ -421,21 +436,19 @@ class MovePass:
                 except Exception as e:
                     self.result.failed[slot] = f"big key {k[:60]!r}: {e}"
                 continue
-            batches.setdefault(target, []).append((k, size, slot))
+            items = batches.get(target)
+            if items is None:
+                items = batches[target] = []
+            items.append((k, size, slot))
         for target, items in batches.items():
-            chunk: list[tuple[bytes, int, int]] = []
-            nbytes = 0
-            limit = self._next_size()
-            for item in items:
-                if chunk and (len(chunk) >= limit
-                              or nbytes + item[1] > self.settings.batch_bytes):
-                    await self._migrate(conn, target, chunk)
-                    chunk, nbytes = [], 0
-                    limit = self._next_size()
-                chunk.append(item)
+            start, nbytes, limit, cap = 0, 0, self._next_size(), self.settings.batch_bytes
+            for i, item in enumerate(items):
+                if i > start and (i - start >= limit or nbytes + item[1] > cap):
+                    await self._migrate(conn, target, items[start:i])
+                    start, nbytes, limit = i, 0, self._next_size()
                 nbytes += item[1]
-            if chunk:
-                await self._migrate(conn, target, chunk)
+            if start < len(items):
+                await self._migrate(conn, target, items[start:])
 
     async def _migrate(self, conn: RawConn, target: str,
                        items: list[tuple[bytes, int, int]]) -> None:
@@ -446,15 +459,15 @@ class MovePass:
             if rest > 0:
                 await asyncio.sleep(rest)
         host, port = split_addr(target)
-        migrate = ("MIGRATE", host, port, "", 0, self.settings.migrate_timeout_ms, "REPLACE",
-                   "KEYS", *(k for k, _, _ in items))
+        migrate = pack_command("MIGRATE", host, port, "", 0, self.settings.migrate_timeout_ms,
+                               "REPLACE", "KEYS", *[k for k, _, _ in items])
         if pace is None:
-            reply = (await conn.pipeline(migrate))[0]
+            reply = (await conn.send(migrate, 1))[0]
         else:
             # The stall as the source itself measured it (INFO commandstats, in the same round
             # trip): our own wait for the reply would add this process's scheduling delays.
             t0 = time.perf_counter()
-            reply, info = await conn.pipeline(migrate, ("INFO", "commandstats"))
+            reply, info = await conn.send(migrate + _INFO_COMMANDSTATS, 2)
             elapsed = time.perf_counter() - t0
             stall = self._stalls.measure(info)
             pace.on_stall(len(items), stall if stall is not None else elapsed)
@@ -473,9 +486,22 @@ class MovePass:
                 self.result.failed[slot] = msg
             return
         if reply == b"OK":
+            # progress once per slot of the batch (a batch mostly holds a few slots)
+            per_slot: dict[int, list[int]] = {}
             for _, size, slot in items:
-                self.result.moved[slot] = self.result.moved.get(slot, 0) + 1
-                self.on_moved(slot, 1, size)
+                c = per_slot.get(slot)
+                if c is None:
+                    per_slot[slot] = [1, size]
+                else:
+                    c[0] += 1
+                    c[1] += size
+            moved = self.result.moved
+            for slot, (n, nbytes) in per_slot.items():
+                moved[slot] = moved.get(slot, 0) + n
+                self.on_moved(slot, n, nbytes)
+
+
+_INFO_COMMANDSTATS = pack_command("INFO", "commandstats")
 
 
 async def count_slot_keys(addr: str, slots: set[int], nslots: int) -> dict[int, int]:

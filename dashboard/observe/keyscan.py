@@ -1,9 +1,10 @@
-"""The one key scanner: SCAN a server page by page and size every key, without blocking it.
+"""The key scanner: SCAN a server page by page and size every key, without blocking it.
 
-Shared by the migration's pre-scan (`migrate.mover.prescan`: bytes per leaving slot and the
-keys too big for one MIGRATE) and the cluster's big-key scan (`observe.bigkeys`: type, element
-count and bytes of every key, per-slot keys and bytes). It works the way `redis-cli --bigkeys`
-and `--memkeys` do, batch by batch:
+Used by the cluster's big-key scan (`observe.bigkeys`: type, element count and bytes of every
+key, per-slot keys and bytes). The migration's pre-scan and passes size keys the same way
+(`MEMORY USAGE`) but in one round trip per page, the next SCAN in the same write
+(`migrate.pages`: per key moved, a round trip is most of the mover's CPU). It works the way
+`redis-cli --bigkeys` and `--memkeys` do, batch by batch:
 
 1. `SCAN cursor COUNT n` (n bounded: one page costs the server O(n));
 2. one pipeline of `MEMORY USAGE key SAMPLES s` (and `TYPE key`) for the page's keys;
@@ -14,7 +15,7 @@ and `--memkeys` do, batch by batch:
 Every command is O(1) or O(samples) for the server; none holds it for long whatever the key's
 size (MEMORY USAGE samples `s` nested elements instead of walking them all). The connection is
 anything with `async pipeline(*commands) -> replies` that returns error replies as exception
-objects: the migration's raw RESP connection or `RedisPipeline` over redis-py below.
+objects: `RedisPipeline` over redis-py below (the mover's raw RESP connection fits too).
 """
 
 from __future__ import annotations

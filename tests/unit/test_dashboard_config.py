@@ -77,3 +77,11 @@ def test_autobalance_config_is_checked_at_startup() -> None:
         from_dict({"autobalance": {"quiet": "later"}})
     with pytest.raises(ConfigError, match="autobalance: unknown setting"):
         from_dict({"autobalance": {"tolerence": 5}})
+
+
+def test_nice_only_lowers_the_priority() -> None:
+    assert from_dict({}, env={}).nice == 0
+    assert from_dict({"nice": 10}, env={}).nice == 10
+    for bad in (-1, 20, "10", 1.5, True):
+        with pytest.raises(ConfigError, match="nice: expected an integer from 0 to 19"):
+            from_dict({"nice": bad}, env={})

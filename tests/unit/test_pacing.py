@@ -336,3 +336,18 @@ def test_no_checks_when_recheck_is_zero() -> None:
     for _ in range(100):
         feed(pace, {"1": (0.01, 0.0005)})
     assert pace.checks == 0 and pace.hold_until == 0 and pace.rest(CLOCK[0]) == pace.pause
+
+
+def test_sub_millisecond_durations_are_valid_settings() -> None:
+    s = Settings()
+    assert s.update({"target_stall_ms": 0.25, "probe_interval_ms": 0.5}) == [
+        "target_stall_ms", "probe_interval_ms"]
+    assert s.target_stall_ms == 0.25 and s.pace_limits().target_stall == 0.00025
+    for name in ("target_stall_ms", "stall_ms", "probe_interval_ms", "proxy_window_ms"):
+        with pytest.raises(ValueError, match=f"'{name}' must be > 0"):
+            s.update({name: 0})
+    with pytest.raises(ValueError, match="'latency_factor' must be >= 1"):
+        s.update({"latency_factor": 0.9})
+    with pytest.raises(ValueError, match="'batch_size' must be >= 1"):
+        s.update({"batch_size": 0})
+    assert s.update({"max_pause_ms": 0}) == ["max_pause_ms"]
