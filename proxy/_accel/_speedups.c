@@ -351,10 +351,9 @@ static int append_ref(PyObject *list, PyObject *src, const char *p, Py_ssize_t n
     return e;
 }
 
-/* Every ArgRef in argv replaced by its bytes: 1 if there was one, 0 if not, -1 error. */
+/* Every ArgRef in argv replaced by its bytes: 0, or -1 with an exception set. */
 static int materialize_argv(PyObject *argv) {
     if (!PyList_Check(argv)) return 0;
-    int any = 0;
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(argv); k++) {
         PyObject *a = PyList_GET_ITEM(argv, k);
         if (!Py_IS_TYPE(a, &ArgRefType)) continue;
@@ -362,9 +361,8 @@ static int materialize_argv(PyObject *argv) {
         if (b == NULL) return -1;
         PyList_SET_ITEM(argv, k, b);  /* the list's reference to the ArgRef: dropped below */
         Py_DECREF(a);
-        any = 1;
     }
-    return any;
+    return 0;
 }
 
 /* materialize_argv over reqs[from:]; 0, or -1 with an exception set. */
